@@ -1,0 +1,111 @@
+"""The contract every poolshift rule follows.
+
+A rule is a LibCST ``VisitorBasedCodemodCommand`` (so ``python -m libcst.tool codemod`` can run it too)
+with a few class attributes the engine reads, and one duty beyond rewriting: it records a :class:`Site`
+for *every* candidate call it sees, rewritten or not. A candidate that is left alone always carries a
+stable reason code, because "correctness beats coverage" only works if the user can see what was skipped.
+
+Rules find call sites through LibCST's ``QualifiedNameProvider`` (resolved imports and aliases), never by
+matching text; ``PREFILTER`` strings exist only so the runner can skip files that cannot contain a
+candidate without parsing them.
+
+Rules are discovered automatically: any module in ``codemods/rules/`` that defines a subclass of
+:class:`PoolshiftRule` with a ``RULE_ID`` is registered (see ``codemods.rules.all_rules``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal
+
+import libcst as cst
+from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
+from libcst.metadata import PositionProvider, QualifiedNameProvider, ScopeProvider
+
+SiteStatus = Literal["migrated", "migratable", "reported"]
+
+
+@dataclass(frozen=True)
+class Site:
+    """One candidate call site and what the rule did (or would do) about it.
+
+    ``status`` is ``migrated`` when the file was rewritten, ``migratable`` in a dry run (scan, diff) for a
+    site the rule would rewrite, and ``reported`` for a site left alone; ``reason`` is then a reason code
+    documented in ``migration_guide/reason-codes.md``. ``reason`` may also be set on a migrated site when the
+    rule applied only its conservative variant (e.g. compat instead of idiomatic) and wants to say why.
+    """
+
+    rule: str
+    path: str
+    line: int
+    column: int
+    status: SiteStatus
+    reason: str | None = None
+    message: str = ""
+    phase: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RuleOptions:
+    """Project-wide knowledge a rule may need, gathered by the runner before any file is transformed.
+
+    ``legacy_helpers`` are fully qualified names of the home-grown connection helpers
+    (``app.db.get_postgres_connection``), from ``[tool.poolshift]`` or discovered in the tree.
+    ``remaining_legacy_references`` is filled in by the runner for the cleanup rule: every place outside
+    the helper's own definition that still refers to a legacy helper, across the whole tree.
+    """
+
+    legacy_helpers: tuple[str, ...] = ()
+    remaining_legacy_references: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class PoolshiftRule(VisitorBasedCodemodCommand):
+    """Base class of all rules: metadata for the engine plus site recording."""
+
+    RULE_ID: ClassVar[str] = ""
+    NAME: ClassVar[str] = ""
+    DESCRIPTION: ClassVar[str] = ""
+    #: "safe": every rewrite keeps behavior by construction; "guarded": rewrites only sites the rule proves
+    #: safe and reports the rest.
+    SAFETY: ClassVar[Literal["safe", "guarded"]] = "guarded"
+    #: The rule may only change a file if one of these strings occurs in its text.
+    PREFILTER: ClassVar[Sequence[str]] = ()
+    #: Reason codes this rule can emit; each is documented in migration_guide/reason-codes.md.
+    REASON_CODES: ClassVar[Mapping[str, str]] = {}
+    #: The cleanup rule runs after all others and only in the final phase.
+    RUNS_LAST: ClassVar[bool] = False
+
+    METADATA_DEPENDENCIES = (PositionProvider, QualifiedNameProvider, ScopeProvider)
+
+    def __init__(self, context: CodemodContext, options: RuleOptions | None = None) -> None:
+        super().__init__(context)
+        self.options = options or RuleOptions()
+        self.sites: list[Site] = []
+
+    def record(
+        self,
+        node: cst.CSTNode,
+        status: Literal["migrated", "reported"],
+        reason: str | None = None,
+        message: str = "",
+    ) -> None:
+        """Record a site at ``node``'s position. The runner turns ``migrated`` into ``migratable`` on dry runs."""
+        if reason is not None and reason not in self.REASON_CODES:
+            raise ValueError(f"{self.RULE_ID}: undeclared reason code {reason!r}")
+        position = self.get_metadata(PositionProvider, node).start
+        self.sites.append(
+            Site(
+                rule=self.RULE_ID,
+                path=self.context.filename or "<string>",
+                line=position.line,
+                column=position.column + 1,
+                status=status,
+                reason=reason,
+                message=message,
+            )
+        )

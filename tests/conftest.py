@@ -1,0 +1,60 @@
+"""Shared fixtures: real servers on 127.0.0.1, started and stopped by the tests themselves.
+
+In CI (``CI=true``) a server that cannot start is a test *failure*, never a skip: the suite must prove the
+PostgreSQL semantics on every run. On a developer machine without PostgreSQL those tests are skipped with
+the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from testservers.postgres import PostgresServer, PostgresUnavailable, launch_postgres
+
+pytest_plugins = ["testservers.http_fixtures"]
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _launch_or_skip(**kwargs: object) -> PostgresServer:
+    try:
+        return launch_postgres(**kwargs)  # type: ignore[arg-type]
+    except PostgresUnavailable as exc:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required in CI: {exc}", pytrace=False)
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL 15 server shared by the session (max_connections=100)."""
+    server = _launch_or_skip(max_connections=100)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_factory() -> Iterator[Callable[..., PostgresServer]]:
+    """Start dedicated servers (e.g. a small ``max_connections`` for exhaustion tests); all stopped after."""
+    started: list[PostgresServer] = []
+
+    def factory(max_connections: int = 20, extra_settings: dict[str, str] | None = None) -> PostgresServer:
+        server = _launch_or_skip(max_connections=max_connections, extra_settings=extra_settings)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """Remove every variable poolshift reads, so a developer's shell cannot change a test's outcome."""
+    for name in list(os.environ):
+        if name.startswith(("DB_", "POSTGRES_", "PG", "HTTP_POOL_", "SQLITE_POOL_")) or name == "DATABASE_URL":
+            monkeypatch.delenv(name, raising=False)
+    return monkeypatch

@@ -1,0 +1,1 @@
+"""pytest fixtures for the local HTTP servers (see testservers/http.py)."""
