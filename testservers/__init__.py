@@ -1,0 +1,1 @@
+"""Real servers (PostgreSQL, PgBouncer, HTTP) started on 127.0.0.1 for tests, the example app and benchmarks."""
