@@ -126,7 +126,7 @@ class PostgresServer:
         try:
             conn.autocommit = True  # type: ignore[attr-defined]
             with conn.cursor() as cur:  # type: ignore[attr-defined]
-                cur.execute(sql, params)
+                cur.execute(sql, params or None)  # None: a literal % needs no escaping
                 return list(cur.fetchall()) if cur.description else []
         finally:
             conn.close()  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""Request handlers: plain functions the web layer calls with already-parsed arguments."""

@@ -1,0 +1,56 @@
+"""Developer and CI sessions. `nox` with no arguments runs the default sessions (the README's test command).
+
+Sessions:
+- lint:   ruff (lint + format check) and mypy --strict on db_utils and codemods.
+- tests:  the pytest suite; starts its own PostgreSQL/HTTP servers on 127.0.0.1.
+- demo:   the quick start: migrate a copy of the bundled example app and show what changed (no server).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+nox.options.sessions = ["lint", "tests"]
+nox.options.error_on_missing_interpreters = True
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy", "--strict", "db_utils", "codemods")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Run poolshift on a temporary copy of examples/legacy_app: scan, migrate every phase, show the diff."""
+    session.install(".")
+    workdir = Path(tempfile.mkdtemp(prefix="poolshift-demo-"))
+    target = workdir / "legacy_app"
+    shutil.copytree(ROOT / "examples" / "legacy_app", target, ignore=shutil.ignore_patterns("__pycache__"))
+    session.chdir(target)
+    session.run("git", "init", "-q", external=True)
+    session.run("git", "add", "-A", external=True)
+    env = {"GIT_AUTHOR_NAME": "demo", "GIT_AUTHOR_EMAIL": "demo@example.invalid"}
+    env |= {"GIT_COMMITTER_NAME": "demo", "GIT_COMMITTER_EMAIL": "demo@example.invalid"}
+    session.run("git", "commit", "-qm", "legacy", external=True, env=env)
+    session.run("poolshift", "scan", ".")
+    session.run("poolshift", "migrate", ".", "--all")
+    session.run("git", "--no-pager", "diff", "--stat", external=True)
+    session.run("poolshift", "check", ".", success_codes=[0, 1])
+    session.log(f"migrated copy left in {target} (the original examples/legacy_app is untouched)")
+    if os.environ.get("CI"):
+        shutil.rmtree(workdir, ignore_errors=True)
