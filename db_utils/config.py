@@ -8,16 +8,19 @@ never echoed back: the error shows the URL with its password masked.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
+
+_Number = TypeVar("_Number", int, float)
 
 
 class ConfigError(ValueError):
@@ -36,11 +39,15 @@ def env_int(name: str, default: int, *, minimum: int, environ: Mapping[str, str]
     try:
         value = int(raw.strip())
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer (default {default}, minimum {minimum})") from None
+        raise ConfigError(
+            f"{name}={raw!r} is not an integer (default {default}, minimum {minimum})"
+        ) from None
     return check_minimum(name, value, minimum)
 
 
-def env_float(name: str, default: float, *, minimum: float, environ: Mapping[str, str] | None = None) -> float:
+def env_float(
+    name: str, default: float, *, minimum: float, environ: Mapping[str, str] | None = None
+) -> float:
     """A number setting (seconds, usually) from ``name`` in the environment, at least ``minimum``."""
     raw = _environ(environ).get(name)
     if raw is None or raw.strip() == "":
@@ -49,7 +56,7 @@ def env_float(name: str, default: float, *, minimum: float, environ: Mapping[str
         value = float(raw.strip())
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number (default {default}, minimum {minimum})") from None
-    if value != value or value in (float("inf"), float("-inf")):  # NaN or infinite
+    if not math.isfinite(value):
         raise ConfigError(f"{name}={raw!r} is not a finite number")
     return check_minimum(name, value, minimum)
 
@@ -67,7 +74,7 @@ def env_bool(name: str, default: bool, *, environ: Mapping[str, str] | None = No
     raise ConfigError(f"{name}={raw!r} is not a boolean (use true/false, 1/0, yes/no, on/off)")
 
 
-def check_minimum(name: str, value: Any, minimum: Any) -> Any:
+def check_minimum(name: str, value: _Number, minimum: _Number) -> _Number:
     """Reject values below ``minimum``, naming the setting; returns ``value`` unchanged otherwise."""
     if value < minimum:
         raise ConfigError(f"{name}={value!r} is below the minimum of {minimum}")

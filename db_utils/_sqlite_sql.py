@@ -1,0 +1,113 @@
+"""Which SQL leaves per-connection state behind that a rollback cannot undo.
+
+A pooled SQLite connection is only safe to hand to the next borrower if it is indistinguishable from a
+fresh one after rollback. A few statements change the *connection* rather than the database: pragma
+assignments (``query_only``, ``foreign_keys``, ``busy_timeout``...), ``ATTACH``/``DETACH`` and temporary
+objects (``CREATE TEMP TABLE``, ``CREATE TABLE temp.x``). Seeing any of them marks the connection dirty,
+and a dirty connection is closed on return instead of reused.
+
+The check errs on the side of "dirty": a false positive only costs one reconnect, a false negative leaks
+state into another caller's connection. It runs on every ``execute``, so it is cached per SQL string and a
+cheap regex rejects the vast majority of statements before any tokenizing.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import re
+
+_MAYBE_STATEFUL = re.compile(r"pragma|attach|detach|temp", re.IGNORECASE)
+
+# Comments, string literals and quoted identifiers, so that their text is never mistaken for keywords.
+_NOISE = re.compile(
+    r"""--[^\n]*|/\*.*?(?:\*/|\Z)|'(?:[^']|'')*(?:'|\Z)|"(?:[^"]|"")*(?:"|\Z)|`(?:[^`]|``)*(?:`|\Z)|\[[^\]]*(?:\]|\Z)""",
+    re.DOTALL,
+)
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z_0-9$]*|[=(.;]")
+
+# Pragmas that take a parenthesised argument but only *read*: used by iterdump() and schema inspection,
+# which must stay cheap. Every other pragma with an argument, or with ``=``, marks the connection dirty.
+_READ_ONLY_PRAGMAS = frozenset(
+    {
+        "table_info",
+        "table_xinfo",
+        "table_list",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+        "foreign_key_check",
+        "integrity_check",
+        "quick_check",
+        "wal_checkpoint",
+    }
+)
+
+
+class SqlEffect(enum.IntFlag):
+    """What running a piece of SQL does to the connection beyond the database contents."""
+
+    NONE = 0
+    DIRTY = 1  # per-connection state a rollback cannot undo
+    JOURNAL_MODE = 2  # the caller chooses the journal mode itself (so poolshift must not)
+
+
+@functools.lru_cache(maxsize=2048)
+def sql_effect(sql: str) -> SqlEffect:
+    """The combined effect of every statement in ``sql`` (a script may hold several)."""
+    if not isinstance(sql, str) or not _MAYBE_STATEFUL.search(sql):
+        return SqlEffect.NONE
+    effect = SqlEffect.NONE
+    for statement in _statements(sql):
+        effect |= _statement_effect(statement)
+    return effect
+
+
+def _statements(sql: str) -> list[list[str]]:
+    """Upper-cased tokens of each statement, with comments, strings and quoted names blanked out."""
+    tokens = _TOKEN.findall(_NOISE.sub(_blank, sql))
+    statements: list[list[str]] = [[]]
+    for piece in tokens:
+        if piece == ";":
+            statements.append([])
+        else:
+            statements[-1].append(piece.upper())
+    return [s for s in statements if s]
+
+
+def _blank(match: re.Match[str]) -> str:
+    # A quoted identifier may still name the temp schema (CREATE TABLE "temp".x): keep that one word.
+    text = match.group()
+    if text[0] in '"`[' and text[1:-1].lower() in ("temp", "temporary"):
+        return " TEMP "
+    return " ? "
+
+
+def _statement_effect(tokens: list[str]) -> SqlEffect:
+    head = tokens[0]
+    if head == "PRAGMA":
+        return _pragma_effect(tokens[1:])
+    if head in ("ATTACH", "DETACH"):
+        return SqlEffect.DIRTY
+    if head == "CREATE" and ("TEMP" in tokens or "TEMPORARY" in tokens):
+        # CREATE TEMP TABLE / CREATE TEMPORARY VIEW / CREATE TABLE temp.x: the temp schema belongs to
+        # the connection and survives a rollback once committed.
+        return SqlEffect.DIRTY
+    return SqlEffect.NONE
+
+
+def _pragma_effect(tokens: list[str]) -> SqlEffect:
+    # PRAGMA [schema.]name [= value | (value)]
+    if len(tokens) >= 3 and tokens[1] == ".":
+        tokens = tokens[2:]
+    if not tokens:
+        return SqlEffect.NONE
+    name, rest = tokens[0].lower(), tokens[1:]
+    if not rest:
+        return SqlEffect.NONE  # a bare ``PRAGMA name`` only reads the setting
+    if rest[0] == "(" and name in _READ_ONLY_PRAGMAS:
+        return SqlEffect.NONE
+    if name == "journal_mode":
+        return SqlEffect.DIRTY | SqlEffect.JOURNAL_MODE
+    return SqlEffect.DIRTY
