@@ -54,3 +54,10 @@ def demo(session: nox.Session) -> None:
     session.log(f"migrated copy left in {target} (the original examples/legacy_app is untouched)")
     if os.environ.get("CI"):
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@nox.session
+def parity(session: nox.Session) -> None:
+    """Prove behavior parity on examples/legacy_app: its suite passes identically after every phase."""
+    session.install("-e", ".[dev]")
+    session.run("python", "-m", "tests.parity.driver", *session.posargs)

@@ -11,6 +11,7 @@ uncontended lock costs tens of nanoseconds and keeps the figures exact under fre
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ _sources_lock = threading.Lock()
 
 
 def register_source(kind: str, source: StatsSource) -> None:
-    """Register (or replace) the stats source for one kind of pool: ``"postgres"``, ``"sqlite"``, ``"http"``."""
+    """Register (or replace) the stats source of one kind of pool: ``postgres``, ``sqlite``, ``http``."""
     with _sources_lock:
         _sources[kind] = source
 
@@ -54,6 +55,8 @@ class PoolCounters:
     wait_time_total: float = 0.0
     timeouts: int = 0
     checked_out: int = 0
+    pings: int = 0
+    ping_failures: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **deltas: float) -> None:
@@ -67,3 +70,73 @@ class PoolCounters:
             data = {k: v for k, v in vars(self).items() if not k.startswith("_")}
         data["reuse_rate"] = round(data["reuses"] / data["checkouts"], 4) if data["checkouts"] else 0.0
         return data
+
+
+# -- status, one-line status and alerts over every registered source ---------------------------------
+
+#: Utilization (checked out / (size + max overflow)) at or above which pool_alerts() warns.
+HIGH_UTILIZATION = 0.8
+
+_alert_logger = logging.getLogger("db_utils.alerts")
+# Counter values seen by the previous pool_alerts() call, so each timeout/invalidation is reported once.
+_alerted: dict[str, dict[str, float]] = {}
+_alerted_lock = threading.Lock()
+
+
+def pool_status() -> dict[str, Any]:
+    """Every pool's figures, keyed by kind (``postgres``: one entry per password-free URL)."""
+    return collect()
+
+
+def pool_status_line() -> str:
+    """One line for logs, e.g. ``postgres[postgresql+psycopg2://app:***@db/app] out=3/30 util=10% ...``."""
+    parts = []
+    for url, figures in collect().get("postgres", {}).items():
+        parts.append(
+            f"postgres[{url}] out={figures['checked_out']}/{figures['pool_size'] + figures['max_overflow']} "
+            f"idle={figures['idle']} util={figures['utilization']:.0%} reuse={figures['reuse_rate']:.0%} "
+            f"created={figures['connections_created']} waits={figures['waits']} "
+            f"timeouts={figures['timeouts']} invalidated={figures['invalidated']} "
+            f"discarded={figures['discarded_dirty']}"
+        )
+    for kind, figures in collect().items():
+        if kind != "postgres":
+            parts.append(f"{kind}[{_compact(figures)}]")
+    return "; ".join(parts) if parts else "no pools"
+
+
+def _compact(figures: dict[str, Any]) -> str:
+    return " ".join(f"{key}={value}" for key, value in figures.items() if isinstance(value, (int, float)))
+
+
+def pool_alerts() -> list[str]:
+    """Conditions worth a human's attention, each also logged as a warning on ``db_utils.alerts``.
+
+    Thresholds: utilization >= 80 % (``HIGH_UTILIZATION``) right now; any checkout timeout, and any
+    connection invalidated as broken, since the previous call.
+    """
+    alerts: list[str] = []
+    for url, figures in collect().get("postgres", {}).items():
+        alerts.extend(_postgres_alerts(url, figures))
+    for message in alerts:
+        _alert_logger.warning(message)
+    return alerts
+
+
+def _postgres_alerts(url: str, figures: dict[str, Any]) -> list[str]:
+    with _alerted_lock:
+        previous = _alerted.get(url, {})
+        _alerted[url] = {"timeouts": figures["timeouts"], "invalidated": figures["invalidated"]}
+    alerts = []
+    if figures["utilization"] >= HIGH_UTILIZATION:
+        alerts.append(
+            f"{url}: pool utilization {figures['utilization']:.0%} ({figures['checked_out']} of "
+            f"{figures['pool_size'] + figures['max_overflow']} connections checked out)"
+        )
+    new_timeouts = figures["timeouts"] - previous.get("timeouts", 0)
+    if new_timeouts > 0:
+        alerts.append(f"{url}: {new_timeouts} checkout timeout(s) since the last check")
+    new_invalidated = figures["invalidated"] - previous.get("invalidated", 0)
+    if new_invalidated > 0:
+        alerts.append(f"{url}: {new_invalidated} broken connection(s) invalidated since the last check")
+    return alerts

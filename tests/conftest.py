@@ -55,6 +55,9 @@ def postgres_factory() -> Iterator[Callable[..., PostgresServer]]:
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """Remove every variable poolshift reads, so a developer's shell cannot change a test's outcome."""
     for name in list(os.environ):
-        if name.startswith(("DB_", "POSTGRES_", "PG", "HTTP_POOL_", "SQLITE_POOL_")) or name == "DATABASE_URL":
+        if (
+            name.startswith(("DB_", "POSTGRES_", "PG", "HTTP_POOL_", "SQLITE_POOL_"))
+            or name == "DATABASE_URL"
+        ):
             monkeypatch.delenv(name, raising=False)
     return monkeypatch

@@ -83,6 +83,8 @@ class PostgresServer:
     database: str
     tmpdir: Path
     process: subprocess.Popen[bytes] = field(repr=False)
+    #: Sessions this object opened itself (query(), connect()): subtracted when counting the app's sessions.
+    own_sessions: int = field(default=0, repr=False)
 
     @property
     def url(self) -> str:
@@ -118,6 +120,7 @@ class PostgresServer:
         """A plain psycopg2 connection, outside any pool: the 'second connection' tests look through."""
         import psycopg2
 
+        self.own_sessions += 1
         return psycopg2.connect(self.dsn, **kwargs)
 
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
@@ -157,6 +160,16 @@ class PostgresServer:
         rows = self.query("SELECT sessions FROM pg_stat_database WHERE datname = %s", (self.database,))
         return int(rows[0][0])  # type: ignore[call-overload]
 
+    def client_sessions_logged(self) -> int:
+        """Client sessions opened since start, minus this object's own, read from the server log.
+
+        Counted from ``log_connections`` lines rather than pg_stat_database, whose counters are flushed
+        lazily by each backend (up to seconds later): the log line is written before authentication
+        completes, so the count is exact the moment the connection exists.
+        """
+        log = (self.tmpdir / "postgres.log").read_text(errors="replace")
+        return log.count("connection authorized:") - self.own_sessions
+
     def stop(self) -> None:
         if self.process.poll() is None:
             # SIGINT is PostgreSQL's "fast shutdown": roll back and disconnect clients, then exit.
@@ -170,7 +183,7 @@ class PostgresServer:
 
 
 def _run(cmd: list[str], user: str | None) -> None:
-    result = subprocess.run(cmd, user=user, capture_output=True, text=True, check=False)  # noqa: PLW1510
+    result = subprocess.run(cmd, user=user, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
 
@@ -186,11 +199,15 @@ def _wait_ready(server: PostgresServer, log: Path, deadline: float) -> None:
             return
         except psycopg2.OperationalError:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"postgres did not accept connections in time:\n{log.read_text()}") from None
+                raise RuntimeError(
+                    f"postgres did not accept connections in time:\n{log.read_text()}"
+                ) from None
             time.sleep(0.05)
 
 
-def launch_postgres(max_connections: int = 100, extra_settings: dict[str, str] | None = None) -> PostgresServer:
+def launch_postgres(
+    max_connections: int = 100, extra_settings: dict[str, str] | None = None
+) -> PostgresServer:
     """Create, start and return a new server; the caller must call ``stop()``."""
     bindir = find_bindir()
     user = _run_as()
@@ -207,8 +224,18 @@ def launch_postgres(max_connections: int = 100, extra_settings: dict[str, str] |
     data = tmpdir / "data"
     _run(
         [
-            str(bindir / "initdb"), "-D", str(data), "-U", SUPERUSER, "--pwfile", str(pwfile),
-            "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync",
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            SUPERUSER,
+            "--pwfile",
+            str(pwfile),
+            "--auth=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
         ],
         user,
     )
@@ -225,6 +252,7 @@ def launch_postgres(max_connections: int = 100, extra_settings: dict[str, str] |
         "full_page_writes": "off",
         "shared_buffers": "32MB",
         "log_min_messages": "warning",
+        "log_connections": "on",  # client_sessions_logged() counts these lines
     }
     settings.update(extra_settings or {})
     log = tmpdir / "postgres.log"
@@ -237,6 +265,7 @@ def launch_postgres(max_connections: int = 100, extra_settings: dict[str, str] |
     try:
         _wait_ready(server, log, time.monotonic() + 60)
         server.query(f"CREATE DATABASE {DATABASE}")
+        server.own_sessions += 1  # _wait_ready's successful probe
     except BaseException:
         server.stop()
         raise
@@ -245,9 +274,9 @@ def launch_postgres(max_connections: int = 100, extra_settings: dict[str, str] |
 
 
 @contextlib.contextmanager
-def start_postgres(max_connections: int = 100, extra_settings: dict[str, str] | None = None) -> Iterator[
-    PostgresServer
-]:
+def start_postgres(
+    max_connections: int = 100, extra_settings: dict[str, str] | None = None
+) -> Iterator[PostgresServer]:
     server = launch_postgres(max_connections, extra_settings)
     try:
         yield server

@@ -94,7 +94,7 @@ class PoolshiftRule(VisitorBasedCodemodCommand):
         reason: str | None = None,
         message: str = "",
     ) -> None:
-        """Record a site at ``node``'s position. The runner turns ``migrated`` into ``migratable`` on dry runs."""
+        """Record a site at ``node``'s position (``migrated`` becomes ``migratable`` on dry runs)."""
         if reason is not None and reason not in self.REASON_CODES:
             raise ValueError(f"{self.RULE_ID}: undeclared reason code {reason!r}")
         position = self.get_metadata(PositionProvider, node).start

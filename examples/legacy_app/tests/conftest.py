@@ -12,6 +12,7 @@ the app onto pooled connections.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -58,8 +59,16 @@ def pg_server() -> Iterator[PostgresServer]:
     try:
         server.query((APP_ROOT / "legacy_app" / "schema.sql").read_text())
         yield server
+        _write_parity_stats(server)
     finally:
         server.stop()
+
+
+def _write_parity_stats(server: PostgresServer) -> None:
+    """For poolshift's parity session: how many connections the app opened during the whole run."""
+    target = os.environ.get("PARITY_STATS_FILE")
+    if target:
+        Path(target).write_text(json.dumps({"connections_opened": server.client_sessions_logged()}))
 
 
 @pytest.fixture(scope="session")
