@@ -100,7 +100,7 @@ def pool_status_line() -> str:
             f"discarded={figures['discarded_dirty']}"
         )
     for kind, figures in collect().items():
-        if kind != "postgres":
+        if kind != "postgres" and figures:
             parts.append(f"{kind}[{_compact(figures)}]")
     return "; ".join(parts) if parts else "no pools"
 

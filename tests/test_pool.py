@@ -1,0 +1,157 @@
+"""The pool itself against a real PostgreSQL: dialect-built engine, validation, counters, gauges."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy.pool import QueuePool
+
+import db_utils
+from db_utils.pool import pool_for
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(autouse=True)
+def pg(postgres, clean_env):
+    clean_env.setenv("DATABASE_URL", postgres.url)
+    db_utils.dispose_pools()
+    yield postgres
+    db_utils.dispose_pools()
+
+
+def backend_pid(conn) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        return cur.fetchone()[0]
+
+
+def figures():
+    (only,) = db_utils.pool_status()["postgres"].values()
+    return only
+
+
+def test_pool_is_a_dialect_built_queue_pool():
+    engine = db_utils.get_connection_pool()
+    assert isinstance(engine.pool, QueuePool)
+    assert engine.pool._dialect is engine.dialect  # pre-ping and is_disconnect need the dialect
+    assert engine.dialect.driver == "psycopg2"
+
+
+def test_connections_are_reused(pg):
+    opened_before = pg.connections_opened()
+    pids = set()
+    for _ in range(5):
+        with db_utils.get_pooled_connection() as conn:
+            pids.add(backend_pid(conn))
+    assert len(pids) == 1
+    # connections_opened() itself opens one session per call: one more than the pool's single session.
+    assert pg.connections_opened() - opened_before == 2
+    stats = figures()
+    assert (stats["checkouts"], stats["reuses"], stats["connections_created"]) == (5, 4, 1)
+    assert stats["reuse_rate"] == 0.8
+
+
+def test_pre_ping_replaces_a_connection_killed_while_idle(pg, clean_env):
+    clean_env.setenv("DB_POOL_PING_AFTER", "0")
+    with db_utils.get_pooled_connection() as conn:
+        first_pid = backend_pid(conn)
+    assert pg.terminate_backends() == 1
+    with db_utils.get_pooled_connection() as conn:  # second checkout of the killed connection
+        assert backend_pid(conn) != first_pid
+    stats = figures()
+    assert stats["pings"] == 1
+    assert stats["ping_failures"] == 1
+    assert stats["invalidated"] == 1
+
+
+def test_recently_used_connection_skips_the_ping(clean_env):
+    clean_env.setenv("DB_POOL_PING_AFTER", "3600")
+    for _ in range(3):
+        with db_utils.get_pooled_connection() as conn:
+            backend_pid(conn)
+    assert figures()["pings"] == 0
+
+
+def test_pre_ping_can_be_switched_off(pg, clean_env):
+    clean_env.setenv("DB_POOL_PRE_PING", "false")
+    clean_env.setenv("DB_POOL_PING_AFTER", "0")
+    with db_utils.get_pooled_connection() as conn:
+        backend_pid(conn)
+    with db_utils.get_pooled_connection() as conn:
+        backend_pid(conn)
+    assert figures()["pings"] == 0
+
+
+def test_gauges_checked_out_overflow_and_utilization():
+    db_utils.get_connection_pool(pool_size=1, max_overflow=3)
+    held = [db_utils.get_postgres_connection() for _ in range(3)]
+    stats = figures()
+    assert stats["checked_out"] == 3
+    assert stats["overflow"] == 2
+    assert stats["utilization"] == 0.75
+    for conn in held:
+        conn.close()
+    stats = figures()
+    assert (stats["checked_out"], stats["overflow"], stats["idle"]) == (0, 0, 1)
+
+
+def test_overflow_is_never_negative_on_an_unused_pool():
+    db_utils.get_connection_pool(pool_size=4)
+    assert figures()["overflow"] == 0
+
+
+def test_waiting_checkout_is_counted():
+    db_utils.get_connection_pool(pool_size=1, max_overflow=0, timeout=30)
+    holder = db_utils.get_postgres_connection()
+    waiting = threading.Event()
+    done = threading.Event()
+
+    def borrower():
+        waiting.set()
+        with db_utils.get_pooled_connection():
+            done.set()
+
+    thread = threading.Thread(target=borrower)
+    thread.start()
+    waiting.wait()
+    engine, _state = pool_for(None)
+    # Release only once the borrower is inside the pool's wait (the queue's waiter list is non-empty).
+    while not engine.pool._pool.not_empty._waiters:
+        if done.is_set():
+            break
+        threading.Event().wait(0.005)
+    holder.close()
+    thread.join()
+    assert done.is_set()
+    assert figures()["waits"] == 1
+
+
+def test_recycle_is_counted(clean_env):
+    clean_env.setenv("DB_POOL_RECYCLE", "60")
+    with db_utils.get_pooled_connection() as conn:
+        first = backend_pid(conn)
+    # Age the idle connection past the recycle limit instead of sleeping.
+    engine, _state = pool_for(None)
+    assert engine.pool._recycle == 60
+    engine.pool._pool.queue[0].starttime -= 61
+    with db_utils.get_pooled_connection() as conn:
+        assert backend_pid(conn) != first
+    assert figures()["recycled"] == 1
+
+
+def test_uuid_results_are_text_as_with_plain_psycopg2():
+    with db_utils.get_pooled_connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT '0b1c6c52-8a2d-4c4b-9a39-5d3a8e2a2f10'::uuid, ARRAY[gen_random_uuid()]")
+        single, array = cur.fetchone()
+    assert single == "0b1c6c52-8a2d-4c4b-9a39-5d3a8e2a2f10"
+    assert isinstance(array, str)
+
+
+def test_dispose_pools_closes_idle_connections(pg):
+    with db_utils.get_pooled_connection() as conn:
+        backend_pid(conn)
+    assert pg.backend_count() == 1
+    assert db_utils.dispose_pools() == 1
+    assert pg.backend_count() == 0

@@ -1,0 +1,140 @@
+"""execute_with_pool_connection: retries disconnects only; exhaustion raises a clear timeout."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy.exc import TimeoutError as SATimeoutError
+
+import db_utils
+from db_utils import PoolTimeoutError
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(autouse=True)
+def pg(postgres, clean_env):
+    clean_env.setenv("DATABASE_URL", postgres.url)
+    # Connections used within the hour skip validation: a killed backend is met mid-operation.
+    clean_env.setenv("DB_POOL_PING_AFTER", "3600")
+    db_utils.dispose_pools()
+    yield postgres
+    db_utils.dispose_pools()
+
+
+@pytest.fixture
+def table(pg):
+    name = f"retry_{uuid.uuid4().hex[:10]}"
+    pg.query(f"CREATE TABLE {name} (id int PRIMARY KEY)")
+    yield name
+    pg.query(f"DROP TABLE {name}")
+
+
+def warm_pool(n: int) -> None:
+    held = [db_utils.get_postgres_connection() for _ in range(n)]
+    for conn in held:
+        conn.cursor().execute("SELECT 1")
+        conn.close()
+
+
+def select_one(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        return cur.fetchone()[0]
+
+
+def test_success_reports_result_and_one_attempt():
+    assert db_utils.execute_with_pool_connection(select_one) == {
+        "status": "success",
+        "result": 1,
+        "attempts": 1,
+    }
+
+
+def test_succeeds_on_retry_after_backends_are_terminated(pg):
+    warm_pool(3)
+    assert pg.terminate_backends() == 3
+    outcome = db_utils.execute_with_pool_connection(select_one, backoff=0.001)
+    assert outcome == {"status": "success", "result": 1, "attempts": 2}
+
+
+def test_disconnect_mid_operation_is_retried_on_a_fresh_connection(pg, table):
+    calls = []
+
+    def operation(conn):
+        calls.append(conn.get_backend_pid())
+        if len(calls) == 1:
+            pg.terminate_backends()  # the server goes away while we work
+        conn.cursor().execute(f"INSERT INTO {table} VALUES (1)")
+        return "done"
+
+    outcome = db_utils.execute_with_pool_connection(operation, backoff=0.001)
+    assert outcome["status"] == "success"
+    assert outcome["attempts"] == 2
+    assert calls[0] != calls[1]
+    assert pg.query(f"SELECT count(*) FROM {table}") == [(1,)]
+
+
+def test_integrity_error_is_never_retried(table):
+    calls = []
+
+    def duplicate(conn):
+        calls.append(1)
+        cur = conn.cursor()
+        cur.execute(f"INSERT INTO {table} VALUES (1)")
+        cur.execute(f"INSERT INTO {table} VALUES (1)")
+
+    outcome = db_utils.execute_with_pool_connection(duplicate, backoff=0.001)
+    assert outcome["status"] == "error"
+    assert outcome["error_type"] == "UniqueViolation"
+    assert outcome["attempts"] == 1
+    assert "duplicate key" in outcome["message"]
+    assert calls == [1]
+
+
+def test_syntax_error_is_never_retried():
+    outcome = db_utils.execute_with_pool_connection(lambda conn: conn.cursor().execute("SELEC 1"))
+    assert (outcome["status"], outcome["error_type"], outcome["attempts"]) == ("error", "SyntaxError", 1)
+
+
+def test_retries_give_up_after_the_configured_count(pg, clean_env):
+    clean_env.setenv("DATABASE_URL", pg.url.replace(f":{pg.port}/", ":1/"))
+    outcome = db_utils.execute_with_pool_connection(select_one, retries=2, backoff=0.001)
+    assert (outcome["status"], outcome["error_type"], outcome["attempts"]) == ("error", "OperationalError", 3)
+    assert pg.password not in outcome["message"]
+
+
+def test_deadline_stops_retrying_early(pg, clean_env):
+    clean_env.setenv("DATABASE_URL", pg.url.replace(f":{pg.port}/", ":1/"))
+    outcome = db_utils.execute_with_pool_connection(select_one, retries=50, backoff=10, deadline=1)
+    assert outcome["attempts"] == 1
+
+
+def test_non_database_errors_propagate():
+    with pytest.raises(ZeroDivisionError):
+        db_utils.execute_with_pool_connection(lambda conn: 1 / 0)
+
+
+def test_negative_retries_rejected():
+    with pytest.raises(ValueError, match="retries"):
+        db_utils.execute_with_pool_connection(select_one, retries=-1)
+
+
+def test_exhaustion_raises_clear_timeout_naming_size_overflow_timeout():
+    db_utils.get_connection_pool(pool_size=1, max_overflow=1, timeout=0.2)
+    holders = [db_utils.get_postgres_connection() for _ in range(2)]
+    with pytest.raises(PoolTimeoutError) as info, db_utils.get_pooled_connection():
+        pass
+    message = str(info.value)
+    assert isinstance(info.value, SATimeoutError)
+    assert "pool size 1" in message
+    assert "max overflow 1" in message
+    assert "timeout 0.2 s" in message
+    outcome = db_utils.execute_with_pool_connection(select_one)
+    assert (outcome["error_type"], outcome["attempts"]) == ("PoolTimeoutError", 1)
+    (stats,) = db_utils.pool_status()["postgres"].values()
+    assert stats["timeouts"] == 2
+    for conn in holders:
+        conn.close()
+    assert db_utils.execute_with_pool_connection(select_one)["status"] == "success"
