@@ -1,0 +1,72 @@
+"""``urlopen``: a drop-in for ``urllib.request.urlopen`` that keeps connections alive in urllib3 pools.
+
+Same signature, same behavior, same exceptions; connections are reused across calls and threads instead
+of paying a TCP (and TLS) handshake per call. Calls the pool cannot serve identically go to urllib
+unchanged: non-http(s) URLs, a globally installed opener, a proxy that applies to the URL, the deprecated
+``cafile``/``capath``/``cadefault`` arguments, or ``HTTP_POOL_ENABLED=false``. See migration_guide/http.md.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import urllib.request
+from typing import Any
+
+from db_utils import _http_manager
+from db_utils._http_manager import current_settings
+from db_utils._http_opener import call_context, opener_for
+from db_utils._http_route import fallback_reason
+from db_utils._http_stats import counters
+from db_utils.stats import register_source
+
+__all__ = ["dispose", "http_stats", "urlopen"]
+
+
+def urlopen(
+    url: str | urllib.request.Request,
+    data: Any = None,
+    timeout: float | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+    *,
+    cafile: str | None = None,
+    capath: str | None = None,
+    cadefault: bool = False,
+    context: ssl.SSLContext | None = None,
+) -> Any:  # Any, as typeshed types urllib.request.urlopen: callers' own annotations keep working
+    """Open ``url`` like ``urllib.request.urlopen``, over a pooled keep-alive connection when possible."""
+    proxies = urllib.request.getproxies()
+    reason = (
+        "disabled"
+        if not current_settings().enabled
+        else fallback_reason(url, proxies, cafile, capath, cadefault)
+    )
+    if reason is not None:
+        counters.fallback(reason)
+        # Typed as Any: typeshed's overloads reject passing context= and cafile= together, which urllib
+        # itself accepts (and rejects at run time with its own error, which is what the caller must see).
+        stock_urlopen: Any = urllib.request.urlopen
+        return stock_urlopen(
+            url, data, timeout, cafile=cafile, capath=capath, cadefault=cadefault, context=context
+        )
+    counters.add(calls=1)
+    token = call_context.set(context)
+    try:
+        return opener_for(proxies).open(url, data, timeout)
+    finally:
+        call_context.reset(token)
+
+
+def dispose() -> None:
+    """Close all idle pooled connections; the next call re-reads the ``HTTP_POOL_*`` settings.
+
+    Responses still being read keep their connection until closed; it is then discarded, not pooled.
+    """
+    _http_manager.dispose()
+
+
+def http_stats() -> dict[str, Any]:
+    """Counters and settings of the HTTP pool, as included in ``pool_status()["http"]``."""
+    return {**counters.snapshot(), **_http_manager.status()}
+
+
+register_source("http", http_stats)
