@@ -32,8 +32,9 @@ class Site:
 
     ``status`` is ``migrated`` when the file was rewritten, ``migratable`` in a dry run (scan, diff) for a
     site the rule would rewrite, and ``reported`` for a site left alone; ``reason`` is then a reason code
-    documented in ``migration_guide/reason-codes.md``. ``reason`` may also be set on a migrated site when the
-    rule applied only its conservative variant (e.g. compat instead of idiomatic) and wants to say why.
+    documented on the rule's page, ``migration_guide/rules/<RULE_ID>.md``. ``reason`` may also be set on a
+    migrated site when the rule applied only its conservative variant (e.g. compat instead of idiomatic)
+    and wants to say why.
     """
 
     rule: str
@@ -69,13 +70,13 @@ class PoolshiftRule(VisitorBasedCodemodCommand):
 
     RULE_ID: ClassVar[str] = ""
     NAME: ClassVar[str] = ""
-    DESCRIPTION: ClassVar[str] = ""
+    DESCRIPTION: str = ""  # LibCST's CodemodCommand declares it as an instance attribute
     #: "safe": every rewrite keeps behavior by construction; "guarded": rewrites only sites the rule proves
     #: safe and reports the rest.
     SAFETY: ClassVar[Literal["safe", "guarded"]] = "guarded"
     #: The rule may only change a file if one of these strings occurs in its text.
     PREFILTER: ClassVar[Sequence[str]] = ()
-    #: Reason codes this rule can emit; each is documented in migration_guide/reason-codes.md.
+    #: Reason codes this rule can emit; each is documented in migration_guide/rules/<RULE_ID>.md.
     REASON_CODES: ClassVar[Mapping[str, str]] = {}
     #: The cleanup rule runs after all others and only in the final phase.
     RUNS_LAST: ClassVar[bool] = False

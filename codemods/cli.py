@@ -1,0 +1,280 @@
+"""``poolshift scan | migrate | check | status``: the command line over the runner.
+
+Output discipline: reports go to stdout (``--format``), except with ``migrate --diff`` where stdout is the
+patch alone and the report goes to stderr; warnings and errors go to stderr; a progress counter appears on
+stderr only when it is a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from codemods import __version__
+from codemods.files import FileDiscoveryError, git_toplevel
+from codemods.plan import Phase, PlanError
+from codemods.report import FORMATS, FileError, Report, render, unified_diff
+from codemods.runner import (
+    Project,
+    RunResult,
+    count_pooled_calls,
+    load_project,
+    phases_for_migrate,
+    phases_up_to,
+    run,
+)
+
+__all__ = ["EXIT_CLEAN", "EXIT_ERROR", "EXIT_REMAINING", "main"]
+
+EXIT_CLEAN = 0
+EXIT_REMAINING = 1
+EXIT_ERROR = 2
+
+EXIT_CODES_HELP = """\
+exit codes:
+  scan     0 report printed; 2 bad arguments or configuration
+  migrate  0 done; 1 done, but some files were left untouched (listed with a reason);
+           2 refused or bad arguments/configuration (nothing written)
+  check    0 clean: no migratable site in the checked phases and every file could be analysed;
+           1 migratable sites remain; 2 error (a file could not be analysed, bad configuration)
+  status   0 status printed; 2 bad arguments or configuration
+"""
+
+SHADOW_WARNING = (
+    "this project has its own top-level `db_utils` ({paths}). Migrated code does `import db_utils`, "
+    "which would import the project's module instead of poolshift's shim. Rename it before migrating "
+    "(or pass --allow-shadowed-db-utils to migrate if you know why it is safe)."
+)
+
+
+def _split(values: list[str] | None) -> tuple[str, ...]:
+    """``--select PS201,PS301 --select PS101`` -> all three."""
+    return tuple(item.strip() for value in values or () for item in value.split(",") if item.strip())
+
+
+def _add_common(parser: argparse.ArgumentParser, *, formats: bool = True, rules: bool = True) -> None:
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or directories")
+    parser.add_argument("--root", type=Path, help="project root (default: nearest pyproject.toml or .git)")
+    parser.add_argument("-j", "--jobs", type=int, default=0, help="worker processes (default: CPU count)")
+    if formats:
+        parser.add_argument("--format", choices=FORMATS, default="text", help="report format")
+    if rules:
+        parser.add_argument(
+            "--select", action="append", metavar="RULE", help="only these rules (or prefixes)"
+        )
+        parser.add_argument("--ignore", action="append", metavar="RULE", help="skip these rules")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="poolshift",
+        description="Move legacy Python code from connect-per-call onto pooled connections, in phases.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"poolshift {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    scan = commands.add_parser(
+        "scan",
+        help="read-only inventory of every candidate site",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(scan)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="rewrite files in place (or print a diff)",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(migrate)
+    which = migrate.add_mutually_exclusive_group()
+    which.add_argument("--phase", metavar="N", help="only this phase (number or name; 'cleanup' last)")
+    which.add_argument("--all", action="store_true", help="every phase in order, then the cleanup")
+    migrate.add_argument("--diff", action="store_true", help="print a git-applicable diff, write nothing")
+    migrate.add_argument(
+        "--allow-shadowed-db-utils",
+        action="store_true",
+        help="migrate even if the project has its own db_utils",
+    )
+
+    check = commands.add_parser(
+        "check",
+        help="CI gate: fail while migratable sites remain",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(check)
+    check.add_argument("--phase", metavar="N", help="check phases 1..N only (number or name)")
+
+    status = commands.add_parser(
+        "status",
+        help="progress per phase (migrated vs remaining vs reported)",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(status, rules=False)
+    return parser
+
+
+def _project(args: argparse.Namespace) -> Project:
+    return load_project(
+        args.paths,
+        select=_split(getattr(args, "select", None)),
+        ignore=_split(getattr(args, "ignore", None)),
+        root=args.root,
+    )
+
+
+def _report(project: Project, result: RunResult, title: str) -> Report:
+    warnings = list(project.warnings)
+    if project.shadowing_db_utils:
+        warnings.insert(0, SHADOW_WARNING.format(paths=", ".join(project.shadowing_db_utils)))
+    errors = [
+        FileError(o.result.path, o.result.error or "", o.result.error_detail, o.phase) for o in result.errors
+    ]
+    return Report(sites=result.sites, errors=errors, warnings=warnings, title=title)
+
+
+def _shadow_banner(project: Project) -> None:
+    if project.shadowing_db_utils:
+        bar = "!" * 78
+        text = SHADOW_WARNING.format(paths=", ".join(project.shadowing_db_utils))
+        sys.stderr.write(f"{bar}\npoolshift: WARNING: {text}\n{bar}\n")
+
+
+def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"workers": args.jobs or os.cpu_count() or 1, "progress": sys.stderr}
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    project = _project(args)
+    _shadow_banner(project)
+    result = run(
+        project, project.plan.phases, dry_run=True, chain=False, include_unassigned=True, **_run_kwargs(args)
+    )
+    sys.stdout.write(render(_report(project, result, "poolshift scan"), args.format))
+    return EXIT_CLEAN
+
+
+def _diff_prefix(project: Project) -> str:
+    """Diff paths are relative to the git top level when there is one, so ``git apply`` works from there."""
+    top = git_toplevel(project.root)
+    if top is None or top == project.root:
+        return ""
+    return project.root.relative_to(top).as_posix() + "/"
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    project = _project(args)
+    if project.shadowing_db_utils and not args.allow_shadowed_db_utils:
+        _shadow_banner(project)
+        sys.stderr.write("poolshift: error: refusing to migrate (see above); nothing was written\n")
+        return EXIT_ERROR
+    phase: Phase | None = None
+    if args.phase is not None:
+        phase = project.plan.resolve_phase(args.phase)
+    elif not args.all and len(project.plan.work_phases) > 1:
+        names = ", ".join(p.label() for p in project.plan.phases)
+        sys.stderr.write(f"poolshift: error: choose --phase N or --all (phases: {names})\n")
+        return EXIT_ERROR
+    phases = phases_for_migrate(project.plan, phase)
+    result = run(project, phases, dry_run=args.diff, chain=True, **_run_kwargs(args))
+    report = _report(project, result, "poolshift migrate")
+    if args.diff:
+        prefix = _diff_prefix(project)
+        for path in sorted(result.finals):
+            sys.stdout.buffer.write(unified_diff(prefix + path, result.originals[path], result.finals[path]))
+        sys.stdout.flush()
+        sys.stderr.write(render(report, "text"))
+    else:
+        sys.stdout.write(render(report, args.format))
+        written = sum(outcome.written for outcome in result.outcomes)
+        sys.stderr.write(f"poolshift: {written} file(s) rewritten\n")
+    return EXIT_REMAINING if result.errors else EXIT_CLEAN
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    project = _project(args)
+    _shadow_banner(project)
+    phase = project.plan.resolve_phase(args.phase) if args.phase is not None else None
+    phases = phases_up_to(project.plan, phase)
+    result = run(
+        project, phases, dry_run=True, chain=False, include_unassigned=phase is None, **_run_kwargs(args)
+    )
+    sys.stdout.write(render(_report(project, result, "poolshift check"), args.format))
+    if result.errors:
+        return EXIT_ERROR
+    if any(site.status == "migratable" for site in result.sites):
+        return EXIT_REMAINING
+    return EXIT_CLEAN
+
+
+def _status_rows(project: Project, result: RunResult) -> list[dict[str, Any]]:
+    rows = []
+    pooled = count_pooled_calls(project)
+    phase_names = [phase.name for phase in project.plan.phases]
+    if project.unassigned_files() and len(project.plan.work_phases) > 0:
+        phase_names.append("unassigned")
+    for name in phase_names:
+        sites = [site for site in result.sites if site.phase == name]
+        remaining = sum(site.status == "migratable" for site in sites)
+        reported = sum(site.status == "reported" for site in sites)
+        errors = sum(1 for outcome in result.errors if outcome.phase == name)
+        migrated = pooled.get(name, 0)
+        if name == project.plan.cleanup.name and reported:
+            state = "blocked"  # the cleanup lists what still uses the legacy helper
+        elif remaining == 0 and errors == 0:
+            state = "done"
+        else:
+            state = "in progress" if migrated else "not started"
+        rows.append(
+            {"phase": name, "migrated": migrated, "remaining": remaining, "reported": reported,
+             "errors": errors, "state": state}
+        )  # fmt: skip
+    return rows
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    project = _project(args)
+    _shadow_banner(project)
+    result = run(
+        project, project.plan.phases, dry_run=True, chain=False, include_unassigned=True, **_run_kwargs(args)
+    )
+    rows = _status_rows(project, result)
+    columns = ["phase", "migrated", "remaining", "reported", "errors", "state"]
+    if args.format == "json":
+        sys.stdout.write(json.dumps({"version": 1, "phases": rows}, indent=2) + "\n")
+    elif args.format == "markdown":
+        lines = ["| " + " | ".join(c.capitalize() for c in columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
+        sys.stdout.write("\n".join(lines) + "\n")
+    else:
+        widths = {c: max(len(c), *(len(str(row[c])) for row in rows)) for c in columns}
+        lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
+        lines += ["  ".join(str(row[c]).ljust(widths[c]) for c in columns).rstrip() for row in rows]
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.write("migrated = calls already on db_utils; remaining = migratable sites\n")
+    return EXIT_CLEAN
+
+
+COMMANDS = {"scan": cmd_scan, "migrate": cmd_migrate, "check": cmd_check, "status": cmd_status}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.jobs < 0:
+        parser.error("--jobs must be >= 0")
+    try:
+        return COMMANDS[args.command](args)
+    except (PlanError, FileDiscoveryError) as exc:  # the user's input, explained; anything else is a bug
+        sys.stderr.write(f"poolshift: error: {exc}\n")
+        return EXIT_ERROR

@@ -1,0 +1,215 @@
+"""Which files a run looks at: the project root, and the Python files under the targets.
+
+The user's ignore rules are respected the way their tools respect them: in a git work tree git itself
+lists the files (``git ls-files -co --exclude-standard``: tracked plus untracked-but-not-ignored), so every
+.gitignore, .git/info/exclude and global excludesfile applies exactly; elsewhere a small .gitignore reader
+covers the common patterns. Virtualenvs and build output are never migrated, ignored or not.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from codemods.plan import glob_matches
+
+__all__ = [
+    "DEFAULT_EXCLUDED_DIRS",
+    "FileDiscoveryError",
+    "find_project_root",
+    "git_toplevel",
+    "list_python_files",
+]
+
+DEFAULT_EXCLUDED_DIRS = frozenset(
+    {".git", ".hg", ".svn", ".venv", "venv", "build", "dist", ".tox", ".nox", "node_modules", "__pycache__",
+     ".mypy_cache", ".pytest_cache", ".ruff_cache", ".eggs"}
+)  # fmt: skip
+
+
+class FileDiscoveryError(ValueError):
+    """A target that does not exist or lies outside the project root."""
+
+
+def find_project_root(targets: Sequence[Path]) -> Path:
+    """The directory holding the plan: the nearest ancestor with a pyproject.toml, not above the repo.
+
+    Walking stops at a directory containing ``.git`` (the repository top) so a stray pyproject.toml
+    above the repository is never picked up; without either, the first target's directory is the root.
+    """
+    first = targets[0].resolve()
+    start = first if first.is_dir() else first.parent
+    for candidate in (start, *start.parents):
+        if (candidate / "pyproject.toml").is_file() or (candidate / ".git").exists():
+            return candidate
+    return start
+
+
+def git_toplevel(root: Path) -> Path | None:
+    """The top of the git work tree containing ``root``, or None when it is not in one (or git is absent)."""
+    try:
+        # git from PATH with fixed arguments; the only variable part is a path passed after -C.
+        completed = subprocess.run(  # noqa: S603
+            ["git", "-C", str(root), "rev-parse", "--show-toplevel"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return None
+    if completed.returncode != 0:
+        return None
+    return Path(completed.stdout.strip()).resolve()
+
+
+def _relative_targets(root: Path, targets: Sequence[Path]) -> list[str]:
+    relative: list[str] = []
+    for target in targets:
+        resolved = target.resolve()
+        if not resolved.exists():
+            raise FileDiscoveryError(f"{target}: no such file or directory")
+        try:
+            relative.append(resolved.relative_to(root).as_posix())
+        except ValueError:
+            raise FileDiscoveryError(f"{target} is outside the project root {root}") from None
+    return relative
+
+
+@lru_cache(maxsize=4096)
+def _is_virtualenv(directory: Path) -> bool:
+    return (directory / "pyvenv.cfg").is_file()
+
+
+def _in_excluded_dir(root: Path, relpath: str) -> bool:
+    parts = relpath.split("/")[:-1]
+    if any(part in DEFAULT_EXCLUDED_DIRS for part in parts):
+        return True
+    directory = root
+    for part in parts:
+        directory = directory / part
+        if _is_virtualenv(directory):
+            return True
+    return False
+
+
+def _keep(root: Path, relpath: str) -> bool:
+    """A regular .py file (symlinks skipped: their target is migrated where it lives, or not at all)."""
+    if not relpath.endswith(".py") or _in_excluded_dir(root, relpath):
+        return False
+    path = root / relpath
+    return path.is_file() and not path.is_symlink()
+
+
+def _git_files(root: Path, targets: list[str]) -> list[str] | None:
+    try:
+        completed = subprocess.run(  # noqa: S603 - fixed git command; targets follow "--"
+            ["git", "-C", str(root), "ls-files", "-co", "--exclude-standard", "-z", "--", *targets],  # noqa: S607
+            capture_output=True,
+            check=False,
+        )
+    except OSError:
+        return None
+    if completed.returncode != 0:
+        return None
+    names = completed.stdout.decode("utf-8", "surrogateescape").split("\0")
+    return [name for name in names if name]
+
+
+@dataclass(frozen=True)
+class _IgnoreRule:
+    base: str  # directory of the .gitignore, relative to the root ("" for the root)
+    pattern: str
+    negated: bool
+    dir_only: bool
+
+    def matches(self, relpath: str, is_dir: bool) -> bool:
+        if self.dir_only and not is_dir:
+            return False
+        if self.base:
+            if not relpath.startswith(self.base + "/"):
+                return False
+            relpath = relpath[len(self.base) + 1 :]
+        # A pattern without an inner slash matches at any depth; with one it is anchored to its .gitignore.
+        pattern = self.pattern if "/" in self.pattern else "**/" + self.pattern
+        return glob_matches(pattern.lstrip("/"), relpath)
+
+
+def _read_gitignore(directory: Path, base: str) -> list[_IgnoreRule]:
+    try:
+        lines = (directory / ".gitignore").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    rules = []
+    for raw in lines:
+        line = raw.rstrip()
+        if not line or line.startswith("#"):
+            continue
+        negated = line.startswith("!")
+        line = line.removeprefix("!").removeprefix("\\")
+        dir_only = line.endswith("/")
+        rules.append(_IgnoreRule(base=base, pattern=line.rstrip("/"), negated=negated, dir_only=dir_only))
+    return rules
+
+
+def _ignored(rules: Iterable[_IgnoreRule], relpath: str, is_dir: bool) -> bool:
+    ignored = False
+    for rule in rules:  # the last matching rule wins, as in git
+        if rule.matches(relpath, is_dir):
+            ignored = not rule.negated
+    return ignored
+
+
+def _walk_files(root: Path, targets: list[str]) -> list[str]:
+    """Fallback outside git: walk, pruning default excludes, virtualenvs and .gitignore'd paths.
+
+    Rules are kept in one list: each carries its .gitignore's directory and applies only below it, so
+    sibling directories' rules never leak into each other.
+    """
+    rules: list[_IgnoreRule] = []
+    read: set[Path] = set()
+
+    def load(directory: Path) -> None:
+        if directory not in read:
+            read.add(directory)
+            rel = directory.relative_to(root).as_posix()
+            rules.extend(_read_gitignore(directory, "" if rel == "." else rel))
+
+    found: list[str] = []
+    for target in targets:
+        top = root / target
+        # .gitignore files between the root and the target apply to the target too.
+        for ancestor in reversed([top, *top.parents]):
+            if ancestor == root or root in ancestor.parents:
+                load(ancestor if ancestor.is_dir() else ancestor.parent)
+        if top.is_file():
+            found.append(target)
+            continue
+        for dirpath, dirnames, filenames in os.walk(top):
+            directory = Path(dirpath)
+            load(directory)
+            rel_dir = directory.relative_to(root).as_posix()
+            prefix = "" if rel_dir == "." else f"{rel_dir}/"
+            dirnames[:] = sorted(
+                name
+                for name in dirnames
+                if name not in DEFAULT_EXCLUDED_DIRS
+                and not _is_virtualenv(directory / name)
+                and not _ignored(rules, prefix + name, is_dir=True)
+            )
+            found.extend(
+                prefix + name for name in filenames if not _ignored(rules, prefix + name, is_dir=False)
+            )
+    return found
+
+
+def list_python_files(root: Path, targets: Sequence[Path]) -> list[str]:
+    """Relative posix paths of the Python files to consider under ``targets``, sorted, no duplicates."""
+    relative = _relative_targets(root, targets) or ["."]
+    names = _git_files(root, relative) if git_toplevel(root) is not None else None
+    if names is None:
+        names = _walk_files(root, relative)
+    return sorted({name for name in names if _keep(root, name)})

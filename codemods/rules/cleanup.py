@@ -1,0 +1,144 @@
+"""PS901 cleanup: remove the legacy helper once nothing in the tree refers to it any more.
+
+It runs last, in the implicit final phase, and only in the helper's own module. The runner computes
+``RuleOptions.remaining_legacy_references`` over the *whole* tree (with
+:func:`codemods.legacy_helpers.find_legacy_references`) after every other rule ran; this rule adds what
+the same function finds in the helper's own module (a cheap second check) and then decides:
+
+* references remain -> the file is not touched; every reference is reported (``helper-still-referenced``)
+  so the user sees exactly what still blocks the cleanup;
+* none remain -> the helper's ``def`` goes, with its entry in ``__all__`` and the imports only it used
+  (``import psycopg2``, ``import os``...). Module-level names it used that are defined in the module
+  (``_settings()``, ``log``) stay: other code may import them. The file itself is never deleted.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import libcst as cst
+from libcst.metadata import Scope, ScopeProvider
+
+from codemods.legacy_helpers import (
+    DEFAULT_HELPER_NAME,
+    ImportPruner,
+    exported_names,
+    find_legacy_references,
+    unused_after_rewrite,
+)
+from codemods.rules.base import PoolshiftRule
+
+
+class LegacyHelperCleanupRule(PoolshiftRule):
+    """Delete the legacy helper's definition when no reference to it remains anywhere."""
+
+    RULE_ID = "PS901"
+    NAME = "cleanup"
+    DESCRIPTION = (
+        "Remove the legacy get_postgres_connection helper and the imports only it used, once unreferenced."
+    )
+    SAFETY = "guarded"
+    RUNS_LAST = True
+    PREFILTER: ClassVar[tuple[str, ...]] = (DEFAULT_HELPER_NAME,)
+    REASON_CODES: ClassVar[dict[str, str]] = {
+        "helper-still-referenced": "the helper is still used somewhere in the tree (the message says where)",
+    }
+
+    def visit_Module(self, node: cst.Module) -> bool:
+        self.doomed: set[int] = set()
+        self.doomed_strings: set[int] = set()
+        self.pruner = ImportPruner(set())
+        module_name = self.context.full_module_name
+        if not module_name:
+            return False
+        definitions = [
+            statement
+            for statement in node.body
+            if isinstance(statement, cst.FunctionDef)
+            and f"{module_name}.{statement.name.value}" in self.options.legacy_helpers
+        ]
+        if not definitions:
+            return False
+        # The runner's whole-tree list, plus this file checked here as well: defence in depth, so a
+        # reference in the helper's own module can never be missed by a runner that passed a stale list.
+        path = self.context.filename or "<string>"
+        own = find_legacy_references({path: node.code}, {path: module_name}, self.options.legacy_helpers)
+        remaining = tuple(dict.fromkeys([*self.options.remaining_legacy_references, *own]))
+        if remaining:
+            for definition in definitions:
+                for reference in remaining:
+                    self.record(definition, "reported", "helper-still-referenced", reference)
+            return False
+        names = {definition.name.value for definition in definitions}
+        self.doomed = {id(definition) for definition in definitions}
+        self.doomed_strings = self._all_entries(node, names)
+        scopes = {scope for scope in self.metadata[ScopeProvider].values() if isinstance(scope, Scope)}
+        self.pruner = ImportPruner(unused_after_rewrite(scopes, definitions, exported_names(node) - names))
+        for definition in definitions:
+            self.record(definition, "migrated", None, f"removed {module_name}.{definition.name.value}")
+        return True
+
+    @staticmethod
+    def _all_entries(module: cst.Module, names: set[str]) -> set[int]:
+        found: set[int] = set()
+
+        class Finder(cst.CSTVisitor):
+            def visit_Element(self, node: cst.Element) -> None:
+                value = node.value
+                if isinstance(value, cst.SimpleString) and value.evaluated_value in names:
+                    found.add(id(node))
+
+        for statement in module.body:
+            if isinstance(statement, cst.SimpleStatementLine):
+                for small in statement.body:
+                    targets = small.targets if isinstance(small, cst.Assign) else []
+                    if any(isinstance(t.target, cst.Name) and t.target.value == "__all__" for t in targets):
+                        small.visit(Finder())
+        return found
+
+    def leave_List(self, original_node: cst.List, updated_node: cst.List) -> cst.List:
+        if not any(id(element) in self.doomed_strings for element in original_node.elements):
+            return updated_node
+        return updated_node.with_changes(elements=self._kept(original_node, updated_node))
+
+    def leave_Tuple(self, original_node: cst.Tuple, updated_node: cst.Tuple) -> cst.Tuple:
+        if not any(id(element) in self.doomed_strings for element in original_node.elements):
+            return updated_node
+        kept = self._kept(original_node, updated_node)
+        if len(kept) == 1:
+            kept[0] = kept[0].with_changes(comma=cst.Comma())  # ("x",) stays a tuple
+        return updated_node.with_changes(elements=kept)
+
+    def _kept(
+        self, original_node: cst.List | cst.Tuple, updated_node: cst.List | cst.Tuple
+    ) -> list[cst.BaseElement]:
+        """The elements minus the helper's ``__all__`` entries, keeping the list's trailing-comma style."""
+        kept = [
+            u
+            for o, u in zip(original_node.elements, updated_node.elements, strict=True)
+            if id(o) not in self.doomed_strings
+        ]
+        if (
+            kept
+            and original_node.elements[-1] is not None
+            and id(original_node.elements[-1]) in self.doomed_strings
+        ):
+            last_comma = updated_node.elements[-1].comma
+            kept[-1] = kept[-1].with_changes(comma=last_comma)
+        return kept
+
+    def leave_FunctionDef(
+        self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
+    ) -> cst.FunctionDef | cst.RemovalSentinel:
+        if id(original_node) in self.doomed:
+            return cst.RemoveFromParent()
+        return updated_node
+
+    def leave_SimpleStatementLine(
+        self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
+    ) -> cst.SimpleStatementLine:
+        return self.pruner.prune_line(original_node, updated_node)
+
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        body, footer = self.pruner.drop_emptied(updated_node.body, updated_node.footer)
+        return updated_node.with_changes(body=body, footer=footer)

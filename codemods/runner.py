@@ -1,0 +1,524 @@
+"""The runner: project discovery, text prefilter, parallel transforms, phases and atomic writes.
+
+Cost model (the reason for the shape of this module): most files of a large tree contain no candidate at
+all, so the parent process reads each file's bytes once and checks the rules' PREFILTER strings on the raw
+bytes; only files that may contain a candidate are decoded, parsed and transformed, in a process pool.
+Results come back in submission order, so reports and diffs are deterministic whatever ``-j`` is.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, QualifiedNameProvider
+
+from codemods import legacy_helpers
+from codemods.files import find_project_root, list_python_files
+from codemods.plan import Phase, Plan, load_plan, select_rule_ids
+from codemods.rules import all_rules
+from codemods.rules.base import PoolshiftRule, RuleOptions, Site
+from codemods.transform import FileResult, decode_source, transform_bytes
+
+__all__ = [
+    "UNASSIGNED",
+    "FileOutcome",
+    "Project",
+    "RunResult",
+    "load_project",
+    "run",
+]
+
+UNASSIGNED = "unassigned"
+#: Rules whose PREFILTER names the default helper also need the project's own legacy helper names.
+DEFAULT_HELPER_NAME = "get_postgres_connection"
+#: Below this many files to parse, a process pool costs more than it saves.
+MIN_FILES_FOR_POOL = 8
+
+
+@dataclass(frozen=True)
+class Project:
+    """Everything known before any file is transformed."""
+
+    root: Path
+    plan: Plan
+    all_files: tuple[str, ...]  # every Python file of the project (for references and helper discovery)
+    target_files: tuple[str, ...]  # the files under the user's PATH arguments, minus plan excludes
+    rules: tuple[type[PoolshiftRule], ...]
+    legacy_helpers: tuple[str, ...]
+    rule_extra: Mapping[str, Any]  # RuleOptions.extra: legacy helper analysis, trust opt-in
+    shadowing_db_utils: tuple[str, ...]  # project files that would shadow the db_utils shim
+    warnings: tuple[str, ...] = ()
+
+    def module_of(self, relpath: str) -> tuple[str, str]:
+        return module_and_package(self.root, relpath)
+
+    def files_in(self, phase: Phase) -> list[str]:
+        if phase.is_cleanup:
+            return list(self.target_files)
+        return [path for path in self.target_files if self.plan.phase_of(path) == phase]
+
+    def unassigned_files(self) -> list[str]:
+        return [path for path in self.target_files if self.plan.phase_of(path) is None]
+
+
+@dataclass
+class FileOutcome:
+    """One file's result within one phase; ``written`` once the new bytes are on disk."""
+
+    result: FileResult
+    phase: str
+    written: bool = False
+
+
+@dataclass
+class RunResult:
+    project: Project
+    outcomes: list[FileOutcome] = field(default_factory=list)
+    files_read: int = 0
+    files_parsed: int = 0
+    #: Final bytes per path when different from the bytes on disk at the start (for --diff).
+    originals: dict[str, bytes] = field(default_factory=dict)
+    finals: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def sites(self) -> list[Site]:
+        return [site for outcome in self.outcomes for site in outcome.result.sites]
+
+    @property
+    def errors(self) -> list[FileOutcome]:
+        return [outcome for outcome in self.outcomes if outcome.result.error]
+
+
+def module_and_package(root: Path, relpath: str) -> tuple[str, str]:
+    """Module and package names of a file, relative to ``root`` (or ``root/src`` for a src layout).
+
+    Same result as ``libcst.helpers.calculate_module_and_package`` (which the rules' contract names),
+    computed on the relative path so no filesystem access is needed per file.
+    """
+    parts = relpath.removesuffix(".py").split("/")
+    if parts[0] == "src" and len(parts) > 1 and not (root / "src" / "__init__.py").exists():
+        parts = parts[1:]
+    if parts[-1] in ("__init__", "__main__"):
+        name = ".".join(parts[:-1])
+        return name, name
+    return ".".join(parts), ".".join(parts[:-1])
+
+
+def _shadowing(root: Path, files: Iterable[str]) -> tuple[str, ...]:
+    """Project files that Python would import as the top-level ``db_utils`` instead of the shim."""
+    found = {path for path in files if module_and_package(root, path)[0] == "db_utils"}
+    for candidate in ("db_utils.py", "db_utils/__init__.py", "src/db_utils.py", "src/db_utils/__init__.py"):
+        if (root / candidate).is_file():
+            found.add(candidate)
+    return tuple(sorted(found))
+
+
+def _selected_rules(
+    plan: Plan, select: Sequence[str], ignore: Sequence[str]
+) -> tuple[type[PoolshiftRule], ...]:
+    rules = all_rules()
+    ids = select_rule_ids(rules, (*plan.select, *select), (*plan.ignore, *ignore))
+    return tuple(rules[rule_id] for rule_id in ids)
+
+
+def _read_all(root: Path, paths: Iterable[str], needles: Sequence[bytes]) -> dict[str, bytes]:
+    """Bytes of the files that contain one of ``needles`` (all of them when ``needles`` is empty)."""
+    found: dict[str, bytes] = {}
+    for path in paths:
+        try:
+            data = (root / path).read_bytes()
+        except OSError:
+            continue
+        if not needles or any(needle in data for needle in needles):
+            found[path] = data
+    return found
+
+
+def _decoded(files: Mapping[str, bytes]) -> dict[str, str]:
+    texts: dict[str, str] = {}
+    for path, data in files.items():
+        try:
+            texts[path] = decode_source(data).text
+        except ValueError:
+            continue  # a file that cannot be decoded cannot define or use a helper we could resolve
+    return texts
+
+
+def _legacy_names(helpers: Sequence[str]) -> tuple[str, ...]:
+    names = {helper.rpartition(".")[2] for helper in helpers}
+    names.add(DEFAULT_HELPER_NAME)
+    names.update(legacy_helpers.LEGACY_PREFILTER_NAMES(helpers))
+    return tuple(sorted(names))
+
+
+def _legacy_knowledge(root: Path, plan: Plan, files: Sequence[str]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The legacy helpers (configured or discovered) and what the rules need to know about them.
+
+    Both come from the tree as it is before this run: a helper's equivalence to the shim is a property of
+    its definition, which no phase rewrites (only the cleanup deletes it).
+    """
+    extra: dict[str, Any] = {}
+    if plan.trust_legacy_helpers:
+        extra[legacy_helpers.TRUST_OPTION] = True
+    configured = plan.legacy_helpers or ()
+    needles = [name.encode() for name in _legacy_names(configured)]
+    sources = _decoded(_read_all(root, files, needles))
+    names = {path: module_and_package(root, path)[0] for path in sources}
+    helpers = plan.legacy_helpers
+    if helpers is None:
+        helpers = tuple(legacy_helpers.discover_legacy_helpers(sources, names))
+    if helpers:
+        extra[legacy_helpers.DIFFERENCES_OPTION] = legacy_helpers.analyse_legacy_helpers(
+            sources, names, helpers
+        )
+    return helpers, extra
+
+
+def load_project(
+    targets: Sequence[Path],
+    *,
+    select: Sequence[str] = (),
+    ignore: Sequence[str] = (),
+    root: Path | None = None,
+) -> Project:
+    """Find the root and plan, list files, pick rules and legacy helpers. Raises ValueError subclasses."""
+    root = (root or find_project_root(targets)).resolve()
+    plan = load_plan(root)
+    all_files = list_python_files(root, [root])
+    target_files = [path for path in list_python_files(root, targets) if not plan.is_excluded(path)]
+    rules = _selected_rules(plan, select, ignore)
+    helpers, extra = _legacy_knowledge(root, plan, all_files)
+    warnings: list[str] = []
+    project = Project(
+        root=root,
+        plan=plan,
+        all_files=tuple(all_files),
+        target_files=tuple(target_files),
+        rules=rules,
+        legacy_helpers=helpers,
+        rule_extra=extra,
+        shadowing_db_utils=_shadowing(root, all_files),
+        warnings=tuple(warnings),
+    )
+    unassigned = project.unassigned_files()
+    if unassigned and plan.config_path is not None:
+        warnings.append(
+            f"{len(unassigned)} file(s) belong to no phase of {plan.config_path.name} and are never "
+            f"migrated (first: {unassigned[0]})"
+        )
+        project = replace(project, warnings=tuple(warnings))
+    return project
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Transforming files (in worker processes)
+
+
+@dataclass(frozen=True)
+class _Job:
+    path: str
+    data: bytes
+    rules: tuple[type[PoolshiftRule], ...]
+    options: RuleOptions
+    dry_run: bool
+    module_name: str
+    package_name: str
+    verify_idempotent: bool
+
+
+def _transform_job(job: _Job) -> FileResult:
+    """Transform one file and, when the output will be written or diffed, insist that a rerun is a no-op.
+
+    A rule that keeps finding work in its own output would keep changing the user's code on every run;
+    that is a rule bug, and the file is left alone rather than rewritten twice differently. (Inventories
+    skip the second run: they write nothing, and it doubles the cost of every file with a candidate.)
+    """
+
+    def transform(data: bytes, dry_run: bool) -> FileResult:
+        return transform_bytes(
+            data, job.rules, path=job.path, options=job.options, dry_run=dry_run,
+            module_name=job.module_name, package_name=job.package_name,
+        )  # fmt: skip
+
+    result = transform(job.data, job.dry_run)
+    if result.output is not None and job.verify_idempotent:
+        again = transform(result.output, True)
+        if again.output is not None or again.error is not None:
+            detail = f"a second run changed the output again ({again.error or 'different bytes'})"
+            return FileResult(job.path, job.data, None, [], "not-idempotent", detail)
+    return result
+
+
+def _needles(rule: type[PoolshiftRule], legacy_names: Sequence[str]) -> tuple[bytes, ...]:
+    needles = list(rule.PREFILTER)
+    if DEFAULT_HELPER_NAME in needles:
+        needles.extend(legacy_names)
+    return tuple(needle.encode("utf-8") for needle in needles)
+
+
+class _Progress:
+    """A one-line counter on stderr, only for a human watching (stderr is a TTY) and only on long runs."""
+
+    def __init__(self, total: int, stream: TextIO | None) -> None:
+        self.total = total
+        self.stream = stream if stream is not None and stream.isatty() else None
+        self.started = time.monotonic()
+        self.shown = False
+
+    def update(self, done: int) -> None:
+        if self.stream is None or time.monotonic() - self.started < 1.0:
+            return
+        self.stream.write(f"\rpoolshift: {done}/{self.total} files")
+        self.stream.flush()
+        self.shown = True
+
+    def finish(self) -> None:
+        if self.stream is not None and self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _execute(jobs: list[_Job], workers: int, progress_stream: TextIO | None) -> list[FileResult]:
+    progress = _Progress(len(jobs), progress_stream)
+    results: list[FileResult] = []
+    if workers <= 1 or len(jobs) < MIN_FILES_FOR_POOL:
+        for job in jobs:
+            results.append(_transform_job(job))
+            progress.update(len(results))
+    else:
+        workers = min(workers, len(jobs))
+        # Chunks amortise inter-process overhead; 4 chunks per worker keep the load balanced.
+        chunksize = max(1, len(jobs) // (workers * 4))
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for result in pool.map(_transform_job, jobs, chunksize=chunksize):  # map keeps input order
+                results.append(result)
+                progress.update(len(results))
+    progress.finish()
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Writing
+
+
+def atomic_write(path: Path, data: bytes, expected: bytes) -> None:
+    """Replace ``path``'s content with ``data`` atomically, keeping its permission bits.
+
+    The temporary file lives in the same directory so ``os.replace`` is a rename on one filesystem:
+    readers see the old file or the new one, never half of either. If the file changed since it was read
+    (an editor, another run), nothing is written.
+    """
+    if path.read_bytes() != expected:
+        raise OSError(f"{path} changed on disk during the run")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".poolshift-tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, mode)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Phases
+
+
+@dataclass
+class _State:
+    """The project's file contents as this run sees them (after earlier phases, when chaining)."""
+
+    root: Path
+    on_disk: dict[str, bytes] = field(default_factory=dict)
+    current: dict[str, bytes] = field(default_factory=dict)
+
+    def read(self, path: str) -> bytes | None:
+        if path not in self.current:
+            try:
+                data = (self.root / path).read_bytes()
+            except OSError:
+                return None
+            self.on_disk[path] = data
+            self.current[path] = data
+        return self.current[path]
+
+
+def _references(project: Project, state: _State) -> tuple[str, ...]:
+    if not project.legacy_helpers:
+        return ()
+    needles = [name.encode() for name in _legacy_names(project.legacy_helpers)]
+    files: dict[str, bytes] = {}
+    for path in project.all_files:
+        data = state.read(path)
+        if data is not None and any(needle in data for needle in needles):
+            files[path] = data
+    sources = _decoded(files)
+    names = {path: project.module_of(path)[0] for path in sources}
+    return tuple(legacy_helpers.find_legacy_references(sources, names, project.legacy_helpers))
+
+
+def _run_phase(
+    project: Project,
+    phase: Phase,
+    paths: Sequence[str],
+    state: _State,
+    result: RunResult,
+    *,
+    dry_run: bool,
+    chain: bool,
+    workers: int,
+    progress: TextIO | None,
+) -> None:
+    rules = [rule for rule in project.rules if phase.is_cleanup == rule.RUNS_LAST]
+    if not rules:
+        return
+    options = RuleOptions(legacy_helpers=project.legacy_helpers, extra=project.rule_extra)
+    if phase.is_cleanup:
+        options = replace(options, remaining_legacy_references=_references(project, state))
+    legacy_names = _legacy_names(project.legacy_helpers)
+    needles = {rule: _needles(rule, legacy_names) for rule in rules}
+    jobs: list[_Job] = []
+    for path in paths:
+        data = state.read(path)
+        result.files_read += 1
+        if data is None:
+            continue
+        # Byte-level prefilter: a rule with no needle in the file cannot have a candidate there.
+        matching = tuple(rule for rule in rules if not needles[rule] or any(n in data for n in needles[rule]))
+        if matching:
+            module_name, package_name = project.module_of(path)
+            jobs.append(_Job(path, data, matching, options, dry_run, module_name, package_name, chain))
+    result.files_parsed += len(jobs)
+    label = phase.name
+    for file_result in _execute(jobs, workers, progress):
+        file_result.sites = [replace(site, phase=label) for site in file_result.sites]
+        outcome = FileOutcome(file_result, label)
+        result.outcomes.append(outcome)
+        if file_result.output is None:
+            continue
+        if not dry_run:
+            try:
+                atomic_write(project.root / file_result.path, file_result.output, file_result.original)
+            except OSError as exc:
+                file_result.error, file_result.error_detail = "unwritable", str(exc)
+                file_result.output, file_result.sites = None, []
+                continue
+            outcome.written = True
+        if chain:
+            state.current[file_result.path] = file_result.output
+
+
+def run(
+    project: Project,
+    phases: Sequence[Phase],
+    *,
+    dry_run: bool,
+    chain: bool = True,
+    workers: int | None = None,
+    progress: TextIO | None = None,
+    include_unassigned: bool = False,
+) -> RunResult:
+    """Run ``phases`` in order.
+
+    With ``chain`` (migrate) each phase sees the previous phases' output, written or, in a dry run such as
+    ``--diff``, simulated; so ``migrate --all --diff`` shows exactly what ``migrate --all`` would write,
+    cleanup included. Without it (scan, check, status) every phase is judged on the tree as it is.
+    ``include_unassigned`` also looks at files in no phase, reported under ``unassigned``, so an
+    inventory never hides candidates.
+    """
+    workers = workers or os.cpu_count() or 1
+    state = _State(project.root)
+    result = RunResult(project)
+    for phase in phases:
+        _run_phase(
+            project, phase, project.files_in(phase), state, result,
+            dry_run=dry_run, chain=chain, workers=workers, progress=progress,
+        )  # fmt: skip
+    if include_unassigned and any(not phase.is_cleanup for phase in phases):
+        unassigned = Phase(number=0, name=UNASSIGNED, paths=())
+        _run_phase(
+            project, unassigned, project.unassigned_files(), state, result,
+            dry_run=True, chain=False, workers=workers, progress=progress,
+        )  # fmt: skip
+    for path, data in state.current.items():
+        if data != state.on_disk[path]:
+            result.originals[path] = state.on_disk[path]
+            result.finals[path] = data
+    return result
+
+
+def phases_up_to(plan: Plan, phase: Phase | None) -> list[Phase]:
+    """Phase 1..N (``check --phase N`` keeps earlier phases clean too); every phase when None."""
+    if phase is None:
+        return list(plan.phases)
+    return [candidate for candidate in plan.phases if candidate.number <= phase.number]
+
+
+def phases_for_migrate(plan: Plan, phase: Phase | None) -> list[Phase]:
+    """``--all`` (None): every phase in order, cleanup last; ``--phase N``: that phase only."""
+    return list(plan.phases) if phase is None else [phase]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Status: how much is already on the shim
+
+
+#: The calls the rules rewrite to; a call of one of these counts as a migrated site in ``status``.
+POOLED_API = frozenset(
+    {
+        "db_utils.sqlite.connect",
+        "db_utils.http.urlopen",
+        "db_utils.get_pooled_connection",
+        "db_utils.execute_with_pool",
+        "db_utils.execute_with_pool_connection",
+        "db_utils.get_postgres_connection",
+    }
+)
+
+
+class _PooledCallCounter(cst.CSTVisitor):
+    """Counts calls that resolve to the ``db_utils`` API (what the rules rewrite to)."""
+
+    METADATA_DEPENDENCIES = (QualifiedNameProvider,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def visit_Call(self, node: cst.Call) -> None:
+        names = self.get_metadata(QualifiedNameProvider, node.func, set())
+        if any(name.name in POOLED_API for name in names):
+            self.count += 1
+
+
+def count_pooled_calls(project: Project) -> dict[str, int]:
+    """Per phase name, the number of calls already going through ``db_utils`` (the "migrated" column).
+
+    The code does not remember what poolshift rewrote, so progress is measured on the code itself: calls
+    that resolve to ``db_utils`` are migrated sites, whoever wrote them.
+    """
+    counts: dict[str, int] = {}
+    for path, data in _read_all(project.root, project.target_files, [b"db_utils"]).items():
+        try:
+            module = cst.parse_module(decode_source(data).text)
+        except (ValueError, cst.ParserSyntaxError):
+            continue
+        counter = _PooledCallCounter()
+        MetadataWrapper(module, unsafe_skip_copy=True).visit(counter)
+        phase = project.plan.phase_of(path)
+        name = phase.name if phase is not None else UNASSIGNED
+        counts[name] = counts.get(name, 0) + counter.count
+    return counts

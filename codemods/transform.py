@@ -1,0 +1,294 @@
+"""The per-file transform: bytes in, bytes (or a reason code) out.
+
+Every caller (the runner, the CLI, the test harness, the guide checks) goes through
+:func:`transform_bytes`, so the rules never see encodings, BOMs or line endings, and the guarantees the
+user relies on are enforced in exactly one place:
+
+* the file is decoded the way Python itself decodes it (PEP 263 coding cookie, UTF-8 BOM) and re-encoded
+  the same way, BOM included;
+* a file with mixed line endings, a syntax error or undecodable bytes is left alone (``error`` says why),
+  because any rewrite of such a file could not be checked;
+* a rule that raises leaves the file untouched (``rule-crashed``) instead of stopping the run;
+* the output must parse again, or the whole file is rolled back (``output-does-not-parse``).
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import tokenize
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import libcst as cst
+from libcst.codemod import CodemodCommand, CodemodContext, SkipFile
+from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
+from libcst.metadata import MetadataWrapper
+
+from codemods.rules.base import PoolshiftRule, RuleOptions, Site
+
+__all__ = [
+    "ERROR_CODES",
+    "FileResult",
+    "SourceText",
+    "decode_source",
+    "line_ending_of",
+    "transform_bytes",
+]
+
+#: Reason codes for a file left untouched, with the advice the report shows next to them.
+ERROR_CODES: dict[str, str] = {
+    "syntax-error": "the file does not parse; fix it (or exclude it) and run again",
+    "undecodable": "the bytes do not match the file's declared or default encoding",
+    "mixed-line-endings": "the file mixes CRLF/LF/CR line endings; normalise them first",
+    "output-does-not-parse": "a rewrite produced invalid code; the file was rolled back (please report it)",
+    "rule-crashed": "a rule raised an exception on this file; the file was left untouched (please report it)",
+    "not-idempotent": "a second run changed the output again; the file was left untouched (please report it)",
+    "unwritable": "the new content could not be written (permissions, or the file changed during the run)",
+}
+
+
+@dataclass
+class FileResult:
+    """What the rules did (or would do) to one file.
+
+    ``output`` is ``None`` when nothing changed *or* when the file was left untouched because of an error;
+    ``error`` tells the two apart. ``sites`` is empty for a file with an error: its rewrites were discarded,
+    so reporting them as migrated (or migratable) would be a lie.
+    """
+
+    path: str
+    original: bytes
+    output: bytes | None
+    sites: list[Site] = field(default_factory=list)
+    error: str | None = None
+    error_detail: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return self.output is not None
+
+
+@dataclass(frozen=True)
+class SourceText:
+    """Decoded source plus what is needed to write it back byte-compatibly."""
+
+    text: str
+    encoding: str  # a codec name; "utf-8-sig" means the file starts with a UTF-8 BOM
+    newline: str  # "\n", "\r\n" or "\r" (the file's only line ending; "\n" when it has none)
+
+
+class SourceError(Exception):
+    """A file that cannot be safely rewritten; ``code`` is one of :data:`ERROR_CODES`."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+def line_ending_of(data: bytes) -> str | None:
+    """The single line ending used in ``data`` ("\\n" when there is none), or ``None`` when mixed.
+
+    Counting on bytes is safe for every encoding Python accepts for source files (they are all
+    ASCII-compatible, PEP 263), so this runs before any decoding.
+    """
+    crlf = data.count(b"\r\n")
+    lone_lf = data.count(b"\n") - crlf
+    lone_cr = data.count(b"\r") - crlf
+    used = [ending for ending, count in (("\r\n", crlf), ("\n", lone_lf), ("\r", lone_cr)) if count]
+    if len(used) > 1:
+        return None
+    return used[0] if used else "\n"
+
+
+def decode_source(data: bytes) -> SourceText:
+    """Decode ``data`` exactly as the interpreter would, or raise :class:`SourceError`."""
+    newline = line_ending_of(data)
+    if newline is None:
+        raise SourceError("mixed-line-endings", "the file mixes line endings")
+    try:
+        # detect_encoding implements PEP 263 and the BOM rules (a BOM plus a non-UTF-8 cookie is an error).
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError as exc:
+        raise SourceError("undecodable", str(exc)) from exc
+    try:
+        text = data.decode(encoding)
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise SourceError("undecodable", f"{encoding}: {exc}") from exc
+    return SourceText(text=text, encoding=encoding, newline=newline)
+
+
+def _encode(text: str, source: SourceText) -> bytes:
+    """Re-encode with the original encoding and line ending.
+
+    LibCST keeps existing line endings and uses the module's detected newline for new lines, so this
+    normalisation is a safety net: a rule that builds a multi-line string with "\\n" must not turn a CRLF
+    file into a mixed one.
+    """
+    if source.newline != "\n":
+        # The rules worked on "\n"-only text (see transform_bytes); a rule could still have built a string
+        # with "\r\n" itself, hence the full normalisation.
+        text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", source.newline)
+    try:
+        return text.encode(source.encoding)
+    except UnicodeEncodeError as exc:
+        raise SourceError(
+            "output-does-not-parse", f"the rewritten text cannot be encoded as {source.encoding}: {exc}"
+        ) from exc
+
+
+def _parse(text: str) -> cst.Module:
+    try:
+        return cst.parse_module(text)
+    except cst.ParserSyntaxError as exc:
+        raise SourceError(
+            "syntax-error", f"line {exc.editor_line}:{exc.editor_column}: {exc.message}"
+        ) from exc
+    except (RecursionError, MemoryError, ValueError) as exc:
+        # The native parser reports some malformed input (NUL bytes, absurd nesting) this way.
+        raise SourceError("syntax-error", f"{type(exc).__name__}: {exc}") from exc
+
+
+def _python_accepts(text: str) -> bool:
+    """Whether the running interpreter's own parser accepts ``text`` (it is stricter than LibCST's)."""
+    try:
+        with warnings.catch_warnings():
+            # Invalid escape sequences in the user's code are not our business here.
+            warnings.simplefilter("ignore")
+            ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
+
+
+def _check_output(original: str, output: str) -> None:
+    """Roll back unless the output parses as well as the original did (LibCST, then CPython)."""
+    try:
+        cst.parse_module(output)
+    except Exception as exc:  # any failure to parse means "do not write this"
+        raise SourceError("output-does-not-parse", f"LibCST: {exc}") from exc
+    # Only demand what the input satisfied: code for a newer Python than the one running us stays
+    # migratable, but if CPython accepted the input it must accept the output.
+    if _python_accepts(original) and not _python_accepts(output):
+        raise SourceError("output-does-not-parse", "the interpreter rejects the rewritten code")
+
+
+def _uses_standard_driver(rule: PoolshiftRule) -> bool:
+    """Whether the rule relies on LibCST's stock ``transform_module`` (then metadata can be shared)."""
+    return (
+        type(rule).transform_module is CodemodCommand.transform_module
+        and not rule.should_allow_multiple_passes()
+    )
+
+
+def _transform_with_shared_metadata(rule: PoolshiftRule, wrapper: MetadataWrapper) -> cst.Module:
+    """What ``CodemodCommand.transform_module`` does, but on a wrapper shared by the file's rules.
+
+    LibCST's driver builds a fresh ``MetadataWrapper`` (a deep copy plus scope and qualified-name
+    analysis, the dominant cost per file) for every rule. The wrapper caches resolved providers, so rules
+    that run on the same unchanged tree pay for the analysis once. The import edits the rule queued in
+    ``context.scratch`` are then applied exactly as LibCST's driver applies them.
+    """
+    with rule.resolve(wrapper):
+        rule.context = replace(rule.context, wrapper=wrapper)
+        try:
+            tree = rule.transform_module_impl(wrapper.module)
+        finally:
+            rule.context = replace(rule.context, wrapper=None)
+    for key, visitor in (
+        (AddImportsVisitor.CONTEXT_KEY, AddImportsVisitor),
+        (RemoveImportsVisitor.CONTEXT_KEY, RemoveImportsVisitor),
+    ):
+        if key in rule.context.scratch:
+            tree = visitor(rule.context).transform_module(tree)
+    return tree
+
+
+def _run_rules(
+    module: cst.Module,
+    rules: Sequence[type[PoolshiftRule]],
+    *,
+    path: str,
+    options: RuleOptions,
+    module_name: str | None,
+    package_name: str | None,
+) -> tuple[str, list[Site]]:
+    """Run the rules in order, each on the previous one's output; returns the final code and all sites."""
+    sites: list[Site] = []
+    code = module.code
+    # Built lazily and reused while the tree is unchanged (see _transform_with_shared_metadata). The
+    # module is ours (parsed here, never handed out), so skipping LibCST's defensive copy is safe.
+    wrapper: MetadataWrapper | None = None
+    for rule_class in rules:
+        # A fresh context per rule: CodemodContext.scratch carries AddImports/RemoveImports requests,
+        # and sharing it would replay one rule's import edits inside the next rule.
+        context = CodemodContext(filename=path, full_module_name=module_name, full_package_name=package_name)
+        rule = rule_class(context, options)
+        try:
+            if _uses_standard_driver(rule):
+                wrapper = wrapper or MetadataWrapper(module, unsafe_skip_copy=True)
+                new_module = _transform_with_shared_metadata(rule, wrapper)
+            else:
+                new_module = rule.transform_module(module)
+        except SkipFile:
+            # The rule declined the whole file: nothing of it was applied, so only its reports stand.
+            sites.extend(site for site in rule.sites if site.status == "reported")
+            continue
+        except Exception as exc:
+            raise SourceError("rule-crashed", f"{rule_class.RULE_ID}: {type(exc).__name__}: {exc}") from exc
+        sites.extend(rule.sites)
+        new_code = new_module.code
+        # Generating code is far cheaper than re-analysing: keep the analysed tree when nothing changed.
+        if new_code != code:
+            module, code, wrapper = new_module, new_code, None
+    return code, sites
+
+
+def transform_bytes(
+    data: bytes,
+    rules: Sequence[type[PoolshiftRule]],
+    *,
+    path: str,
+    options: RuleOptions | None = None,
+    dry_run: bool = False,
+    module_name: str | None = None,
+    package_name: str | None = None,
+) -> FileResult:
+    """Run ``rules`` in order over one file's bytes; never raises for a bad file or a crashing rule.
+
+    With ``dry_run`` the rewritten bytes are still returned (``--diff`` needs them) but sites say
+    ``migratable`` instead of ``migrated``: nothing has been written.
+    """
+    options = options or RuleOptions()
+    try:
+        source = decode_source(data)
+        # Rules and LibCST only ever see "\n": the file has one line ending (mixed ones were refused), so
+        # converting back in _encode is exact, and LibCST mishandles lone-CR files (it drops the last CR).
+        text = (
+            source.text.replace("\r\n", "\n").replace("\r", "\n") if source.newline != "\n" else source.text
+        )
+        module = _parse(text)
+        new_text, sites = _run_rules(
+            module,
+            rules,
+            path=path,
+            options=options,
+            module_name=module_name,
+            package_name=package_name,
+        )
+        output: bytes | None = None
+        if new_text != text:
+            if module.code != text:
+                # Then part of the diff would be LibCST's doing, not a rule's: never write that.
+                raise SourceError("output-does-not-parse", "LibCST does not reproduce this file exactly")
+            _check_output(text, new_text)
+            output = _encode(new_text, source)
+            if output == data:
+                output = None
+    except SourceError as exc:
+        return FileResult(path=path, original=data, output=None, error=exc.code, error_detail=exc.detail)
+    if dry_run:
+        sites = [replace(site, status="migratable") if site.status == "migrated" else site for site in sites]
+    return FileResult(path=path, original=data, output=output, sites=sites)

@@ -1,0 +1,85 @@
+"""Runner pieces that the CLI tests do not pin down: atomic writes, module names, idempotence guard."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import ClassVar
+
+import libcst as cst
+import pytest
+
+from codemods.rules.base import PoolshiftRule, RuleOptions
+from codemods.runner import _Job, _transform_job, atomic_write, load_project, module_and_package, run
+from tests.codemods.toy_rules import ToySqliteRule
+
+
+class GrowingRule(PoolshiftRule):
+    """Appends to every string literal: a second run changes the output again (a rule bug)."""
+
+    RULE_ID = "PS994"
+    PREFILTER: ClassVar[tuple[str, ...]] = ("grow",)
+
+    def leave_SimpleString(
+        self, original_node: cst.SimpleString, updated_node: cst.SimpleString
+    ) -> cst.SimpleString:
+        self.record(original_node, "migrated")
+        return updated_node.with_changes(value=updated_node.value[:-1] + "+" + updated_node.value[-1])
+
+
+def job(data: bytes, rule: type[PoolshiftRule], verify: bool = True) -> _Job:
+    return _Job("m.py", data, (rule,), RuleOptions(), False, "m", "", verify)
+
+
+def test_non_idempotent_rewrite_is_refused() -> None:
+    result = _transform_job(job(b"grow = 'x'\n", GrowingRule))
+    assert (result.output, result.error, result.sites) == (None, "not-idempotent", [])
+
+
+def test_idempotent_rewrite_passes_the_guard() -> None:
+    result = _transform_job(job(b"import sqlite3\nsqlite3.connect('a')\n", ToySqliteRule))
+    assert result.error is None
+    assert result.output is not None
+
+
+def test_atomic_write_keeps_mode_and_refuses_a_file_changed_meanwhile(tmp_path: Path) -> None:
+    target = tmp_path / "m.py"
+    target.write_bytes(b"old\n")
+    target.chmod(0o604)
+    atomic_write(target, b"new\n", b"old\n")
+    assert target.read_bytes() == b"new\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o604
+    with pytest.raises(OSError, match="changed on disk"):
+        atomic_write(target, b"newer\n", b"old\n")
+    assert target.read_bytes() == b"new\n"
+    assert os.listdir(tmp_path) == ["m.py"]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("app/db.py", ("app.db", "app")),
+        ("app/__init__.py", ("app", "app")),
+        ("app/api/__main__.py", ("app.api", "app.api")),
+        ("top.py", ("top", "")),
+        ("src/pkg/m.py", ("pkg.m", "pkg")),
+    ],
+)
+def test_module_names(tmp_path: Path, path: str, expected: tuple[str, str]) -> None:
+    assert module_and_package(tmp_path, path) == expected
+
+
+def test_dry_run_writes_nothing_and_reports_migratable(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    source = b"import sqlite3\nsqlite3.connect('a.db')\n"
+    (tmp_path / "m.py").write_bytes(source)
+    project = load_project([tmp_path], select=["PS201"])
+    dry = run(project, project.plan.phases, dry_run=True, workers=1)
+    assert (tmp_path / "m.py").read_bytes() == source
+    assert [(s.status, s.phase) for s in dry.sites] == [("migratable", "all")]
+    assert dry.finals["m.py"] != source
+    wet = run(project, project.plan.phases, dry_run=False, workers=1)
+    assert [s.status for s in wet.sites] == ["migrated"]
+    assert (tmp_path / "m.py").read_bytes() == dry.finals["m.py"]
+    assert [o.written for o in wet.outcomes] == [True]
