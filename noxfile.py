@@ -3,6 +3,7 @@
 Sessions:
 - lint:   ruff (lint + format check) and mypy --strict on db_utils and codemods.
 - tests:  the pytest suite; starts its own PostgreSQL/HTTP servers on 127.0.0.1.
+- parity: the legacy example app's suite passes identically before and after every migration phase.
 - demo:   the quick start: migrate a copy of the bundled example app and show what changed (no server).
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).parent
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "parity"]
 nox.options.error_on_missing_interpreters = True
 
 

@@ -1,0 +1,52 @@
+"""poolshift with a deliberately broken PS102: besides routing the helper call, it drops `.commit()` calls.
+
+Used only by tests/parity/test_parity.py to prove that the parity session notices a rule that changes
+behavior. Run as ``python tests/parity/broken_poolshift.py <poolshift arguments>``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import libcst as cst
+
+from codemods import cli
+from codemods.rules.postgres_compat import PostgresCompatRule
+
+
+class _DropCommits(cst.CSTTransformer):
+    """Remove every statement line that is just ``<something>.commit()``."""
+
+    def leave_SimpleStatementLine(
+        self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
+    ) -> cst.SimpleStatementLine | cst.RemovalSentinel:
+        for statement in updated_node.body:
+            if (
+                isinstance(statement, cst.Expr)
+                and isinstance(statement.value, cst.Call)
+                and isinstance(statement.value.func, cst.Attribute)
+                and statement.value.func.attr.value == "commit"
+            ):
+                return cst.RemoveFromParent()
+        return updated_node
+
+
+_original_leave_module = PostgresCompatRule.leave_Module
+
+
+def _broken_leave_module(
+    self: PostgresCompatRule, original_node: cst.Module, updated_node: cst.Module
+) -> cst.Module:
+    module = _original_leave_module(self, original_node, updated_node)
+    if any(site.status == "migrated" for site in self.sites):
+        module = module.visit(_DropCommits())
+    return module
+
+
+PostgresCompatRule.leave_Module = _broken_leave_module  # type: ignore[method-assign]
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    if argv and argv[0] in {"scan", "migrate", "check"}:
+        argv += ["-j", "1"]  # keep the patched rule in this process, whatever the start method
+    sys.exit(cli.main(argv))
