@@ -8,10 +8,12 @@ the reason.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 
+import db_utils
 from testservers.postgres import PostgresServer, PostgresUnavailable, launch_postgres
 
 pytest_plugins = ["testservers.http_fixtures"]
@@ -61,3 +63,21 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         ):
             monkeypatch.delenv(name, raising=False)
     return monkeypatch
+
+
+@pytest.fixture
+def pg_pools(postgres: PostgresServer, clean_env: pytest.MonkeyPatch) -> Iterator[PostgresServer]:
+    """``DATABASE_URL`` pointing at the session server, and no pool surviving from another test."""
+    clean_env.setenv("DATABASE_URL", postgres.url)
+    db_utils.dispose_pools()
+    yield postgres
+    db_utils.dispose_pools()
+
+
+@pytest.fixture
+def scratch_table(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh table ``(id int PRIMARY KEY)`` with a unique name, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    postgres.query(f"CREATE TABLE {name} (id int PRIMARY KEY)")
+    yield name
+    postgres.query(f"DROP TABLE {name}")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import psycopg2
 import pytest
 
@@ -13,19 +11,13 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(autouse=True)
-def pg(postgres, clean_env):
-    clean_env.setenv("DATABASE_URL", postgres.url)
-    db_utils.dispose_pools()
-    yield postgres
-    db_utils.dispose_pools()
+def pg(pg_pools):
+    return pg_pools
 
 
 @pytest.fixture
-def table(pg):
-    name = f"conn_{uuid.uuid4().hex[:10]}"
-    pg.query(f"CREATE TABLE {name} (id int PRIMARY KEY)")
-    yield name
-    pg.query(f"DROP TABLE {name}")
+def table(scratch_table):
+    return scratch_table
 
 
 def checked_out() -> int:

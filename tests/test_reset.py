@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
@@ -15,22 +13,16 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(autouse=True)
-def pg(postgres, clean_env):
-    clean_env.setenv("DATABASE_URL", postgres.url)
+def pg(pg_pools):
     # One connection only, so the "next borrower" is guaranteed to get the same one (unless discarded).
-    db_utils.dispose_pools()
     db_utils.get_connection_pool(pool_size=1, max_overflow=0)
-    yield postgres
-    db_utils.dispose_pools()
+    return pg_pools
 
 
 @pytest.fixture
-def table(pg):
-    name = f"reset_{uuid.uuid4().hex[:10]}"
-    pg.query(f"CREATE TABLE {name} (id int PRIMARY KEY)")
-    pg.query(f"INSERT INTO {name} VALUES (1)")
-    yield name
-    pg.query(f"DROP TABLE {name}")
+def table(pg, scratch_table):
+    pg.query(f"INSERT INTO {scratch_table} VALUES (1)")
+    return scratch_table
 
 
 def one(conn, sql):

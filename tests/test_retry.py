@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 
@@ -14,21 +12,15 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(autouse=True)
-def pg(postgres, clean_env):
-    clean_env.setenv("DATABASE_URL", postgres.url)
+def pg(pg_pools, clean_env):
     # Connections used within the hour skip validation: a killed backend is met mid-operation.
     clean_env.setenv("DB_POOL_PING_AFTER", "3600")
-    db_utils.dispose_pools()
-    yield postgres
-    db_utils.dispose_pools()
+    return pg_pools
 
 
 @pytest.fixture
-def table(pg):
-    name = f"retry_{uuid.uuid4().hex[:10]}"
-    pg.query(f"CREATE TABLE {name} (id int PRIMARY KEY)")
-    yield name
-    pg.query(f"DROP TABLE {name}")
+def table(scratch_table):
+    return scratch_table
 
 
 def warm_pool(n: int) -> None:

@@ -16,11 +16,8 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(autouse=True)
-def pg(postgres, clean_env):
-    clean_env.setenv("DATABASE_URL", postgres.url)
-    db_utils.dispose_pools()
-    yield postgres
-    db_utils.dispose_pools()
+def pg(pg_pools):
+    return pg_pools
 
 
 def test_password_appears_nowhere(pg, clean_env, caplog):

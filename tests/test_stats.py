@@ -13,12 +13,9 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(autouse=True)
-def pg(postgres, clean_env):
-    clean_env.setenv("DATABASE_URL", postgres.url)
-    db_utils.dispose_pools()
+def pg(pg_pools):
     db_utils.pool_alerts()  # forget alert baselines of earlier tests
-    yield postgres
-    db_utils.dispose_pools()
+    return pg_pools
 
 
 def test_counters_contract_is_unchanged():
