@@ -4,6 +4,8 @@ Sessions:
 - lint:   ruff (lint + format check) and mypy --strict on db_utils and codemods.
 - tests:  the pytest suite; starts its own PostgreSQL/HTTP servers on 127.0.0.1.
 - parity: the legacy example app's suite passes identically before and after every migration phase.
+- bench_quick: every benchmark at smoke-test size (CI): proves they run, prints figures, edits nothing.
+- bench:  the full benchmark run (about 15 minutes): rewrites the README's figures and chart.
 - demo:   the quick start: migrate a copy of the bundled example app and show what changed (no server).
 """
 
@@ -62,3 +64,17 @@ def parity(session: nox.Session) -> None:
     """Prove behavior parity on examples/legacy_app: its suite passes identically after every phase."""
     session.install("-e", ".[dev]")
     session.run("python", "-m", "tests.parity.driver", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Full benchmark run: figures and ratios against peers; updates the README table and chart."""
+    session.install("-e", ".[dev,bench]")
+    session.run("python", "-m", "bench.run_all", *session.posargs)
+
+
+@nox.session
+def bench_quick(session: nox.Session) -> None:
+    """Every benchmark at smoke-test size: they must run end to end; no figure here is a measurement."""
+    session.install("-e", ".[dev,bench]")
+    session.run("python", "-m", "bench.run_all", "--quick", *session.posargs)

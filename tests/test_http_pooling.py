@@ -40,6 +40,18 @@ def test_sequential_requests_share_one_connection(http_server: PoolTestServer) -
     assert delta(before, "requests") == 20
 
 
+def test_http_figures_appear_in_pool_status(http_server: PoolTestServer) -> None:
+    import db_utils
+
+    before = db_utils.pool_status()["http"]
+    for _ in range(3):
+        get_json(http_server.url + "/echo")
+    after = db_utils.pool_status()["http"]
+    assert after["requests"] - before["requests"] == 3
+    assert after["reuses"] - before["reuses"] >= 2
+    assert "http" in db_utils.pool_status_line()
+
+
 def test_redirect_hops_reuse_the_connection(http_server: PoolTestServer) -> None:
     assert get_json(http_server.url + "/chain/5")["path"] == "/chain/0"
     assert http_server.connections_accepted == 1
