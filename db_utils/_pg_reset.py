@@ -36,10 +36,18 @@ class Baseline:
     encoding: str
     string_types: dict[Any, Any]
     binary_types: dict[Any, Any]
+    #: DateStyle as psycopg2 left it after connecting: on a non-ISO server psycopg2 runs
+    #: ``SET DATESTYLE TO 'ISO'`` (it parses ISO dates only), a SET that DISCARD ALL would undo.
+    datestyle: str | None
 
     @classmethod
     def of(cls, connection: Any) -> Baseline:
-        return cls(connection.encoding, dict(connection.string_types), dict(connection.binary_types))
+        return cls(
+            connection.encoding,
+            dict(connection.string_types),
+            dict(connection.binary_types),
+            connection.info.parameter_status("DateStyle"),
+        )
 
 
 def reset_connection(connection: Any, baseline: Baseline) -> str | None:
@@ -53,7 +61,7 @@ def reset_connection(connection: Any, baseline: Baseline) -> str | None:
             if reason is not None:
                 return reason
         if connection.session_effect == SESSION_STATE:
-            _discard_session_state(connection)
+            _discard_session_state(connection, baseline)
         _restore_client_settings(connection)
     except Exception as exc:  # any failure here means the connection's state is unknown
         return f"reset failed ({type(exc).__name__})"
@@ -90,11 +98,18 @@ def _end_transaction(connection: Any) -> str | None:
     return None
 
 
-def _discard_session_state(connection: Any) -> None:
-    """``DISCARD ALL`` must run outside a transaction block, hence the autocommit switch."""
+def _discard_session_state(connection: Any, baseline: Baseline) -> None:
+    """``DISCARD ALL`` must run outside a transaction block, hence the autocommit switch.
+
+    It also resets the one SET psycopg2 may have issued itself when connecting (DateStyle), so that is
+    put back. The check is client-side: the server reports DateStyle changes (it is a GUC_REPORT
+    setting), so psycopg2's ``parameter_status`` is current without a round trip.
+    """
     connection.autocommit = True
     with plain_cursor(connection) as cursor:
         cursor.execute("DISCARD ALL")
+        if baseline.datestyle and connection.info.parameter_status("DateStyle") != baseline.datestyle:
+            cursor.execute("SET DateStyle TO %s", (baseline.datestyle,))
     connection.session_effect = CLEAN
 
 
