@@ -29,10 +29,12 @@ _STOCK_HANDLERS = frozenset(
 DEFAULT_ADDHEADERS = urllib.request.OpenerDirector().addheaders
 
 
-def fallback_reason(
+def route(
     url: str | urllib.request.Request, proxies: dict[str, str], cafile: Any, capath: Any, cadefault: Any
-) -> str | None:
-    """The reason this call must go to urllib (a stats key), or None when the pool can serve it.
+) -> str | urllib.request.Request:
+    """The reason the call must go to urllib (a ``str``: a stats key), or the ``Request`` the pool sends:
+    the one urllib's opener would build from ``url`` (``url`` itself if it is one). The pooled call hands
+    it to the opener, so that the URL is parsed once per call, not twice.
 
     ``proxies`` is ``urllib.request.getproxies()``, read once per call by the caller.
     """
@@ -48,7 +50,7 @@ def fallback_reason(
         return "opener"
     if proxy_applies(request, proxies):
         return "proxy"
-    return None
+    return request
 
 
 def installed_opener_is_custom() -> bool:

@@ -16,7 +16,8 @@ from typing import Any
 from db_utils import _http_manager
 from db_utils._http_manager import current_settings
 from db_utils._http_opener import call_context, opener_for
-from db_utils._http_route import fallback_reason
+from db_utils._http_proxies import current_proxies
+from db_utils._http_route import route
 from db_utils._http_stats import counters
 from db_utils.stats import register_source
 
@@ -34,14 +35,10 @@ def urlopen(
     context: ssl.SSLContext | None = None,
 ) -> Any:  # Any, as typeshed types urllib.request.urlopen: callers' own annotations keep working
     """Open ``url`` like ``urllib.request.urlopen``, over a pooled keep-alive connection when possible."""
-    proxies = urllib.request.getproxies()
-    reason = (
-        "disabled"
-        if not current_settings().enabled
-        else fallback_reason(url, proxies, cafile, capath, cadefault)
-    )
-    if reason is not None:
-        counters.fallback(reason)
+    proxies = current_proxies()  # urllib.request.getproxies(), cached while the environment is unchanged
+    routed = "disabled" if not current_settings().enabled else route(url, proxies, cafile, capath, cadefault)
+    if isinstance(routed, str):  # the reason the pool cannot serve this call identically
+        counters.fallback(routed)
         # Typed as Any: typeshed's overloads reject passing context= and cafile= together, which urllib
         # itself accepts (and rejects at run time with its own error, which is what the caller must see).
         stock_urlopen: Any = urllib.request.urlopen
@@ -51,7 +48,8 @@ def urlopen(
     counters.add(calls=1)
     token = call_context.set(context)
     try:
-        return opener_for(proxies).open(url, data, timeout)
+        # The parsed Request, not the string: OpenerDirector.open would build an identical one from it.
+        return opener_for(proxies).open(routed, data, timeout)
     finally:
         call_context.reset(token)
 
