@@ -9,8 +9,15 @@ round caused by the scheduler instead of averaging it in.
 Usage from a benchmark module::
 
     harness = Harness("http", quick=args.quick)
-    harness.measure("urllib", lambda: ...)
-    harness.report(baseline="urllib")     # prints a table, writes bench/results/http.json
+    harness.measure_interleaved({"urllib": lambda: ..., "pooled": lambda: ...})
+    targets = [Target.at_least("pooled >= 5x urllib", harness.paired_ratio("urllib", "pooled"), 5.0)]
+    harness.report(baseline="urllib", targets=targets)  # prints a table, writes bench/results/http.json
+
+Prefer :meth:`Harness.measure_interleaved` over :meth:`Harness.measure`: on a shared 2-core machine the
+background load drifts over seconds, and measuring contender A for ten seconds and then B for ten seconds
+lets that drift masquerade as a difference between A and B. Interleaved rounds (A, B, C, then B, C, A...)
+expose every contender to the same drift, and :meth:`Harness.paired_ratio` compares rounds that ran side
+by side, which cancels most of it.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +46,11 @@ class Measurement:
     median_s: float
     q1_s: float
     q3_s: float
+    #: Median client-side CPU time per op (this thread only): the part of the cost the pool's own Python
+    #: code can change; the rest of median_s is waiting for the server and the network.
+    cpu_s: float | None = None
+    #: The fastest round's per-op time: what the machine gives when nothing else runs (a floor).
+    min_s: float | None = None
 
     @property
     def iqr_s(self) -> float:
@@ -48,12 +61,48 @@ class Measurement:
         return 1.0 / self.median_s if self.median_s else float("inf")
 
 
-def summarize(name: str, ops: int, samples: list[float]) -> Measurement:
+def summarize(
+    name: str, ops: int, samples: list[float], cpu_samples: list[float] | None = None
+) -> Measurement:
     """Median and quartiles of per-operation times (``statistics.quantiles`` needs two samples)."""
+    cpu = statistics.median(cpu_samples) if cpu_samples else None
     if len(samples) == 1:
-        return Measurement(name, ops, 1, samples[0], samples[0], samples[0])
+        return Measurement(name, ops, 1, samples[0], samples[0], samples[0], cpu, samples[0])
     q1, median, q3 = statistics.quantiles(samples, n=4, method="inclusive")
-    return Measurement(name, ops, len(samples), median, q1, q3)
+    return Measurement(name, ops, len(samples), median, q1, q3, cpu, min(samples))
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of the issue's targets, with the figure measured in this run (recorded, never asserted)."""
+
+    name: str
+    target: str
+    measured: float
+    met: bool
+    limit: str = ""
+
+    @classmethod
+    def at_least(cls, name: str, measured: float, threshold: float, limit: str = "") -> Target:
+        met = measured >= threshold
+        return cls(name, f">= {threshold:g}", round(measured, 4), met, "" if met else limit)
+
+    @classmethod
+    def at_most(cls, name: str, measured: float, threshold: float, limit: str = "") -> Target:
+        met = measured <= threshold
+        return cls(name, f"<= {threshold:g}", round(measured, 4), met, "" if met else limit)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """A collection landing in one round would show up as noise in that round only."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class Harness:
@@ -65,61 +114,146 @@ class Harness:
         self.ops = max(ops // 10, 1) if quick else ops
         self.rounds = 5 if quick else rounds
         self.results: list[Measurement] = []
+        self.samples: dict[str, list[float]] = {}  # per-op seconds of each round, in round order
 
     def measure(self, name: str, operation: Callable[[], object], *, warmup: int = 10) -> Measurement:
         """Run ``operation`` ``ops`` times per round, ``rounds`` rounds, after ``warmup`` untimed calls."""
         for _ in range(warmup):
             operation()
-        samples = []
-        gc_was_enabled = gc.isenabled()
-        gc.disable()  # a collection landing in one round would show up as noise in that round only
-        try:
+        samples: list[float] = []
+        cpu_samples: list[float] = []
+        with gc_paused():
             for _ in range(self.rounds):
-                start = time.perf_counter()
-                for _ in range(self.ops):
-                    operation()
-                samples.append((time.perf_counter() - start) / self.ops)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        result = summarize(name, self.ops, samples)
-        self.results.append(result)
+                wall, cpu = _time_round(operation, self.ops)
+                samples.append(wall)
+                cpu_samples.append(cpu)
+        return self._record(name, self.ops, samples, cpu_samples)
+
+    def measure_interleaved(
+        self,
+        operations: Mapping[str, Callable[[], object]],
+        *,
+        ops: Mapping[str, int] | None = None,
+        warmup: int = 10,
+    ) -> list[Measurement]:
+        """Time every contender in alternating rounds, so machine noise hits all of them alike.
+
+        Round ``r`` runs the contenders in the given order rotated by ``r`` (A B C, B C A, C A B...), so
+        none always runs right after the same neighbour. ``ops`` overrides the operations per round for
+        slow contenders (full-mode counts; ``--quick`` divides them by 10 like the default).
+
+        Rounds, not single operations, alternate: a database benchmark interleaved op by op makes
+        every operation wake a different server process, which measures scheduler wake-ups instead.
+        """
+        names = list(operations)
+        per_round = {name: self._scaled(ops.get(name)) if ops else self.ops for name in names}
+        for name in names:
+            for _ in range(warmup):
+                operations[name]()
+        samples: dict[str, list[float]] = {name: [] for name in names}
+        cpu_samples: dict[str, list[float]] = {name: [] for name in names}
+        with gc_paused():
+            for round_index in range(self.rounds):
+                shift = round_index % len(names)
+                for name in names[shift:] + names[:shift]:
+                    wall, cpu = _time_round(operations[name], per_round[name])
+                    samples[name].append(wall)
+                    cpu_samples[name].append(cpu)
+        return [self._record(name, per_round[name], samples[name], cpu_samples[name]) for name in names]
+
+    def _scaled(self, ops: int | None) -> int:
+        if ops is None:
+            return self.ops
+        return max(ops // 10, 1) if self.quick else ops
+
+    def _record(self, name: str, ops: int, samples: list[float], cpu_samples: list[float]) -> Measurement:
+        result = summarize(name, ops, samples, cpu_samples)
+        self.results = [r for r in self.results if r.name != name] + [result]
+        self.samples[name] = samples
         return result
+
+    def result(self, name: str) -> Measurement:
+        return next(r for r in self.results if r.name == name)
+
+    def paired_ratio(self, slower: str, faster: str) -> float:
+        """Median over rounds of ``slower``'s time / ``faster``'s time in the *same* round (2.0 = twice as
+        fast). With interleaved rounds this cancels drift that a ratio of medians would keep."""
+        pairs = zip(self.samples[slower], self.samples[faster], strict=True)
+        return statistics.median(a / b for a, b in pairs)
 
     def ratios(self, baseline: str) -> dict[str, float]:
         """Speed of each contender relative to ``baseline`` (2.0 = twice as fast)."""
         base = next(r for r in self.results if r.name == baseline)
         return {r.name: base.median_s / r.median_s for r in self.results}
 
-    def report(self, baseline: str, notes: dict[str, Any] | None = None) -> dict[str, Any]:
+    def report(
+        self,
+        baseline: str,
+        notes: dict[str, Any] | None = None,
+        targets: list[Target] | None = None,
+    ) -> dict[str, Any]:
         """Print a table and write ``bench/results/<name>.json``; returns the JSON document."""
         ratios = self.ratios(baseline)
         print(f"\n{self.name}: {self.rounds} rounds x {self.ops} ops, median (IQR) per op")
         for result in self.results:
+            cpu = f"  cpu {result.cpu_s * 1e6:7.1f} us" if result.cpu_s is not None else ""
+            cpu += f"  best {result.min_s * 1e6:7.1f} us" if result.min_s is not None else ""
             print(
-                f"  {result.name:<28} {result.median_s * 1e6:9.1f} us  (IQR {result.iqr_s * 1e6:7.1f} us)"
-                f"  {ratios[result.name]:6.2f}x vs {baseline}"
+                f"  {result.name:<40} {result.median_s * 1e6:9.1f} us  (IQR {result.iqr_s * 1e6:7.1f} us)"
+                f"  {ratios[result.name]:7.2f}x vs {baseline}{cpu}"
             )
+        print_targets(targets or [])
         document = {
             "benchmark": self.name,
             "quick": self.quick,
             "baseline": baseline,
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
+            **environment(),
             "results": [
                 {
                     **asdict(r),
                     "iqr_s": r.iqr_s,
                     "ops_per_s": r.ops_per_s,
                     "speedup_vs_baseline": ratios[r.name],
+                    "samples_s": self.samples.get(r.name, []),
                 }
                 for r in self.results
             ],
             "notes": notes or {},
         }
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        (RESULTS_DIR / f"{self.name}.json").write_text(json.dumps(document, indent=2) + "\n")
+        if targets is not None:
+            document["targets"] = [asdict(t) for t in targets]
+        write_document(self.name, document)
         return document
+
+
+def write_document(name: str, document: dict[str, Any]) -> Path:
+    """Write a results document that does not come from :meth:`Harness.report` (e.g. a load test)."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
+
+
+def print_targets(targets: list[Target]) -> None:
+    for t in targets:
+        verdict = "met" if t.met else "NOT met"
+        limit = f" -- {t.limit}" if t.limit else ""
+        print(f"  target {t.name}: {t.target}, measured {t.measured:g}: {verdict}{limit}")
+
+
+def environment() -> dict[str, Any]:
+    """The fields every results document starts with."""
+    return {"python": sys.version.split()[0], "platform": platform.platform()}
+
+
+def _time_round(operation: Callable[[], object], ops: int) -> tuple[float, float]:
+    """Per-op wall and thread-CPU seconds of one round."""
+    cpu_start = time.thread_time()
+    start = time.perf_counter()
+    for _ in range(ops):
+        operation()
+    wall = time.perf_counter() - start
+    return wall / ops, (time.thread_time() - cpu_start) / ops
 
 
 def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:

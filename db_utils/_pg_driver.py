@@ -38,7 +38,8 @@ class _TrackingCursorMixin:
 
     def execute(self, query: Any, vars: Any = None) -> Any:
         effect = classify_query(query, self.connection)
-        self.connection.session_effect = max(self.connection.session_effect, effect)
+        if effect:  # Optimisation: CLEAN (0) cannot raise the maximum, skip the read-modify-write
+            self.connection.session_effect = max(self.connection.session_effect, effect)
         return super().execute(query, vars)  # type: ignore[misc]
 
     def executemany(self, query: Any, vars_list: Any) -> Any:
@@ -68,6 +69,9 @@ def tracked_cursor_class(factory: type) -> type:
     return tracked
 
 
+_TRACKED_CURSOR = tracked_cursor_class(pgext.cursor)
+
+
 class TrackedConnection(pgext.connection):  # type: ignore[misc]
     """A real psycopg2 connection whose cursors report session-state changes in ``session_effect``."""
 
@@ -78,6 +82,10 @@ class TrackedConnection(pgext.connection):  # type: ignore[misc]
             _live.add(self)
 
     def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        if not args and not kwargs and self.cursor_factory is None:
+            # Optimisation: the everyday ``conn.cursor()`` is exactly the general path below with the
+            # plain cursor class, resolved once at import instead of on every call.
+            return pgext.connection.cursor(self, cursor_factory=_TRACKED_CURSOR)
         factory = kwargs.get("cursor_factory") or self.cursor_factory or pgext.cursor
         withhold = kwargs.get("withhold", args[3] if len(args) > 3 else False)
         if withhold:

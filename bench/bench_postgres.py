@@ -1,0 +1,280 @@
+"""PostgreSQL op cost: db_utils' pooled calls against connect-per-call, the persistent limit and peer pools.
+
+Every contender does the same unit of work, ``SELECT 1`` and fetch the row, against one throwaway
+PostgreSQL server (TCP on 127.0.0.1, scram-sha-256 auth, like production) started by this script, in the
+same process, in interleaved rounds (see bench/common.py). Each one is set up the way its documentation
+recommends for production; the choices are recorded in the JSON ``notes``.
+
+Round trips per op (psycopg2 and psycopg 3 both send ``BEGIN`` as its own statement):
+
+- persistent (no rollback): 1 (``SELECT``; the transaction stays open forever: the floor, not a
+  practice anyone should follow);
+- persistent + rollback, ThreadedConnectionPool, ours: 3 (``BEGIN``, ``SELECT``, ``ROLLBACK``/``COMMIT``);
+- SQLAlchemy with pre_ping, psycopg_pool with ``check``, DBUtils with a ping query: 4 (one more to validate).
+
+    python bench/bench_postgres.py [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psycopg2  # after the sys.path set-up: runnable from a checkout without install
+import psycopg2.pool
+from sqlalchemy import create_engine
+
+import db_utils
+from bench.common import Harness, Target, parse_args
+from testservers.postgres import PostgresServer, launch_postgres
+
+CONNECT_PER_CALL = "psycopg2.connect per call"
+PERSISTENT = "persistent (no rollback)"
+LIMIT = "persistent + rollback"
+SQLALCHEMY = "SQLAlchemy raw_connection (pre_ping)"
+THREADED = "psycopg2 ThreadedConnectionPool"
+PSYCOPG_POOL = "psycopg_pool ConnectionPool (check)"
+DBUTILS = "DBUtils PooledDB (ping SELECT 1)"
+OURS_EXECUTE = "db_utils execute_with_pool"
+OURS_CONTEXT = "db_utils get_pooled_connection"
+OURS_LEGACY = "db_utils get_postgres_connection+close"
+
+OURS = (OURS_EXECUTE, OURS_CONTEXT, OURS_LEGACY)
+PEER_POOLS = (SQLALCHEMY, THREADED, PSYCOPG_POOL, DBUTILS)
+
+# Full-mode ops per round; a connect costs ~100x a pooled op (TCP + scram + backend fork), so it gets
+# fewer ops to keep its rounds about as long as the others'. Many short rounds rather than a few long
+# ones: paired ratios compare rounds that ran close together, which is what cancels background load.
+OPS = 300
+OPS_CONNECT = 10
+ROUNDS = 41
+
+NOTES = {
+    "unit of work": "SELECT 1 + fetchone through a cursor",
+    "server": "testservers.postgres.launch_postgres: PostgreSQL over TCP 127.0.0.1, scram-sha-256",
+    PERSISTENT: "one psycopg2 connection; its transaction is never ended (the lower bound, 1 round trip)",
+    LIMIT: "one psycopg2 connection, rollback after each op: what a pool can at best approach",
+    SQLALCHEMY: "create_engine(url, pool_pre_ping=True).raw_connection() ... close(); QueuePool defaults, "
+    "rollback on return",
+    THREADED: "getconn()/putconn(); putconn rolls back an open transaction; no validation option exists",
+    PSYCOPG_POOL: "ConnectionPool(min_size=1, max_size=10, check=ConnectionPool.check_connection), used as "
+    "`with pool.connection() as conn:` (commit on exit): the docs' 'Connection quality' section recommends "
+    "`check` to validate on checkout; without it a broken connection reaches the caller",
+    DBUTILS: "PooledDB(psycopg2, maxconnections=10, ping='SELECT 1', reset=True): psycopg2 has no ping(), so "
+    "the docs' SQL-statement ping checks each connection taken from the pool; reset=True rolls back on "
+    "return",
+    OURS_EXECUTE: "execute_with_pool(op): commit on success; default settings (pre_ping on, validation of "
+    "connections idle >= ping_after=0.5 s, as HikariCP)",
+    OURS_CONTEXT: "with get_pooled_connection() as conn: ... (commit on exit)",
+    OURS_LEGACY: "conn = get_postgres_connection(); ...; conn.close() (rollback on return)",
+}
+
+
+def select_one(cursor: Any) -> Any:
+    cursor.execute("SELECT 1")
+    return cursor.fetchone()
+
+
+def _run_on(connection: Any) -> Any:
+    with connection.cursor() as cursor:
+        return select_one(cursor)
+
+
+def baseline_contenders(server: PostgresServer) -> dict[str, Callable[[], object]]:
+    """Connect-per-call and the two persistent-connection limits."""
+    dsn = server.dsn
+    persistent = psycopg2.connect(dsn)
+    per_op_rollback = psycopg2.connect(dsn)
+
+    def connect_per_call() -> object:
+        connection = psycopg2.connect(dsn)
+        try:
+            return _run_on(connection)
+        finally:
+            connection.close()
+
+    def no_rollback() -> object:
+        return _run_on(persistent)
+
+    def with_rollback() -> object:
+        row = _run_on(per_op_rollback)
+        per_op_rollback.rollback()
+        return row
+
+    return {CONNECT_PER_CALL: connect_per_call, PERSISTENT: no_rollback, LIMIT: with_rollback}
+
+
+def peer_contenders(server: PostgresServer) -> tuple[dict[str, Callable[[], object]], list[Any]]:
+    """The pools a user would otherwise pick, each configured as its docs recommend; also what to close."""
+    from dbutils.pooled_db import PooledDB  # type: ignore[import-untyped]
+    from psycopg_pool import ConnectionPool
+
+    engine = create_engine(server.url, pool_pre_ping=True)
+    threaded = psycopg2.pool.ThreadedConnectionPool(1, 10, server.dsn)
+    psycopg3 = ConnectionPool(
+        server.libpq_url, min_size=1, max_size=10, check=ConnectionPool.check_connection, open=True
+    )
+    psycopg3.wait()
+    dbutils_pool = PooledDB(psycopg2, maxconnections=10, ping="SELECT 1", reset=True, dsn=server.dsn)
+
+    def sqlalchemy_raw() -> object:
+        connection = engine.raw_connection()
+        try:
+            return _run_on(connection)
+        finally:
+            connection.close()
+
+    def threaded_pool() -> object:
+        connection = threaded.getconn()
+        try:
+            return _run_on(connection)
+        finally:
+            threaded.putconn(connection)
+
+    def psycopg_pool_op() -> object:
+        with psycopg3.connection() as connection:
+            return connection.execute("SELECT 1").fetchone()
+
+    def dbutils_op() -> object:
+        connection = dbutils_pool.connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                return select_one(cursor)
+            finally:
+                cursor.close()
+        finally:
+            connection.close()
+
+    contenders = {
+        SQLALCHEMY: sqlalchemy_raw,
+        THREADED: threaded_pool,
+        PSYCOPG_POOL: psycopg_pool_op,
+        DBUTILS: dbutils_op,
+    }
+    closers = [engine.dispose, threaded.closeall, psycopg3.close, dbutils_pool.close]
+    return contenders, closers
+
+
+def our_contenders() -> dict[str, Callable[[], object]]:
+    """db_utils' three entry points, default settings (DATABASE_URL points at the server)."""
+
+    def execute() -> object:
+        return db_utils.execute_with_pool(_run_on)
+
+    def context() -> object:
+        with db_utils.get_pooled_connection() as connection:
+            return _run_on(connection)
+
+    def legacy() -> object:
+        connection = db_utils.get_postgres_connection()
+        assert connection is not None
+        try:
+            return _run_on(connection)
+        finally:
+            connection.close()
+
+    return {OURS_EXECUTE: execute, OURS_CONTEXT: context, OURS_LEGACY: legacy}
+
+
+def targets(harness: Harness) -> list[Target]:
+    """The issue's three targets, for each of our entry points, from paired (same-round) ratios."""
+    fastest_peer = min(PEER_POOLS, key=lambda name: harness.result(name).median_s)
+    limit_speedup = harness.paired_ratio(CONNECT_PER_CALL, LIMIT)
+    connect_ms = harness.result(CONNECT_PER_CALL).median_s * 1e3
+    found: list[Target] = []
+    for ours in OURS:
+        found.append(
+            Target.at_most(
+                f"{ours} within 1.15x of {LIMIT} (validation on)",
+                harness.paired_ratio(ours, LIMIT),
+                1.15,
+                f"same round trips; client CPU per op is {_cpu_extra_us(harness, ours, LIMIT):+.1f} us over "
+                "the limit (SQLAlchemy QueuePool checkout/checkin, reset checks, proxy)",
+            )
+        )
+        found.append(
+            Target.at_least(
+                f"{ours} >= 100x faster than {CONNECT_PER_CALL}",
+                harness.paired_ratio(CONNECT_PER_CALL, ours),
+                100.0,
+                f"a connect costs only {connect_ms:.1f} ms here (loopback TCP, no TLS): even the "
+                f"persistent + rollback limit is only {limit_speedup:.0f}x faster than connect-per-call",
+            )
+        )
+        found.append(
+            Target.at_most(
+                f"{ours} no slower than the fastest peer pool ({fastest_peer})",
+                harness.paired_ratio(ours, fastest_peer),
+                1.0,
+                f"{fastest_peer} validates nothing and resets nothing but the transaction; ours spends "
+                f"{_cpu_extra_us(harness, ours, fastest_peer):+.1f} us more client CPU per op, mostly in "
+                "SQLAlchemy's QueuePool (the design's pool) and its event dispatch",
+            )
+        )
+    return found
+
+
+def best_round_ratios(harness: Harness) -> dict[str, float]:
+    """Fastest round of ours / fastest round of the limit: the comparison least touched by other load."""
+    limit = harness.result(LIMIT).min_s or float("nan")
+    return {ours: round((harness.result(ours).min_s or float("nan")) / limit, 4) for ours in OURS}
+
+
+def _cpu_extra_us(harness: Harness, name: str, reference: str) -> float:
+    ours, ref = harness.result(name).cpu_s, harness.result(reference).cpu_s
+    return (ours - ref) * 1e6 if ours is not None and ref is not None else float("nan")
+
+
+@contextmanager
+def database_url(url: str) -> Iterator[None]:
+    """Point db_utils' default URL at the benchmark server for the run, then restore the environment."""
+    previous = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = url
+    try:
+        yield
+    finally:
+        db_utils.dispose_pools()
+        if previous is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = previous
+
+
+def run(quick: bool) -> dict[str, Any]:
+    server = launch_postgres(max_connections=100)
+    closers: list[Any] = []
+    try:
+        with database_url(server.url):
+            db_utils.dispose_pools()
+            contenders = baseline_contenders(server)
+            peers, closers = peer_contenders(server)
+            contenders.update(peers)
+            contenders.update(our_contenders())
+            for name, operation in contenders.items():
+                assert operation() == (1,), name  # every contender really runs the query
+            harness = Harness("postgres", quick=quick, ops=OPS, rounds=ROUNDS)
+            harness.measure_interleaved(contenders, ops={CONNECT_PER_CALL: OPS_CONNECT})
+            found = targets(harness)
+            status = db_utils.pool_status()["postgres"]
+            notes: dict[str, Any] = {
+                **NOTES,
+                "best_round_ratio_vs_limit": best_round_ratios(harness),
+                "pool_status_after": status,
+            }
+            document = harness.report(baseline=CONNECT_PER_CALL, notes=notes, targets=found)
+    finally:
+        for close in closers:
+            close()
+        server.stop()
+    return document
+
+
+if __name__ == "__main__":
+    run(parse_args(__doc__ or "").quick)
