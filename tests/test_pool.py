@@ -114,8 +114,8 @@ def test_waiting_checkout_is_counted():
     thread.start()
     waiting.wait()
     engine, _state = pool_for(None)
-    # Release only once the borrower is inside the pool's wait (the queue's waiter list is non-empty).
-    while not engine.pool._pool.not_empty._waiters:
+    # Release only once the borrower is inside the pool's wait (it stands in the pool's line of waiters).
+    while not engine.pool.waiting():
         if done.is_set():
             break
         threading.Event().wait(0.005)
