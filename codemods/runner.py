@@ -13,7 +13,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -26,7 +26,14 @@ from codemods.files import find_project_root, list_python_files
 from codemods.plan import Phase, Plan, load_plan, select_rule_ids
 from codemods.rules import all_rules
 from codemods.rules.base import PoolshiftRule, RuleOptions, Site
-from codemods.transform import FileResult, decode_source, transform_bytes
+from codemods.transform import (
+    FileResult,
+    PositionMap,
+    SourceError,
+    decode_source,
+    rules_text,
+    transform_bytes,
+)
 
 __all__ = [
     "UNASSIGNED",
@@ -40,8 +47,9 @@ __all__ = [
 UNASSIGNED = "unassigned"
 #: Rules whose PREFILTER names the default helper also need the project's own legacy helper names.
 DEFAULT_HELPER_NAME = "get_postgres_connection"
-#: Below this many files to parse, a process pool costs more than it saves.
-MIN_FILES_FOR_POOL = 8
+#: Below this many bytes to parse (about a second of LibCST work), starting worker processes costs more
+#: than it saves.
+MIN_BYTES_FOR_POOL = 32 * 1024
 
 
 @dataclass(frozen=True)
@@ -233,6 +241,8 @@ class _Job:
     module_name: str
     package_name: str
     verify_idempotent: bool
+    #: The file as it was on disk when ``data`` is an earlier phase's output, so sites can be mapped back.
+    on_disk: bytes | None = None
 
 
 def _transform_job(job: _Job) -> FileResult:
@@ -255,7 +265,18 @@ def _transform_job(job: _Job) -> FileResult:
         if again.output is not None or again.error is not None:
             detail = f"a second run changed the output again ({again.error or 'different bytes'})"
             return FileResult(job.path, job.data, None, [], "not-idempotent", detail)
+    if job.on_disk is not None and result.sites:
+        result.sites = _sites_on_disk(result.sites, job.on_disk, job.data)
     return result
+
+
+def _sites_on_disk(sites: list[Site], on_disk: bytes, data: bytes) -> list[Site]:
+    """Sites found in an earlier phase's output, moved to where they are in the user's file."""
+    try:
+        positions = PositionMap(rules_text(decode_source(on_disk)), rules_text(decode_source(data)))
+    except SourceError:
+        return sites  # the file on disk could not be decoded: nothing better to point at
+    return [positions.site(site) for site in sites]
 
 
 def _needles(rule: type[PoolshiftRule], legacy_names: Sequence[str]) -> tuple[bytes, ...]:
@@ -288,22 +309,26 @@ class _Progress:
 
 
 def _execute(jobs: list[_Job], workers: int, progress_stream: TextIO | None) -> list[FileResult]:
+    """Transform ``jobs``; results in job order whatever the completion order."""
     progress = _Progress(len(jobs), progress_stream)
-    results: list[FileResult] = []
-    if workers <= 1 or len(jobs) < MIN_FILES_FOR_POOL:
-        for job in jobs:
-            results.append(_transform_job(job))
-            progress.update(len(results))
+    results: list[FileResult | None] = [None] * len(jobs)
+    if workers <= 1 or len(jobs) < 2 or sum(len(job.data) for job in jobs) < MIN_BYTES_FOR_POOL:
+        for index, job in enumerate(jobs):
+            results[index] = _transform_job(job)
+            progress.update(index + 1)
     else:
-        workers = min(workers, len(jobs))
-        # Chunks amortise inter-process overhead; 4 chunks per worker keep the load balanced.
-        chunksize = max(1, len(jobs) // (workers * 4))
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for result in pool.map(_transform_job, jobs, chunksize=chunksize):  # map keeps input order
-                results.append(result)
-                progress.update(len(results))
+        # One job per task, largest file first. A file's cost grows with its size and sizes vary a
+        # thousandfold across a real tree, so fixed chunks in path order leave one worker grinding through
+        # a chunk of big files while the others idle; largest-first keeps that tail to one file. The
+        # per-task overhead (pickling one file's bytes) is tiny next to parsing and analysing the file.
+        order = sorted(range(len(jobs)), key=lambda index: -len(jobs[index].data))
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            futures = {pool.submit(_transform_job, jobs[index]): index for index in order}
+            for done, future in enumerate(as_completed(futures), start=1):
+                results[futures[future]] = future.result()
+                progress.update(done)
     progress.finish()
-    return results
+    return [result for result in results if result is not None]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -400,7 +425,10 @@ def _run_phase(
         matching = tuple(rule for rule in rules if not needles[rule] or any(n in data for n in needles[rule]))
         if matching:
             module_name, package_name = project.module_of(path)
-            jobs.append(_Job(path, data, matching, options, dry_run, module_name, package_name, chain))
+            on_disk = state.on_disk[path] if data != state.on_disk[path] else None
+            jobs.append(
+                _Job(path, data, matching, options, dry_run, module_name, package_name, chain, on_disk)
+            )
     result.files_parsed += len(jobs)
     label = phase.name
     for file_result in _execute(jobs, workers, progress):

@@ -15,6 +15,8 @@ user relies on are enforced in exactly one place:
 from __future__ import annotations
 
 import ast
+import bisect
+import difflib
 import io
 import tokenize
 import warnings
@@ -31,9 +33,11 @@ from codemods.rules.base import PoolshiftRule, RuleOptions, Site
 __all__ = [
     "ERROR_CODES",
     "FileResult",
+    "PositionMap",
     "SourceText",
     "decode_source",
     "line_ending_of",
+    "rules_text",
     "transform_bytes",
 ]
 
@@ -120,6 +124,103 @@ def decode_source(data: bytes) -> SourceText:
     return SourceText(text=text, encoding=encoding, newline=newline)
 
 
+def rules_text(source: SourceText) -> str:
+    """The text rules and LibCST see: the file's only line ending turned into "\\n".
+
+    The file has a single line ending (mixed ones are refused), so converting back in ``_encode`` is exact;
+    and LibCST mishandles lone-CR files (it drops the last CR).
+    """
+    if source.newline == "\n":
+        return source.text
+    return source.text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+class PositionMap:
+    """Maps a (line, column) of a rewritten text back to the text it was rewritten from.
+
+    When several rules run on one file, each rule sees the previous rule's output and records positions
+    in it; an import added at the top shifts every later line. The user must get positions in *their*
+    file, so each site is mapped back through a line alignment (difflib) of the two texts:
+
+    * a line both texts share (an "equal" block) maps exactly, column unchanged;
+    * a line an earlier rule rewrote maps to the original line at the same offset in that hunk (the
+      hunk's last original line when the hunk grew); when the lines correspond one to one the column is
+      mapped through a character alignment of the two lines, so a longer callee earlier on the line does
+      not shift the column;
+    * a line that exists only in the rewritten text (an inserted import) maps to the original line the
+      insertion was placed above (the last line at the end of the file), column 1.
+
+    The common prefix and suffix are stripped before aligning: rewrites are local, and SequenceMatcher
+    without autojunk (which would misalign files full of blank lines) is quadratic in the worst case.
+    """
+
+    def __init__(self, original: str, rewritten: str) -> None:
+        self._original = original.splitlines()
+        self._rewritten = rewritten.splitlines()
+        # opcodes as (j1, j2, i1, i2, tag): rewritten[j1:j2] corresponds to original[i1:i2].
+        self._blocks = self._align(self._original, self._rewritten)
+        self._starts = [block[0] for block in self._blocks]
+
+    @staticmethod
+    def _align(original: list[str], rewritten: list[str]) -> list[tuple[int, int, int, int, str]]:
+        prefix = 0
+        limit = min(len(original), len(rewritten))
+        while prefix < limit and original[prefix] == rewritten[prefix]:
+            prefix += 1
+        suffix = 0
+        while (
+            suffix < limit - prefix
+            and original[len(original) - 1 - suffix] == rewritten[len(rewritten) - 1 - suffix]
+        ):
+            suffix += 1
+        middle = difflib.SequenceMatcher(
+            None,
+            original[prefix : len(original) - suffix],
+            rewritten[prefix : len(rewritten) - suffix],
+            autojunk=False,
+        ).get_opcodes()
+        blocks = [(0, prefix, 0, prefix, "equal")] if prefix else []
+        blocks += [
+            (j1 + prefix, j2 + prefix, i1 + prefix, i2 + prefix, tag) for tag, i1, i2, j1, j2 in middle
+        ]
+        if suffix:
+            blocks.append(
+                (len(rewritten) - suffix, len(rewritten), len(original) - suffix, len(original), "equal")
+            )
+        return [block for block in blocks if block[0] < block[1]]  # deletions hold no rewritten line
+
+    def locate(self, line: int, column: int) -> tuple[int, int]:
+        """The original (line, column), both 1-based like Site's, of a rewritten (line, column)."""
+        index = line - 1
+        position = bisect.bisect_right(self._starts, index) - 1
+        if position < 0 or not self._blocks or index >= self._blocks[position][1]:
+            return line, column  # outside the text (should not happen): leave it as the rule said
+        j1, _, i1, i2, tag = self._blocks[position]
+        offset = index - j1
+        if tag == "equal":
+            return i1 + offset + 1, column
+        if i1 == i2:  # inserted lines: no original line of their own
+            return min(i1, max(len(self._original) - 1, 0)) + 1, 1
+        original_index = i1 + min(offset, i2 - i1 - 1)
+        if offset < i2 - i1:
+            column = self._map_column(self._rewritten[index], self._original[original_index], column)
+        return original_index + 1, column
+
+    @staticmethod
+    def _map_column(rewritten: str, original: str, column: int) -> int:
+        char = column - 1
+        for tag, i1, _i2, j1, j2 in difflib.SequenceMatcher(
+            None, original, rewritten, autojunk=False
+        ).get_opcodes():
+            if j1 <= char < j2:
+                return (i1 + char - j1 if tag == "equal" else i1) + 1
+        return min(column, len(original) + 1)
+
+    def site(self, site: Site) -> Site:
+        line, column = self.locate(site.line, site.column)
+        return site if (line, column) == (site.line, site.column) else replace(site, line=line, column=column)
+
+
 def _encode(text: str, source: SourceText) -> bytes:
     """Re-encode with the original encoding and line ending.
 
@@ -202,8 +303,29 @@ def _transform_with_shared_metadata(rule: PoolshiftRule, wrapper: MetadataWrappe
         (RemoveImportsVisitor.CONTEXT_KEY, RemoveImportsVisitor),
     ):
         if key in rule.context.scratch:
-            tree = visitor(rule.context).transform_module(tree)
+            tree = _apply(visitor(rule.context), tree)
     return tree
+
+
+def _apply(
+    codemod: CodemodCommand | AddImportsVisitor | RemoveImportsVisitor, tree: cst.Module
+) -> cst.Module:
+    """``codemod.transform_module(tree)``, minus the tree's deep copy when the codemod needs no metadata.
+
+    LibCST's driver deep-copies the tree so that every node has an identity of its own for metadata to be
+    keyed on (a rule may have put one node object in two places). AddImportsVisitor reads no metadata, so
+    for it the copy (about a third of a walk over the whole tree) buys nothing; RemoveImportsVisitor does
+    read scope metadata, so it keeps LibCST's driver and its copy.
+    """
+    if codemod.get_inherited_dependencies() or codemod.should_allow_multiple_passes():
+        return codemod.transform_module(tree)
+    wrapper = MetadataWrapper(tree, unsafe_skip_copy=True)
+    with codemod.resolve(wrapper):
+        codemod.context = replace(codemod.context, wrapper=wrapper)
+        try:
+            return codemod.transform_module_impl(wrapper.module)
+        finally:
+            codemod.context = replace(codemod.context, wrapper=None)
 
 
 def _run_rules(
@@ -215,9 +337,14 @@ def _run_rules(
     module_name: str | None,
     package_name: str | None,
 ) -> tuple[str, list[Site]]:
-    """Run the rules in order, each on the previous one's output; returns the final code and all sites."""
+    """Run the rules in order, each on the previous one's output; returns the final code and all sites.
+
+    Every site is returned in the coordinates of ``module`` (the user's file), whatever earlier rules did
+    to the text the recording rule saw (see :class:`PositionMap`).
+    """
     sites: list[Site] = []
-    code = module.code
+    code = original_code = module.code
+    positions: PositionMap | None = None  # from the current intermediate code to the original one
     # Built lazily and reused while the tree is unchanged (see _transform_with_shared_metadata). The
     # module is ours (parsed here, never handed out), so skipping LibCST's defensive copy is safe.
     wrapper: MetadataWrapper | None = None
@@ -234,15 +361,18 @@ def _run_rules(
                 new_module = rule.transform_module(module)
         except SkipFile:
             # The rule declined the whole file: nothing of it was applied, so only its reports stand.
-            sites.extend(site for site in rule.sites if site.status == "reported")
-            continue
+            rule_sites = [site for site in rule.sites if site.status == "reported"]
+            new_module = module
         except Exception as exc:
             raise SourceError("rule-crashed", f"{rule_class.RULE_ID}: {type(exc).__name__}: {exc}") from exc
-        sites.extend(rule.sites)
+        else:
+            rule_sites = rule.sites
+        sites.extend(rule_sites if positions is None else [positions.site(site) for site in rule_sites])
         new_code = new_module.code
         # Generating code is far cheaper than re-analysing: keep the analysed tree when nothing changed.
         if new_code != code:
             module, code, wrapper = new_module, new_code, None
+            positions = PositionMap(original_code, code) if code != original_code else None
     return code, sites
 
 
@@ -264,11 +394,7 @@ def transform_bytes(
     options = options or RuleOptions()
     try:
         source = decode_source(data)
-        # Rules and LibCST only ever see "\n": the file has one line ending (mixed ones were refused), so
-        # converting back in _encode is exact, and LibCST mishandles lone-CR files (it drops the last CR).
-        text = (
-            source.text.replace("\r\n", "\n").replace("\r", "\n") if source.newline != "\n" else source.text
-        )
+        text = rules_text(source)
         module = _parse(text)
         new_text, sites = _run_rules(
             module,

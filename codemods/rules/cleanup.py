@@ -2,7 +2,7 @@
 
 It runs last, in the implicit final phase, and only in the helper's own module. The runner computes
 ``RuleOptions.remaining_legacy_references`` over the *whole* tree (with
-:func:`codemods.legacy_helpers.find_legacy_references`) after every other rule ran; this rule adds what
+:func:`codemods.analysis.references.find_legacy_references`) after every other rule ran; this rule adds what
 the same function finds in the helper's own module (a cheap second check) and then decides:
 
 * references remain -> the file is not touched; every reference is reported (``helper-still-referenced``)
@@ -19,17 +19,14 @@ from typing import ClassVar
 import libcst as cst
 from libcst.metadata import Scope, ScopeProvider
 
-from codemods.legacy_helpers import (
-    DEFAULT_HELPER_NAME,
-    ImportPruner,
-    exported_names,
-    find_legacy_references,
-    unused_after_rewrite,
-)
+from codemods.analysis.dunder_all import all_assignments, exported_names
+from codemods.analysis.helper_names import DEFAULT_HELPER_NAME
+from codemods.analysis.import_pruning import ImportPruner, PrunesImportsInBlocks, unused_after_rewrite
+from codemods.analysis.references import find_legacy_references
 from codemods.rules.base import PoolshiftRule
 
 
-class LegacyHelperCleanupRule(PoolshiftRule):
+class LegacyHelperCleanupRule(PrunesImportsInBlocks, PoolshiftRule):
     """Delete the legacy helper's definition when no reference to it remains anywhere."""
 
     RULE_ID = "PS901"
@@ -88,12 +85,11 @@ class LegacyHelperCleanupRule(PoolshiftRule):
                 if isinstance(value, cst.SimpleString) and value.evaluated_value in names:
                     found.add(id(node))
 
-        for statement in module.body:
-            if isinstance(statement, cst.SimpleStatementLine):
-                for small in statement.body:
-                    targets = small.targets if isinstance(small, cst.Assign) else []
-                    if any(isinstance(t.target, cst.Name) and t.target.value == "__all__" for t in targets):
-                        small.visit(Finder())
+        # Every form the reference finder counts as part of the helper's own definition (`=`, `+=` and
+        # annotated assignments) must lose the entry too: an entry left behind would make
+        # `from module import *` raise AttributeError once the helper is gone.
+        for assignment in all_assignments(module):
+            assignment.visit(Finder())
         return found
 
     def leave_List(self, original_node: cst.List, updated_node: cst.List) -> cst.List:
@@ -133,12 +129,3 @@ class LegacyHelperCleanupRule(PoolshiftRule):
         if id(original_node) in self.doomed:
             return cst.RemoveFromParent()
         return updated_node
-
-    def leave_SimpleStatementLine(
-        self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
-    ) -> cst.SimpleStatementLine:
-        return self.pruner.prune_line(original_node, updated_node)
-
-    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
-        body, footer = self.pruner.drop_emptied(updated_node.body, updated_node.footer)
-        return updated_node.with_changes(body=body, footer=footer)

@@ -7,7 +7,8 @@ included; the rule reports only what it cannot resolve (a ``getattr`` lookup, a 
 be something else), a reference used as a value, a module that monkeypatches ``urllib.request.urlopen``
 itself, and argument lists urlopen itself would reject.
 
-Name resolution, import handling and reporting are shared with PS201 (:class:`RedirectCallRule`).
+Name resolution, import handling and reporting are shared with PS201
+(:class:`~codemods.analysis.redirect.RedirectCallRule`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import ClassVar
 
 import libcst as cst
 
-from codemods.rules.sqlite3_connect import COMMON_REASON_CODES, RedirectCallRule, Verdict, bind_arguments
+from codemods.analysis.call_arguments import bind_arguments
+from codemods.analysis.redirect import COMMON_REASON_CODES, RedirectCallRule, Verdict
 
 #: urlopen's parameters (3.10-3.12): url, data, timeout positional; the rest keyword-only. (3.13 dropped
 #: cafile/capath/cadefault; the drop-in still accepts them and hands such calls to urllib.)

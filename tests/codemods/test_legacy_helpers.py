@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from codemods.analysis.helper_equivalence import helper_differences
+from codemods.analysis.helper_names import absolute_name
 from codemods.legacy_helpers import (
     LEGACY_PREFILTER_NAMES,
-    absolute_name,
     analyse_legacy_helpers,
     discover_legacy_helpers,
     find_legacy_references,
-    helper_differences,
 )
 
 HELPER = "app.db.get_postgres_connection"

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from codemods.analysis.read_only_sql import is_read_only_sql
 from codemods.legacy_helpers import analyse_legacy_helpers
 from codemods.rules.base import RuleOptions
 from codemods.rules.postgres_compat import PostgresCompatRule
-from codemods.rules.postgres_pooled import PostgresPooledRule, is_read_only_sql
+from codemods.rules.postgres_pooled import PostgresPooledRule
 from tests.codemods.harness import check_fixture, fixture_cases, run_rules
 
 CASES = Path(__file__).parent / "fixtures" / "postgres_pooled"

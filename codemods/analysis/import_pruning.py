@@ -1,0 +1,194 @@
+"""Dropping the imports a rule's rewrite left unused, without losing the comments around them.
+
+PS101 and PS102 (which rewrite helper calls) and PS901 (which deletes the helper) all end up with imports
+nothing uses any more. They decide *before* transforming which aliases those are
+(:func:`unused_after_rewrite`, from LibCST's scopes) and drop them during their own pass
+(:class:`ImportPruner`), wired in by the :class:`PrunesImports` mixins so the three rules cannot drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import libcst as cst
+from libcst.metadata import Assignment, ImportAssignment, Scope
+
+
+class _NodeIds(cst.CSTVisitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[int] = set()
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        self.ids.add(id(node))
+        return True
+
+
+def subtree_ids(nodes: Iterable[cst.CSTNode]) -> set[int]:
+    collector = _NodeIds()
+    for node in nodes:
+        node.visit(collector)
+    return collector.ids
+
+
+def unused_after_rewrite(
+    scopes: Iterable[Scope], removed_nodes: Iterable[cst.CSTNode], exported: Iterable[str] = ()
+) -> set[int]:
+    """ids of import aliases whose every use lies inside ``removed_nodes`` (they become unused).
+
+    Grouped by alias because ``import a.b`` binds both ``a`` and ``a.b`` in LibCST's scopes: the alias
+    goes only if none of its bindings is used anywhere else. Names listed in ``__all__`` are re-exports
+    and are always kept.
+    """
+    removed = subtree_ids(removed_nodes)
+    keep_names = set(exported)
+    by_alias: dict[int, list[Assignment]] = {}
+    for scope in scopes:
+        for assignment in scope.assignments:
+            if isinstance(assignment, ImportAssignment):
+                alias = _alias_for(assignment)
+                if alias is not None:
+                    by_alias.setdefault(id(alias), []).append(assignment)
+    unused: set[int] = set()
+    for alias_id, bindings in by_alias.items():
+        nodes = [id(access.node) for binding in bindings for access in binding.references]
+        if any(binding.name in keep_names for binding in bindings):
+            continue
+        if nodes and all(node in removed for node in nodes):
+            unused.add(alias_id)
+    return unused
+
+
+def _alias_for(binding: ImportAssignment) -> cst.ImportAlias | None:
+    node = binding.node
+    if not isinstance(node, (cst.Import, cst.ImportFrom)) or isinstance(node.names, cst.ImportStar):
+        return None
+    for alias in node.names:
+        bound = alias.evaluated_alias or alias.evaluated_name
+        if bound == binding.name or (
+            isinstance(node, cst.Import) and alias.asname is None and bound.split(".")[0] == binding.name
+        ):
+            return alias
+    return None
+
+
+class ImportPruner:
+    """Drops import aliases (by id of the *original* node) during a rule's own transform pass.
+
+    A rule calls ``prune_line`` from ``leave_SimpleStatementLine`` and ``drop_emptied`` from
+    ``leave_Module``/``leave_IndentedBlock``. Unlike LibCST's RemoveImportsVisitor it keeps the comment
+    lines above a removed import (they move to the next statement), and it knows exactly which aliases
+    became unused because the rule decided every rewrite before transforming.
+    """
+
+    def __init__(self, alias_ids: set[int]) -> None:
+        self.alias_ids = alias_ids
+        self.emptied: set[int] = set()
+        self.trailing_comments: dict[int, cst.Comment] = {}
+
+    def prune_line(
+        self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
+    ) -> cst.SimpleStatementLine:
+        if not self.alias_ids:
+            return updated_node
+        smalls: list[cst.BaseSmallStatement] = []
+        for original, updated in zip(original_node.body, updated_node.body, strict=True):
+            if isinstance(original, (cst.Import, cst.ImportFrom)) and isinstance(
+                updated, (cst.Import, cst.ImportFrom)
+            ):
+                pruned = self._prune(original, updated)
+                if pruned is not None:
+                    smalls.append(pruned)
+            else:
+                smalls.append(updated)
+        if len(smalls) == len(updated_node.body) and all(
+            a is b for a, b in zip(smalls, updated_node.body, strict=True)
+        ):
+            return updated_node
+        if not smalls:
+            result = updated_node.with_changes(body=[cst.Pass()])
+            self.emptied.add(id(result))
+            trailing = updated_node.trailing_whitespace.comment
+            if trailing is not None:
+                self.trailing_comments[id(result)] = trailing
+            return result
+        smalls[-1] = smalls[-1].with_changes(semicolon=cst.MaybeSentinel.DEFAULT)
+        return updated_node.with_changes(body=smalls)
+
+    def _prune(
+        self, original: cst.Import | cst.ImportFrom, updated: cst.Import | cst.ImportFrom
+    ) -> cst.Import | cst.ImportFrom | None:
+        if isinstance(original.names, cst.ImportStar) or isinstance(updated.names, cst.ImportStar):
+            return updated
+        keep = [u for o, u in zip(original.names, updated.names, strict=True) if id(o) not in self.alias_ids]
+        if len(keep) == len(updated.names):
+            return updated
+        if not keep:
+            return None
+        keep[-1] = keep[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        if isinstance(updated, cst.ImportFrom):
+            return updated.with_changes(names=keep)
+        return updated.with_changes(names=keep)
+
+    def drop_emptied(
+        self, body: Sequence[cst.BaseStatement], footer: Sequence[cst.EmptyLine]
+    ) -> tuple[list[cst.BaseStatement], list[cst.EmptyLine]]:
+        """Remove emptied import lines; their comment lines move to the next statement (comments survive)."""
+        result: list[cst.BaseStatement] = []
+        carried: list[cst.EmptyLine] = []
+        for statement in body:
+            if id(statement) in self.emptied and isinstance(statement, cst.SimpleStatementLine):
+                # Blank lines and comments above the import stay where they were; a comment after it
+                # gets its own line.
+                if any(line.comment is not None for line in statement.leading_lines):
+                    carried.extend(statement.leading_lines)
+                trailing = self.trailing_comments.get(id(statement))
+                if trailing is not None:
+                    carried.append(cst.EmptyLine(comment=trailing))
+                continue
+            if carried and isinstance(statement, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+                result.append(statement.with_changes(leading_lines=[*carried, *statement.leading_lines]))
+                carried = []
+            else:
+                result.append(statement)
+        return result, [*carried, *footer]
+
+
+class PrunesImports:
+    """Mixin for a rule that drops the aliases in ``self.pruner`` at module level (set in ``visit_Module``).
+
+    Put it before :class:`~codemods.rules.base.PoolshiftRule` in the bases so its ``leave_*`` hooks win.
+    """
+
+    pruner: ImportPruner
+
+    def leave_SimpleStatementLine(
+        self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
+    ) -> cst.SimpleStatementLine:
+        return self.pruner.prune_line(original_node, updated_node)
+
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        body, footer = self.pruner.drop_emptied(updated_node.body, updated_node.footer)
+        return updated_node.with_changes(body=body, footer=footer)
+
+
+class PrunesImportsInBlocks(PrunesImports):
+    """:class:`PrunesImports`, plus emptied import lines inside indented blocks (functions, ``if``, ``try``).
+
+    A block left with no statement gets ``pass``. ``rewrite_block`` lets a rule replace statements of a
+    block first, while emptied imports are still placeholders and indices on the original body are exact.
+    """
+
+    def rewrite_block(
+        self, original_node: cst.IndentedBlock, body: list[cst.BaseStatement]
+    ) -> list[cst.BaseStatement]:
+        return body
+
+    def leave_IndentedBlock(
+        self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock
+    ) -> cst.IndentedBlock:
+        rewritten = self.rewrite_block(original_node, list(updated_node.body))
+        body, footer = self.pruner.drop_emptied(rewritten, updated_node.footer)
+        if not body:
+            body = [cst.SimpleStatementLine(body=[cst.Pass()])]
+        return updated_node.with_changes(body=body, footer=footer)
