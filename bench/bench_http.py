@@ -17,7 +17,7 @@ request/response machinery (kept for exact compatibility) and urllib3's pool.
 
 Targets (issue 6 says ">= 5x and >= 1.5x over urlopen"; read as): >= 5x against nginx, where the server's
 cost is small, and >= 1.5x against the Python server, where its per-request cost dominates; the 5x is
-recorded over HTTPS too. bench/README.http.md explains the figures.
+recorded over HTTPS too. bench/README.md, section HTTP explains the figures.
 
     python bench/bench_http.py [--quick]
 """
@@ -78,9 +78,9 @@ def limit_note(name: str, limit_ratio: float, share: float) -> str:
         return (
             f"{ceiling}: on loopback a TCP connect costs less than a request's own Python work. "
             f"db_utils.http reaches {share:.0%} of that ceiling; the rest is urllib3's request path and "
-            "urllib's opener (bench/README.http.md)"
+            "urllib's opener (bench/README.md, section HTTP)"
         )
-    return f"{ceiling}; db_utils.http reaches {share:.0%} of it (bench/README.http.md)"
+    return f"{ceiling}; db_utils.http reaches {share:.0%} of it (bench/README.md, section HTTP)"
 
 
 def contenders(base_url: str, port: int, context: ssl.SSLContext | None) -> dict[str, Callable[[], bytes]]:

@@ -3,7 +3,7 @@
 Why: urllib reads the proxy settings from the environment on every call, and so must the pool (a proxy
 that applies sends the call to urllib, see ``_http_route``). On POSIX, ``getproxies()`` walks every
 environment variable twice, decoding and lower-casing each name: ~80 us per call on the benchmark machine,
-a quarter of a whole pooled request to a fast local server (bench/README.http.md).
+a quarter of a whole pooled request to a fast local server (bench/README.md, section HTTP).
 
 Its result depends on nothing but the environment's *names* (which end in ``_proxy``, in any case, and
 whether ``REQUEST_METHOD`` is set) and the *values* of the ``*_proxy`` variables. So the result is kept
