@@ -55,3 +55,17 @@ def test_search_by_prefix_cheapest_first(db):
     assert [p["sku"] for p in products.search("tea", limit=1)] == ["T3"]
     assert [p["sku"] for p in products.search("100%")] == ["P1"]
     assert products.search("1%") == []
+
+
+def test_product_count_counts_committed_products(db):
+    assert products.product_count() == 0
+    db.query("INSERT INTO products (sku, name, price_cents) VALUES ('A', 'a', 1), ('B', 'b', 2)")
+    assert products.product_count() == 2
+
+
+def test_product_count_is_none_when_the_query_fails(db):
+    db.query("ALTER TABLE products RENAME TO products_gone")
+    try:
+        assert products.product_count() is None
+    finally:
+        db.query("ALTER TABLE products_gone RENAME TO products")

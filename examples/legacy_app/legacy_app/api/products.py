@@ -25,6 +25,21 @@ def _from_database(sku):
     return {"sku": row[0], "name": row[1], "price_cents": row[2], "source": "database"}
 
 
+def product_count():
+    """How many products we sell; None when the database cannot answer (the dashboard shows a dash)."""
+    conn = legacy_app.db.get_postgres_connection()
+    if not conn:
+        return None
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM products")
+            return cur.fetchone()[0]
+    except Exception:
+        return None
+    finally:
+        conn.close()
+
+
 def get_product(sku):
     """The product, from cache, database or catalogue (in that order); None if nobody knows it.
 
