@@ -19,7 +19,7 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).parent
-nox.options.sessions = ["lint", "tests", "parity"]
+nox.options.sessions = ["lint", "tests", "parity", "bench_quick"]
 nox.options.error_on_missing_interpreters = True
 
 

@@ -65,6 +65,10 @@ class Project:
     rule_extra: Mapping[str, Any]  # RuleOptions.extra: legacy helper analysis, trust opt-in
     shadowing_db_utils: tuple[str, ...]  # project files that would shadow the db_utils shim
     warnings: tuple[str, ...] = ()
+    #: Bytes read while loading (helper discovery reads every file) with the (mtime_ns, size) they were
+    #: read at, so a run right after loading does not read every file a second time; reused only while
+    #: the file's stat is unchanged (and writes still compare the bytes on disk, see atomic_write).
+    snapshot: Mapping[str, tuple[int, int, bytes]] = field(default_factory=dict, compare=False, repr=False)
 
     def module_of(self, relpath: str) -> tuple[str, str]:
         return module_and_package(self.root, relpath)
@@ -138,12 +142,26 @@ def _selected_rules(
     return tuple(rules[rule_id] for rule_id in ids)
 
 
-def _read_all(root: Path, paths: Iterable[str], needles: Sequence[bytes]) -> dict[str, bytes]:
-    """Bytes of the files that contain one of ``needles`` (all of them when ``needles`` is empty)."""
+def _read_all(
+    root: Path,
+    paths: Iterable[str],
+    needles: Sequence[bytes],
+    snapshot: dict[str, tuple[int, int, bytes]] | None = None,
+) -> dict[str, bytes]:
+    """Bytes of the files that contain one of ``needles`` (all of them when ``needles`` is empty).
+
+    With ``snapshot``, every file read is also recorded there with the stat taken *before* reading: a
+    change after the stat gives a newer stat later, so a stale entry is never mistaken for current.
+    """
     found: dict[str, bytes] = {}
     for path in paths:
         try:
-            data = (root / path).read_bytes()
+            if snapshot is None:
+                data = (root / path).read_bytes()
+            else:
+                info = os.stat(root / path)
+                data = (root / path).read_bytes()
+                snapshot[path] = (info.st_mtime_ns, info.st_size, data)
         except OSError:
             continue
         if not needles or any(needle in data for needle in needles):
@@ -168,7 +186,9 @@ def _legacy_names(helpers: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def _legacy_knowledge(root: Path, plan: Plan, files: Sequence[str]) -> tuple[tuple[str, ...], dict[str, Any]]:
+def _legacy_knowledge(
+    root: Path, plan: Plan, files: Sequence[str], snapshot: dict[str, tuple[int, int, bytes]]
+) -> tuple[tuple[str, ...], dict[str, Any]]:
     """The legacy helpers (configured or discovered) and what the rules need to know about them.
 
     Both come from the tree as it is before this run: a helper's equivalence to the shim is a property of
@@ -179,7 +199,7 @@ def _legacy_knowledge(root: Path, plan: Plan, files: Sequence[str]) -> tuple[tup
         extra[legacy_helpers.TRUST_OPTION] = True
     configured = plan.legacy_helpers or ()
     needles = [name.encode() for name in _legacy_names(configured)]
-    sources = _decoded(_read_all(root, files, needles))
+    sources = _decoded(_read_all(root, files, needles, snapshot))
     names = {path: module_and_package(root, path)[0] for path in sources}
     helpers = plan.legacy_helpers
     if helpers is None:
@@ -204,7 +224,8 @@ def load_project(
     all_files = list_python_files(root, [root])
     target_files = [path for path in list_python_files(root, targets) if not plan.is_excluded(path)]
     rules = _selected_rules(plan, select, ignore)
-    helpers, extra = _legacy_knowledge(root, plan, all_files)
+    snapshot: dict[str, tuple[int, int, bytes]] = {}
+    helpers, extra = _legacy_knowledge(root, plan, all_files, snapshot)
     warnings: list[str] = []
     project = Project(
         root=root,
@@ -216,6 +237,7 @@ def load_project(
         rule_extra=extra,
         shadowing_db_utils=_shadowing(root, all_files),
         warnings=tuple(warnings),
+        snapshot=snapshot,
     )
     unassigned = project.unassigned_files()
     if unassigned and plan.config_path is not None:
@@ -367,18 +389,27 @@ class _State:
     """The project's file contents as this run sees them (after earlier phases, when chaining)."""
 
     root: Path
+    snapshot: Mapping[str, tuple[int, int, bytes]] = field(default_factory=dict)
     on_disk: dict[str, bytes] = field(default_factory=dict)
     current: dict[str, bytes] = field(default_factory=dict)
 
     def read(self, path: str) -> bytes | None:
         if path not in self.current:
             try:
-                data = (self.root / path).read_bytes()
+                data = self._unchanged_snapshot(path) or (self.root / path).read_bytes()
             except OSError:
                 return None
             self.on_disk[path] = data
             self.current[path] = data
         return self.current[path]
+
+    def _unchanged_snapshot(self, path: str) -> bytes | None:
+        """The bytes read while loading the project, if the file's stat says it has not changed since."""
+        cached = self.snapshot.get(path)
+        if cached is None:
+            return None
+        info = os.stat(self.root / path)
+        return cached[2] if (info.st_mtime_ns, info.st_size) == cached[:2] else None
 
 
 def _references(project: Project, state: _State) -> tuple[str, ...]:
@@ -468,7 +499,7 @@ def run(
     inventory never hides candidates.
     """
     workers = workers or os.cpu_count() or 1
-    state = _State(project.root)
+    state = _State(project.root, project.snapshot)
     result = RunResult(project)
     for phase in phases:
         _run_phase(

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import libcst as cst
-from libcst.codemod import CodemodCommand, CodemodContext, SkipFile
+from libcst.codemod import Codemod, CodemodCommand, CodemodContext, SkipFile
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 from libcst.metadata import MetadataWrapper
 
@@ -307,9 +307,7 @@ def _transform_with_shared_metadata(rule: PoolshiftRule, wrapper: MetadataWrappe
     return tree
 
 
-def _apply(
-    codemod: CodemodCommand | AddImportsVisitor | RemoveImportsVisitor, tree: cst.Module
-) -> cst.Module:
+def _apply(codemod: Codemod, tree: cst.Module) -> cst.Module:
     """``codemod.transform_module(tree)``, minus the tree's deep copy when the codemod needs no metadata.
 
     LibCST's driver deep-copies the tree so that every node has an identity of its own for metadata to be

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from pathlib import Path
@@ -11,7 +12,15 @@ import libcst as cst
 import pytest
 
 from codemods.rules.base import PoolshiftRule, RuleOptions
-from codemods.runner import _Job, _transform_job, atomic_write, load_project, module_and_package, run
+from codemods.runner import (
+    _Job,
+    _transform_job,
+    atomic_write,
+    load_project,
+    module_and_package,
+    phases_for_migrate,
+    run,
+)
 from tests.codemods.toy_rules import ToySqliteRule
 
 
@@ -83,3 +92,32 @@ def test_dry_run_writes_nothing_and_reports_migratable(tmp_path: Path) -> None:
     assert [s.status for s in wet.sites] == ["migrated"]
     assert (tmp_path / "m.py").read_bytes() == dry.finals["m.py"]
     assert [o.written for o in wet.outcomes] == [True]
+
+
+class LastReportRule(PoolshiftRule):
+    """A cleanup-phase rule that reports ``report_me()`` calls: it sees the earlier phases' output."""
+
+    RULE_ID = "PS996"
+    RUNS_LAST = True
+    PREFILTER: ClassVar[tuple[str, ...]] = ("report_me",)
+    REASON_CODES: ClassVar[dict[str, str]] = {"seen": "a report_me() call"}
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if isinstance(node.func, cst.Name) and node.func.value == "report_me":
+            self.record(node, "reported", "seen")
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_cleanup_sites_point_into_the_file_as_it_was_before_the_run(tmp_path: Path, dry_run: bool) -> None:
+    # Phase "all" adds an import above report_me(); the cleanup phase runs on that output (chained), but
+    # its site must still name the line in the user's file as it was when the run started.
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    source = b"import sqlite3\n\nconn = sqlite3.connect('a.db')\nreport_me()\n"
+    (tmp_path / "m.py").write_bytes(source)
+    project = dataclasses.replace(load_project([tmp_path]), rules=(ToySqliteRule, LastReportRule))
+    result = run(project, phases_for_migrate(project.plan, None), dry_run=dry_run, chain=True, workers=1)
+    assert b"import db_utils.sqlite" in result.finals["m.py"]
+    assert [(s.rule, s.line, s.column, s.phase) for s in result.sites] == [
+        ("PS990", 3, 8, "all"),
+        ("PS996", 4, 1, "cleanup"),
+    ]

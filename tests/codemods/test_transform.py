@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+import libcst as cst
 import pytest
 
-from codemods.transform import line_ending_of, transform_bytes
+from codemods.rules.base import PoolshiftRule
+from codemods.transform import PositionMap, line_ending_of, transform_bytes
 from tests.codemods.harness import run_rules
 from tests.codemods.toy_rules import BrokenOutputRule, CrashingRule, RewriteLatin1Rule, ToySqliteRule
 
@@ -140,3 +144,53 @@ def test_names_that_only_look_like_candidates_are_not_rewritten() -> None:
 )
 def test_line_ending_detection(data: bytes, ending: str | None) -> None:
     assert line_ending_of(data) == ending
+
+
+class ReportCallsRule(PoolshiftRule):
+    """Reports every ``report_me()`` call and changes nothing: a rule that runs after a rewriting one."""
+
+    RULE_ID = "PS995"
+    PREFILTER: ClassVar[tuple[str, ...]] = ("report_me",)
+    REASON_CODES: ClassVar[dict[str, str]] = {"seen": "a report_me() call"}
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if isinstance(node.func, cst.Name) and node.func.value == "report_me":
+            self.record(node, "reported", "seen")
+
+
+TWO_RULES_SOURCE = (
+    "import sqlite3\n\n\ndef open_db(path):\n"
+    "    conn = sqlite3.connect(path); report_me()\n"
+    "    report_me()\n"
+    "    return conn\n"
+)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_sites_of_a_later_rule_are_positions_in_the_original_file(newline: str) -> None:
+    # ToySqliteRule adds `import db_utils.sqlite` above both report_me() calls (every later line moves
+    # down one) and lengthens the callee left of the first one (its column moves right by 8).
+    data = TWO_RULES_SOURCE.replace("\n", newline).encode()
+    together = transform_bytes(data, [ToySqliteRule, ReportCallsRule], path="m.py")
+    assert together.output is not None
+    assert b"import db_utils.sqlite" in together.output
+    alone = transform_bytes(data, [ReportCallsRule], path="m.py")
+    expected = [("PS995", 5, 35), ("PS995", 6, 5)]
+    assert [(s.rule, s.line, s.column) for s in alone.sites] == expected
+    assert [(s.rule, s.line, s.column) for s in together.sites] == [("PS990", 5, 12), *expected]
+
+
+def test_position_map_equal_changed_and_inserted_lines() -> None:
+    original = "a\nb\nc = f(x)\nd\n"
+    rewritten = "import z\na\nb\nc = g.h.f(x)\nd\nextra\n"
+    positions = PositionMap(original, rewritten)
+    assert positions.locate(2, 1) == (1, 1)  # shifted by the inserted first line
+    assert positions.locate(4, 11) == (3, 7)  # the `x`, after a callee that grew by four characters
+    assert positions.locate(4, 5) == (3, 5)  # inside the rewritten part: where it starts in the original
+    assert positions.locate(1, 3) == (1, 1)  # an inserted line: the original line it was placed above
+    assert positions.locate(6, 2) == (4, 1)  # inserted at the end: the last original line
+
+
+def test_position_map_hunk_that_grew_maps_to_its_last_original_line() -> None:
+    positions = PositionMap("keep\nold\nkeep2\n", "keep\nnew1\nnew2\nnew3\nkeep2\n")
+    assert [positions.locate(line, 1)[0] for line in range(1, 6)] == [1, 2, 2, 2, 3]

@@ -1,0 +1,437 @@
+"""Codemod throughput: ``poolshift scan`` / ``migrate --all --diff`` vs ``python -m libcst.tool codemod``.
+
+Corpus: the running interpreter's standard library (``sysconfig.get_paths()["stdlib"]``, minus
+site-packages), copied once into a temporary directory so nothing can touch the real one. Every contender
+is the real command line in a subprocess, as a user runs it, with the same number of jobs (the CPU count).
+
+* ``poolshift ... --select PS201`` vs ``libcst.tool codemod sqlite3_connect.Sqlite3ConnectRule
+  --unified-diff``: the same rule through both runners (the issue's ">= 20x" target). LibCST's runner
+  parses and analyses every file; poolshift reads every file but parses only the ones whose bytes can
+  hold a candidate. When the LibCST runner would take more than ~4 minutes on the whole corpus it runs on
+  a fixed subset (every PS201 candidate file plus every k-th other file, by path) and its time is
+  extrapolated by bytes; the report says so.
+* ``poolshift scan`` / ``migrate --all --diff`` with every rule: what a user actually runs.
+* A file without candidates vs just reading it: scan over a tree of candidate-free files, minus the
+  command's fixed start-up cost (scan of a one-file tree), per file, against a Python process that only
+  reads the same files (minus its own start-up).
+
+Peak memory is the sum of the resident sets of the command's whole process tree (workers included),
+sampled every 20 ms from /proc; ``ru_maxrss`` (the largest single process) is recorded too.
+
+    python bench/bench_codemod.py [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import Target, environment, parse_args, print_targets, write_document
+from codemods.rules import all_rules
+
+LIBCST_CONFIG = """\
+generated_code_marker: "@generated"
+formatter: []
+blacklist_patterns: []
+modules:
+  - codemods.rules
+repo_root: .
+"""
+SAME_RULE = "PS201"
+LIBCST_COMMAND = "sqlite3_connect.Sqlite3ConnectRule"
+#: Beyond this estimated time the LibCST runner runs on a subset and is extrapolated (see module doc).
+LIBCST_FULL_BUDGET_S = 240.0
+JOBS = os.cpu_count() or 1
+DIFF_SAME_RULE = ("migrate", "--all", "--diff", "--select", SAME_RULE, ".")
+
+
+@dataclass(frozen=True)
+class Corpus:
+    root: Path
+    files: tuple[Path, ...]  # relative paths
+    size: int  # bytes
+
+
+@dataclass(frozen=True)
+class RunStats:
+    wall_s: float
+    peak_tree_rss_kb: int
+    max_rss_kb: int
+    returncode: int
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Corpus
+
+
+def stdlib_files() -> tuple[Path, list[Path]]:
+    """The interpreter's stdlib .py files (no site-packages, caches or symlinks), sorted by path."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    files = [
+        path.relative_to(root)
+        for path in root.rglob("*.py")
+        if "site-packages" not in path.relative_to(root).parts
+        and "__pycache__" not in path.parts
+        and path.is_file()
+        and not path.is_symlink()
+    ]
+    return root, sorted(files)
+
+
+def copy_corpus(source: Path, files: Sequence[Path], target: Path) -> Corpus:
+    """Copy ``files`` under ``target``; a pyproject.toml pins the project root there."""
+    for relative in files:
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / relative, target / relative)
+    (target / "pyproject.toml").write_text("[project]\nname = 'corpus'\n")
+    (target / ".libcst.codemod.yaml").write_text(LIBCST_CONFIG)
+    return Corpus(target, tuple(files), sum((target / path).stat().st_size for path in files))
+
+
+def needles(rule_ids: Sequence[str] | None = None) -> list[bytes]:
+    rules = all_rules()
+    chosen = rule_ids or list(rules)
+    return [needle.encode() for rule_id in chosen for needle in rules[rule_id].PREFILTER]
+
+
+def has_any(data: bytes, words: Sequence[bytes]) -> bool:
+    return any(word in data for word in words)
+
+
+def every_kth(paths: Sequence[Path], k: int) -> list[Path]:
+    return [path for index, path in enumerate(paths) if index % k == 0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running a command and watching its process tree
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                found += [int(child) for child in handle.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss_kb(pid: int) -> int:
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        total += _rss_kb(current)
+        pending += _children(current)
+    return total
+
+
+def run_command(command: Sequence[str], cwd: Path, stdout: Path) -> RunStats:
+    """Run ``command``; wall time, peak RSS of its process tree (sampled) and its own ru_maxrss."""
+    peak = 0
+    done = threading.Event()
+    with stdout.open("wb") as out, (stdout.with_suffix(".err")).open("wb") as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err)
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.wait(0.02):
+                peak = max(peak, tree_rss_kb(process.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        # wait4 gives this child's own rusage (ru_maxrss: its largest process, workers included once
+        # reaped), where RUSAGE_CHILDREN would be the high-water mark of every child so far.
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        done.set()
+        sampler.join()
+        process.returncode = os.waitstatus_to_exitcode(status)
+    return RunStats(wall, peak, usage.ru_maxrss, process.returncode)
+
+
+# -P: the commands run inside a copy of the stdlib, which must not shadow the real one on sys.path.
+def poolshift(*args: str) -> list[str]:
+    return [sys.executable, "-P", "-m", "codemods", *args]
+
+
+def libcst_tool(*paths: str) -> list[str]:
+    return [
+        sys.executable, "-P", "-m", "libcst.tool", "codemod", "--no-format", f"--jobs={JOBS}",
+        "--unified-diff=3",
+        "--hide-progress", LIBCST_COMMAND, *paths,
+    ]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Measurements
+
+
+@dataclass
+class Result:
+    name: str
+    files: int
+    bytes: int
+    walls: list[float]
+    peak_tree_rss_kb: int
+    max_rss_kb: int
+    extrapolated: bool = False
+    note: str = ""
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.walls)
+
+    def as_dict(self) -> dict[str, Any]:
+        walls = sorted(self.walls)
+        q1, q3 = (walls[0], walls[-1]) if len(walls) < 2 else _quartiles(walls)
+        return {
+            "name": self.name, "median_s": self.median_s, "q1_s": q1, "q3_s": q3, "rounds": len(walls),
+            "samples_s": self.walls, "files": self.files, "bytes": self.bytes,
+            "files_per_s": self.files / self.median_s, "mb_per_s": self.bytes / 1e6 / self.median_s,
+            "peak_tree_rss_mb": round(self.peak_tree_rss_kb / 1024, 1),
+            "max_rss_mb": round(self.max_rss_kb / 1024, 1), "extrapolated": self.extrapolated,
+            "note": self.note,
+        }  # fmt: skip
+
+
+def _quartiles(values: list[float]) -> tuple[float, float]:
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3
+
+
+def measure(
+    name: str, command: list[str], corpus: Corpus, rounds: int, out: Path, *, ok: tuple[int, ...] = (0,)
+) -> Result:
+    walls, peak, max_rss = [], 0, 0
+    for round_index in range(rounds):
+        stats = run_command(command, corpus.root, out / f"{name.replace(' ', '_')}.{round_index}.out")
+        err = (out / f"{name.replace(' ', '_')}.{round_index}.err").read_text(errors="replace")
+        if stats.returncode not in ok or ("Traceback" in err[-3000:] and "Finished codemodding" not in err):
+            raise RuntimeError(f"{name}: exit {stats.returncode}\n{err[-2000:]}")
+        walls.append(stats.wall_s)
+        peak, max_rss = max(peak, stats.peak_tree_rss_kb), max(max_rss, stats.max_rss_kb)
+    return Result(name, len(corpus.files), corpus.size, walls, peak, max_rss)
+
+
+def measure_interleaved(
+    contenders: dict[str, list[str]], corpus: Corpus, rounds: int, out: Path
+) -> dict[str, Result]:
+    """Rounds alternate across contenders so background load drifts onto all of them alike."""
+    results: dict[str, Result] = {}
+    for _ in range(rounds):
+        for name, command in contenders.items():
+            one = measure(name, command, corpus, 1, out, ok=(0, 1))  # migrate exits 1 for untouched files
+            if name in results:
+                kept = results[name]
+                kept.walls += one.walls
+                kept.peak_tree_rss_kb = max(kept.peak_tree_rss_kb, one.peak_tree_rss_kb)
+                kept.max_rss_kb = max(kept.max_rss_kb, one.max_rss_kb)
+            else:
+                results[name] = one
+    return results
+
+
+def libcst_runner(corpus: Corpus, subset: Corpus, tiny: Corpus, out: Path) -> tuple[Result, Result]:
+    """The LibCST runner on the subset (measured), and on the whole corpus (measured or extrapolated)."""
+    startup = measure("libcst startup", libcst_tool("."), tiny, 1, out, ok=(0, 1)).median_s
+    on_subset = measure("libcst.tool PS201 (subset)", libcst_tool("."), subset, 1, out, ok=(0, 1))
+    per_byte = max(on_subset.median_s - startup, 0.0) / subset.size
+    estimate = startup + per_byte * corpus.size
+    if subset.files == corpus.files:
+        return on_subset, on_subset
+    if estimate <= LIBCST_FULL_BUDGET_S:
+        whole = measure("libcst.tool PS201", libcst_tool("."), corpus, 1, out, ok=(0, 1))
+        return on_subset, whole
+    note = (
+        f"extrapolated by bytes from a measured run on {len(subset.files)} of {len(corpus.files)} files "
+        f"({subset.size / 1e6:.1f} of {corpus.size / 1e6:.1f} MB: every {SAME_RULE} candidate file plus "
+        f"every k-th other file by path): start-up {startup:.2f} s + "
+        f"{per_byte * 1e6:.2f} s/MB"
+    )
+    whole = Result(
+        "libcst.tool PS201", len(corpus.files), corpus.size, [estimate], on_subset.peak_tree_rss_kb,
+        on_subset.max_rss_kb, extrapolated=True, note=note,
+    )  # fmt: skip
+    return on_subset, whole
+
+
+def candidate_free_cost(free: Corpus, tiny: Corpus, rounds: int, out: Path) -> dict[str, float]:
+    """Marginal cost per candidate-free file: poolshift scan vs a process that only reads the files."""
+    reader = [
+        sys.executable, "-P", "-c",
+        "import os, sys\nfor d, _, fs in os.walk('.'):\n"
+        "    for f in fs:\n        if f.endswith('.py'):\n"
+        "            open(os.path.join(d, f), 'rb').read()\n",
+    ]  # fmt: skip
+    contenders = {"scan free": poolshift("scan", "."), "read free": reader}
+    on_free = measure_interleaved(contenders, free, rounds, out)
+    on_tiny = measure_interleaved(
+        {"scan tiny": poolshift("scan", "."), "read tiny": reader}, tiny, rounds, out
+    )
+    scan = (on_free["scan free"].median_s - on_tiny["scan tiny"].median_s) / len(free.files)
+    read = (on_free["read free"].median_s - on_tiny["read tiny"].median_s) / len(free.files)
+    return {
+        "files": len(free.files), "bytes": free.size, "scan_per_file_us": scan * 1e6,
+        "read_per_file_us": read * 1e6, "ratio": scan / read if read > 0 else float("inf"),
+        "scan_startup_s": on_tiny["scan tiny"].median_s, "read_startup_s": on_tiny["read tiny"].median_s,
+    }  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The run
+
+
+def build_corpora(work: Path, quick: bool) -> dict[str, Corpus]:
+    source, files = stdlib_files()
+    same_rule = needles([SAME_RULE])
+    every_rule = needles()
+    data = {path: (source / path).read_bytes() for path in files}
+    # Candidate-free files of the whole stdlib in both modes: the marginal cost per file needs many files.
+    free = [path for path in files if not has_any(data[path], every_rule)]
+    if quick:
+        # A smoke test: small files only (no worker grinds through a 200 KB test module alone).
+        small = [path for path in files if len(data[path]) <= 12_000]
+        candidates = [path for path in small if has_any(data[path], every_rule)]
+        others = [path for path in small if not has_any(data[path], every_rule)]
+        files = sorted(set(candidates) | set(every_kth(others, 20)))
+    candidates = [path for path in files if has_any(data[path], same_rule)]
+    others = [path for path in files if not has_any(data[path], same_rule)]
+    subset = files if quick else sorted(set(candidates) | set(every_kth(others, 8)))
+    tiny = [min(free, key=lambda path: len(data[path]))]
+    return {
+        "corpus": copy_corpus(source, files, work / "corpus"),
+        "subset": copy_corpus(source, subset, work / "subset"),
+        "free": copy_corpus(source, free, work / "free"),
+        "tiny": copy_corpus(source, tiny, work / "tiny"),
+    }
+
+
+def print_result(result: Result, baseline: float) -> None:
+    spread = f"{min(result.walls):.2f}-{max(result.walls):.2f}" if len(result.walls) > 1 else "1 run"
+    flag = " (extrapolated)" if result.extrapolated else ""
+    print(
+        f"  {result.name:<38} {result.median_s:8.2f} s ({spread})"
+        f"  {result.files / result.median_s:8.1f} files/s"
+        f"  peak {result.peak_tree_rss_kb / 1024:6.0f} MB  {baseline / result.median_s:7.1f}x vs libcst{flag}"
+    )
+
+
+def run(quick: bool) -> dict[str, Any]:
+    rounds = 2 if quick else 3
+    with tempfile.TemporaryDirectory(prefix="poolshift-bench-") as tmp:
+        work = Path(tmp)
+        corpora = build_corpora(work, quick)
+        corpus, out = corpora["corpus"], work / "out"
+        out.mkdir()
+        print(
+            f"corpus: {len(corpus.files)} files, {corpus.size / 1e6:.1f} MB"
+            f" ({'quick subset' if quick else 'stdlib'})"
+        )
+        same_rule = measure_interleaved(
+            {
+                "poolshift scan PS201": poolshift("scan", "--select", SAME_RULE, "."),
+                "poolshift migrate --diff PS201": poolshift(*DIFF_SAME_RULE),
+            },
+            corpus, rounds, out,
+        )  # fmt: skip
+        diff_ps201 = same_rule["poolshift migrate --diff PS201"]
+        on_subset_ps = diff_ps201
+        if corpora["subset"].files != corpus.files:
+            on_subset_ps = measure(
+                "poolshift migrate --diff PS201 (subset)",
+                poolshift(*DIFF_SAME_RULE), corpora["subset"], 1, out,
+                ok=(0, 1),
+            )  # fmt: skip
+        libcst_subset, libcst_whole = libcst_runner(corpus, corpora["subset"], corpora["tiny"], out)
+        every_rule = measure_interleaved(
+            {
+                "poolshift scan (all rules)": poolshift("scan", "."),
+                "poolshift migrate --diff (all rules)": poolshift("migrate", "--all", "--diff", "."),
+            },
+            corpus, 1, out,
+        )  # fmt: skip
+        free = candidate_free_cost(corpora["free"], corpora["tiny"], 5, out)
+        parsed = sum(has_any((corpus.root / p).read_bytes(), needles([SAME_RULE])) for p in corpus.files)
+    on_corpus = [libcst_whole, *same_rule.values(), *every_rule.values()]
+    on_subset = [libcst_subset, on_subset_ps] if libcst_subset is not libcst_whole else []
+    base = libcst_whole.median_s
+    print(f"\ncodemod throughput ({JOBS} jobs each); median (min-max) wall time per run")
+    for result in on_corpus:
+        print_result(result, base)
+    for result in on_subset:
+        print_result(result, libcst_subset.median_s)
+    results = on_corpus + on_subset
+    print(
+        f"  candidate-free file: scan {free['scan_per_file_us']:.0f} us"
+        f" vs read {free['read_per_file_us']:.0f} us"
+        f" per file ({free['ratio']:.2f}x), over {free['files']} files"
+    )
+    scan_ratio = base / same_rule["poolshift scan PS201"].median_s
+    diff_ratio = base / same_rule["poolshift migrate --diff PS201"].median_s
+    limit = "LibCST's per-file parse and analysis: poolshift pays it only for files that can hold a candidate"
+    same = "faster than libcst.tool (same rule, PS201)"
+    targets = [
+        Target.at_least(f"poolshift scan >= 20x {same}", scan_ratio, 20.0, limit),
+        Target.at_least(f"migrate --all --diff >= 20x {same}", diff_ratio, 20.0, limit),
+        Target.at_least(
+            "migrate --diff on the measured subset >= 20x faster than libcst.tool (no extrapolation)",
+            libcst_subset.median_s / on_subset_ps.median_s, 20.0,
+            "the subset holds every candidate file, so its share of parsed files is far above the corpus's",
+        ),
+        Target.at_most(
+            "candidate-free file costs <= 2x reading it", free["ratio"], 2.0,
+            "per-file stat calls of discovery and prefilter checks per rule and phase",
+        ),
+    ]  # fmt: skip
+    print_targets(targets)
+    document = {
+        "benchmark": "codemod",
+        "quick": quick,
+        "baseline": libcst_whole.name,
+        **environment(),
+        "jobs": JOBS,
+        "results": [
+            {**result.as_dict(), "speedup_vs_baseline": base / result.median_s} for result in results
+        ],
+        "notes": {
+            "corpus": f"{len(corpus.files)} .py files of the stdlib ({corpus.size / 1e6:.1f} MB)"
+            + (", quick subset: files <= 40 KB" if quick else ""),
+            "files_parsed_by_poolshift_PS201": parsed,
+            "libcst": libcst_whole.note or "measured on the whole corpus",
+            "candidate_free": free,
+            "peak memory": "sum of RSS over the command's process tree, sampled every 20 ms",
+        },
+        "targets": [target.__dict__ for target in targets],
+    }
+    write_document("codemod", document)
+    return document
+
+
+if __name__ == "__main__":
+    run(parse_args(__doc__ or "").quick)
