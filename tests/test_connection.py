@@ -6,6 +6,7 @@ import psycopg2
 import pytest
 
 import db_utils
+from tests.pg_helpers import checked_out
 
 pytestmark = pytest.mark.postgres
 
@@ -18,11 +19,6 @@ def pg(pg_pools):
 @pytest.fixture
 def table(scratch_table):
     return scratch_table
-
-
-def checked_out() -> int:
-    (only,) = db_utils.pool_status()["postgres"].values()
-    return only["checked_out"]
 
 
 def test_clean_exit_commits_and_returns(pg, table):

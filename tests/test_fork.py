@@ -8,6 +8,7 @@ import os
 import pytest
 
 import db_utils
+from tests.pg_helpers import backend_pid
 
 pytestmark = pytest.mark.postgres
 
@@ -15,12 +16,6 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture(autouse=True)
 def pg(pg_pools):
     return pg_pools
-
-
-def backend_pid(conn) -> int:
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_backend_pid()")
-        return cur.fetchone()[0]
 
 
 def run_in_child(body) -> str:

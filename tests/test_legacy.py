@@ -11,6 +11,7 @@ import psycopg2.extras
 import pytest
 
 import db_utils
+from tests.pg_helpers import checked_out
 
 pytestmark = pytest.mark.postgres
 
@@ -26,11 +27,6 @@ def table(pg):
     pg.query(f"CREATE TABLE {name} (id int PRIMARY KEY, note text)")
     yield name
     pg.query(f"DROP TABLE {name}")
-
-
-def checked_out() -> int:
-    (only,) = db_utils.pool_status()["postgres"].values()
-    return only["checked_out"]
 
 
 def test_close_returns_to_pool_and_is_idempotent():

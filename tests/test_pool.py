@@ -9,6 +9,7 @@ from sqlalchemy.pool import QueuePool
 
 import db_utils
 from db_utils.pool import pool_for
+from tests.pg_helpers import backend_pid
 
 pytestmark = pytest.mark.postgres
 
@@ -16,12 +17,6 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture(autouse=True)
 def pg(pg_pools):
     return pg_pools
-
-
-def backend_pid(conn) -> int:
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_backend_pid()")
-        return cur.fetchone()[0]
 
 
 def figures():
