@@ -333,11 +333,11 @@ def install(engine: Engine, state: PoolState) -> None:
         last_returned = info.get(_LAST_RETURNED)
         counters = state.counters
         if last_returned is None:
-            counters.add(checkouts=1)
+            counters.on_checkout(reused=False)
             return
         if state.settings.pre_ping and time.monotonic() - last_returned >= state.ping_after:
             _ping(dialect, dbapi_connection, counters)
-        _count_reuse(counters)
+        counters.on_checkout(reused=True)
 
     @event.listens_for(engine.pool, "reset")
     def _on_reset(dbapi_connection: Any, record: ConnectionPoolEntry, reset_state: Any) -> None:
@@ -361,7 +361,7 @@ def install(engine: Engine, state: PoolState) -> None:
 
     @event.listens_for(engine.pool, "checkin")
     def _on_checkin(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        _count_checkin(state.counters)
+        state.counters.on_checkin()
 
     @event.listens_for(engine.pool, "invalidate")
     def _on_invalidate(dbapi_connection: Any, record: ConnectionPoolEntry, exception: Any) -> None:
@@ -370,20 +370,6 @@ def install(engine: Engine, state: PoolState) -> None:
             lifetime[_WAS_INVALIDATED] = True
         if not record.info.pop(_DISCARDING, False):
             state.counters.add(invalidated=1)
-
-
-# Optimisation: the counters bumped on every checkout/checkin are incremented directly under the
-# counters' own lock (the one PoolCounters.add takes), skipping add()'s keyword dict and getattr/setattr
-# loop (~1 us per call). Same figures, same atomicity.
-def _count_reuse(counters: PoolCounters) -> None:
-    with counters._lock:
-        counters.checkouts += 1
-        counters.reuses += 1
-
-
-def _count_checkin(counters: PoolCounters) -> None:
-    with counters._lock:
-        counters.checkins += 1
 
 
 def _ping(dialect: Any, dbapi_connection: Any, counters: PoolCounters) -> None:

@@ -243,6 +243,7 @@ def _pool_figures(engine: Engine, state: PoolState) -> dict[str, Any]:
     pool = engine.pool
     figures = state.counters.snapshot()
     size, max_overflow = state.settings.pool_size, state.settings.max_overflow
+    # The pool's own count is authoritative (it sees detached/invalidated records the events may not).
     checked_out = pool.checkedout()  # type: ignore[attr-defined]
     figures.update(
         pool_size=size,

@@ -65,6 +65,20 @@ class PoolCounters:
             for name, delta in deltas.items():
                 setattr(self, name, getattr(self, name) + delta)
 
+    # The two updates on every checkout/checkin are written out: ``add(**deltas)`` costs ~0.7-1 us per
+    # call (keyword dict, getattr/setattr loop), a third of a whole pooled SQLite checkout.
+    def on_checkout(self, *, reused: bool) -> None:
+        with self._lock:
+            self.checkouts += 1
+            self.checked_out += 1
+            if reused:
+                self.reuses += 1
+
+    def on_checkin(self) -> None:
+        with self._lock:
+            self.checkins += 1
+            self.checked_out -= 1
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             data = {k: v for k, v in vars(self).items() if not k.startswith("_")}
