@@ -8,7 +8,6 @@ stderr only when it is a terminal.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -18,16 +17,10 @@ from typing import Any
 from codemods import __version__
 from codemods.files import FileDiscoveryError, git_toplevel
 from codemods.plan import Phase, PlanError
+from codemods.project import Project, load_project
 from codemods.report import FORMATS, FileError, Report, render, unified_diff
-from codemods.runner import (
-    Project,
-    RunResult,
-    count_pooled_calls,
-    load_project,
-    phases_for_migrate,
-    phases_up_to,
-    run,
-)
+from codemods.runner import RunResult, phases_for_migrate, phases_up_to, run
+from codemods.status import phase_statuses, render_status
 
 __all__ = ["EXIT_CLEAN", "EXIT_ERROR", "EXIT_REMAINING", "main"]
 
@@ -217,51 +210,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_CLEAN
 
 
-def _status_rows(project: Project, result: RunResult) -> list[dict[str, Any]]:
-    rows = []
-    pooled = count_pooled_calls(project)
-    phase_names = [phase.name for phase in project.plan.phases]
-    if project.unassigned_files() and len(project.plan.work_phases) > 0:
-        phase_names.append("unassigned")
-    for name in phase_names:
-        sites = [site for site in result.sites if site.phase == name]
-        remaining = sum(site.status == "migratable" for site in sites)
-        reported = sum(site.status == "reported" for site in sites)
-        errors = sum(1 for outcome in result.errors if outcome.phase == name)
-        migrated = pooled.get(name, 0)
-        if name == project.plan.cleanup.name and reported:
-            state = "blocked"  # the cleanup lists what still uses the legacy helper
-        elif remaining == 0 and errors == 0:
-            state = "done"
-        else:
-            state = "in progress" if migrated else "not started"
-        rows.append(
-            {"phase": name, "migrated": migrated, "remaining": remaining, "reported": reported,
-             "errors": errors, "state": state}
-        )  # fmt: skip
-    return rows
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     project = _project(args)
     _shadow_banner(project)
     result = run(
         project, project.plan.phases, dry_run=True, chain=False, include_unassigned=True, **_run_kwargs(args)
     )
-    rows = _status_rows(project, result)
-    columns = ["phase", "migrated", "remaining", "reported", "errors", "state"]
-    if args.format == "json":
-        sys.stdout.write(json.dumps({"version": 1, "phases": rows}, indent=2) + "\n")
-    elif args.format == "markdown":
-        lines = ["| " + " | ".join(c.capitalize() for c in columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
-        sys.stdout.write("\n".join(lines) + "\n")
-    else:
-        widths = {c: max(len(c), *(len(str(row[c])) for row in rows)) for c in columns}
-        lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
-        lines += ["  ".join(str(row[c]).ljust(widths[c]) for c in columns).rstrip() for row in rows]
-        sys.stdout.write("\n".join(lines) + "\n")
-        sys.stdout.write("migrated = calls already on db_utils; remaining = migratable sites\n")
+    sys.stdout.write(render_status(phase_statuses(project, result), args.format))
     return EXIT_CLEAN
 
 

@@ -1,4 +1,4 @@
-"""The per-site report (text, JSON, markdown) and the unified diff of ``migrate --diff``.
+"""The per-site report (text, JSON, markdown), its tables, and the unified diff of ``migrate --diff``.
 
 Every candidate appears with its rule, position, phase and status; a site left alone always carries its
 reason code, and a file left alone appears under errors with its code. The JSON schema is versioned and
@@ -18,7 +18,7 @@ from typing import Any
 from codemods.rules.base import Site
 from codemods.transform import ERROR_CODES
 
-__all__ = ["FileError", "Report", "render", "unified_diff"]
+__all__ = ["FileError", "Report", "markdown_table", "render", "text_table", "unified_diff"]
 
 SCHEMA_VERSION = 1
 FORMATS = ("text", "json", "markdown")
@@ -90,10 +90,21 @@ def _cell(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    """A GitHub-flavoured markdown table, one line per row; cells cannot break out of their column."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines.extend("| " + " | ".join(_cell(value) for value in row) + " |" for row in rows)
     return lines
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    """A plain-text table for a terminal: upper-case headers, every column as wide as its widest cell."""
+    cells = [[header.upper() for header in headers], *[[str(value) for value in row] for row in rows]]
+    widths = [max(len(line[column]) for line in cells) for column in range(len(headers))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in cells
+    ]
 
 
 def _markdown(report: Report) -> str:
@@ -104,18 +115,18 @@ def _markdown(report: Report) -> str:
     totals = report.totals()
     for heading, key in (("By rule", "by_rule"), ("By phase", "by_phase"), ("By status", "by_status")):
         lines.extend([f"## {heading}", ""])
-        lines.extend(_table([heading.split()[-1].capitalize(), "Sites"], totals[key].items()))
+        lines.extend(markdown_table([heading.split()[-1].capitalize(), "Sites"], totals[key].items()))
         lines.append("")
     lines.extend(["## Sites", ""])
     rows = [
         (f"`{s.path}:{s.line}:{s.column}`", s.rule, s.phase or "-", s.status, s.reason or "", s.message)
         for s in report.sorted_sites()
     ]
-    lines.extend(_table(["Location", "Rule", "Phase", "Status", "Reason", "Message"], rows))
+    lines.extend(markdown_table(["Location", "Rule", "Phase", "Status", "Reason", "Message"], rows))
     if report.errors:
         lines.extend(["", "## Files left untouched", ""])
         rows_e = [(f"`{e.path}`", e.error, e.detail) for e in sorted(report.errors, key=lambda e: e.path)]
-        lines.extend(_table(["File", "Error", "Detail"], rows_e))
+        lines.extend(markdown_table(["File", "Error", "Detail"], rows_e))
     return "\n".join(lines) + "\n"
 
 

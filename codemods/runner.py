@@ -1,4 +1,4 @@
-"""The runner: project discovery, text prefilter, parallel transforms, phases and atomic writes.
+"""The runner: text prefilter, parallel transforms, phases and atomic writes.
 
 Cost model (the reason for the shape of this module): most files of a large tree contain no candidate at
 all, so the parent process reads each file's bytes once and checks the rules' PREFILTER strings on the raw
@@ -12,19 +12,16 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-import libcst as cst
-from libcst.metadata import MetadataWrapper, QualifiedNameProvider
-
-from codemods import legacy_helpers
-from codemods.files import find_project_root, list_python_files
-from codemods.plan import Phase, Plan, load_plan, select_rule_ids
-from codemods.rules import all_rules
+from codemods.legacy_helpers.discovery import prefilter_names
+from codemods.legacy_helpers.references import find_legacy_references
+from codemods.plan import Phase, Plan
+from codemods.project import Project, decoded_sources
 from codemods.rules.base import PoolshiftRule, RuleOptions, Site
 from codemods.transform import (
     FileResult,
@@ -38,48 +35,16 @@ from codemods.transform import (
 __all__ = [
     "UNASSIGNED",
     "FileOutcome",
-    "Project",
     "RunResult",
-    "load_project",
+    "atomic_write",
+    "phases_for_migrate",
+    "phases_up_to",
     "run",
 ]
 
 UNASSIGNED = "unassigned"
-#: Rules whose PREFILTER names the default helper also need the project's own legacy helper names.
-DEFAULT_HELPER_NAME = "get_postgres_connection"
-#: Below this many bytes to parse (about a second of LibCST work), starting worker processes costs more
-#: than it saves.
+#: Below this many bytes to parse, starting worker processes costs more than it saves.
 MIN_BYTES_FOR_POOL = 32 * 1024
-
-
-@dataclass(frozen=True)
-class Project:
-    """Everything known before any file is transformed."""
-
-    root: Path
-    plan: Plan
-    all_files: tuple[str, ...]  # every Python file of the project (for references and helper discovery)
-    target_files: tuple[str, ...]  # the files under the user's PATH arguments, minus plan excludes
-    rules: tuple[type[PoolshiftRule], ...]
-    legacy_helpers: tuple[str, ...]
-    rule_extra: Mapping[str, Any]  # RuleOptions.extra: legacy helper analysis, trust opt-in
-    shadowing_db_utils: tuple[str, ...]  # project files that would shadow the db_utils shim
-    warnings: tuple[str, ...] = ()
-    #: Bytes read while loading (helper discovery reads every file) with the (mtime_ns, size) they were
-    #: read at, so a run right after loading does not read every file a second time; reused only while
-    #: the file's stat is unchanged (and writes still compare the bytes on disk, see atomic_write).
-    snapshot: Mapping[str, tuple[int, int, bytes]] = field(default_factory=dict, compare=False, repr=False)
-
-    def module_of(self, relpath: str) -> tuple[str, str]:
-        return module_and_package(self.root, relpath)
-
-    def files_in(self, phase: Phase) -> list[str]:
-        if phase.is_cleanup:
-            return list(self.target_files)
-        return [path for path in self.target_files if self.plan.phase_of(path) == phase]
-
-    def unassigned_files(self) -> list[str]:
-        return [path for path in self.target_files if self.plan.phase_of(path) is None]
 
 
 @dataclass
@@ -108,145 +73,6 @@ class RunResult:
     @property
     def errors(self) -> list[FileOutcome]:
         return [outcome for outcome in self.outcomes if outcome.result.error]
-
-
-def module_and_package(root: Path, relpath: str) -> tuple[str, str]:
-    """Module and package names of a file, relative to ``root`` (or ``root/src`` for a src layout).
-
-    Same result as ``libcst.helpers.calculate_module_and_package`` (which the rules' contract names),
-    computed on the relative path so no filesystem access is needed per file.
-    """
-    parts = relpath.removesuffix(".py").split("/")
-    if parts[0] == "src" and len(parts) > 1 and not (root / "src" / "__init__.py").exists():
-        parts = parts[1:]
-    if parts[-1] in ("__init__", "__main__"):
-        name = ".".join(parts[:-1])
-        return name, name
-    return ".".join(parts), ".".join(parts[:-1])
-
-
-def _shadowing(root: Path, files: Iterable[str]) -> tuple[str, ...]:
-    """Project files that Python would import as the top-level ``db_utils`` instead of the shim."""
-    found = {path for path in files if module_and_package(root, path)[0] == "db_utils"}
-    for candidate in ("db_utils.py", "db_utils/__init__.py", "src/db_utils.py", "src/db_utils/__init__.py"):
-        if (root / candidate).is_file():
-            found.add(candidate)
-    return tuple(sorted(found))
-
-
-def _selected_rules(
-    plan: Plan, select: Sequence[str], ignore: Sequence[str]
-) -> tuple[type[PoolshiftRule], ...]:
-    rules = all_rules()
-    ids = select_rule_ids(rules, (*plan.select, *select), (*plan.ignore, *ignore))
-    return tuple(rules[rule_id] for rule_id in ids)
-
-
-def _read_all(
-    root: Path,
-    paths: Iterable[str],
-    needles: Sequence[bytes],
-    snapshot: dict[str, tuple[int, int, bytes]] | None = None,
-) -> dict[str, bytes]:
-    """Bytes of the files that contain one of ``needles`` (all of them when ``needles`` is empty).
-
-    With ``snapshot``, every file read is also recorded there with the stat taken *before* reading: a
-    change after the stat gives a newer stat later, so a stale entry is never mistaken for current.
-    """
-    found: dict[str, bytes] = {}
-    for path in paths:
-        try:
-            if snapshot is None:
-                data = (root / path).read_bytes()
-            else:
-                info = os.stat(root / path)
-                data = (root / path).read_bytes()
-                snapshot[path] = (info.st_mtime_ns, info.st_size, data)
-        except OSError:
-            continue
-        if not needles or any(needle in data for needle in needles):
-            found[path] = data
-    return found
-
-
-def _decoded(files: Mapping[str, bytes]) -> dict[str, str]:
-    texts: dict[str, str] = {}
-    for path, data in files.items():
-        try:
-            texts[path] = decode_source(data).text
-        except ValueError:
-            continue  # a file that cannot be decoded cannot define or use a helper we could resolve
-    return texts
-
-
-def _legacy_names(helpers: Sequence[str]) -> tuple[str, ...]:
-    names = {helper.rpartition(".")[2] for helper in helpers}
-    names.add(DEFAULT_HELPER_NAME)
-    names.update(legacy_helpers.LEGACY_PREFILTER_NAMES(helpers))
-    return tuple(sorted(names))
-
-
-def _legacy_knowledge(
-    root: Path, plan: Plan, files: Sequence[str], snapshot: dict[str, tuple[int, int, bytes]]
-) -> tuple[tuple[str, ...], dict[str, Any]]:
-    """The legacy helpers (configured or discovered) and what the rules need to know about them.
-
-    Both come from the tree as it is before this run: a helper's equivalence to the shim is a property of
-    its definition, which no phase rewrites (only the cleanup deletes it).
-    """
-    extra: dict[str, Any] = {}
-    if plan.trust_legacy_helpers:
-        extra[legacy_helpers.TRUST_OPTION] = True
-    configured = plan.legacy_helpers or ()
-    needles = [name.encode() for name in _legacy_names(configured)]
-    sources = _decoded(_read_all(root, files, needles, snapshot))
-    names = {path: module_and_package(root, path)[0] for path in sources}
-    helpers = plan.legacy_helpers
-    if helpers is None:
-        helpers = tuple(legacy_helpers.discover_legacy_helpers(sources, names))
-    if helpers:
-        extra[legacy_helpers.DIFFERENCES_OPTION] = legacy_helpers.analyse_legacy_helpers(
-            sources, names, helpers
-        )
-    return helpers, extra
-
-
-def load_project(
-    targets: Sequence[Path],
-    *,
-    select: Sequence[str] = (),
-    ignore: Sequence[str] = (),
-    root: Path | None = None,
-) -> Project:
-    """Find the root and plan, list files, pick rules and legacy helpers. Raises ValueError subclasses."""
-    root = (root or find_project_root(targets)).resolve()
-    plan = load_plan(root)
-    all_files = list_python_files(root, [root])
-    target_files = [path for path in list_python_files(root, targets) if not plan.is_excluded(path)]
-    rules = _selected_rules(plan, select, ignore)
-    snapshot: dict[str, tuple[int, int, bytes]] = {}
-    helpers, extra = _legacy_knowledge(root, plan, all_files, snapshot)
-    warnings: list[str] = []
-    project = Project(
-        root=root,
-        plan=plan,
-        all_files=tuple(all_files),
-        target_files=tuple(target_files),
-        rules=rules,
-        legacy_helpers=helpers,
-        rule_extra=extra,
-        shadowing_db_utils=_shadowing(root, all_files),
-        warnings=tuple(warnings),
-        snapshot=snapshot,
-    )
-    unassigned = project.unassigned_files()
-    if unassigned and plan.config_path is not None:
-        warnings.append(
-            f"{len(unassigned)} file(s) belong to no phase of {plan.config_path.name} and are never "
-            f"migrated (first: {unassigned[0]})"
-        )
-        project = replace(project, warnings=tuple(warnings))
-    return project
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -302,10 +128,9 @@ def _sites_on_disk(sites: list[Site], on_disk: bytes, data: bytes) -> list[Site]
 
 
 def _needles(rule: type[PoolshiftRule], legacy_names: Sequence[str]) -> tuple[bytes, ...]:
-    needles = list(rule.PREFILTER)
-    if DEFAULT_HELPER_NAME in needles:
-        needles.extend(legacy_names)
-    return tuple(needle.encode("utf-8") for needle in needles)
+    """The strings one of which a file must contain for ``rule`` to have a candidate there."""
+    needles = [*rule.PREFILTER, *(legacy_names if rule.LEGACY_HELPER_PREFILTER else ())]
+    return tuple(dict.fromkeys(needle.encode("utf-8") for needle in needles))
 
 
 class _Progress:
@@ -415,15 +240,15 @@ class _State:
 def _references(project: Project, state: _State) -> tuple[str, ...]:
     if not project.legacy_helpers:
         return ()
-    needles = [name.encode() for name in _legacy_names(project.legacy_helpers)]
+    needles = [name.encode() for name in prefilter_names(project.legacy_helpers)]
     files: dict[str, bytes] = {}
     for path in project.all_files:
         data = state.read(path)
         if data is not None and any(needle in data for needle in needles):
             files[path] = data
-    sources = _decoded(files)
+    sources = decoded_sources(files)
     names = {path: project.module_of(path)[0] for path in sources}
-    return tuple(legacy_helpers.find_legacy_references(sources, names, project.legacy_helpers))
+    return find_legacy_references(sources, names, project.legacy_helpers)
 
 
 def _run_phase(
@@ -441,10 +266,10 @@ def _run_phase(
     rules = [rule for rule in project.rules if phase.is_cleanup == rule.RUNS_LAST]
     if not rules:
         return
-    options = RuleOptions(legacy_helpers=project.legacy_helpers, extra=project.rule_extra)
+    options = project.rule_options()
     if phase.is_cleanup:
         options = replace(options, remaining_legacy_references=_references(project, state))
-    legacy_names = _legacy_names(project.legacy_helpers)
+    legacy_names = prefilter_names(project.legacy_helpers)
     needles = {rule: _needles(rule, legacy_names) for rule in rules}
     jobs: list[_Job] = []
     for path in paths:
@@ -529,55 +354,3 @@ def phases_up_to(plan: Plan, phase: Phase | None) -> list[Phase]:
 def phases_for_migrate(plan: Plan, phase: Phase | None) -> list[Phase]:
     """``--all`` (None): every phase in order, cleanup last; ``--phase N``: that phase only."""
     return list(plan.phases) if phase is None else [phase]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Status: how much is already on the shim
-
-
-#: The calls the rules rewrite to; a call of one of these counts as a migrated site in ``status``.
-POOLED_API = frozenset(
-    {
-        "db_utils.sqlite.connect",
-        "db_utils.http.urlopen",
-        "db_utils.get_pooled_connection",
-        "db_utils.execute_with_pool",
-        "db_utils.execute_with_pool_connection",
-        "db_utils.get_postgres_connection",
-    }
-)
-
-
-class _PooledCallCounter(cst.CSTVisitor):
-    """Counts calls that resolve to the ``db_utils`` API (what the rules rewrite to)."""
-
-    METADATA_DEPENDENCIES = (QualifiedNameProvider,)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def visit_Call(self, node: cst.Call) -> None:
-        names = self.get_metadata(QualifiedNameProvider, node.func, set())
-        if any(name.name in POOLED_API for name in names):
-            self.count += 1
-
-
-def count_pooled_calls(project: Project) -> dict[str, int]:
-    """Per phase name, the number of calls already going through ``db_utils`` (the "migrated" column).
-
-    The code does not remember what poolshift rewrote, so progress is measured on the code itself: calls
-    that resolve to ``db_utils`` are migrated sites, whoever wrote them.
-    """
-    counts: dict[str, int] = {}
-    for path, data in _read_all(project.root, project.target_files, [b"db_utils"]).items():
-        try:
-            module = cst.parse_module(decode_source(data).text)
-        except (ValueError, cst.ParserSyntaxError):
-            continue
-        counter = _PooledCallCounter()
-        MetadataWrapper(module, unsafe_skip_copy=True).visit(counter)
-        phase = project.plan.phase_of(path)
-        name = phase.name if phase is not None else UNASSIGNED
-        counts[name] = counts.get(name, 0) + counter.count
-    return counts

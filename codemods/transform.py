@@ -312,7 +312,7 @@ def _apply(codemod: Codemod, tree: cst.Module) -> cst.Module:
 
     LibCST's driver deep-copies the tree so that every node has an identity of its own for metadata to be
     keyed on (a rule may have put one node object in two places). AddImportsVisitor reads no metadata, so
-    for it the copy (about a third of a walk over the whole tree) buys nothing; RemoveImportsVisitor does
+    for it the copy (a walk over the whole tree) buys nothing; RemoveImportsVisitor does
     read scope metadata, so it keeps LibCST's driver and its copy.
     """
     if codemod.get_inherited_dependencies() or codemod.should_allow_multiple_passes():

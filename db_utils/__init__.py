@@ -4,17 +4,17 @@ Only the public API is re-exported here; ``db_utils.sqlite`` and ``db_utils.http
 their own so that code using one kind of pool never pays for the others.
 """
 
-from db_utils._pg_instrument import PoolTimeoutError
-from db_utils._pg_proxy import PooledConnection
 from db_utils.config import ConfigError
-from db_utils.connection import (
+from db_utils.postgres.api import (
     execute_with_pool,
     execute_with_pool_connection,
     get_pooled_connection,
     health_check,
 )
-from db_utils.legacy import get_postgres_connection
-from db_utils.pool import dispose_pools, get_connection_pool
+from db_utils.postgres.instrument import PoolTimeoutError
+from db_utils.postgres.legacy import get_postgres_connection
+from db_utils.postgres.proxy import PooledConnection
+from db_utils.postgres.registry import dispose_pools, get_connection_pool
 from db_utils.stats import pool_alerts, pool_status, pool_status_line
 
 __all__ = [

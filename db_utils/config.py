@@ -1,21 +1,21 @@
-"""Settings resolution: explicit arguments, then environment variables, then documented defaults.
+"""Reading settings from the environment: :class:`ConfigError`, the typed readers, change detection.
 
 Every value read from the environment is validated here, once, and a bad one raises :class:`ConfigError`
 naming the variable and the offending value, so a typo in a deployment manifest fails loudly at first use
-instead of surfacing later as an odd pool behavior. Values that may carry a password (``DATABASE_URL``) are
-never echoed back: the error shows the URL with its password masked.
+instead of surfacing later as an odd pool behavior. Each kind of pool declares its own settings on top of
+these readers (``postgres.settings``, ``sqlite.pool``, ``http.manager``).
+
+:class:`EnvironSignature` is the one place that reads CPython's raw environment dict: hot paths that must
+obey an environment change at once (the default database URL, urllib's proxy settings) compare a cheap
+signature instead of re-reading and re-parsing the variables on every call.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
-
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -81,87 +81,46 @@ def check_minimum(name: str, value: _Number, minimum: _Number) -> _Number:
     return value
 
 
-def redact_url(url: str | URL) -> str:
-    """The URL as text with any password replaced by ``***``: the only form a URL may take in output."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return "<unparseable URL>"
-    return parsed.render_as_string(hide_password=True)
+# -- change detection ------------------------------------------------------------------------------------
+# ``os.environ.get`` goes Mapping.get -> __getitem__ -> encode the name -> decode the value, on every read.
+# CPython's ``os.environ`` keeps its contents in ``_data``, a plain dict keyed by ``encodekey(name)`` and
+# updated by every change made through os.environ (set, del, pop, clear, update; never replaced), so
+# reading that dict sees exactly what ``get`` would see, undecoded (bytes on POSIX). Anything else standing
+# in for os.environ (a replaced mapping, another implementation) takes the plain path.
+_ENVIRON_AT_IMPORT = os.environ
+_ENVIRON_DATA: Any = getattr(os.environ, "_data", None)
+_ENCODE_NAME: Callable[[str], Any] | None = getattr(os.environ, "encodekey", None)
+_DECODE_NAME: Callable[[Any], str] | None = getattr(os.environ, "decodekey", None)
 
 
-def parse_database_url(raw: str, *, source: str = "DATABASE_URL") -> URL:
-    """Parse a database URL, rewriting ``postgres://``/``postgresql://`` to the psycopg2 driver.
-
-    ``source`` names where the URL came from, for the error message; the URL itself is only shown
-    redacted, because a malformed URL may still contain a password.
-    """
-    text = raw.strip()
-    if text.startswith("postgres://"):
-        # Heroku-style scheme; SQLAlchemy 2 no longer accepts it.
-        text = "postgresql://" + text[len("postgres://") :]
-    try:
-        url = make_url(text)
-    except ArgumentError:
-        raise ConfigError(f"{source} is not a valid database URL: {_mask_unparsed(text)}") from None
-    if url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+psycopg2")
-    if not url.drivername.startswith(("postgresql", "sqlite")):
-        raise ConfigError(
-            f"{source} uses the unsupported scheme {url.drivername!r} (expected postgresql:// or sqlite://): "
-            f"{redact_url(url)}"
-        )
-    return url
+def raw_environ() -> dict[Any, Any] | None:
+    """os.environ's own dict of raw names and values; None when reading it is not reading os.environ."""
+    if os.environ is _ENVIRON_AT_IMPORT and type(_ENVIRON_DATA) is dict and _ENCODE_NAME and _DECODE_NAME:
+        return _ENVIRON_DATA
+    return None
 
 
-def _mask_unparsed(text: str) -> str:
-    """Mask anything between ``://user:`` and ``@`` in a string that did not even parse as a URL."""
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        return "<not a URL>"
-    credentials, at, host = rest.rpartition("@")
-    if not at:
-        return f"{scheme}://{rest}"
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+def decode_name(raw: Any) -> str:
+    """A name from :func:`raw_environ` as ``os.environ`` shows it."""
+    return _DECODE_NAME(raw) if _DECODE_NAME is not None else str(raw)
 
 
-@dataclass(frozen=True)
-class PoolSettings:
-    """Sizing and health settings of one database pool. Field docs are the README's settings table.
+class EnvironSignature:
+    """The raw values of a few environment variables: equal signatures, equal values.
 
-    Defaults follow SQLAlchemy's and HikariCP's reasoning: a small core (10) that is enough for most
-    services, a bounded overflow (20) for bursts, a 30 s checkout timeout that fails fast enough to be
-    noticed, recycle every hour (below typical firewall/PgBouncer idle cut-offs), and pre-ping on, because a
-    stale connection handed to legacy code is an error the legacy code never had to handle.
+    Comparing signatures tells a caller whether anything it derived from those variables is still valid,
+    without decoding or parsing anything; the plain ``os.environ.get`` path is taken whenever
+    :func:`raw_environ` cannot be trusted.
     """
 
-    pool_size: int = 10
-    max_overflow: int = 20
-    timeout: float = 30.0
-    recycle: int = 3600
-    pre_ping: bool = True
+    __slots__ = ("_raw_names", "names")
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> PoolSettings:
-        """Resolve settings: explicit keyword arguments win, then ``DB_*`` variables, then defaults."""
-        unknown = set(explicit) - {f.name for f in fields(cls)}
-        if unknown:
-            raise TypeError(f"unknown pool setting(s): {', '.join(sorted(unknown))}")
-        base = cls(
-            pool_size=env_int("DB_POOL_SIZE", cls.pool_size, minimum=1, environ=environ),
-            max_overflow=env_int("DB_MAX_OVERFLOW", cls.max_overflow, minimum=0, environ=environ),
-            timeout=env_float("DB_POOL_TIMEOUT", cls.timeout, minimum=0.0, environ=environ),
-            recycle=env_int("DB_POOL_RECYCLE", cls.recycle, minimum=-1, environ=environ),
-            pre_ping=env_bool("DB_POOL_PRE_PING", cls.pre_ping, environ=environ),
-        )
-        resolved = replace(base, **{k: v for k, v in explicit.items() if v is not None})
-        resolved.validate()
-        return resolved
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = tuple(names)
+        self._raw_names = tuple(map(_ENCODE_NAME, self.names)) if _ENCODE_NAME is not None else ()
 
-    def validate(self) -> None:
-        """Check explicit arguments with the same rules the environment gets."""
-        check_minimum("pool_size", self.pool_size, 1)
-        check_minimum("max_overflow", self.max_overflow, 0)
-        check_minimum("timeout", self.timeout, 0.0)
-        check_minimum("recycle", self.recycle, -1)
+    def __call__(self) -> tuple[Any, ...]:
+        # Hot path (every pooled call without a URL): raw_environ()'s checks are inlined.
+        if os.environ is _ENVIRON_AT_IMPORT and type(_ENVIRON_DATA) is dict and self._raw_names:
+            return tuple(map(_ENVIRON_DATA.get, self._raw_names))
+        return tuple([os.environ.get(name) for name in self.names])

@@ -1,32 +1,42 @@
-"""Counters for every pool poolshift manages, and the registry that ``pool_status()`` reads.
+"""Counters for every pool poolshift manages, and the registries behind ``pool_status()``/``dispose_pools()``.
 
 Each kind of pool (PostgreSQL engines, SQLite pools, the HTTP pool manager) registers a *source*: a
 function returning a JSON-serialisable dict of its current figures. ``pool_status()`` calls every source,
 so a module that is never imported (say ``db_utils.http``) costs nothing and simply does not appear.
+SQLite and HTTP register a *disposer* the same way, which ``dispose_pools()`` calls: an app that never
+imported them never pays for them (their import cost, their at-fork hooks).
 
-Counters are plain ints updated under one lock per :class:`PoolCounters`: the increments happen on
+Counters are plain numbers updated under one lock per :class:`PoolCounters`: the increments happen on
 checkout/checkin paths that are already serialised by the pool's own lock most of the time, so the extra
-uncontended lock costs tens of nanoseconds and keeps the figures exact under free-threaded builds too.
+uncontended lock is cheap and keeps the figures exact under free-threaded builds too.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Mapping
 from typing import Any
 
 StatsSource = Callable[[], dict[str, Any]]
+Disposer = Callable[[], object]
 
 _sources: dict[str, StatsSource] = {}
-_sources_lock = threading.Lock()
+_disposers: dict[str, Disposer] = {}
+_sources_lock = threading.Lock()  # guards _sources and _disposers
 
 
 def register_source(kind: str, source: StatsSource) -> None:
     """Register (or replace) the stats source of one kind of pool: ``postgres``, ``sqlite``, ``http``."""
     with _sources_lock:
         _sources[kind] = source
+
+
+def register_disposer(kind: str, dispose: Disposer) -> None:
+    """Register (or replace) what closes one kind of pool's idle connections, for ``dispose_pools()``."""
+    with _sources_lock:
+        _disposers[kind] = dispose
 
 
 def collect() -> dict[str, dict[str, Any]]:
@@ -36,28 +46,71 @@ def collect() -> dict[str, dict[str, Any]]:
     return {kind: source() for kind, source in sorted(sources.items())}
 
 
-@dataclass
-class PoolCounters:
-    """Monotonic counters plus the checked-out gauge for one pool.
+def dispose_registered() -> None:
+    """Call every registered disposer (the pools of every kind imported so far)."""
+    with _sources_lock:
+        disposers = list(_disposers.values())
+    for dispose in disposers:
+        dispose()
 
-    ``reuses`` counts checkouts served by an existing connection; ``reuse_rate`` is reuses / checkouts,
-    the figure that shows pooling is working (near 1.0 under steady load).
+
+#: The figures of a connection pool (PostgreSQL and SQLite): counters, plus the ``checked_out`` gauge.
+POOL_FIGURES: Mapping[str, float] = {
+    "connections_created": 0,
+    "checkouts": 0,
+    "reuses": 0,
+    "checkins": 0,
+    "recycled": 0,
+    "invalidated": 0,
+    "discarded_dirty": 0,
+    "waits": 0,
+    "wait_time_total": 0.0,
+    "timeouts": 0,
+    "checked_out": 0,
+    "pings": 0,
+    "ping_failures": 0,
+}
+
+
+class PoolCounters:
+    """The figures of one pool (or of the HTTP transport), under one lock; shared by every kind of pool.
+
+    ``figures`` names each figure and its starting value; ``reuses`` counts uses served by an existing
+    connection, and ``snapshot()`` adds ``reuse_rate`` = reuses / ``reuse_of`` (``checkouts`` for a pool,
+    ``requests`` for HTTP), the figure that shows pooling is working (near 1.0 under steady load).
+    ``tallies`` name per-key counts (HTTP's fallbacks by reason), reported as dicts.
+
+    Each figure is an instance attribute (the fastest thing to increment), set from ``figures``.
     """
 
-    connections_created: int = 0
-    checkouts: int = 0
-    reuses: int = 0
-    checkins: int = 0
-    recycled: int = 0
-    invalidated: int = 0
-    discarded_dirty: int = 0
-    waits: int = 0
-    wait_time_total: float = 0.0
-    timeouts: int = 0
-    checked_out: int = 0
-    pings: int = 0
-    ping_failures: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # The pool figures the checkout/checkin hot path updates by name (see POOL_FIGURES).
+    checkouts: int
+    checked_out: int
+    reuses: int
+    checkins: int
+
+    def __init__(
+        self,
+        figures: Mapping[str, float] = POOL_FIGURES,
+        *,
+        reuse_of: str = "checkouts",
+        tallies: tuple[str, ...] = (),
+    ) -> None:
+        clashes = [name for name in figures if hasattr(type(self), name)]
+        if clashes:
+            raise ValueError(f"figure names taken by PoolCounters itself: {clashes}")
+        if reuse_of not in figures:
+            raise ValueError(f"reuse_of={reuse_of!r} is not one of the figures")
+        self._figures = figures
+        self._reuse_of = reuse_of
+        self._lock = threading.Lock()
+        self._tallies: dict[str, Counter[str]] = {name: Counter() for name in tallies}
+        for name, value in figures.items():
+            setattr(self, name, value)
+
+    def fresh(self) -> PoolCounters:
+        """Counters of the same shape, all at their starting values."""
+        return PoolCounters(self._figures, reuse_of=self._reuse_of, tallies=tuple(self._tallies))
 
     def add(self, **deltas: float) -> None:
         """Add to several counters at once, atomically."""
@@ -65,8 +118,16 @@ class PoolCounters:
             for name, delta in deltas.items():
                 setattr(self, name, getattr(self, name) + delta)
 
-    # The two updates on every checkout/checkin are written out: ``add(**deltas)`` costs ~0.7-1 us per
-    # call (keyword dict, getattr/setattr loop), a third of a whole pooled SQLite checkout.
+    def tally(self, name: str, key: str, **deltas: float) -> None:
+        """Count one ``key`` in the tally ``name`` and add ``deltas``, atomically."""
+        with self._lock:
+            self._tallies[name][key] += 1
+            for figure, delta in deltas.items():
+                setattr(self, figure, getattr(self, figure) + delta)
+
+    # The two updates on every checkout/checkin of a pool are written out rather than going through
+    # ``add(**deltas)``, whose keyword dict and getattr/setattr loop cost more than the rest of a pooled
+    # SQLite checkout.
     def on_checkout(self, *, reused: bool) -> None:
         with self._lock:
             self.checkouts += 1
@@ -81,9 +142,15 @@ class PoolCounters:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            data = {k: v for k, v in vars(self).items() if not k.startswith("_")}
-        data["reuse_rate"] = round(data["reuses"] / data["checkouts"], 4) if data["checkouts"] else 0.0
+            data: dict[str, Any] = {name: getattr(self, name) for name in self._figures}
+            data.update({name: dict(tally) for name, tally in self._tallies.items()})
+        base = data[self._reuse_of]
+        data["reuse_rate"] = round(data["reuses"] / base, 4) if base else 0.0
         return data
+
+    def after_fork_in_child(self) -> None:
+        """Keep the figures; replace the lock, which a parent thread may have held at fork time forever."""
+        self._lock = threading.Lock()
 
 
 # -- status, one-line status and alerts over every registered source ---------------------------------

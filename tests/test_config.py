@@ -6,7 +6,7 @@ import pytest
 
 import db_utils
 from db_utils.config import ConfigError
-from db_utils.pool import default_database_url, resolve_settings
+from db_utils.postgres.settings import default_database_url, resolve_settings
 
 
 @pytest.fixture(autouse=True)
@@ -85,9 +85,11 @@ def test_sqlite_url_is_refused_with_a_pointer_to_the_sqlite_shim():
 def test_explicit_settings_beat_environment(clean_env):
     clean_env.setenv("DB_POOL_SIZE", "3")
     clean_env.setenv("DB_POOL_PING_AFTER", "2.5")
-    settings, ping_after = resolve_settings()
+    settings = resolve_settings()
+    ping_after = settings.ping_after
     assert (settings.pool_size, ping_after) == (3, 2.5)
-    settings, ping_after = resolve_settings(pool_size=7, ping_after=0, pool_timeout=4)
+    settings = resolve_settings(pool_size=7, ping_after=0, pool_timeout=4)
+    ping_after = settings.ping_after
     assert (settings.pool_size, settings.timeout, ping_after) == (7, 4, 0.0)
 
 

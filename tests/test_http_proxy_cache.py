@@ -1,7 +1,7 @@
 """The cached proxy lookup always answers what ``urllib.request.getproxies()`` answers right now.
 
 db_utils.http reads the proxy environment once per call, like urllib, but keeps the answer while the
-environment's names and proxy values are unchanged (see db_utils/_http_proxies.py). These tests change
+environment's names and proxy values are unchanged (see db_utils/http/route.py). These tests change
 the environment in every way urllib's reader cares about and compare with urllib after each change.
 """
 
@@ -17,9 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from db_utils import _http_proxies
-from db_utils._http_proxies import current_proxies
-from db_utils.http import http_stats, urlopen
+from db_utils.http import http_stats, route, urlopen
+from db_utils.http.route import current_proxies
 from testservers.http import PoolTestServer
 
 # Names urllib's reader treats differently: either case, mixed case, the CGI rule's REQUEST_METHOD (which
@@ -86,12 +85,12 @@ def test_an_answer_read_while_the_environment_changed_is_not_kept(clean_env: pyt
         return real_reader()
 
     # Both names: the shortcut only applies while urllib.request.getproxies is the reader it captured.
-    clean_env.setattr(_http_proxies, "_ENVIRONMENT_READER", reader_racing_a_setenv)
+    clean_env.setattr(route, "_ENVIRONMENT_READER", reader_racing_a_setenv)
     clean_env.setattr(urllib.request, "getproxies", reader_racing_a_setenv)
-    clean_env.setattr(_http_proxies, "_cached", None)
+    clean_env.setattr(route, "_cached", None)
     assert current_proxies() == {"http": "http://127.0.0.1:9"}
     del os.environ["http_proxy"]
-    clean_env.setattr(_http_proxies, "_ENVIRONMENT_READER", real_reader)
+    clean_env.setattr(route, "_ENVIRONMENT_READER", real_reader)
     clean_env.setattr(urllib.request, "getproxies", real_reader)
     assert current_proxies() == {}
 

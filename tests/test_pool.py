@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.pool import QueuePool
 
 import db_utils
-from db_utils.pool import pool_for
+from db_utils.postgres.registry import pool_for
 from tests.pg_helpers import backend_pid
 
 pytestmark = pytest.mark.postgres

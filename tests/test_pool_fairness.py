@@ -16,8 +16,8 @@ from sqlalchemy import event
 
 import db_utils
 from db_utils import PoolTimeoutError
-from db_utils._pg_instrument import FairQueuePool
-from db_utils.pool import pool_for
+from db_utils.postgres.fair_queue import FairQueuePool
+from db_utils.postgres.registry import pool_for
 
 pytestmark = pytest.mark.postgres
 

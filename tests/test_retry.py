@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 import db_utils
+import db_utils.postgres.api
 from db_utils import PoolTimeoutError
 
 pytestmark = pytest.mark.postgres
@@ -95,6 +96,21 @@ def test_retries_give_up_after_the_configured_count(pg, clean_env):
     outcome = db_utils.execute_with_pool_connection(select_one, retries=2, backoff=0.001)
     assert (outcome["status"], outcome["error_type"], outcome["attempts"]) == ("error", "OperationalError", 3)
     assert pg.password not in outcome["message"]
+
+
+def test_url_is_resolved_once_per_call_whatever_the_attempts(pg, clean_env, monkeypatch):
+    clean_env.setenv("DATABASE_URL", pg.url.replace(f":{pg.port}/", ":1/"))
+    resolutions = []
+    real_pool_for = db_utils.postgres.api.pool_for
+
+    def counting_pool_for(url=None, **settings):
+        resolutions.append(url)
+        return real_pool_for(url, **settings)
+
+    monkeypatch.setattr(db_utils.postgres.api, "pool_for", counting_pool_for)
+    outcome = db_utils.execute_with_pool_connection(select_one, retries=2, backoff=0.001)
+    assert (outcome["status"], outcome["attempts"]) == ("error", 3)
+    assert resolutions == [None]
 
 
 def test_deadline_stops_retrying_early(pg, clean_env):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from db_utils import sqlite as pooled
-from db_utils._sqlite_sql import SqlEffect, sql_effect
+from db_utils.sqlite.statements import SqlEffect, sql_effect
 from tests.test_sqlite_support import figures, make_db, raw_of
 
 

@@ -1,7 +1,9 @@
 """Rule discovery: every ``PoolshiftRule`` subclass with a ``RULE_ID`` in this package is a rule.
 
 Discovery (rather than a hand-kept list) keeps "one rule per module" honest: adding a rule is adding a
-module, and two rules claiming one ID is an import-time error, not a silent override.
+module, or a package when the rule needs private helpers (``postgres_pooled/``: the rule in its
+``__init__``, its proofs beside it); two rules claiming one ID is an import-time error, not a silent
+override. ``base`` and modules starting with ``_`` (shared bases) are not rules.
 """
 
 from __future__ import annotations

@@ -6,11 +6,12 @@ for *every* candidate call it sees, rewritten or not. A candidate that is left a
 stable reason code, because "correctness beats coverage" only works if the user can see what was skipped.
 
 Rules find call sites through LibCST's ``QualifiedNameProvider`` (resolved imports and aliases), never by
-matching text; ``PREFILTER`` strings exist only so the runner can skip files that cannot contain a
-candidate without parsing them.
+matching text; ``PREFILTER`` strings (plus the project's legacy helper names, for a rule that declares
+``LEGACY_HELPER_PREFILTER``) exist only so the runner can skip files that cannot contain a candidate
+without parsing them.
 
-Rules are discovered automatically: any module in ``codemods/rules/`` that defines a subclass of
-:class:`PoolshiftRule` with a ``RULE_ID`` is registered (see ``codemods.rules.all_rules``).
+Rules are discovered automatically: any module (or package) in ``codemods/rules/`` that defines a
+subclass of :class:`PoolshiftRule` with a ``RULE_ID`` is registered (see ``codemods.rules.all_rules``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,19 @@ class Site:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """What a rule decided about one candidate: rewrite it (``migrate``) or report it, and why.
+
+    ``reason`` is one of the rule's ``REASON_CODES``; with ``migrate`` it tells the user something about a
+    rewrite they should know (PS201's ``conn-stored``).
+    """
+
+    migrate: bool
+    reason: str | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class RuleOptions:
     """Project-wide knowledge a rule may need, gathered by the runner before any file is transformed.
 
@@ -58,11 +72,16 @@ class RuleOptions:
     (``app.db.get_postgres_connection``), from ``[tool.poolshift]`` or discovered in the tree.
     ``remaining_legacy_references`` is filled in by the runner for the cleanup rule: every place outside
     the helper's own definition that still refers to a legacy helper, across the whole tree.
+    ``legacy_helper_differences`` is the runner's whole-tree analysis (helper -> what differs from the shim;
+    empty: equivalent), so a call in another module than the helper's can be judged; a helper missing
+    there is looked up from the file being transformed. ``trust_legacy_helpers`` is the user's statement
+    (``[tool.poolshift]``) that every legacy helper behaves like the shim.
     """
 
     legacy_helpers: tuple[str, ...] = ()
     remaining_legacy_references: tuple[str, ...] = ()
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    legacy_helper_differences: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    trust_legacy_helpers: bool = False
 
 
 class PoolshiftRule(VisitorBasedCodemodCommand):
@@ -76,6 +95,9 @@ class PoolshiftRule(VisitorBasedCodemodCommand):
     SAFETY: ClassVar[Literal["safe", "guarded"]] = "guarded"
     #: The rule may only change a file if one of these strings occurs in its text.
     PREFILTER: ClassVar[Sequence[str]] = ()
+    #: The rule looks at the project's legacy helpers, whatever their names: the runner adds their short
+    #: names (configured or discovered) to ``PREFILTER``.
+    LEGACY_HELPER_PREFILTER: ClassVar[bool] = False
     #: Reason codes this rule can emit; each is documented in migration_guide/rules/<RULE_ID>.md.
     REASON_CODES: ClassVar[Mapping[str, str]] = {}
     #: The cleanup rule runs after all others and only in the final phase.

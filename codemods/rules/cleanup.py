@@ -2,8 +2,8 @@
 
 It runs last, in the implicit final phase, and only in the helper's own module. The runner computes
 ``RuleOptions.remaining_legacy_references`` over the *whole* tree (with
-:func:`codemods.analysis.references.find_legacy_references`) after every other rule ran; this rule adds what
-the same function finds in the helper's own module (a cheap second check) and then decides:
+:func:`codemods.legacy_helpers.references.find_legacy_references`) after every other rule ran; this rule
+adds what the same function finds in the helper's own module (a cheap second check) and then decides:
 
 * references remain -> the file is not touched; every reference is reported (``helper-still-referenced``)
   so the user sees exactly what still blocks the cleanup;
@@ -19,10 +19,11 @@ from typing import ClassVar
 import libcst as cst
 from libcst.metadata import Scope, ScopeProvider
 
-from codemods.analysis.dunder_all import all_assignments, exported_names
-from codemods.analysis.helper_names import DEFAULT_HELPER_NAME
-from codemods.analysis.import_pruning import ImportPruner, PrunesImportsInBlocks, unused_after_rewrite
-from codemods.analysis.references import find_legacy_references
+from codemods.cst.imports.dunder_all import all_assignments, exported_names
+from codemods.cst.imports.pruning import ImportPruner, PrunesImportsInBlocks, unused_after_rewrite
+from codemods.cst.literals import literal_string
+from codemods.legacy_helpers.discovery import DEFAULT_HELPER_NAME
+from codemods.legacy_helpers.references import find_legacy_references
 from codemods.rules.base import PoolshiftRule
 
 
@@ -37,6 +38,7 @@ class LegacyHelperCleanupRule(PrunesImportsInBlocks, PoolshiftRule):
     SAFETY = "guarded"
     RUNS_LAST = True
     PREFILTER: ClassVar[tuple[str, ...]] = (DEFAULT_HELPER_NAME,)
+    LEGACY_HELPER_PREFILTER = True
     REASON_CODES: ClassVar[dict[str, str]] = {
         "helper-still-referenced": "the helper is still used somewhere in the tree (the message says where)",
     }
@@ -82,7 +84,7 @@ class LegacyHelperCleanupRule(PrunesImportsInBlocks, PoolshiftRule):
         class Finder(cst.CSTVisitor):
             def visit_Element(self, node: cst.Element) -> None:
                 value = node.value
-                if isinstance(value, cst.SimpleString) and value.evaluated_value in names:
+                if isinstance(value, cst.SimpleString) and literal_string(value) in names:
                     found.add(id(node))
 
         # Every form the reference finder counts as part of the helper's own definition (`=`, `+=` and

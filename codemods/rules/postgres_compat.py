@@ -3,9 +3,10 @@
 The call keeps its shape (``conn = get_postgres_connection()`` stays a connection or ``None``; the caller's
 ``close()``/``commit()``/``None`` guard keep their meaning on the shim's proxy), so the rewrite is
 behavior-preserving *by construction* - but only if the helper itself behaves like the shim. That is why
-each site first asks :class:`~codemods.analysis.helper_verdicts.HelperVerdicts`: a helper that connects
-differently (other variables or defaults, ``connect_timeout``, ``autocommit``...) gets every call reported as
-``custom-factory`` with what differs, and the user decides (``trust_legacy_helpers = true`` opts out).
+each site first asks what the helper does differently (:mod:`codemods.legacy_helpers.lookup`): a helper
+that connects differently (other variables or defaults, ``connect_timeout``, ``autocommit``...) gets every
+call reported as ``custom-factory`` with what differs, and the user decides (``trust_legacy_helpers =
+true`` opts out).
 
 PS101 runs first; a site it rewrote is no longer a helper call, so it is never seen twice here.
 """
@@ -17,11 +18,11 @@ from typing import ClassVar
 import libcst as cst
 from libcst.codemod.visitors import AddImportsVisitor
 
-from codemods.analysis.helper_call_rule import LegacyHelperCallRule
-from codemods.analysis.helper_names import DEFAULT_HELPER_NAME
-from codemods.analysis.helper_uses import HelperUse
-from codemods.analysis.helper_verdicts import HelperVerdicts
-from codemods.analysis.import_pruning import ImportPruner
+from codemods.cst.imports.pruning import ImportPruner
+from codemods.legacy_helpers.discovery import DEFAULT_HELPER_NAME
+from codemods.legacy_helpers.lookup import HelperDifferences
+from codemods.legacy_helpers.uses import HelperUse
+from codemods.rules._legacy_helper_call import LegacyHelperCallRule
 
 SHIM_CALL = "db_utils.get_postgres_connection"
 
@@ -49,12 +50,12 @@ class PostgresCompatRule(LegacyHelperCallRule):
         self.rewrites: set[int] = set()
         if not self.options.legacy_helpers:
             return False
-        verdicts = self.helper_verdicts(node)
+        differences = self.helper_differences(node)
         rewritten: list[cst.CSTNode] = []
         for use in self.helper_uses(node):
             if use.in_definition:
                 continue  # recursion inside the helper: it goes with the helper (PS901 lists it)
-            if self._decide(use, verdicts):
+            if self._decide(use, differences):
                 assert isinstance(use.node, cst.Call)
                 self.rewrites.add(id(use.node))
                 rewritten.append(use.node.func)
@@ -63,14 +64,14 @@ class PostgresCompatRule(LegacyHelperCallRule):
             AddImportsVisitor.add_needed_import(self.context, "db_utils")
         return True
 
-    def _decide(self, use: HelperUse, verdicts: HelperVerdicts) -> bool:
+    def _decide(self, use: HelperUse, differences: HelperDifferences) -> bool:
         """Record the site; True when the call is rewritten."""
         if not use.is_call:
             self.record(use.node, "reported", "not-a-call", f"{use.helper} is used as a value, not called")
             return False
         if self.report_unrewritable_call(use, "the shim's function takes no arguments"):
             return False
-        if self.report_unequivalent_helper(use, verdicts):
+        if self.report_unequivalent_helper(use, differences):
             return False
         self.record(use.node, "migrated", None, f"{use.helper}() -> {SHIM_CALL}()")
         return True

@@ -1,7 +1,7 @@
 """PS201 sqlite3-connect: ``sqlite3.connect(...)`` -> ``db_utils.sqlite.connect(...)``.
 
 Name resolution, shadowing, import handling and reporting are shared with PS301 (urlopen) in
-:class:`~codemods.analysis.redirect.RedirectCallRule`, whose docstring says how a module is handled. What
+:class:`~codemods.rules._redirect.RedirectCallRule`, whose docstring says how a module is handled. What
 is PS201's own is which argument lists the pooling drop-in is shown to match: a literal in-memory
 database is never pooled, a custom ``factory=`` cannot come from the pool, and ``*args``/``**kwargs`` may
 hide either; a connection stored beyond the call is migrated but reported, because it holds a pool slot
@@ -16,8 +16,10 @@ from typing import ClassVar
 import libcst as cst
 from libcst.metadata import ClassScope, GlobalScope, ScopeProvider
 
-from codemods.analysis.call_arguments import bind_arguments, literal_text
-from codemods.analysis.redirect import COMMON_REASON_CODES, RedirectCallRule, Verdict
+from codemods.cst.arguments import bind_arguments
+from codemods.cst.literals import literal_string
+from codemods.rules._redirect import COMMON_REASON_CODES, RedirectCallRule
+from codemods.rules.base import Verdict
 
 #: sqlite3.connect's parameters in order (Python 3.10-3.13), then its keyword-only ones (3.12+).
 SQLITE_POSITIONAL = (
@@ -65,7 +67,7 @@ class Sqlite3ConnectRule(RedirectCallRule):
 
     def check_call(self, call: cst.Call) -> Verdict:
         bound = bind_arguments(call, SQLITE_POSITIONAL, SQLITE_KEYWORD_ONLY)
-        database = literal_text(bound.values.get("database"))
+        database = literal_string(bound.values.get("database"), decode_bytes=True)
         if database is not None and is_memory_database(database):
             return Verdict(False, "memory-database", f"database {database!r} is never pooled; left as is")
         if "factory" in bound.values:

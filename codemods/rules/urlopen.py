@@ -8,7 +8,7 @@ be something else), a reference used as a value, a module that monkeypatches ``u
 itself, and argument lists urlopen itself would reject.
 
 Name resolution, import handling and reporting are shared with PS201
-(:class:`~codemods.analysis.redirect.RedirectCallRule`).
+(:class:`~codemods.rules._redirect.RedirectCallRule`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from typing import ClassVar
 
 import libcst as cst
 
-from codemods.analysis.call_arguments import bind_arguments
-from codemods.analysis.redirect import COMMON_REASON_CODES, RedirectCallRule, Verdict
+from codemods.cst.arguments import bind_arguments
+from codemods.rules._redirect import COMMON_REASON_CODES, RedirectCallRule
+from codemods.rules.base import Verdict
 
 #: urlopen's parameters (3.10-3.12): url, data, timeout positional; the rest keyword-only. (3.13 dropped
 #: cafile/capath/cadefault; the drop-in still accepts them and hands such calls to urllib.)

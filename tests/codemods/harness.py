@@ -6,6 +6,7 @@ so a fixture that passes here behaves the same in ``poolshift migrate`` (encodin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,7 +72,8 @@ def load_options(case_dir: Path, case: str, default: RuleOptions | None = None) 
     """RuleOptions from ``<case>.options.json`` (merged over ``default``) and the path to run the case as.
 
     Besides RuleOptions fields the JSON may hold ``"path"`` (relative posix path the snippet pretends to
-    be, default ``app/module.py``) so relative-import cases can live in a package.
+    be, default ``app/module.py``) so relative-import cases can live in a package. The fields about legacy
+    helpers (``trust_legacy_helpers``, ``legacy_helper_differences``) sit in an ``"extra"`` table.
     """
     options = default or RuleOptions()
     path = DEFAULT_PATH
@@ -82,12 +84,14 @@ def load_options(case_dir: Path, case: str, default: RuleOptions | None = None) 
         for key in ("legacy_helpers", "remaining_legacy_references"):
             if key in raw:
                 raw[key] = tuple(raw[key])
-        options = RuleOptions(
+        helper_knowledge: dict[str, Any] = raw.pop("extra", {})
+        options = dataclasses.replace(
+            options,
             legacy_helpers=raw.pop("legacy_helpers", options.legacy_helpers),
             remaining_legacy_references=raw.pop(
                 "remaining_legacy_references", options.remaining_legacy_references
             ),
-            extra={**options.extra, **raw.pop("extra", {})},
+            **helper_knowledge,  # an unknown key is a TypeError: a typo never passes silently
         )
         if raw:
             raise ValueError(f"{options_file}: unknown keys {sorted(raw)}")

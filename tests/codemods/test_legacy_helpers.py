@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from codemods.analysis.helper_equivalence import helper_differences
-from codemods.analysis.helper_names import absolute_name
-from codemods.legacy_helpers import (
-    LEGACY_PREFILTER_NAMES,
-    analyse_legacy_helpers,
-    discover_legacy_helpers,
-    find_legacy_references,
-)
+from codemods.legacy_helpers.discovery import absolute_name, discover_legacy_helpers, prefilter_names
+from codemods.legacy_helpers.equivalence import analyse_legacy_helpers, helper_differences
+from codemods.legacy_helpers.references import find_legacy_references
 
 HELPER = "app.db.get_postgres_connection"
 
@@ -74,6 +69,53 @@ def test_each_difference_is_named(old: str, new: str, expected: str) -> None:
     differences = helper_differences(_variant(old, new), "get_postgres_connection")
     assert differences, "a changed helper must not be called equivalent"
     assert any(expected in difference for difference in differences), differences
+
+
+def test_every_branch_of_an_elif_chain_in_the_handler_is_checked() -> None:
+    handler = (
+        "        if exc.pgcode:\n"
+        "            print('server said no')\n"
+        "        elif exc.pgerror:\n"
+        "            print('client said no')\n"
+        "        else:\n"
+        "            exc.cursor.close()\n"
+    )
+    differences = helper_differences(
+        _variant('        print("cannot connect", exc)\n', handler), "get_postgres_connection"
+    )
+    assert any("does more than log" in difference for difference in differences or ()), differences
+
+
+def test_one_line_blocks_read_like_indented_ones() -> None:
+    one_line = _variant(
+        '    except Exception as exc:\n        print("cannot connect", exc)\n        return None\n',
+        "    except Exception: return None\n",
+    )
+    assert helper_differences(one_line, "get_postgres_connection") == ()
+
+
+def test_the_shim_side_of_the_comparison_is_db_utils_own_table() -> None:
+    """A helper written from ``LEGACY_PARAMETERS`` is equivalent; dropping any parameter is named."""
+    from db_utils.postgres.settings import LEGACY_PARAMETERS, LegacyParameter
+
+    def helper(parameters: tuple[LegacyParameter, ...]) -> str:
+        arguments = "".join(
+            f"            {p.keyword}=os.getenv({p.variable!r}, "
+            f"os.getenv({p.libpq_variable!r}, {p.default!r})),\n"
+            for p in parameters
+        )
+        return (
+            "import os\nimport psycopg2\n\ndef get_postgres_connection():\n    try:\n"
+            f"        return psycopg2.connect(\n{arguments}        )\n"
+            "    except psycopg2.OperationalError:\n        return None\n"
+        )
+
+    assert helper_differences(helper(LEGACY_PARAMETERS), "get_postgres_connection") == ()
+    for dropped in LEGACY_PARAMETERS:
+        kept = tuple(p for p in LEGACY_PARAMETERS if p is not dropped)
+        assert helper_differences(helper(kept), "get_postgres_connection") == (
+            f"it does not pass {dropped.keyword} (the shim reads {dropped.variable})",
+        )
 
 
 def test_settings_function_and_assigned_connection_are_followed() -> None:
@@ -143,11 +185,11 @@ def test_discover_finds_module_level_definitions_only() -> None:
 
 
 def test_prefilter_names() -> None:
-    assert LEGACY_PREFILTER_NAMES(("a.b.get_conn", "c.get_conn", "d.get_postgres_connection")) == (
+    assert prefilter_names(("a.b.get_conn", "c.get_conn", "d.get_postgres_connection")) == (
         "get_conn",
         "get_postgres_connection",
     )
-    assert LEGACY_PREFILTER_NAMES(()) == ("get_postgres_connection",)
+    assert prefilter_names(()) == ("get_postgres_connection",)
 
 
 @pytest.mark.parametrize(

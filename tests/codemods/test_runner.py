@@ -11,16 +11,9 @@ from typing import ClassVar
 import libcst as cst
 import pytest
 
+from codemods.project import load_project, module_and_package
 from codemods.rules.base import PoolshiftRule, RuleOptions
-from codemods.runner import (
-    _Job,
-    _transform_job,
-    atomic_write,
-    load_project,
-    module_and_package,
-    phases_for_migrate,
-    run,
-)
+from codemods.runner import _Job, _transform_job, atomic_write, phases_for_migrate, run
 from tests.codemods.toy_rules import ToySqliteRule
 
 
@@ -121,3 +114,18 @@ def test_cleanup_sites_point_into_the_file_as_it_was_before_the_run(tmp_path: Pa
         ("PS990", 3, 8, "all"),
         ("PS996", 4, 1, "cleanup"),
     ]
+
+
+def test_files_naming_a_legacy_helper_reach_the_rules_that_declare_it(tmp_path: Path) -> None:
+    # The helper has a name of its own: no file says "get_postgres_connection". PS102 declares
+    # LEGACY_HELPER_PREFILTER, so the runner prefilters on "get_conn" too; the sqlite rule does not.
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.poolshift]\nlegacy_helpers = ["app.db.get_conn"]\ntrust_legacy_helpers = true\n'
+    )
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text("")
+    (tmp_path / "app" / "users.py").write_text("from app.db import get_conn\n\nconn = get_conn()\n")
+    project = load_project([tmp_path], select=["PS102", "PS201"])
+    result = run(project, project.plan.work_phases, dry_run=True, workers=1)
+    assert [(s.rule, s.path, s.status) for s in result.sites] == [("PS102", "app/users.py", "migratable")]
+    assert result.files_parsed == 1

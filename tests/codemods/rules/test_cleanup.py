@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from codemods.legacy_helpers import analyse_legacy_helpers, find_legacy_references
+from codemods.legacy_helpers.equivalence import analyse_legacy_helpers
+from codemods.legacy_helpers.references import find_legacy_references
 from codemods.rules.base import RuleOptions
 from codemods.rules.cleanup import LegacyHelperCleanupRule
 from codemods.rules.postgres_compat import PostgresCompatRule
@@ -62,7 +63,7 @@ def test_whole_tree_after_compat_then_cleanup() -> None:
     # What the runner does: analyse the helper once, hand the verdict to every file's rules.
     analysis = analyse_legacy_helpers(tree, names, (HELPER,))
     assert analysis == {HELPER: ()}
-    compat_options = RuleOptions(legacy_helpers=(HELPER,), extra={"legacy_helper_differences": analysis})
+    compat_options = RuleOptions(legacy_helpers=(HELPER,), legacy_helper_differences=analysis)
     migrated = {}
     for path, text in tree.items():
         result = run_rules(text, [PostgresCompatRule], path=path, options=compat_options)

@@ -17,7 +17,7 @@ from tests.codemods.harness import check_fixture, fixture_cases, run_rules
 
 CASES = Path(__file__).parent / "fixtures" / "postgres_compat"
 HELPER = "app.db.get_postgres_connection"
-TRUSTED = RuleOptions(legacy_helpers=(HELPER,), extra={"trust_legacy_helpers": True})
+TRUSTED = RuleOptions(legacy_helpers=(HELPER,), trust_legacy_helpers=True)
 
 
 @pytest.mark.parametrize("case", fixture_cases(CASES))

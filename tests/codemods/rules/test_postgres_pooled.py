@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from codemods.analysis.read_only_sql import is_read_only_sql
-from codemods.legacy_helpers import analyse_legacy_helpers
+from codemods.legacy_helpers.equivalence import analyse_legacy_helpers
 from codemods.rules.base import RuleOptions
 from codemods.rules.postgres_compat import PostgresCompatRule
 from codemods.rules.postgres_pooled import PostgresPooledRule
+from codemods.rules.postgres_pooled.read_only_sql import is_read_only_sql
 from tests.codemods.harness import check_fixture, fixture_cases, run_rules
 
 CASES = Path(__file__).parent / "fixtures" / "postgres_pooled"
 HELPER = "app.db.get_postgres_connection"
-TRUSTED = RuleOptions(legacy_helpers=(HELPER,), extra={"trust_legacy_helpers": True})
+TRUSTED = RuleOptions(legacy_helpers=(HELPER,), trust_legacy_helpers=True)
 
 EQUIVALENT_HELPER = """
 import os
@@ -103,7 +103,7 @@ def _source(name: str) -> str:
 def test_custom_helper_blocks_both_rewrites() -> None:
     source = _source("read_only_select")
     differences = {HELPER: ("it passes connect_timeout=5 (the shim does not)",)}
-    options = RuleOptions(legacy_helpers=(HELPER,), extra={"legacy_helper_differences": differences})
+    options = RuleOptions(legacy_helpers=(HELPER,), legacy_helper_differences=differences)
     result = run_rules(source, [PostgresPooledRule, PostgresCompatRule], options=options)
     assert result.output is None
     assert [(s.rule, s.status, s.reason) for s in result.sites] == [
@@ -250,11 +250,9 @@ def test_rewritten_functions_behave_like_the_legacy_ones(
 
     options = RuleOptions(
         legacy_helpers=(HELPER,),
-        extra={
-            "legacy_helper_differences": analyse_legacy_helpers(
-                {"app/db.py": EQUIVALENT_HELPER}, {"app/db.py": "app.db"}, (HELPER,)
-            )
-        },
+        legacy_helper_differences=analyse_legacy_helpers(
+            {"app/db.py": EQUIVALENT_HELPER}, {"app/db.py": "app.db"}, (HELPER,)
+        ),
     )
     result = run_rules(BEHAVIOR_MODULE, [PostgresPooledRule, PostgresCompatRule], options=options)
     assert result.error is None

@@ -1,0 +1,136 @@
+"""Editing import statements for the redirect rules (PS201, PS301) without dropping comments.
+
+A rewrite that moves ``connect`` out of ``from sqlite3 import connect, Row  # driver`` or removes an
+``import sqlite3`` that became unused must keep the user's comments and the layout of parenthesized
+imports. LibCST's ``RemoveImportsVisitor`` drops a removed line's comments, hence
+:class:`CommentKeepingRemoveImports`; the small helpers build the replacement nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import libcst as cst
+from libcst.codemod import CodemodContext
+from libcst.codemod.visitors import RemoveImportsVisitor
+
+from codemods.cst.syntax import comments_in
+
+
+def trailing_comment_of(nodes: Iterable[cst.CSTNode]) -> cst.TrailingWhitespace:
+    """The comments inside ``nodes`` as one trailing comment, so moving a name never drops its comment."""
+    comments = comments_in(nodes)
+    if not comments:
+        return cst.TrailingWhitespace()
+    text = " ".join(comment.lstrip("# ").rstrip() for comment in comments)
+    return cst.TrailingWhitespace(whitespace=cst.SimpleWhitespace("  "), comment=cst.Comment(f"# {text}"))
+
+
+def closing_comma(
+    kept: cst.Comma | cst.MaybeSentinel, removed: cst.Comma | cst.MaybeSentinel
+) -> cst.Comma | cst.MaybeSentinel:
+    """The comma of a parenthesized import's new last name: its own comment, the old last line's indent.
+
+    Inside parentheses each name's comment lives in its comma, and the indentation of the closing
+    parenthesis lives in the last name's comma; keep the first and take the second from the removed name.
+    """
+    if not isinstance(kept, cst.Comma) or not isinstance(removed, cst.Comma):
+        return kept
+    own, closing = kept.whitespace_after, removed.whitespace_after
+    if isinstance(own, cst.ParenthesizedWhitespace) and isinstance(closing, cst.ParenthesizedWhitespace):
+        return kept.with_changes(
+            whitespace_after=own.with_changes(indent=closing.indent, last_line=closing.last_line)
+        )
+    return kept
+
+
+def dotted(name: str) -> cst.Attribute | cst.Name:
+    """``"a.b.c"`` as an expression node."""
+    head, _, last = name.rpartition(".")
+    if not head:
+        return cst.Name(last)
+    return cst.Attribute(value=dotted(head), attr=cst.Name(last))
+
+
+class CommentKeepingRemoveImports(RemoveImportsVisitor):
+    """LibCST's RemoveImportsVisitor, except that a removed import line's comments survive.
+
+    The stock visitor drops a whole ``import sqlite3  # driver`` line, with the comment lines above it.
+    Here those comments (the trailing one as a line of its own) are prepended to the next statement of the
+    same block, or become the block's footer when nothing follows.
+    """
+
+    def __init__(
+        self, context: CodemodContext, unused_imports: Sequence[tuple[str, str | None, str | None]]
+    ) -> None:
+        super().__init__(context, unused_imports)
+        self._emptied: dict[cst.BaseStatement, list[cst.EmptyLine]] = {}
+
+    def leave_SimpleStatementLine(
+        self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
+    ) -> cst.SimpleStatementLine:
+        if original_node.body and not updated_node.body:
+            # LibCST drops an emptied line when it rebuilds the enclosing body; remember its comments.
+            self._emptied[original_node] = _comment_lines(original_node)
+        return updated_node
+
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        body, left_over = self._carry_comments(original_node.body, updated_node.body)
+        return updated_node.with_changes(body=body, footer=[*left_over, *updated_node.footer])
+
+    def leave_IndentedBlock(
+        self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock
+    ) -> cst.IndentedBlock:
+        body, left_over = self._carry_comments(original_node.body, updated_node.body)
+        return updated_node.with_changes(body=body, footer=[*left_over, *updated_node.footer])
+
+    def _carry_comments(
+        self, original: Sequence[cst.BaseStatement], updated: Sequence[cst.BaseStatement]
+    ) -> tuple[list[cst.BaseStatement], list[cst.EmptyLine]]:
+        """Pair surviving statements with their originals and hand each one the comments removed before it."""
+        survivors = [statement for statement in original if statement not in self._emptied]
+        if len(survivors) != len(updated):
+            return list(updated), []  # not a shape this visitor produced: change nothing
+        body: list[cst.BaseStatement] = []
+        pending: list[cst.EmptyLine] = []
+        remaining = iter(updated)
+        for statement in original:
+            if statement in self._emptied:
+                pending += self._emptied[statement]
+                continue
+            new_statement = next(remaining)
+            if pending and isinstance(new_statement, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+                leading = [*pending, *new_statement.leading_lines]
+                new_statement = new_statement.with_changes(leading_lines=leading)
+                pending = []
+            body.append(new_statement)
+        return body, pending
+
+
+def removal_batches(
+    removals: Iterable[tuple[str, str | None, str | None]],
+) -> list[list[tuple[str, str | None, str | None]]]:
+    """Split removals so no batch names one module under two aliases.
+
+    RemoveImportsVisitor keeps one alias per module (a dict), so ``import sqlite3`` and a function's
+    ``import sqlite3 as driver`` in one batch would leave one of them behind.
+    """
+    batches: list[list[tuple[str, str | None, str | None]]] = []
+    for removal in dict.fromkeys(removals):
+        module, obj, _ = removal
+        for batch in batches:
+            if obj is not None or all(other[0] != module or other[1] is not None for other in batch):
+                batch.append(removal)
+                break
+        else:
+            batches.append([removal])
+    return batches
+
+
+def _comment_lines(line: cst.SimpleStatementLine) -> list[cst.EmptyLine]:
+    """The comment lines above ``line`` (with the blank lines between them) and its trailing comment."""
+    lines = list(line.leading_lines) if any(empty.comment for empty in line.leading_lines) else []
+    trailing = line.trailing_whitespace.comment
+    if trailing is not None:
+        lines.append(cst.EmptyLine(comment=trailing))
+    return lines

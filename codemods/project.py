@@ -1,0 +1,183 @@
+"""Loading a project: its root and plan, its Python files, the selected rules and its legacy helpers.
+
+Everything here is known before any file is transformed, and is the same for every phase of a run: it is
+computed once (:func:`load_project`) and handed down to the runner as a :class:`Project`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from codemods.files import find_project_root, list_python_files
+from codemods.legacy_helpers.discovery import discover_legacy_helpers, prefilter_names
+from codemods.legacy_helpers.equivalence import analyse_legacy_helpers
+from codemods.plan import Phase, Plan, load_plan, select_rule_ids
+from codemods.rules import all_rules
+from codemods.rules.base import PoolshiftRule, RuleOptions
+from codemods.transform import decode_source
+
+__all__ = ["Project", "decoded_sources", "load_project", "module_and_package", "read_matching"]
+
+#: (mtime_ns, size, bytes) of a file as read while loading, keyed by relative path.
+Snapshot = dict[str, tuple[int, int, bytes]]
+
+
+@dataclass(frozen=True)
+class Project:
+    """Everything known before any file is transformed."""
+
+    root: Path
+    plan: Plan
+    all_files: tuple[str, ...]  # every Python file of the project (for references and helper discovery)
+    target_files: tuple[str, ...]  # the files under the user's PATH arguments, minus plan excludes
+    rules: tuple[type[PoolshiftRule], ...]
+    legacy_helpers: tuple[str, ...]
+    #: What each legacy helper does differently from the shim, from the tree before this run: a helper's
+    #: equivalence is a property of its definition, which no phase rewrites (only the cleanup deletes it).
+    legacy_helper_differences: Mapping[str, tuple[str, ...]]
+    shadowing_db_utils: tuple[str, ...]  # project files that would shadow the db_utils shim
+    warnings: tuple[str, ...] = ()
+    #: Bytes read while loading (helper discovery reads every file) with the (mtime_ns, size) they were
+    #: read at, so a run right after loading does not read every file a second time; reused only while
+    #: the file's stat is unchanged (and writes still compare the bytes on disk, see atomic_write).
+    snapshot: Mapping[str, tuple[int, int, bytes]] = field(default_factory=dict, compare=False, repr=False)
+
+    def module_of(self, relpath: str) -> tuple[str, str]:
+        return module_and_package(self.root, relpath)
+
+    def files_in(self, phase: Phase) -> list[str]:
+        if phase.is_cleanup:
+            return list(self.target_files)
+        return [path for path in self.target_files if self.plan.phase_of(path) == phase]
+
+    def unassigned_files(self) -> list[str]:
+        return [path for path in self.target_files if self.plan.phase_of(path) is None]
+
+    def rule_options(self) -> RuleOptions:
+        """What every rule is told about the project (the runner adds the cleanup's remaining references)."""
+        return RuleOptions(
+            legacy_helpers=self.legacy_helpers,
+            legacy_helper_differences=self.legacy_helper_differences,
+            trust_legacy_helpers=self.plan.trust_legacy_helpers,
+        )
+
+
+def module_and_package(root: Path, relpath: str) -> tuple[str, str]:
+    """Module and package names of a file, relative to ``root`` (or ``root/src`` for a src layout).
+
+    Same result as ``libcst.helpers.calculate_module_and_package`` (which the rules' contract names),
+    computed on the relative path so no filesystem access is needed per file.
+    """
+    parts = relpath.removesuffix(".py").split("/")
+    if parts[0] == "src" and len(parts) > 1 and not (root / "src" / "__init__.py").exists():
+        parts = parts[1:]
+    if parts[-1] in ("__init__", "__main__"):
+        name = ".".join(parts[:-1])
+        return name, name
+    return ".".join(parts), ".".join(parts[:-1])
+
+
+def read_matching(
+    root: Path, paths: Iterable[str], needles: Sequence[bytes], snapshot: Snapshot | None = None
+) -> dict[str, bytes]:
+    """Bytes of the files that contain one of ``needles`` (all of them when ``needles`` is empty).
+
+    With ``snapshot``, every file read is also recorded there with the stat taken *before* reading: a
+    change after the stat gives a newer stat later, so a stale entry is never mistaken for current.
+    """
+    found: dict[str, bytes] = {}
+    for path in paths:
+        try:
+            if snapshot is None:
+                data = (root / path).read_bytes()
+            else:
+                info = os.stat(root / path)
+                data = (root / path).read_bytes()
+                snapshot[path] = (info.st_mtime_ns, info.st_size, data)
+        except OSError:
+            continue
+        if not needles or any(needle in data for needle in needles):
+            found[path] = data
+    return found
+
+
+def decoded_sources(files: Mapping[str, bytes]) -> dict[str, str]:
+    """The text of each file that decodes; one that does not cannot define or use a resolvable helper."""
+    texts: dict[str, str] = {}
+    for path, data in files.items():
+        try:
+            texts[path] = decode_source(data).text
+        except ValueError:
+            continue
+    return texts
+
+
+def _shadowing(root: Path, files: Iterable[str]) -> tuple[str, ...]:
+    """Project files that Python would import as the top-level ``db_utils`` instead of the shim."""
+    found = {path for path in files if module_and_package(root, path)[0] == "db_utils"}
+    for candidate in ("db_utils.py", "db_utils/__init__.py", "src/db_utils.py", "src/db_utils/__init__.py"):
+        if (root / candidate).is_file():
+            found.add(candidate)
+    return tuple(sorted(found))
+
+
+def _selected_rules(
+    plan: Plan, select: Sequence[str], ignore: Sequence[str]
+) -> tuple[type[PoolshiftRule], ...]:
+    rules = all_rules()
+    ids = select_rule_ids(rules, (*plan.select, *select), (*plan.ignore, *ignore))
+    return tuple(rules[rule_id] for rule_id in ids)
+
+
+def _legacy_helpers(
+    root: Path, plan: Plan, files: Sequence[str], snapshot: Snapshot
+) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """The legacy helpers (configured or discovered) and what each does differently from the shim."""
+    configured = plan.legacy_helpers or ()
+    needles = [name.encode() for name in prefilter_names(configured)]
+    sources = decoded_sources(read_matching(root, files, needles, snapshot))
+    names = {path: module_and_package(root, path)[0] for path in sources}
+    helpers = plan.legacy_helpers
+    if helpers is None:
+        helpers = discover_legacy_helpers(sources, names)
+    differences = analyse_legacy_helpers(sources, names, helpers) if helpers else {}
+    return helpers, differences
+
+
+def load_project(
+    targets: Sequence[Path],
+    *,
+    select: Sequence[str] = (),
+    ignore: Sequence[str] = (),
+    root: Path | None = None,
+) -> Project:
+    """Find the root and plan, list files, pick rules and legacy helpers. Raises ValueError subclasses."""
+    root = (root or find_project_root(targets)).resolve()
+    plan = load_plan(root)
+    all_files = list_python_files(root, [root])
+    target_files = [path for path in list_python_files(root, targets) if not plan.is_excluded(path)]
+    rules = _selected_rules(plan, select, ignore)
+    snapshot: Snapshot = {}
+    helpers, differences = _legacy_helpers(root, plan, all_files, snapshot)
+    project = Project(
+        root=root,
+        plan=plan,
+        all_files=tuple(all_files),
+        target_files=tuple(target_files),
+        rules=rules,
+        legacy_helpers=helpers,
+        legacy_helper_differences=differences,
+        shadowing_db_utils=_shadowing(root, all_files),
+        snapshot=snapshot,
+    )
+    unassigned = project.unassigned_files()
+    if unassigned and plan.config_path is not None:
+        warning = (
+            f"{len(unassigned)} file(s) belong to no phase of {plan.config_path.name} and are never "
+            f"migrated (first: {unassigned[0]})"
+        )
+        project = replace(project, warnings=(warning,))
+    return project

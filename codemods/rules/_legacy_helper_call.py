@@ -1,0 +1,91 @@
+"""The base of the two rules that rewrite legacy-helper calls, PS101 (pooled) and PS102 (compat).
+
+Both find the helper's calls the same way, refuse the same calls for the same reasons (a name that may be
+something else, arguments the replacement does not take, a helper not shown equivalent to the shim) and
+prune the imports their rewrites free. Written once here, the two rules cannot drift apart on which
+call is safe to touch; each keeps only what it does differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import libcst as cst
+from libcst.metadata import QualifiedNameProvider, Scope, ScopeProvider
+
+from codemods.cst.imports.dunder_all import exported_names
+from codemods.cst.imports.pruning import ImportPruner, PrunesImportsInBlocks, unused_after_rewrite
+from codemods.legacy_helpers.lookup import HelperDifferences
+from codemods.legacy_helpers.uses import HelperUse, collect_helper_uses
+from codemods.rules.base import PoolshiftRule, Verdict
+
+
+class LegacyHelperCallRule(PrunesImportsInBlocks, PoolshiftRule):
+    """Shared steps of PS101/PS102; subclasses call them from ``visit_Module`` (no ``RULE_ID`` here)."""
+
+    LEGACY_HELPER_PREFILTER = True
+
+    def helper_uses(self, module: cst.Module) -> list[HelperUse]:
+        """Every call of and reference to a legacy helper in ``module``, resolved by qualified names."""
+        return collect_helper_uses(
+            module,
+            lambda node: self.get_metadata(QualifiedNameProvider, node, set()),
+            self.options.legacy_helpers,
+            self.context.full_module_name,
+            self.context.full_package_name,
+        )
+
+    def helper_differences(self, module: cst.Module) -> HelperDifferences:
+        """The per-file cache of what each helper does differently from the shim."""
+        return HelperDifferences(
+            module,
+            filename=self.context.filename,
+            module_name=self.context.full_module_name,
+            known=self.options.legacy_helper_differences,
+        )
+
+    def report_unrewritable_call(self, use: HelperUse, no_arguments: str) -> bool:
+        """Record the call and return True when no rewrite can keep it: ambiguous callee or arguments.
+
+        ``no_arguments`` says, for the report, why arguments stop this rule's rewrite.
+        """
+        if use.ambiguous:
+            self.record(use.node, "reported", "dynamic-callee", f"the name may not be {use.helper}")
+            return True
+        assert isinstance(use.node, cst.Call)
+        if use.node.args:
+            self.record(use.node, "reported", "unsupported-argument", no_arguments)
+            return True
+        return False
+
+    def report_unequivalent_helper(self, use: HelperUse, differences: HelperDifferences) -> bool:
+        """Record the call and return True when its helper is not shown to connect like the shim."""
+        verdict = self._helper_verdict(use.helper, differences)
+        if verdict.migrate:
+            return False
+        self.record(use.node, "reported", verdict.reason, verdict.message)
+        return True
+
+    def _helper_verdict(self, helper: str, lookup: HelperDifferences) -> Verdict:
+        """May calls of ``helper`` be routed to the shim? The user's ``trust_legacy_helpers`` says yes."""
+        if self.options.trust_legacy_helpers:
+            return Verdict(True)
+        differences = lookup.of(helper)
+        if differences is None:
+            return Verdict(
+                False,
+                "unknown-helper",
+                f"the definition of {helper} was not found, so poolshift cannot show it connects like the "
+                "shim (set trust_legacy_helpers = true in [tool.poolshift] if it does)",
+            )
+        if differences:
+            return Verdict(
+                False, "custom-factory", f"{helper} differs from the shim: " + "; ".join(differences)
+            )
+        return Verdict(True)
+
+    def prune_imports_freed_by(self, module: cst.Module, rewritten: Sequence[cst.CSTNode]) -> set[Scope]:
+        """Plan dropping the imports only ``rewritten`` used (``__all__`` re-exports stay); returns scopes."""
+        scopes = {scope for scope in self.metadata[ScopeProvider].values() if isinstance(scope, Scope)}
+        self.pruner = ImportPruner(unused_after_rewrite(scopes, rewritten, exported_names(module)))
+        return scopes

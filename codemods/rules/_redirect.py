@@ -1,0 +1,407 @@
+"""The machinery shared by PS201 (sqlite3.connect) and PS301 (urlopen): :class:`RedirectCallRule`.
+
+Both rules redirect every resolved call of one stdlib function to its drop-in in ``db_utils`` and differ
+only in which argument lists they can show safe (:meth:`RedirectCallRule.check_call`). The shared part is
+where the risk is (name resolution, shadowing, imports), so it is written once and tested through both
+rules.
+
+How a module is handled, in one pass before anything is rewritten (decisions need the whole module: an
+import can only be retargeted once *every* use of it is known to be a migratable call):
+
+1. every ``Name``/``Attribute`` that LibCST's ``QualifiedNameProvider`` resolves to the target is a
+   candidate; text that merely looks like it (a local ``def connect``, a parameter, ``self.connect``,
+   strings, comments) never resolves and is never touched;
+2. a candidate that is called is checked by the rule (:meth:`RedirectCallRule.check_call`); a candidate
+   used as a value (``callback=connect``) is reported, because what it will be called with is unknowable;
+3. ``from sqlite3 import connect [as c]`` is retargeted in place (call sites unchanged) when every use of
+   that binding is a migratable call; otherwise each migratable call is spelled ``db_utils.sqlite.connect``
+   and ``import db_utils.sqlite`` is added once by LibCST's ``AddImportsVisitor``;
+4. an import that became unused is removed by LibCST's ``RemoveImportsVisitor`` (which keeps anything still
+   referenced, exported in ``__all__`` or used in a string annotation), extended so that the comments of a
+   removed import line move to the next statement instead of disappearing
+   (:mod:`~codemods.cst.imports.rewriting`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import ClassVar
+
+import libcst as cst
+from libcst.codemod import CodemodContext
+from libcst.codemod.visitors import AddImportsVisitor, GatherExportsVisitor, RemoveImportsVisitor
+from libcst.helpers import get_full_name_for_node
+from libcst.metadata import (
+    Assignment,
+    ExpressionContext,
+    ExpressionContextProvider,
+    ImportAssignment,
+    ParentNodeProvider,
+    PositionProvider,
+    QualifiedName,
+    QualifiedNameProvider,
+    QualifiedNameSource,
+    ScopeProvider,
+)
+
+from codemods.cst.imports.rewriting import (
+    CommentKeepingRemoveImports,
+    closing_comma,
+    dotted,
+    removal_batches,
+    trailing_comment_of,
+)
+from codemods.cst.literals import literal_string
+from codemods.rules.base import PoolshiftRule, RuleOptions, Verdict
+
+#: Reason codes every redirect rule can emit (each rule adds its own argument-level codes).
+COMMON_REASON_CODES: Mapping[str, str] = {
+    "callee-as-value": "the function is passed or stored as a value, not called; its arguments are unknown",
+    "dynamic-callee": "the function is looked up dynamically (getattr on the module); it cannot be resolved",
+    "ambiguous-callee": "the name may refer to the stdlib function or to another binding of the same name",
+    "monkeypatched": "this module replaces the stdlib function itself; its calls must keep hitting the patch",
+    "star-import": "the name comes from a star import; it cannot be resolved safely",
+    "name-conflict": "`db_utils` is bound to something else where the call is, so the rewrite cannot name it",
+    "unsupported-argument": "the argument list is outside what the rule knows to be equivalent",
+}
+
+
+class _NodeCollector(cst.CSTVisitor):
+    """Collects the nodes the analysis looks at; import statements' own names are not references."""
+
+    def __init__(self) -> None:
+        self.calls: list[cst.Call] = []
+        self.references: list[cst.Name | cst.Attribute] = []
+        self.import_froms: list[cst.ImportFrom] = []
+
+    def visit_Import(self, node: cst.Import) -> bool:
+        return False
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+        self.import_froms.append(node)
+        return False
+
+    def visit_Call(self, node: cst.Call) -> None:
+        self.calls.append(node)
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.references.append(node)
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        self.references.append(node)
+
+
+class RedirectCallRule(PoolshiftRule):
+    """Redirects resolved calls of one stdlib function to its ``db_utils`` drop-in (see module docstring).
+
+    Subclasses set ``TARGETS`` (qualified names of the function), ``SOURCE_MODULES`` (modules it lives in,
+    for star imports and ``getattr``), ``SHORT_NAME``, ``REPLACEMENT_MODULE`` and implement ``check_call``.
+    """
+
+    TARGETS: ClassVar[frozenset[str]] = frozenset()
+    SOURCE_MODULES: ClassVar[frozenset[str]] = frozenset()
+    SHORT_NAME: ClassVar[str] = ""
+    REPLACEMENT_MODULE: ClassVar[str] = ""
+    #: What the report tells the user to do about a reference used as a value (``callee-as-value``).
+    VALUE_ADVICE: ClassVar[str] = ""
+
+    def __init__(self, context: CodemodContext, options: RuleOptions | None = None) -> None:
+        super().__init__(context, options)
+        # Parents and load/store contexts come straight from the wrapper (it caches them) rather than
+        # through METADATA_DEPENDENCIES, whose inferred type on PoolshiftRule cannot be widened here.
+        self._parents: Mapping[cst.CSTNode, cst.CSTNode] = {}
+        self._expression_contexts: Mapping[cst.CSTNode, ExpressionContext] = {}
+        # Decisions, keyed by original nodes (the transformer's leave_* methods get those back).
+        self._call_rewrites: set[cst.Call] = set()
+        self._import_rewrites: dict[cst.ImportFrom, set[int]] = {}
+        # (module, obj, alias) of imports the rewrites may have left unused.
+        self._removals: list[tuple[str, str | None, str | None]] = []
+
+    # ----- rule-specific hook -------------------------------------------------------------------------
+
+    def check_call(self, call: cst.Call) -> Verdict:
+        """Decide whether this resolved call's arguments are within what the drop-in is shown to match."""
+        raise NotImplementedError
+
+    # ----- analysis -----------------------------------------------------------------------------------
+
+    def visit_Module(self, node: cst.Module) -> None:
+        wrapper = self.context.wrapper
+        if wrapper is None:
+            # Without load/store contexts monkeypatches would go unseen: refuse rather than guess.
+            raise RuntimeError(f"{self.RULE_ID} must run through transform_module (it needs metadata)")
+        self._parents = wrapper.resolve(ParentNodeProvider)
+        self._expression_contexts = wrapper.resolve(ExpressionContextProvider)
+        collector = _NodeCollector()
+        node.visit(collector)
+        exports = GatherExportsVisitor(self.context)
+        node.visit(exports)
+        patched_at = self._find_monkeypatch(collector)
+        star = self._has_star_import(collector.import_froms)
+        migratable, called = self._classify_calls(collector.calls, patched_at, star)
+        self._report_value_references(collector.references, called, star)
+        retargeted = self._plan_import_rewrites(
+            collector.import_froms, migratable, exports.explicit_exported_objects
+        )
+        for call, verdict in migratable.items():
+            if call.func in retargeted or self._place_attribute_rewrite(call):
+                self.record(call, "migrated", verdict.reason, verdict.message)
+
+    def _qualified(self, node: cst.CSTNode) -> set[QualifiedName]:
+        return set(self.get_metadata(QualifiedNameProvider, node, set()))
+
+    def _matches(self, node: cst.CSTNode) -> tuple[bool, bool]:
+        """(resolves to the target at all, resolves *only* to the target's import)."""
+        names = self._qualified(node)
+        hits = {name for name in names if name.name in self.TARGETS}
+        unique = bool(hits) and hits == names and all(h.source is QualifiedNameSource.IMPORT for h in hits)
+        return bool(hits), unique
+
+    def _resolves_to_module(self, node: cst.CSTNode) -> bool:
+        return any(name.name in self.SOURCE_MODULES for name in self._qualified(node))
+
+    def _has_star_import(self, import_froms: Iterable[cst.ImportFrom]) -> bool:
+        return any(
+            isinstance(imp.names, cst.ImportStar) and self._absolute_module(imp) in self.SOURCE_MODULES
+            for imp in import_froms
+        )
+
+    def _absolute_module(self, imp: cst.ImportFrom) -> str | None:
+        if imp.relative or imp.module is None:
+            return None
+        return get_full_name_for_node(imp.module)
+
+    def _find_monkeypatch(self, collector: _NodeCollector) -> int | None:
+        """Line of the first place this module replaces the target in its home module, if any."""
+        for ref in collector.references:
+            context = self._expression_contexts.get(ref)
+            if context in (ExpressionContext.STORE, ExpressionContext.DEL) and self._matches(ref)[0]:
+                return self._line(ref)
+        for call in collector.calls:
+            if self._is_patch_call(call):
+                return self._line(call)
+        return None
+
+    def _is_patch_call(self, call: cst.Call) -> bool:
+        """``setattr(sqlite3, "connect", f)``, ``mock.patch("sqlite3.connect")``, ``patch.object(...)``."""
+        callee = get_full_name_for_node(call.func) or ""
+        if not {"setattr", "patch"} & set(callee.split(".")):
+            return False
+        texts = {literal_string(arg.value, decode_bytes=True) for arg in call.args}
+        if texts & self.TARGETS:
+            return True
+        return self.SHORT_NAME in texts and any(self._resolves_to_module(arg.value) for arg in call.args)
+
+    def _classify_calls(
+        self, calls: Iterable[cst.Call], patched_at: int | None, star: bool
+    ) -> tuple[dict[cst.Call, Verdict], set[cst.CSTNode]]:
+        """Migratable calls with their verdicts, and every callee node (those are not value references)."""
+        migratable: dict[cst.Call, Verdict] = {}
+        called: set[cst.CSTNode] = set()
+        for call in calls:
+            called.add(call.func)
+            hit, unique = self._matches(call.func)
+            if not hit:
+                self._check_unresolvable_call(call, star)
+                continue
+            verdict = self._verdict(call, unique, patched_at)
+            if verdict.migrate:
+                migratable[call] = verdict
+            else:
+                self.record(call, "reported", verdict.reason, verdict.message)
+        return migratable, called
+
+    def _verdict(self, call: cst.Call, unique: bool, patched_at: int | None) -> Verdict:
+        if not unique:
+            return Verdict(
+                False,
+                "ambiguous-callee",
+                f"this name can also refer to something other than {self._target_text()}",
+            )
+        if patched_at is not None:
+            return Verdict(
+                False, "monkeypatched", f"line {patched_at} replaces {self._target_text()} in this module"
+            )
+        return self.check_call(call)
+
+    def _check_unresolvable_call(self, call: cst.Call, star: bool) -> None:
+        """Report calls that might be the target but cannot be resolved (star import, ``getattr``)."""
+        if star and self._is_unresolved_short_name(call.func):
+            self.record(call, "reported", "star-import", self._star_message())
+        elif self._is_dynamic_lookup(call):
+            self.record(
+                call,
+                "reported",
+                "dynamic-callee",
+                f"getattr on the module may return {self._target_text()}; call it by name to migrate",
+            )
+
+    def _is_unresolved_short_name(self, node: cst.CSTNode) -> bool:
+        return isinstance(node, cst.Name) and node.value == self.SHORT_NAME and not self._qualified(node)
+
+    def _is_dynamic_lookup(self, call: cst.Call) -> bool:
+        """``getattr(module, name)`` where name is not a literal, or is the literal short name."""
+        builtins_getattr = QualifiedName("builtins.getattr", QualifiedNameSource.BUILTIN)
+        if builtins_getattr not in self._qualified(call.func) or len(call.args) < 2:
+            return False
+        if not self._resolves_to_module(call.args[0].value):
+            return False
+        attribute = literal_string(call.args[1].value, decode_bytes=True)
+        return attribute is None or attribute == self.SHORT_NAME
+
+    def _report_value_references(
+        self, references: Iterable[cst.Name | cst.Attribute], called: set[cst.CSTNode], star: bool
+    ) -> None:
+        """A target used as a value escapes this module's view: report it, never rewrite it."""
+        for ref in references:
+            if ref in called or self._expression_contexts.get(ref) is not (ExpressionContext.LOAD):
+                continue
+            if self._matches(ref)[0]:
+                self.record(
+                    ref,
+                    "reported",
+                    "callee-as-value",
+                    f"{self._target_text()} is used as a value, not called here; {self.VALUE_ADVICE}",
+                )
+            elif star and self._is_unresolved_short_name(ref):
+                self.record(ref, "reported", "star-import", self._star_message())
+
+    def _plan_import_rewrites(
+        self,
+        import_froms: Iterable[cst.ImportFrom],
+        migratable: Mapping[cst.Call, Verdict],
+        exported: set[str],
+    ) -> set[cst.CSTNode]:
+        """Retarget ``from <module> import <name>`` aliases whose every use is a migratable call.
+
+        Returns the callee nodes covered that way (their calls stay as written).
+        """
+        migratable_callees = {call.func for call in migratable}
+        covered: set[cst.CSTNode] = set()
+        for imp in import_froms:
+            if self._absolute_module(imp) not in self.SOURCE_MODULES or isinstance(imp.names, cst.ImportStar):
+                continue
+            for index, alias in enumerate(imp.names):
+                if alias.evaluated_name != self.SHORT_NAME:
+                    continue
+                uses = self._uses_of_binding(imp, alias.evaluated_alias or alias.evaluated_name)
+                bound_name = alias.evaluated_alias or alias.evaluated_name
+                if uses and uses <= migratable_callees and bound_name not in exported:
+                    self._import_rewrites.setdefault(imp, set()).add(index)
+                    covered |= uses
+        return covered
+
+    def _uses_of_binding(self, imp: cst.ImportFrom, bound_name: str) -> set[cst.CSTNode]:
+        scope = self.get_metadata(ScopeProvider, imp, None)
+        if scope is None:
+            return set()
+        uses: set[cst.CSTNode] = set()
+        for assignment in scope.assignments[bound_name]:
+            if isinstance(assignment, ImportAssignment) and assignment.node is imp:
+                uses |= {access.node for access in assignment.references}
+        return uses
+
+    def _place_attribute_rewrite(self, call: cst.Call) -> bool:
+        """Schedule ``<REPLACEMENT_MODULE>.<name>(...)`` for ``call`` unless ``db_utils`` is taken there."""
+        if self._db_utils_is_taken(call):
+            self.record(
+                call,
+                "reported",
+                "name-conflict",
+                f"`db_utils` is bound to something else here; rename it to let {self._replacement_text()} in",
+            )
+            return False
+        self._call_rewrites.add(call)
+        return True
+
+    def _db_utils_is_taken(self, node: cst.CSTNode) -> bool:
+        scope = self.get_metadata(ScopeProvider, node, None)
+        root = self.REPLACEMENT_MODULE.split(".")[0]
+        if scope is None or root not in scope:
+            return False
+        return not all(self._is_plain_import_of(assignment, root) for assignment in scope[root])
+
+    @staticmethod
+    def _is_plain_import_of(assignment: object, root: str) -> bool:
+        """``import db_utils`` / ``import db_utils.x`` (no alias): binds the real package."""
+        if not isinstance(assignment, Assignment) or not isinstance(assignment.node, cst.Import):
+            return False
+        return any(
+            alias.asname is None and alias.evaluated_name.split(".")[0] == root
+            for alias in assignment.node.names
+        )
+
+    def _line(self, node: cst.CSTNode) -> int:
+        return int(self.get_metadata(PositionProvider, node).start.line)
+
+    def _target_text(self) -> str:
+        return sorted(self.TARGETS)[0]
+
+    def _replacement_text(self) -> str:
+        return f"{self.REPLACEMENT_MODULE}.{self.SHORT_NAME}"
+
+    def _star_message(self) -> str:
+        modules = " or ".join(sorted(self.SOURCE_MODULES))
+        return f"{self.SHORT_NAME} may come from a star import of {modules}; import it by name to migrate"
+
+    # ----- rewriting ----------------------------------------------------------------------------------
+
+    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.Call:
+        if original_node not in self._call_rewrites:
+            return updated_node
+        AddImportsVisitor.add_needed_import(self.context, self.REPLACEMENT_MODULE)
+        self._schedule_import_removal(original_node.func)
+        return updated_node.with_changes(func=dotted(self._replacement_text()))
+
+    def _schedule_import_removal(self, callee: cst.CSTNode) -> None:
+        """Note the imports ``callee`` used; they are removed at the end only if nothing else uses them.
+
+        LibCST's helper works out which imports a node refers to, but queues them for the stock
+        RemoveImportsVisitor, which drops comments with the line; so it is run on a private scratch and its
+        findings are applied by :class:`CommentKeepingRemoveImports` in ``transform_module_impl``.
+        """
+        private = replace(self.context, scratch={}, warnings=[])
+        RemoveImportsVisitor.remove_unused_import_by_node(private, callee)
+        self._removals.extend(private.scratch.get(RemoveImportsVisitor.CONTEXT_KEY, []))
+
+    def transform_module_impl(self, tree: cst.Module) -> cst.Module:
+        tree = super().transform_module_impl(tree)
+        for batch in removal_batches(self._removals):
+            tree = CommentKeepingRemoveImports(self.context, batch).transform_module(tree)
+        return tree
+
+    def leave_ImportFrom(self, original_node: cst.ImportFrom, updated_node: cst.ImportFrom) -> cst.ImportFrom:
+        rewritten = self._import_rewrites.get(original_node)
+        if not rewritten or isinstance(updated_node.names, cst.ImportStar):
+            return updated_node
+        if len(rewritten) == len(updated_node.names):
+            # Every name moves: retarget the statement in place, which keeps its comments and position.
+            module = dotted(self.REPLACEMENT_MODULE)
+            return updated_node.with_changes(module=module, relative=())
+        names = updated_node.names
+        kept = [alias for index, alias in enumerate(names) if index not in rewritten]
+        if updated_node.lpar is None:
+            # Without parentheses a trailing comma is a syntax error.
+            kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        elif len(names) - 1 in rewritten:
+            kept[-1] = kept[-1].with_changes(comma=closing_comma(kept[-1].comma, names[-1].comma))
+        return updated_node.with_changes(names=kept)
+
+    def leave_SimpleStatementLine(
+        self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
+    ) -> cst.SimpleStatementLine | cst.FlattenSentinel[cst.SimpleStatementLine]:
+        """Where only some names of a ``from`` import moved, add their new import right below it."""
+        moved: list[cst.ImportAlias] = []
+        for statement in original_node.body:
+            if not isinstance(statement, cst.ImportFrom) or isinstance(statement.names, cst.ImportStar):
+                continue
+            rewritten = self._import_rewrites.get(statement, set())
+            if rewritten and len(rewritten) < len(statement.names):
+                moved += [statement.names[index] for index in sorted(rewritten)]
+        if not moved:
+            return updated_node
+        aliases = [alias.with_changes(comma=cst.MaybeSentinel.DEFAULT) for alias in moved]
+        new_import = cst.ImportFrom(module=dotted(self.REPLACEMENT_MODULE), names=aliases)
+        new_line = cst.SimpleStatementLine(body=[new_import], trailing_whitespace=trailing_comment_of(moved))
+        return cst.FlattenSentinel([updated_node, new_line])

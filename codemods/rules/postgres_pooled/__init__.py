@@ -1,0 +1,211 @@
+"""PS101 postgres-pooled: the seed pattern -> ``with get_pooled_connection() as conn:``, where proven safe.
+
+The seed pattern, at the top level of a function body::
+
+    conn = get_postgres_connection()
+    if not conn:                 # or: if conn is None:
+        return X
+    try:
+        BODY
+    except ...:                  # optional handlers
+        ...
+    finally:
+        conn.close()
+
+``with get_pooled_connection() as conn:`` is *not* a drop-in for it, in two ways, and the rule rewrites
+only when it can show that neither is observable (otherwise PS102's compat rewrite applies and this rule
+records a ``reported`` site with the reason):
+
+* **transactions**: the pooled block commits on a clean exit, while closing a legacy connection rolls back
+  uncommitted work. Every normal exit of BODY must therefore have nothing uncommitted: it runs only
+  literal read-only ``SELECT``s, or the last write before each exit is followed by ``commit()``/
+  ``rollback()``, or BODY is a single ``with conn:`` block (which commits at the same point anyway).
+  Otherwise: ``implicit-transaction``.
+* **the None guard**: the pooled block raises ``psycopg2.OperationalError`` where the legacy code took the
+  guard. The guard must end in ``return`` and the first handler of the seed's own ``try`` that catches
+  ``OperationalError`` must run the very same statements. Otherwise: ``none-guard-differs``.
+
+And the connection must stay inside the block: not returned, stored, passed to a function, yielded or
+captured (``conn-escapes-scope``), not touched after the ``try`` or in an ``except`` block that now runs
+after the connection went back to the pool (``conn-used-after-close``), and used only through cursors,
+``commit`` and ``rollback`` (``unsupported-connection-use``).
+
+``execute_with_pool``/``execute_with_pool_connection`` are never produced automatically: the first needs
+the block turned into a function (a readability call the user should make), the second changes the error
+contract (see the guide).
+
+This module finds the candidates and records every decision; the rule's own machinery sits beside it:
+:mod:`.seed_proof` (the shape, the guard, the handlers, what surrounds the seed), :mod:`.body_proof` (the
+``try`` body: transactions and where the connection goes), :mod:`.read_only_sql` (which SQL cannot write)
+and :mod:`.rewrite` (the new ``with`` statement).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import libcst as cst
+from libcst.codemod.visitors import AddImportsVisitor
+from libcst.metadata import (
+    ImportAssignment,
+    PositionProvider,
+    QualifiedNameProvider,
+    Scope,
+    ScopeProvider,
+)
+
+from codemods.cst.imports.pruning import ImportPruner
+from codemods.cst.syntax import simple_assignment, suite_statements
+from codemods.legacy_helpers.discovery import DEFAULT_HELPER_NAME
+from codemods.legacy_helpers.lookup import HelperDifferences
+from codemods.legacy_helpers.uses import HelperUse
+from codemods.rules._legacy_helper_call import LegacyHelperCallRule
+from codemods.rules.postgres_pooled.body_proof import Refusal
+from codemods.rules.postgres_pooled.rewrite import apply_plans
+from codemods.rules.postgres_pooled.seed_proof import SeedPlan, SeedProof
+
+POOLED = "get_pooled_connection"
+
+
+class _Candidates(cst.CSTVisitor):
+    """``conn = <call>`` statements at the top level of function bodies: (function, index, name, call)."""
+
+    def __init__(self, calls: set[int]) -> None:
+        super().__init__()
+        self.calls = calls
+        self.found: list[tuple[cst.FunctionDef, int, str, cst.Call]] = []
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        for index, statement in enumerate(suite_statements(node.body)):
+            rebind = simple_assignment(statement)
+            if rebind is not None and isinstance(rebind[1], cst.Call) and id(rebind[1]) in self.calls:
+                self.found.append((node, index, rebind[0], rebind[1]))
+
+
+class PostgresPooledRule(LegacyHelperCallRule):
+    """The seed pattern -> ``with get_pooled_connection() as conn:``, where proven behavior-preserving."""
+
+    RULE_ID = "PS101"
+    NAME = "postgres-pooled"
+    DESCRIPTION = (
+        "Rewrite `conn = get_postgres_connection(); if not conn: return ...; try: ... finally: conn.close()` "
+        "into `with get_pooled_connection() as conn:` where the rule proves behavior stays the same."
+    )
+    SAFETY = "guarded"
+    PREFILTER: ClassVar[tuple[str, ...]] = (DEFAULT_HELPER_NAME,)
+    REASON_CODES: ClassVar[dict[str, str]] = {
+        "not-seed-pattern": "the call is not in the conn/guard/try-finally shape the rule rewrites",
+        "none-guard-differs": "the pooled block raises where the legacy code took the None guard, observably",
+        "implicit-transaction": (
+            "a path ends with uncommitted work: legacy close rolls back, the pooled block commits"
+        ),
+        "conn-escapes-scope": "the connection or a cursor is returned, stored, passed, yielded or captured",
+        "conn-used-after-close": "the connection or a cursor is used after the block or in an except block",
+        "unsupported-connection-use": (
+            "the connection is used in a way the proof does not cover (attributes, `with conn:` inside...)"
+        ),
+        "custom-factory": "the legacy helper connects differently from the shim",
+        "unknown-helper": "the legacy helper's definition was not found",
+        "unsupported-argument": "the helper is called with arguments",
+        "dynamic-callee": "the name may be the helper or something else",
+    }
+
+    def visit_Module(self, node: cst.Module) -> bool:
+        self.plans: dict[int, list[SeedPlan]] = {}
+        self.pruner = ImportPruner(set())
+        if not self.options.legacy_helpers:
+            return False
+        uses = [use for use in self.helper_uses(node) if use.is_call and not use.in_definition]
+        differences = self.helper_differences(node)
+        candidates = _Candidates({id(use.node) for use in uses})
+        node.visit(candidates)
+        by_call = {id(call): (function, index, name) for function, index, name, call in candidates.found}
+        rewritten: list[cst.CSTNode] = []
+        for use in uses:
+            if self._decide(use, differences, by_call.get(id(use.node))):
+                assert isinstance(use.node, cst.Call)
+                rewritten.append(use.node.func)
+        if rewritten:
+            self.pooled_call = self._pooled_callee(self.prune_imports_freed_by(node, rewritten))
+        return True
+
+    def _decide(
+        self,
+        use: HelperUse,
+        differences: HelperDifferences,
+        candidate: tuple[cst.FunctionDef, int, str] | None,
+    ) -> bool:
+        assert isinstance(use.node, cst.Call)
+        if self.report_unrewritable_call(use, "the pooled connection takes no arguments"):
+            return False
+        if candidate is None:
+            self.record(
+                use.node,
+                "reported",
+                "not-seed-pattern",
+                "not `conn = helper()` at the top of a function body",
+            )
+            return False
+        if self.report_unequivalent_helper(use, differences):
+            return False
+        function, index, name = candidate
+        try:
+            plan = SeedProof(function, index, name, self._line_of, self._names_of).prove()
+        except Refusal as refusal:
+            self.record(use.node, "reported", refusal.reason, refusal.message)
+            return False
+        self.plans.setdefault(id(function.body), []).append(plan)
+        self.record(use.node, "migrated", None, f"seed pattern -> with {POOLED}() as {name}:")
+        return True
+
+    def _line_of(self, node: cst.CSTNode) -> int:
+        return self.get_metadata(PositionProvider, node).start.line
+
+    def _names_of(self, node: cst.CSTNode) -> set[str]:
+        """Qualified names; a module-level name counts only when it is a class (not an alias of one)."""
+        names: set[str] = set()
+        for qualified in self.get_metadata(QualifiedNameProvider, node, set()):
+            if qualified.source.name == "LOCAL" and not self._is_local_class(node):
+                names.add("?")  # e.g. `DBError = psycopg2.Error`: unknown, so the rule refuses
+            else:
+                names.add(qualified.name)
+        return names
+
+    def _is_local_class(self, node: cst.CSTNode) -> bool:
+        if not isinstance(node, cst.Name):
+            return False
+        scope = self.get_metadata(ScopeProvider, node, None)
+        if scope is None:
+            return False
+        assignments = list(scope[node.value])
+        return bool(assignments) and all(
+            isinstance(getattr(a, "node", None), cst.ClassDef) for a in assignments
+        )
+
+    def _pooled_callee(self, scopes: set[Scope]) -> str:
+        """``get_pooled_connection`` unless that name is already bound to something else in the file."""
+        for scope in scopes:
+            for assignment in scope.assignments[POOLED]:
+                node = getattr(assignment, "node", None)
+                if not (
+                    isinstance(assignment, ImportAssignment)
+                    and isinstance(node, cst.ImportFrom)
+                    and isinstance(node.module, cst.Name)
+                    and node.module.value == "db_utils"
+                    and not node.relative
+                ):
+                    AddImportsVisitor.add_needed_import(self.context, "db_utils")
+                    return f"db_utils.{POOLED}"
+        AddImportsVisitor.add_needed_import(self.context, "db_utils", POOLED)
+        return POOLED
+
+    # -- transform --------------------------------------------------------------------------------
+
+    def rewrite_block(
+        self, original_node: cst.IndentedBlock, body: list[cst.BaseStatement]
+    ) -> list[cst.BaseStatement]:
+        """Each seed proven in this block becomes its ``with`` statement (see :mod:`.rewrite`)."""
+        plans = self.plans.get(id(original_node))
+        if not plans:
+            return body
+        return apply_plans(plans, body, self.pooled_call)

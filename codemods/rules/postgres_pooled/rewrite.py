@@ -1,0 +1,77 @@
+"""Building the ``with get_pooled_connection() as conn:`` statement for a proven seed.
+
+The proof (:mod:`~codemods.rules.postgres_pooled.seed_proof`) decides and records a :class:`SeedPlan`; this
+module only assembles the new statement from the old ones, keeping every comment of the removed lines and
+the ``except`` blocks minus the leading ``conn.rollback()`` calls the pooled block already made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import libcst as cst
+
+from codemods.cst.syntax import suite_statements
+from codemods.rules.postgres_pooled.seed_proof import SeedPlan
+
+
+def apply_plans(
+    plans: Sequence[SeedPlan], body: list[cst.BaseStatement], pooled_call: str
+) -> list[cst.BaseStatement]:
+    """Replace each proven seed (3 statements) by its rewrite, bottom-up so indices stay valid.
+
+    The rule runs this in ``leave_IndentedBlock`` *before* emptied import lines are dropped: they are still
+    placeholders then, so the indices recorded on the original body are exact.
+    """
+    for plan in sorted(plans, key=lambda p: p.index, reverse=True):
+        body[plan.index : plan.index + 3] = [rewrite_seed(body, plan, pooled_call)]
+    return body
+
+
+def rewrite_seed(body: list[cst.BaseStatement], plan: SeedPlan, pooled_call: str) -> cst.BaseStatement:
+    """The seed's replacement: a ``with`` statement, inside the ``try`` when the seed had handlers."""
+    first, attempt = body[plan.index], body[plan.index + 2]
+    assert isinstance(first, cst.SimpleStatementLine)
+    assert isinstance(attempt, cst.Try)
+    assert isinstance(attempt.body, cst.IndentedBlock)  # SeedProof refuses one-line try bodies
+    block = attempt.body
+    if plan.with_conn_body:
+        inner = suite_statements(block)[0]
+        assert isinstance(inner, cst.With)
+        assert isinstance(inner.body, cst.IndentedBlock)
+        # The `try:` line's trailing comment stays on the line that replaces it.
+        block = inner.body.with_changes(header=block.header)
+    with_node = cst.With(
+        items=[
+            cst.WithItem(
+                item=cst.Call(func=cst.parse_expression(pooled_call)),
+                asname=cst.AsName(name=cst.Name(plan.conn)),
+            )
+        ],
+        body=block,
+    )
+    carried = [cst.EmptyLine(comment=cst.Comment(text)) for text in plan.comments]
+    if not attempt.handlers:
+        leading = [*first.leading_lines, *attempt.leading_lines, *carried]
+        return with_node.with_changes(leading_lines=leading)
+    handlers = [
+        _drop_rollbacks(handler, plan.drop_rollbacks.get(position, 0))
+        for position, handler in enumerate(attempt.handlers)
+    ]
+    return attempt.with_changes(
+        body=cst.IndentedBlock(
+            body=[with_node.with_changes(body=block.with_changes(header=cst.TrailingWhitespace()))],
+            header=block.header,
+        ),
+        handlers=handlers,
+        finalbody=None,
+        leading_lines=[*first.leading_lines, *carried, *attempt.leading_lines],
+    )
+
+
+def _drop_rollbacks(handler: cst.ExceptHandler, count: int) -> cst.ExceptHandler:
+    """The handler minus its first ``count`` statements (``conn.rollback()``); ``pass`` if none remain."""
+    if not count or not isinstance(handler.body, cst.IndentedBlock):
+        return handler
+    remaining = list(handler.body.body)[count:] or [cst.SimpleStatementLine(body=[cst.Pass()])]
+    return handler.with_changes(body=handler.body.with_changes(body=remaining))

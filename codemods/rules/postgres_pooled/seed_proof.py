@@ -1,0 +1,344 @@
+"""PS101's proof about one seed pattern as a whole, and the plan for rewriting it.
+
+:class:`SeedProof` checks what surrounds the body (which :mod:`~codemods.rules.postgres_pooled.body_proof`
+checks): the shape ``conn = helper()`` / ``if not conn: return ...`` / ``try: ... finally: conn.close()``,
+that the pooled block's exceptions reach an ``except`` doing exactly what the ``None`` guard did, that
+``except`` blocks (which now run after the connection went back to the pool) do not touch it, and that
+nothing before or after the seed keeps it. The result is a :class:`SeedPlan` for the rewrite, or a
+:class:`~codemods.rules.postgres_pooled.body_proof.Refusal` with the reason.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import textwrap
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from codemods.cst.syntax import code_of, comments_in, mentions, simple_assignment, suite_statements
+from codemods.rules.postgres_pooled.body_proof import BodyProof, Refusal
+
+# What `with get_pooled_connection()` raises where the legacy helper returned None: a connection failure,
+# and (new with a pool) an exhausted pool. Named, not imported: they are resolved lazily (see
+# _exception_class) so that importing the rules stays cheap.
+_POOLED_FAILURES: dict[str, str] = {
+    "a connection failure (psycopg2.OperationalError)": "psycopg2.OperationalError",
+    "an exhausted pool (PoolTimeoutError)": "db_utils.PoolTimeoutError",
+}
+# Exception names that may be resolved by importing them: the driver, SQLAlchemy, builtins and the shim.
+_IMPORTABLE_ROOTS = frozenset({"psycopg2", "sqlalchemy", "builtins", "db_utils"})
+
+
+def _exception_class(name: str) -> type | None:
+    """The class a qualified name denotes, for the few packages whose classes the rule may import.
+
+    Resolving the real class (rather than comparing names) is what makes aliases such as
+    ``psycopg2.errors.OperationalError`` or ``psycopg2._psycopg.Error`` come out right.
+    """
+    module_name, _, attribute = name.rpartition(".")
+    if module_name.split(".")[0] not in _IMPORTABLE_ROOTS:
+        return None
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    value = getattr(module, attribute, None)
+    return value if isinstance(value, type) else None
+
+
+@dataclass
+class SeedPlan:
+    """How to rewrite one proven seed: statements [index, index+3) of the function body become one."""
+
+    index: int
+    conn: str
+    with_conn_body: bool  # BODY was a single `with conn:` block: its body moves up one level
+    drop_rollbacks: dict[int, int] = field(default_factory=dict)  # handler index -> leading rollbacks
+    comments: list[str] = field(default_factory=list)
+
+
+def _guard_kind(node: cst.BaseStatement, conn: str) -> bool:
+    """``if not conn:`` or ``if conn is None:`` without else."""
+    if not isinstance(node, cst.If) or node.orelse is not None:
+        return False
+    test = node.test
+    if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+        return isinstance(test.expression, cst.Name) and test.expression.value == conn
+    return (
+        isinstance(test, cst.Comparison)
+        and isinstance(test.left, cst.Name)
+        and test.left.value == conn
+        and len(test.comparisons) == 1
+        and isinstance(test.comparisons[0].operator, cst.Is)
+        and isinstance(test.comparisons[0].comparator, cst.Name)
+        and test.comparisons[0].comparator.value == "None"
+    )
+
+
+def _is_method_call_statement(node: cst.BaseStatement, name: str, method: str) -> bool:
+    if not isinstance(node, cst.SimpleStatementLine) or len(node.body) != 1:
+        return False
+    small = node.body[0]
+    return (
+        isinstance(small, cst.Expr)
+        and isinstance(small.value, cst.Call)
+        and not small.value.args
+        and isinstance(small.value.func, cst.Attribute)
+        and isinstance(small.value.func.value, cst.Name)
+        and small.value.func.value.value == name
+        and small.value.func.attr.value == method
+    )
+
+
+def _same_statements(first: Sequence[cst.BaseStatement], second: Sequence[cst.BaseStatement]) -> bool:
+    """Same code, ignoring comments and layout (compared as Python ASTs)."""
+
+    def dump(statements: Sequence[cst.BaseStatement]) -> str:
+        code = "".join(cst.Module([]).code_for_node(s) for s in statements)
+        return ast.dump(ast.parse(textwrap.dedent(code)))
+
+    try:
+        return dump(first) == dump(second)
+    except SyntaxError:
+        return False
+
+
+class SeedProof:
+    """Decides one candidate ``conn = helper()`` at ``function.body[index]``: a plan or a Refusal."""
+
+    def __init__(
+        self,
+        function: cst.FunctionDef,
+        index: int,
+        conn: str,
+        line_of: Callable[[cst.CSTNode], int],
+        names_of: Callable[[cst.CSTNode], set[str]],
+    ) -> None:
+        self.body = suite_statements(function.body)
+        self.index = index
+        self.conn = conn
+        self.line_of = line_of
+        self.names_of = names_of
+
+    def prove(self) -> SeedPlan:
+        guard, attempt = self._shape()
+        plan = SeedPlan(index=self.index, conn=self.conn, with_conn_body=False)
+        inner = suite_statements(attempt.body)
+        if len(inner) == 1 and isinstance(inner[0], cst.With) and self._is_with_conn(inner[0]):
+            plan.with_conn_body = True
+            proof = BodyProof(self.conn, self.line_of, commits_on_exit=True)
+            inner_body = suite_statements(inner[0].body)
+        else:
+            proof = BodyProof(self.conn, self.line_of, commits_on_exit=False)
+            inner_body = inner
+        if proof.block(inner_body):
+            proof.check_exit(attempt.body)  # falling off the end of the block is an exit too
+        self._check_handlers(attempt, proof.tracked, plan)
+        self._check_guard(guard, attempt, plan)
+        self._check_surroundings(proof.tracked)
+        plan.comments = self._removed_comments(guard, attempt, plan)
+        return plan
+
+    def _shape(self) -> tuple[cst.If, cst.Try]:
+        rest = self.body[self.index + 1 : self.index + 3]
+        if len(rest) >= 1 and isinstance(rest[0], cst.Try) and self._closes(rest[0]):
+            raise Refusal(
+                "none-guard-differs", "there is no `if not conn:` guard; the legacy code fails differently"
+            )
+        if len(rest) < 2 or not _guard_kind(rest[0], self.conn):
+            raise Refusal("not-seed-pattern", "the call is not followed by `if not conn: return ...`")
+        guard, attempt = rest
+        assert isinstance(guard, cst.If)
+        if not isinstance(attempt, cst.Try) or not self._closes(attempt):
+            raise Refusal("not-seed-pattern", "the guard is not followed by `try: ... finally: conn.close()`")
+        if attempt.orelse is not None:
+            raise Refusal("not-seed-pattern", "the try has an else clause")
+        inner = suite_statements(attempt.body)
+        if not isinstance(attempt.body, cst.IndentedBlock) or (
+            len(inner) == 1
+            and isinstance(inner[0], cst.With)
+            and not isinstance(inner[0].body, cst.IndentedBlock)
+        ):
+            raise Refusal("not-seed-pattern", "one-line blocks are left alone")
+        return guard, attempt
+
+    def _closes(self, attempt: cst.Try) -> bool:
+        if attempt.finalbody is None:
+            return False
+        final = suite_statements(attempt.finalbody.body)
+        return len(final) == 1 and _is_method_call_statement(final[0], self.conn, "close")
+
+    def _is_with_conn(self, node: cst.With) -> bool:
+        return (
+            len(node.items) == 1
+            and isinstance(node.items[0].item, cst.Name)
+            and node.items[0].item.value == self.conn
+            and node.items[0].asname is None
+            and node.asynchronous is None
+        )
+
+    def _check_handlers(self, attempt: cst.Try, tracked: set[str], plan: SeedPlan) -> None:
+        """Handlers will run after the connection went back to the pool: they may not touch it.
+
+        Leading ``conn.rollback()`` calls are dropped: the pooled block already rolled back by then.
+        """
+        for position, handler in enumerate(attempt.handlers):
+            statements = suite_statements(handler.body)
+            leading = 0
+            while leading < len(statements) and _is_method_call_statement(
+                statements[leading], self.conn, "rollback"
+            ):
+                leading += 1
+            if any(mentions(statement, tracked) for statement in statements[leading:]):
+                raise Refusal(
+                    "conn-used-after-close",
+                    f"line {self.line_of(handler)}: the except block uses the connection, which the pooled "
+                    "block has already returned when it runs",
+                )
+            if leading:
+                plan.drop_rollbacks[position] = leading
+
+    def _check_guard(self, guard: cst.If, attempt: cst.Try, plan: SeedPlan) -> None:
+        guard_body = suite_statements(guard.body)
+        last = guard_body[-1] if guard_body else None
+        ends_in_return = isinstance(last, cst.SimpleStatementLine) and isinstance(last.body[-1], cst.Return)
+        if self._guard_uses_conn(guard):
+            raise Refusal("not-seed-pattern", "the guard's body uses the connection")
+        if not ends_in_return:
+            raise Refusal(
+                "none-guard-differs",
+                "the guard does not end in `return`; the pooled block raises OperationalError instead",
+            )
+        for failure, class_name in _POOLED_FAILURES.items():
+            failure_class = _exception_class(class_name)
+            if failure_class is None:
+                raise Refusal("none-guard-differs", f"cannot import {class_name} to check the except blocks")
+            self._check_failure_path(failure, failure_class, guard, attempt, plan)
+
+    def _check_failure_path(
+        self, failure: str, failure_class: type, guard: cst.If, attempt: cst.Try, plan: SeedPlan
+    ) -> None:
+        """The first handler that catches ``failure`` must do exactly what the guard did."""
+        guard_body = suite_statements(guard.body)
+        for position, handler in enumerate(attempt.handlers):
+            catches = self._catches(handler, failure_class)
+            if catches is None:
+                raise Refusal(
+                    "none-guard-differs",
+                    f"line {self.line_of(handler)}: cannot tell whether this except catches {failure}",
+                )
+            if not catches:
+                continue
+            body = suite_statements(handler.body)[plan.drop_rollbacks.get(position, 0) :]
+            uses_name = handler.name is not None and mentions(
+                cst.IndentedBlock(body=body), {code_of(handler.name.name)}
+            )
+            if not uses_name and _same_statements(body, guard_body):
+                return
+            raise Refusal(
+                "none-guard-differs",
+                f"line {self.line_of(handler)}: on {failure} the pooled block runs this except block, "
+                f"which differs from the guard (`{code_of(guard.body)}`)",
+            )
+        raise Refusal(
+            "none-guard-differs",
+            f"no except block of the try catches {failure}, which the pooled block raises where the "
+            f"legacy code took the guard (`{code_of(guard.body)}`)",
+        )
+
+    def _guard_uses_conn(self, guard: cst.If) -> bool:
+        return any(mentions(statement, {self.conn}) for statement in suite_statements(guard.body))
+
+    def _catches(self, handler: cst.ExceptHandler, failure_class: type) -> bool | None:
+        """True/False, or None when a type cannot be resolved (the rule then refuses)."""
+        if handler.type is None:
+            return True
+        types = (
+            [e.value for e in handler.type.elements]
+            if isinstance(handler.type, cst.Tuple)
+            else [handler.type]
+        )
+        verdicts = [self._type_catches(node, failure_class) for node in types]
+        if any(verdict is True for verdict in verdicts):
+            return True
+        return None if any(verdict is None for verdict in verdicts) else False
+
+    def _type_catches(self, node: cst.BaseExpression, failure_class: type) -> bool | None:
+        names = self.names_of(node)
+        if len(names) != 1:
+            return None
+        (name,) = names
+        if name == "?":
+            return None
+        if "." not in name:
+            return False  # a class defined in this module cannot be a base of the driver's errors
+        resolved = _exception_class(name)
+        if resolved is None:
+            return None  # imported from the user's code: may be an alias of a catching class
+        return issubclass(failure_class, resolved)
+
+    def _check_surroundings(self, tracked: set[str]) -> None:
+        before, after = self.body[: self.index], self.body[self.index + 3 :]
+        for statement in before:
+            if (
+                isinstance(statement, cst.SimpleStatementLine)
+                and any(isinstance(small, (cst.Global, cst.Nonlocal)) for small in statement.body)
+                and mentions(statement, tracked)
+            ):
+                raise Refusal("conn-escapes-scope", f"line {self.line_of(statement)}: `{code_of(statement)}`")
+            if _captures(statement, tracked):
+                raise Refusal(
+                    "conn-escapes-scope",
+                    f"line {self.line_of(statement)}: a closure refers to the connection",
+                )
+        live = set(tracked)
+        for statement in after:
+            rebound = simple_assignment(statement)
+            if rebound is not None and not mentions(rebound[1], live):
+                live.discard(rebound[0])
+                if not live:
+                    return
+                continue
+            if mentions(statement, live):
+                raise Refusal(
+                    "conn-used-after-close",
+                    f"line {self.line_of(statement)}: the connection (or a cursor) is used after the block",
+                )
+
+    def _removed_comments(self, guard: cst.If, attempt: cst.Try, plan: SeedPlan) -> list[str]:
+        """Comments in the statements the rewrite removes; they are put above the new statement."""
+        first = self.body[self.index]
+        assert isinstance(first, cst.SimpleStatementLine)
+        removed: list[cst.CSTNode] = [first.trailing_whitespace, guard]
+        if attempt.finalbody is not None:
+            removed.append(attempt.finalbody)
+        if plan.with_conn_body:
+            inner = suite_statements(attempt.body)[0]
+            assert isinstance(inner, cst.With)
+            removed.extend(inner.leading_lines)
+            if isinstance(inner.body, cst.IndentedBlock):
+                removed.append(inner.body.header)
+        for position, count in plan.drop_rollbacks.items():
+            removed.extend(suite_statements(attempt.handlers[position].body)[:count])
+        return comments_in(removed)
+
+
+def _captures(statement: cst.CSTNode, names: set[str]) -> bool:
+    class Finder(cst.CSTVisitor):
+        found = False
+
+        def visit_Lambda(self, node: cst.Lambda) -> None:
+            self.found = self.found or mentions(node, names)
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+            self.found = self.found or mentions(node, names)
+
+        def visit_ClassDef(self, node: cst.ClassDef) -> None:
+            self.found = self.found or mentions(node, names)
+
+    finder = Finder()
+    statement.visit(finder)
+    return finder.found

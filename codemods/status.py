@@ -1,0 +1,115 @@
+"""``poolshift status``: how far each phase is, measured on the code itself, rendered through the report.
+
+The code does not remember what poolshift rewrote, so progress is counted on the tree: calls that resolve
+to the ``db_utils`` API are migrated sites, whoever wrote them; migratable and reported sites come from a
+dry run of the rules. The tables use :mod:`codemods.report`'s formats.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass, fields
+from typing import Any
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, QualifiedNameProvider
+
+from codemods.project import Project, read_matching
+from codemods.report import markdown_table, text_table
+from codemods.runner import UNASSIGNED, RunResult
+from codemods.transform import decode_source
+
+__all__ = ["POOLED_API", "PhaseStatus", "count_pooled_calls", "phase_statuses", "render_status"]
+
+SCHEMA_VERSION = 1
+#: The calls the rules rewrite to; a call of one of these counts as a migrated site.
+POOLED_API = frozenset(
+    {
+        "db_utils.sqlite.connect",
+        "db_utils.http.urlopen",
+        "db_utils.get_pooled_connection",
+        "db_utils.execute_with_pool",
+        "db_utils.execute_with_pool_connection",
+        "db_utils.get_postgres_connection",
+    }
+)
+FOOTNOTE = "migrated = calls already on db_utils; remaining = migratable sites\n"
+
+
+@dataclass(frozen=True)
+class PhaseStatus:
+    """One row of the status table (the field order is the column order)."""
+
+    phase: str
+    migrated: int
+    remaining: int
+    reported: int
+    errors: int
+    state: str
+
+
+class _PooledCallCounter(cst.CSTVisitor):
+    """Counts calls that resolve to the ``db_utils`` API (what the rules rewrite to)."""
+
+    METADATA_DEPENDENCIES = (QualifiedNameProvider,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def visit_Call(self, node: cst.Call) -> None:
+        names = self.get_metadata(QualifiedNameProvider, node.func, set())
+        if any(name.name in POOLED_API for name in names):
+            self.count += 1
+
+
+def count_pooled_calls(project: Project) -> dict[str, int]:
+    """Per phase name, the number of calls already going through ``db_utils`` (the "migrated" column)."""
+    counts: dict[str, int] = {}
+    for path, data in read_matching(project.root, project.target_files, [b"db_utils"]).items():
+        try:
+            module = cst.parse_module(decode_source(data).text)
+        except (ValueError, cst.ParserSyntaxError):
+            continue
+        counter = _PooledCallCounter()
+        MetadataWrapper(module, unsafe_skip_copy=True).visit(counter)
+        phase = project.plan.phase_of(path)
+        name = phase.name if phase is not None else UNASSIGNED
+        counts[name] = counts.get(name, 0) + counter.count
+    return counts
+
+
+def phase_statuses(project: Project, result: RunResult) -> list[PhaseStatus]:
+    """One row per phase (plus ``unassigned`` when files are in no phase) from a dry run's ``result``."""
+    pooled = count_pooled_calls(project)
+    names = [phase.name for phase in project.plan.phases]
+    if project.unassigned_files() and len(project.plan.work_phases) > 0:
+        names.append(UNASSIGNED)
+    return [_phase_status(project, result, name, pooled.get(name, 0)) for name in names]
+
+
+def _phase_status(project: Project, result: RunResult, name: str, migrated: int) -> PhaseStatus:
+    sites = [site for site in result.sites if site.phase == name]
+    remaining = sum(site.status == "migratable" for site in sites)
+    reported = sum(site.status == "reported" for site in sites)
+    errors = sum(1 for outcome in result.errors if outcome.phase == name)
+    if name == project.plan.cleanup.name and reported:
+        state = "blocked"  # the cleanup lists what still uses the legacy helper
+    elif remaining == 0 and errors == 0:
+        state = "done"
+    else:
+        state = "in progress" if migrated else "not started"
+    return PhaseStatus(name, migrated, remaining, reported, errors, state)
+
+
+def render_status(rows: Sequence[PhaseStatus], fmt: str) -> str:
+    """The status table as ``text``, ``json`` or ``markdown`` (the report's formats)."""
+    columns = [field.name for field in fields(PhaseStatus)]
+    values = [astuple(row) for row in rows]
+    if fmt == "json":
+        phases: list[dict[str, Any]] = [dict(zip(columns, row, strict=True)) for row in values]
+        return json.dumps({"version": SCHEMA_VERSION, "phases": phases}, indent=2) + "\n"
+    if fmt == "markdown":
+        return "\n".join(markdown_table([column.capitalize() for column in columns], values)) + "\n"
+    return "\n".join(text_table(columns, values)) + "\n" + FOOTNOTE

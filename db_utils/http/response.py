@@ -1,0 +1,133 @@
+"""The response object returned by the pooled ``urlopen``: urllib's response API over a pooled connection.
+
+Body reads go straight to the ``http.client.HTTPResponse`` that urllib3 parsed, so reading behaves exactly
+as with urllib (same chunked decoding, same ``IncompleteRead``, same timeouts, no content decoding). The
+only addition is bookkeeping: the connection goes back to the pool when the body has been read to its end,
+and is closed instead when the caller closes (or drops) the response before that, because unread bytes
+left on the socket would be read as the next response.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import urllib3
+
+from db_utils.http.wire import counters
+
+_T = TypeVar("_T")
+
+
+class PooledResponse(io.BufferedIOBase):
+    """What ``urllib.request.urlopen`` returns for http(s), attribute for attribute.
+
+    As in urllib, ``msg`` is the reason phrase and ``headers``/``info()`` the ``http.client.HTTPMessage``.
+    Attributes not defined here (``length``, ``chunked``, ``will_close``...) are read from the underlying
+    ``http.client.HTTPResponse``.
+    """
+
+    def __init__(self, response: urllib3.BaseHTTPResponse, url: str, method: str) -> None:
+        raw: http.client.HTTPResponse | None = getattr(response, "_original_response", None)
+        if raw is None:  # pragma: no cover - urllib3 always sets it for responses read from a socket
+            raise RuntimeError("urllib3 returned a response without its http.client response")
+        self._pooled = response
+        self._raw: http.client.HTTPResponse = raw
+        self._settled = False
+        self._broken = False
+        self.url = url
+        self.status = self.code = raw.status
+        self.reason = raw.reason
+        self.headers = raw.msg
+        self.msg = raw.reason  # urllib replaces .msg with the reason phrase; see AbstractHTTPHandler.do_open
+        self.version = raw.version
+        if method == "HEAD" or (raw.length == 0 and not raw.chunked):
+            raw.read()  # nothing to read (HEAD, 204, 304, empty body): lets http.client mark the end now
+        self._settle_if_finished()
+
+    # -- urllib's response API -------------------------------------------------------------------------
+    def geturl(self) -> str:
+        return self.url
+
+    def getcode(self) -> int:
+        return self.status
+
+    def info(self) -> http.client.HTTPMessage:
+        return self.headers
+
+    def getheader(self, name: str, default: Any = None) -> Any:
+        return self._raw.getheader(name, default)
+
+    def getheaders(self) -> list[tuple[str, str]]:
+        return self._raw.getheaders()
+
+    def isclosed(self) -> bool:
+        return self._raw.isclosed()
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def readable(self) -> bool:
+        return True
+
+    # -- reading: delegate, then return the connection if the body is finished --------------------------
+    def read(self, amt: int | None = None) -> bytes:
+        # io's convention (and urllib's effective behavior, its server closes the connection after the
+        # body) is that a negative size reads everything; http.client would instead read the socket until
+        # EOF, which on a kept-alive connection waits for the server's idle timeout.
+        return self._reading(self._raw.read, None if amt is not None and amt < 0 else amt)
+
+    def read1(self, n: int = -1) -> bytes:
+        return self._reading(self._raw.read1, n)
+
+    def readinto(self, buffer: Any) -> int:
+        return self._reading(self._raw.readinto, buffer)
+
+    def readline(self, limit: int | None = -1) -> bytes:
+        return self._reading(self._raw.readline, -1 if limit is None else limit)
+
+    def peek(self, n: int = -1) -> bytes:
+        return self._reading(self._raw.peek, n)
+
+    def _reading(self, method: Callable[[Any], _T], argument: Any) -> _T:
+        try:
+            result = method(argument)
+        except BaseException:
+            self._broken = True  # a timed-out or cut-off body: the connection must never be reused
+            raise
+        self._settle_if_finished()
+        return result
+
+    def close(self) -> None:
+        try:
+            self._settle()
+        finally:
+            super().close()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # never forward private lookups (also guards the half-built object)
+            raise AttributeError(name)
+        return getattr(self._raw, name)
+
+    # -- connection bookkeeping ------------------------------------------------------------------------
+    def _settle_if_finished(self) -> None:
+        if not self._settled and self._finished():
+            self._settle()
+
+    def _finished(self) -> bool:
+        raw = self._raw
+        return not self._broken and (raw.isclosed() or (not raw.chunked and raw.length == 0))
+
+    def _settle(self) -> None:
+        """Hand the connection back once: to the pool if the body was fully read, else closed first."""
+        if self._settled or not hasattr(self, "_pooled"):
+            return
+        self._settled = True
+        if self._finished():
+            self._raw.close()  # no-op when http.client already reached the end itself
+        else:
+            counters.add(discarded=1)
+            self._pooled.close()  # closes the socket: its unread bytes belong to this response only
+        self._pooled.release_conn()  # returns the pool slot even for a closed connection

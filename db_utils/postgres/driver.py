@@ -1,0 +1,146 @@
+"""psycopg2 connections that remember what their borrowers did to the session.
+
+The pool creates every connection through :class:`TrackedConnection` (psycopg2's documented
+``connection_factory`` hook), so the real driver object stays a real ``psycopg2.extensions.connection``:
+``isinstance`` checks, ``psycopg2.extras.execute_values`` and friends keep working, and every cursor,
+whichever ``cursor_factory`` the caller picks (``RealDictCursor``, ``DictCursor``...), is a subclass that
+classifies each statement on its way to the server (see :mod:`db_utils.postgres.statements`). The reset on
+return then knows, without a round trip, whether a rollback is enough.
+
+It also keeps a weak registry of live connections so that a forked child can make the sockets it
+inherited harmless (:func:`neutralize_inherited_connections`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions as pgext
+
+from db_utils.postgres.statements import CLEAN, SESSION_STATE, classify_query
+
+_UUID_OID = 2950
+_UUID_ARRAY_OID = 2951
+
+_live: weakref.WeakSet[TrackedConnection] = weakref.WeakSet()
+# WeakSet is not thread-safe for concurrent add/iterate; connects happen on many threads.
+_live_lock = threading.Lock()
+
+
+class _TrackingCursorMixin:
+    """Marks the connection's ``session_effect`` before a statement runs (conservative if it then fails)."""
+
+    connection: TrackedConnection
+
+    def execute(self, query: Any, vars: Any = None) -> Any:
+        effect = classify_query(query, self.connection)
+        if effect:  # Optimisation: CLEAN (0) cannot raise the maximum, skip the read-modify-write
+            self.connection.session_effect = max(self.connection.session_effect, effect)
+        return super().execute(query, vars)  # type: ignore[misc]
+
+    def executemany(self, query: Any, vars_list: Any) -> Any:
+        effect = classify_query(query, self.connection)
+        self.connection.session_effect = max(self.connection.session_effect, effect)
+        return super().executemany(query, vars_list)  # type: ignore[misc]
+
+    def callproc(self, procname: Any, parameters: Any = None) -> Any:
+        # A server function can change anything (set_config, temp tables): always reset the session.
+        self.connection.session_effect = max(self.connection.session_effect, SESSION_STATE)
+        return super().callproc(procname, parameters)  # type: ignore[misc]
+
+
+_tracked_classes: dict[type, type] = {}
+_tracked_classes_lock = threading.Lock()
+
+
+def tracked_cursor_class(factory: type) -> type:
+    """The tracking subclass of a cursor class, built once per class and cached."""
+    tracked = _tracked_classes.get(factory)
+    if tracked is None:
+        with _tracked_classes_lock:  # two threads may race to build it; keep one
+            tracked = _tracked_classes.get(factory)
+            if tracked is None:
+                tracked = type(f"Tracked{factory.__name__}", (_TrackingCursorMixin, factory), {})
+                _tracked_classes[factory] = tracked
+    return tracked
+
+
+_TRACKED_CURSOR = tracked_cursor_class(pgext.cursor)
+
+
+class TrackedConnection(pgext.connection):  # type: ignore[misc]
+    """A real psycopg2 connection whose cursors report session-state changes in ``session_effect``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.session_effect = CLEAN
+        with _live_lock:
+            _live.add(self)
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        if not args and not kwargs and self.cursor_factory is None:
+            # Optimisation: the everyday ``conn.cursor()`` is exactly the general path below with the
+            # plain cursor class, resolved once at import instead of on every call.
+            return pgext.connection.cursor(self, cursor_factory=_TRACKED_CURSOR)
+        factory = kwargs.get("cursor_factory") or self.cursor_factory or pgext.cursor
+        withhold = kwargs.get("withhold", args[3] if len(args) > 3 else False)
+        if withhold:
+            # A WITH HOLD cursor outlives the transaction: only DISCARD ALL closes it.
+            self.session_effect = max(self.session_effect, SESSION_STATE)
+        if isinstance(factory, type) and issubclass(factory, pgext.cursor):
+            kwargs["cursor_factory"] = tracked_cursor_class(factory)
+        else:
+            # A factory we cannot subclass: statements go untracked, so assume the worst.
+            self.session_effect = max(self.session_effect, SESSION_STATE)
+        return super().cursor(*args, **kwargs)
+
+
+def plain_cursor(connection: pgext.connection) -> Any:
+    """A cursor that bypasses tracking: for the pool's own reset statements."""
+    return pgext.connection.cursor(connection)
+
+
+# Plain psycopg2 returns uuid columns as str; SQLAlchemy's psycopg2 dialect registers UUID typecasters on
+# every connection it opens. Legacy code expects strings, so those are overridden per connection (unless
+# the application itself registered UUID handling globally, which then wins as it would without a pool).
+_UUID_AS_TEXT = pgext.new_type((_UUID_OID,), "POOLSHIFT_UUID_TEXT", lambda value, cursor: value)
+_UUID_ARRAY_AS_TEXT = pgext.new_type(
+    (_UUID_ARRAY_OID,), "POOLSHIFT_UUID_ARRAY_TEXT", lambda value, cursor: value
+)
+
+
+def restore_plain_psycopg2_typecasters(connection: pgext.connection) -> None:
+    """Undo the dialect's per-connection UUID typecasters, so results look as from ``psycopg2.connect``."""
+    if _UUID_OID in pgext.string_types:
+        return
+    pgext.register_type(_UUID_AS_TEXT, connection)
+    pgext.register_type(_UUID_ARRAY_AS_TEXT, connection)
+
+
+def neutralize_inherited_connections() -> int:
+    """In a forked child: point every inherited connection's socket at /dev/null.
+
+    A child must never talk on its parent's sockets. Dropping the references is not enough: when the
+    child garbage-collects a psycopg2 connection, libpq sends a Terminate message on the shared socket
+    and the server ends the *parent's* session. Replacing the descriptor in the child's own fd table
+    (the parent's is untouched) makes that goodbye, and any accidental use, harmless.
+    Returns how many connections were neutralized.
+    """
+    with _live_lock:
+        inherited = [conn for conn in _live if not conn.closed]
+    if not inherited:
+        return 0
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        for conn in inherited:
+            try:
+                os.dup2(devnull, conn.fileno())
+            except (OSError, psycopg2.Error):  # already gone: nothing to protect
+                continue
+    finally:
+        os.close(devnull)
+    return len(inherited)

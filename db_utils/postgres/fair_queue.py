@@ -1,0 +1,214 @@
+"""A QueuePool that serves waiting checkouts first come, first served.
+
+SQLAlchemy's QueuePool puts a returned connection back into its queue and notifies a waiter; before that
+waiter runs, the returning thread (or any newcomer) can take the connection again, so under contention
+some threads finish fast and others starve (a high p99). :class:`FairQueuePool` hands a returned
+connection straight to the oldest waiting thread instead, as psycopg_pool and HikariCP do.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from typing import Any, Literal, NoReturn
+
+from sqlalchemy import exc, util
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
+from sqlalchemy.util import queue as sqla_queue
+
+
+class _NewConnectionSlot:
+    """Handed to a waiter instead of a connection: "one unit of overflow capacity, already counted, is yours".
+
+    Capacity freed while threads wait (an overflow connection that failed to open) goes to the oldest
+    waiter like a returned connection does; otherwise the thread that happened to check first would take it.
+    """
+
+
+_NEW_CONNECTION = _NewConnectionSlot()
+_Handoff = ConnectionPoolEntry | _NewConnectionSlot
+
+
+class _Waiter:
+    """One thread's place in the line of checkouts waiting for a connection."""
+
+    __slots__ = ("handed", "wakeup")
+
+    def __init__(self, lock: threading.Lock) -> None:
+        # Written only by the thread that pops this waiter off the line, with the pool's hand-off lock held;
+        # read by the waiter with that same lock held, so "handed or not" is never ambiguous.
+        self.handed: _Handoff | None = None
+        # One condition per waiter (over the pool's lock) so a hand-off wakes exactly the thread it names.
+        self.wakeup = threading.Condition(lock)
+
+
+class FairQueuePool(QueuePool):
+    """QueuePool that hands a returned connection straight to the oldest waiting thread (FIFO).
+
+    SQLAlchemy's QueuePool puts a returned connection back into its queue and notifies a waiter; before
+    that waiter runs, the returning thread (or any newcomer) can take the connection again. Under
+    contention some threads then finish fast and others starve: a high p99. Like psycopg_pool
+    (``_return_connection`` hands to the head of ``_waiting``) and HikariCP's hand-off queue, this pool
+    gives a returned connection to the oldest waiter directly, and a newcomer queues behind existing
+    waiters instead of overtaking them. With nobody waiting, behaviour is QueuePool's: idle connections
+    in the (LIFO) queue, overflow connections opened below the bound and closed when returned beyond
+    ``pool_size``.
+
+    Locking: ``_handoff_lock`` guards the line of waiters and every decision that reads the idle queue or
+    the overflow count together with the line ("nobody waits, so take an idle one", "somebody waits, so
+    hand this over"). Order: ``_handoff_lock`` before the queue's mutex and QueuePool's
+    ``_overflow_lock``, never the reverse. No I/O happens under it (opening and closing connections are
+    done after releasing it).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._handoff_lock = threading.Lock()
+        self._waiters: deque[_Waiter] = deque()  # oldest first
+        _live_pools.add(self)
+
+    def waiting(self) -> int:
+        """How many checkouts are waiting in line for a connection right now."""
+        return len(self._waiters)
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        with self._handoff_lock:
+            handed = self._take_without_waiting()
+            if handed is None:
+                waiter = _Waiter(self._handoff_lock)
+                self._waiters.append(waiter)
+        if handed is None:
+            started = time.monotonic()
+            handed = self._wait_for_turn(waiter, started + self._timeout)
+            waited = time.monotonic() - started
+            if handed is None:
+                self._raise_timeout(waited)
+            self._record_wait(waited)
+        if isinstance(handed, _NewConnectionSlot):
+            return self._open_in_slot()
+        return handed
+
+    def _take_without_waiting(self) -> _Handoff | None:
+        """An idle connection or a new overflow slot, unless someone is already waiting (lock held)."""
+        if self._waiters:
+            # FIFO: a newcomer must not overtake threads already in line. Returns and freed slots go to
+            # waiters under this lock, so waiters normally coexist with neither an idle connection nor
+            # a free slot; this guard also covers dispose(), which resets the overflow count unlocked.
+            return None
+        try:
+            return self._pool.get(False)  # LIFO over idle connections, as configured
+        except sqla_queue.Empty:
+            pass
+        if self._inc_overflow():
+            return _NEW_CONNECTION
+        return None
+
+    def _wait_for_turn(self, waiter: _Waiter, deadline: float) -> _Handoff | None:
+        """What was handed to ``waiter`` before ``deadline``, or None after leaving the line.
+
+        The timeout-vs-hand-off race is decided under ``_handoff_lock``: a hand-off pops the waiter and
+        sets ``handed`` with the lock held, and the waiter reads ``handed`` (and removes itself on
+        timeout) with the lock held. So a waiter whose deadline passed while a connection was being
+        handed to it keeps that connection (the lateness is at most one lock hand-over), and a waiter
+        that left the line can no longer be found by a returning thread: nothing is ever handed to
+        nobody.
+        """
+        try:
+            with self._handoff_lock:
+                while waiter.handed is None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        self._waiters.remove(waiter)
+                        return None
+                    waiter.wakeup.wait(remaining)
+                return waiter.handed
+        except BaseException:
+            # Interrupted while waiting (KeyboardInterrupt, a signal handler's exception): leave the line
+            # and give back whatever was handed meanwhile, so it is not lost with this thread's frame.
+            self._give_back(self._leave_line(waiter))
+            raise
+
+    def _leave_line(self, waiter: _Waiter) -> _Handoff | None:
+        with self._handoff_lock:
+            handed, waiter.handed = waiter.handed, None
+            if handed is None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+            return handed
+
+    def _give_back(self, handed: _Handoff | None) -> None:
+        if isinstance(handed, _NewConnectionSlot):
+            self._dec_overflow()
+        elif handed is not None:
+            self._do_return_conn(handed)
+
+    def _open_in_slot(self) -> ConnectionPoolEntry:
+        try:
+            return self._create_connection()
+        except BaseException:
+            with util.safe_reraise():
+                self._dec_overflow()  # frees the slot: it goes to the oldest waiter, if any
+            raise
+
+    def _hand_to_oldest(self, handed: _Handoff) -> bool:
+        """Give ``handed`` to the oldest waiter and wake it; False if nobody waits (lock held)."""
+        if not self._waiters:
+            return False
+        waiter = self._waiters.popleft()
+        waiter.handed = handed
+        waiter.wakeup.notify()
+        return True
+
+    def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
+        with self._handoff_lock:
+            if self._hand_to_oldest(record):
+                return
+            try:
+                self._pool.put(record, False)
+                return
+            except sqla_queue.Full:
+                pass
+        # Beyond pool_size with nobody waiting: close the overflow connection, as QueuePool does.
+        try:
+            record.close()
+        finally:
+            self._dec_overflow()
+
+    def _dec_overflow(self) -> Literal[True]:
+        # A slot freed while threads wait becomes theirs (already counted); otherwise it is uncounted.
+        with self._handoff_lock:
+            if not self._hand_to_oldest(_NEW_CONNECTION):
+                super()._dec_overflow()
+        return True
+
+    def _record_wait(self, waited: float) -> None:
+        """Hook: a checkout got a connection after waiting ``waited`` seconds in line."""
+
+    def _raise_timeout(self, waited: float) -> NoReturn:
+        """Hook: a checkout waited the whole timeout; raises QueuePool's own error."""
+        raise exc.TimeoutError(
+            f"QueuePool limit of size {self.size()} overflow {self.overflow()} reached, connection timed "
+            f"out, timeout {self._timeout:0.2f}",
+            code="3o7r",
+        )
+
+    def _reset_after_fork(self) -> None:
+        # In a forked child only the forking thread exists: the lock may have been held by a thread that
+        # is gone, and every waiter in line is gone. The child never checks out from this pool again
+        # (the registry recreates it), but a connection checked out across fork() may still be returned to it.
+        self._handoff_lock = threading.Lock()
+        self._waiters = deque()
+
+
+# Every FairQueuePool alive, for the at-fork reset (weak: a disposed pool must still be collectable).
+_live_pools: weakref.WeakSet[FairQueuePool] = weakref.WeakSet()
+
+
+def _reset_pools_after_fork() -> None:
+    for pool in list(_live_pools):
+        pool._reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_pools_after_fork)

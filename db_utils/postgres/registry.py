@@ -1,0 +1,183 @@
+"""One SQLAlchemy engine (a dialect-built QueuePool) per database URL: registry, fork safety, stats.
+
+Engines are created lazily on first use and kept for the life of the process, because the point of a
+pool is to outlive any single call. ``dispose_pools()`` closes them all (tests, shutdown, reconfiguring).
+Where the URL and the settings come from is :mod:`db_utils.postgres.settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from sqlalchemy import create_engine
+from sqlalchemy.engine import URL, Engine
+
+from db_utils import stats
+from db_utils.config import ConfigError
+from db_utils.postgres.driver import TrackedConnection, neutralize_inherited_connections
+from db_utils.postgres.instrument import InstrumentedQueuePool, PoolState, install
+from db_utils.postgres.settings import (
+    PoolSettings,
+    default_url_signature,
+    redact_url,
+    resolve_settings,
+    resolve_url,
+)
+
+# Registry guarded by _registry_lock: creation must happen once per URL even when many threads make
+# their first call at the same moment. The hot path reads _by_argument without the lock (a dict read
+# is atomic in CPython; an entry, once stored, never changes until dispose_pools() clears the dicts).
+_engines: dict[str, tuple[Engine, PoolState]] = {}
+_registry_lock = threading.Lock()
+# Hot-path cache: the caller's ``url`` argument -> (engine, state); for the default URL the key is the raw
+# values of the variables it is built from (``default_url_signature``). Parsing a URL costs more than the
+# rest of a checkout, so only a change of those values costs a parse.
+_by_argument: dict[object, tuple[Engine, PoolState]] = {}
+_ARGUMENT_CACHE_LIMIT = 256
+
+
+def get_connection_pool(url: str | URL | None = None, **settings: Any) -> Engine:
+    """The engine for ``url``, created on first use.
+
+    Without ``url``: :func:`~db_utils.postgres.settings.default_database_url`, from the environment.
+
+    Settings (``pool_size``, ``max_overflow``, ``timeout``, ``recycle``, ``pre_ping``, ``ping_after``)
+    only apply when the pool is created; asking again for the same URL with *different* explicit
+    settings raises :class:`ConfigError` rather than silently ignoring them.
+    """
+    return pool_for(url, **settings)[0]
+
+
+def pool_for(url: str | URL | None = None, **settings: Any) -> tuple[Engine, PoolState]:
+    """Engine and poolshift state for ``url``: the lookup behind every public entry point."""
+    key = default_url_signature() if url is None else url
+    entry = _by_argument.get(key)
+    if entry is None:
+        entry = _lookup_or_create(url, key, settings)
+    elif settings:
+        _check_same_settings(entry[1], resolve_settings(**settings))
+    return entry
+
+
+def _lookup_or_create(
+    url: str | URL | None, cache_key: object, settings: dict[str, Any]
+) -> tuple[Engine, PoolState]:
+    resolved = resolve_url(url)
+    key = resolved.render_as_string(hide_password=False)
+    with _registry_lock:
+        entry = _engines.get(key)
+        if entry is None:
+            entry = _create(resolved, resolve_settings(**settings))
+            _engines[key] = entry
+        elif settings:
+            _check_same_settings(entry[1], resolve_settings(**settings))
+        if len(_by_argument) >= _ARGUMENT_CACHE_LIMIT:
+            _by_argument.clear()
+        _by_argument[cache_key] = entry
+    return entry
+
+
+def _check_same_settings(state: PoolState, settings: PoolSettings) -> None:
+    if settings == state.settings:
+        return
+    raise ConfigError(
+        f"a pool for {state.display_url} already exists with different settings ({state.settings}); "
+        f"requested ({settings}). Call dispose_pools() first to rebuild it"
+    )
+
+
+def _create(url: URL, settings: PoolSettings) -> tuple[Engine, PoolState]:
+    engine = create_engine(
+        url,
+        poolclass=InstrumentedQueuePool,
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_timeout=settings.timeout,
+        pool_recycle=settings.recycle,
+        # Validation is done by our checkout listener, only for idle connections (see instrument.py).
+        pool_pre_ping=False,
+        # Our reset listener does the rollback (skipping it when the transaction is already idle).
+        pool_reset_on_return=None,
+        # LIFO hands out the most recently used connection: it most likely skips the ping, and idle
+        # ones at the bottom age out of server/firewall idle timeouts without being touched.
+        pool_use_lifo=True,
+        # Statement parameters may be secrets: keep them out of SQLAlchemy's error messages.
+        hide_parameters=True,
+        # Legacy psycopg2 code sees hstore as text: do not let the dialect register its typecaster.
+        use_native_hstore=False,
+        connect_args={"connection_factory": TrackedConnection},
+    )
+    state = PoolState(display_url=redact_url(url), settings=settings)
+    install(engine, state)
+    return engine, state
+
+
+def dispose_pools() -> int:
+    """Close every pool's idle connections and forget all pools; returns how many were disposed.
+
+    Connections still checked out are closed when returned. The next call creates fresh pools, reading
+    the ``DB_POOL_*`` sizing settings again.
+    """
+    with _registry_lock:
+        entries = list(_engines.values())
+        _engines.clear()
+        _by_argument.clear()
+    for engine, _state in entries:
+        engine.dispose()
+    # The SQLite and HTTP pools too, if the app imported them: they registered their disposers.
+    stats.dispose_registered()
+    return len(entries)
+
+
+def registered_pools() -> list[tuple[Engine, PoolState]]:
+    """Every live (engine, state) pair, for status and health reporting."""
+    return list(_engines.values())
+
+
+def _pool_figures(engine: Engine, state: PoolState) -> dict[str, Any]:
+    pool = engine.pool
+    figures = state.counters.snapshot()
+    size, max_overflow = state.settings.pool_size, state.settings.max_overflow
+    # The pool's own count is authoritative (it sees detached/invalidated records the events may not).
+    checked_out = pool.checkedout()  # type: ignore[attr-defined]
+    figures.update(
+        pool_size=size,
+        max_overflow=max_overflow,
+        timeout=state.settings.timeout,
+        checked_out=checked_out,
+        idle=pool.checkedin(),  # type: ignore[attr-defined]
+        # QueuePool.overflow() starts at -pool_size: only connections beyond the core count are overflow.
+        overflow=max(0, pool.overflow()),  # type: ignore[attr-defined]
+        utilization=round(checked_out / (size + max_overflow), 4),
+        avg_wait_ms=round(1000 * figures["wait_time_total"] / figures["waits"], 3)
+        if figures["waits"]
+        else 0.0,
+    )
+    return figures
+
+
+def postgres_stats() -> dict[str, Any]:
+    """Figures of every PostgreSQL pool, keyed by its password-free URL (the ``postgres`` stats source)."""
+    result: dict[str, Any] = {}
+    for engine, state in registered_pools():
+        key, n = state.display_url, 2
+        while key in result:  # same URL apart from the (hidden) password
+            key, n = f"{state.display_url} #{n}", n + 1
+        result[key] = _pool_figures(engine, state)
+    return result
+
+
+def _after_fork_in_child() -> None:
+    """A forked child must never share its parent's sockets: neutralize them, start empty pools."""
+    global _registry_lock  # noqa: PLW0603 - a lock held by another thread at fork() stays held forever
+    _registry_lock = threading.Lock()
+    neutralize_inherited_connections()
+    for engine, state in list(_engines.values()):
+        state.counters = state.counters.fresh()
+        engine.dispose(close=False)  # new pool, same listeners; never closes the parent's connections
+
+
+stats.register_source("postgres", postgres_stats)
+os.register_at_fork(after_in_child=_after_fork_in_child)

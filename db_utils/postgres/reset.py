@@ -1,0 +1,130 @@
+"""Reset a psycopg2 connection on its way back to the pool, or say why it must be discarded.
+
+Legacy code got a brand-new connection per call; the next borrower of a pooled connection must not be
+able to tell the difference. The reset therefore restores everything a borrower can change:
+
+- server side: the open transaction (rolled back, so no locks survive) and, when the borrower's
+  statements touched session state, ``DISCARD ALL`` (see :mod:`db_utils.postgres.statements`);
+- client side (psycopg2 keeps these in the connection object, so restoring them costs no round trip):
+  ``autocommit``, ``set_session`` settings (isolation level, read-only, deferrable), ``cursor_factory``,
+  and the ``notices``/``notifies`` lists.
+
+What cannot be restored reliably leads to a discard (the caller closes the connection): a changed client
+encoding, typecasters registered on the connection, two-phase/async states, ``LOAD``, a broken link.
+The happy path (idle transaction, nothing dirty) is a handful of attribute reads and no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg2.extensions as pgext
+
+from db_utils.postgres.driver import plain_cursor
+from db_utils.postgres.statements import CLEAN, SESSION_STATE, UNRESETTABLE
+
+_IDLE = pgext.TRANSACTION_STATUS_IDLE
+_IN_TRANSACTION = (pgext.TRANSACTION_STATUS_INTRANS, pgext.TRANSACTION_STATUS_INERROR)
+_USABLE_STATUS = (pgext.STATUS_READY, pgext.STATUS_BEGIN)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What a connection looked like when the pool opened it: the state a reset must come back to."""
+
+    encoding: str
+    string_types: dict[Any, Any]
+    binary_types: dict[Any, Any]
+    #: DateStyle as psycopg2 left it after connecting: on a non-ISO server psycopg2 runs
+    #: ``SET DATESTYLE TO 'ISO'`` (it parses ISO dates only), a SET that DISCARD ALL would undo.
+    datestyle: str | None
+
+    @classmethod
+    def of(cls, connection: Any) -> Baseline:
+        return cls(
+            connection.encoding,
+            dict(connection.string_types),
+            dict(connection.binary_types),
+            connection.info.parameter_status("DateStyle"),
+        )
+
+
+def reset_connection(connection: Any, baseline: Baseline) -> str | None:
+    """Reset ``connection`` for the next borrower. Returns None if it is reusable, else why not."""
+    try:
+        reason = _unresettable_reason(connection, baseline)
+        if reason is not None:
+            return reason
+        if connection.get_transaction_status() != _IDLE:
+            reason = _end_transaction(connection)
+            if reason is not None:
+                return reason
+        if connection.session_effect == SESSION_STATE:
+            _discard_session_state(connection, baseline)
+        _restore_client_settings(connection)
+    except Exception as exc:  # any failure here means the connection's state is unknown
+        return f"reset failed ({type(exc).__name__})"
+    return None
+
+
+def _unresettable_reason(connection: Any, baseline: Baseline) -> str | None:
+    if connection.closed:
+        return "connection closed or broken"
+    if connection.session_effect == UNRESETTABLE:
+        return "session state that DISCARD ALL cannot undo (LOAD or client encoding)"
+    if connection.status not in _USABLE_STATUS:
+        return "two-phase or asynchronous state"
+    if connection.encoding != baseline.encoding:
+        return "client encoding changed"
+    if connection.string_types != baseline.string_types or connection.binary_types != baseline.binary_types:
+        return "typecasters registered on the connection"
+    return None
+
+
+def _end_transaction(connection: Any) -> str | None:
+    """Roll back whatever is open; psycopg2's rollback() is a no-op in autocommit mode, hence the SQL."""
+    status = connection.get_transaction_status()
+    if status not in _IN_TRANSACTION:
+        return "connection busy or in an unknown state"
+    if connection.autocommit:
+        # A manual BEGIN in autocommit mode: psycopg2 does not know about it, the server does.
+        with plain_cursor(connection) as cursor:
+            cursor.execute("ROLLBACK")
+    else:
+        connection.rollback()
+    if connection.get_transaction_status() != _IDLE:
+        return "transaction could not be rolled back"
+    return None
+
+
+def _discard_session_state(connection: Any, baseline: Baseline) -> None:
+    """``DISCARD ALL`` must run outside a transaction block, hence the autocommit switch.
+
+    It also resets the one SET psycopg2 may have issued itself when connecting (DateStyle), so that is
+    put back. The check is client-side: the server reports DateStyle changes (it is a GUC_REPORT
+    setting), so psycopg2's ``parameter_status`` is current without a round trip.
+    """
+    connection.autocommit = True
+    with plain_cursor(connection) as cursor:
+        cursor.execute("DISCARD ALL")
+        if baseline.datestyle and connection.info.parameter_status("DateStyle") != baseline.datestyle:
+            cursor.execute("SET DateStyle TO %s", (baseline.datestyle,))
+    connection.session_effect = CLEAN
+
+
+def _restore_client_settings(connection: Any) -> None:
+    if connection.autocommit:
+        connection.autocommit = False
+    if (
+        connection.isolation_level is not None
+        or connection.readonly is not None
+        or connection.deferrable is not None
+    ):
+        connection.set_session(isolation_level="DEFAULT", readonly="DEFAULT", deferrable="DEFAULT")
+    if connection.cursor_factory is not None:
+        connection.cursor_factory = None
+    if type(connection.notices) is not list or connection.notices:
+        connection.notices = []
+    if type(connection.notifies) is not list or connection.notifies:
+        connection.notifies = []

@@ -1,0 +1,106 @@
+"""Which SQL statements leave state in a PostgreSQL *session* that a rollback does not undo.
+
+A pooled connection is handed to the next borrower after a rollback. Most state dies with the
+transaction, but some outlives it: ``SET`` (without ``LOCAL``), temporary tables, prepared statements,
+``LISTEN``, cursors ``WITH HOLD``, session-level advisory locks, ``set_config(..., false)``. Such a
+connection gets ``DISCARD ALL`` on return (what PgBouncer runs between clients). A few changes cannot be
+undone by ``DISCARD ALL`` at all (``LOAD`` of a library, a changed client encoding, which psycopg2 also
+caches client-side); those connections are closed instead of reused.
+
+The check runs on every ``execute``, so it is deliberately cheap and deliberately conservative: it
+looks at the leading keyword, plus a single regular-expression scan for the few functions and clauses
+that can hide inside an ordinary ``SELECT``. A false positive costs one ``DISCARD ALL`` round trip; a
+false negative would leak state to another request, so every doubt resolves to "dirty".
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+#: No session state touched: a rollback is a full reset.
+CLEAN = 0
+#: Server-side session state changed; ``DISCARD ALL`` restores a fresh session.
+SESSION_STATE = 1
+#: State ``DISCARD ALL`` cannot undo: the connection must be closed, not reused.
+UNRESETTABLE = 2
+
+# Statements whose leading keyword alone means "session state": SET/RESET (except the transaction-scoped
+# forms, filtered below), PREPARE, LISTEN, DECLARE (WITH HOLD survives the transaction; cheaper to treat
+# every DECLARE as dirty than to parse), DISCARD/DEALLOCATE (harmless, but they mean the caller manages
+# session state), CREATE ... TEMP.
+_LEADING_SESSION = frozenset({"set", "reset", "prepare", "listen", "declare", "discard", "deallocate"})
+_TRANSACTION_SCOPED_SET = ("set local", "set transaction", "set constraints")
+_UNRESETTABLE_LEADING = frozenset({"load"})
+
+# Anywhere in a statement: temporary objects (CREATE [OR REPLACE] [LOCAL|GLOBAL] TEMP ..., SELECT ... INTO
+# TEMP ...), session-level advisory locks (the _xact_ variants die with the transaction and do not match),
+# set_config (treated as session-scoped whatever its third argument: cheap and safe), encoding changes.
+_ANYWHERE = re.compile(
+    r"\b(?:create|into)\s+(?:(?:or\s+replace|local|global)\s+)*temp(?:orary)?\b"
+    r"|pg_(?:try_)?advisory_lock|set_config|client_encoding",
+    re.IGNORECASE,
+)
+_ENCODING = re.compile(r"client_encoding|^\s*set\s+names\b", re.IGNORECASE)
+_LEADING_WORD = re.compile(r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*([A-Za-z]+)", re.DOTALL)
+
+
+def classify(statement: str) -> int:
+    """Return CLEAN, SESSION_STATE or UNRESETTABLE for one SQL statement (or a batch of them)."""
+    # Optimisation: the scans below walk the whole statement (the _ANYWHERE search), on every execute().
+    # Applications run the same few hundred SQL strings over and over, and the answer depends on the
+    # text alone, so it is memoised (lru_cache is thread-safe and C-fast).
+    # Only statements up to _CACHED_LENGTH characters are kept, so the cache stays small (a generated
+    # multi-megabyte INSERT is classified each time; its own cost dwarfs the scan anyway).
+    if len(statement) <= _CACHED_LENGTH:
+        return _classify_cached(statement)
+    return _classify(statement)
+
+
+_CACHED_LENGTH = 2048
+
+
+def _classify(statement: str) -> int:
+    match = _LEADING_WORD.match(statement)
+    leading = match.group(1).lower() if match else ""
+    if leading in _UNRESETTABLE_LEADING:
+        return UNRESETTABLE
+    effect = CLEAN
+    if leading in _LEADING_SESSION and not _is_transaction_scoped(statement, match):
+        effect = SESSION_STATE
+    found = _ANYWHERE.search(statement)
+    if found is not None or effect != CLEAN:
+        # psycopg2 caches the client encoding: a server-side change desynchronises the two for good.
+        return UNRESETTABLE if _ENCODING.search(statement) else SESSION_STATE
+    if ";" in statement.rstrip().rstrip(";"):
+        # A batch of several statements: classify every part (rare, so the split is affordable).
+        return max((classify(part) for part in statement.split(";") if part.strip()), default=CLEAN)
+    return CLEAN
+
+
+# At most 1024 statements of <= 2048 characters: a few MB in the worst case, usually far less.
+_classify_cached = functools.lru_cache(maxsize=1024)(_classify)
+
+
+def _is_transaction_scoped(statement: str, match: re.Match[str] | None) -> bool:
+    """``SET LOCAL``/``SET TRANSACTION``/``SET CONSTRAINTS`` end with the transaction: not session state."""
+    if match is None:
+        return False
+    rest = statement[match.start(1) :].lower()
+    return rest.startswith(_TRANSACTION_SCOPED_SET)
+
+
+def classify_query(query: object, connection: object) -> int:
+    """Classify what psycopg2 accepts as a query: ``str``, ``bytes`` or a ``psycopg2.sql.Composable``."""
+    if isinstance(query, str):
+        return classify(query)
+    if isinstance(query, (bytes, bytearray, memoryview)):
+        # Keywords are ASCII: latin-1 decodes any byte string without failing.
+        return classify(bytes(query).decode("latin-1"))
+    as_string = getattr(query, "as_string", None)
+    if as_string is None:
+        return SESSION_STATE  # unknown query object: assume the worst
+    try:
+        return classify(as_string(connection))
+    except Exception:  # the driver will report the real problem when it executes the query
+        return SESSION_STATE

@@ -1,0 +1,269 @@
+"""One pool of raw ``sqlite3`` connections per database and connection options, and its WAL switch.
+
+Why a lean deque and not SQLAlchemy's QueuePool (which the PostgreSQL pools use): a local file connection
+is cheap enough that QueuePool's own bookkeeping would eat most of what pooling saves (bench/README.md
+has the figures), and nothing QueuePool adds is wanted here: pre-ping is meaningless for a local file,
+and its size limit and checkout timeout would make ``connect()`` block or fail where ``sqlite3.connect``
+never does. So checkouts are never limited (an empty pool opens a new connection, like sqlite3);
+``SQLITE_POOL_SIZE`` only bounds how many *idle* connections are kept.
+
+Raw connections are opened with ``check_same_thread=False`` so any thread may borrow them; the proxy
+enforces the caller's own ``check_same_thread``.
+
+WAL: switching a file database to WAL lets readers and one writer proceed concurrently, which is what
+makes many pooled connections in one process stop tripping over each other. But it is a *persistent*
+change to the user's file (``-wal`` and ``-shm`` files appear next to it, it does not work on network
+filesystems, and a backup that copies only the main file may miss committed transactions still in the
+WAL), so poolshift switches only when:
+
+- ``SQLITE_POOL_WAL`` is not false (it defaults to true);
+- the database is a file opened read-write (no ``mode=ro``, ``immutable=1`` or ``nolock=1`` URI);
+- the file is in SQLite's default ``delete`` mode, i.e. nobody chose a persistent mode for it;
+- the caller has not set ``PRAGMA journal_mode`` on this database in this process (the caller's choice
+  wins, and after it poolshift never touches the mode of that database again);
+- no transaction is open (``autocommit=False`` connections are left alone).
+
+The switch runs with a zero busy timeout so it can never stall ``connect()``: if another process holds a
+lock the attempt is skipped and retried with the next new connection. ``synchronous`` is not touched, so
+durability stays SQLite's default (FULL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from db_utils.config import check_minimum, env_bool, env_int
+from db_utils.sqlite.target import Target
+from db_utils.stats import PoolCounters
+
+
+@dataclass(frozen=True)
+class SQLitePoolSettings:
+    """``idle_size``: idle connections kept per database (``SQLITE_POOL_SIZE``, default 5, minimum 0;
+    0 turns reuse off). ``wal``: allow switching file databases to WAL (``SQLITE_POOL_WAL``, default true).
+    """
+
+    idle_size: int = 5
+    wal: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> SQLitePoolSettings:
+        return cls(
+            idle_size=env_int("SQLITE_POOL_SIZE", cls.idle_size, minimum=0, environ=environ),
+            wal=env_bool("SQLITE_POOL_WAL", cls.wal, environ=environ),
+        )
+
+    def __post_init__(self) -> None:
+        check_minimum("SQLITE_POOL_SIZE", self.idle_size, 0)
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """Every ``sqlite3.connect`` argument that changes how a connection behaves, hence part of the pool key.
+
+    ``check_same_thread`` is absent (the proxy enforces it) and so is ``factory`` (non-default factories are
+    never pooled). ``extra`` carries version-specific arguments such as 3.12's ``autocommit``.
+    """
+
+    timeout: Any
+    detect_types: Any
+    isolation_level: Any
+    cached_statements: Any
+    uri: Any
+    extra: tuple[tuple[str, Any], ...] = ()
+
+    def open(self, name: str) -> sqlite3.Connection:
+        return sqlite3.connect(
+            name,
+            timeout=self.timeout,
+            detect_types=self.detect_types,
+            isolation_level=self.isolation_level,
+            check_same_thread=False,
+            cached_statements=self.cached_statements,
+            uri=self.uri,
+            **dict(self.extra),
+        )
+
+    def describe(self) -> str:
+        """Non-default options, for the stats label (``timeout=1.0 detect_types=1``)."""
+        defaults = {"timeout": 5.0, "detect_types": 0, "isolation_level": "", "cached_statements": 128}
+        shown = [f"{k}={getattr(self, k)!r}" for k, v in defaults.items() if getattr(self, k) != v]
+        shown += [f"{k}={v!r}" for k, v in self.extra]
+        return " ".join(shown)
+
+
+class SQLitePool:
+    """Idle raw connections for one (database, options) pair, plus the reset that makes reuse invisible."""
+
+    def __init__(
+        self, target: Target, options: ConnectOptions, settings: SQLitePoolSettings, generation: int
+    ):
+        self.target = target
+        self.options = options
+        self.settings = settings
+        self.generation = generation
+        self.counters = PoolCounters()
+        self._idle: deque[sqlite3.Connection] = deque()
+        # Guards the idle bound (check length, then append). Reentrant because a proxy's finalizer may run
+        # on this thread, from the garbage collector, while the lock is held, and it returns a connection.
+        self._lock = threading.RLock()
+        # Serialises the one-off WAL decision so two first connections do not both attempt the switch.
+        self._wal_lock = threading.Lock()
+        self._wal_pending = settings.wal and target.wal_allowed
+        self.wal_switched = False
+        self._isolation_baseline: Any = None
+        self._have_baseline = False
+
+    # -- checkout ---------------------------------------------------------------------------------------
+    def checkout(self) -> sqlite3.Connection:
+        """An idle connection, or a new one; never waits (sqlite3.connect never does)."""
+        try:
+            raw = self._idle.pop()  # deque.pop is atomic: no lock needed to take a connection
+        except IndexError:
+            raw = self.options.open(self.target.open_name)
+            self.adopt_new(raw)
+            self.counters.on_checkout(reused=False)
+            return raw
+        self.counters.on_checkout(reused=True)
+        return raw
+
+    def adopt_new(self, raw: sqlite3.Connection) -> None:
+        """Account for a freshly opened connection and apply the one-off WAL switch to its database."""
+        if not self._have_baseline:
+            self._isolation_baseline = raw.isolation_level
+            self._have_baseline = True
+        self.counters.add(connections_created=1)
+        if self._wal_pending:
+            with self._wal_lock:
+                if self._wal_pending:
+                    outcome = try_enable_wal(raw)
+                    self._wal_pending = outcome is WalOutcome.RETRY
+                    self.wal_switched = outcome is WalOutcome.SWITCHED
+
+    # -- checkin ----------------------------------------------------------------------------------------
+    def checkin(self, raw: sqlite3.Connection, *, dirty: bool, current_generation: int) -> None:
+        """Reset and keep ``raw``, or close it if it cannot be made indistinguishable from a fresh one."""
+        self.counters.on_checkin()
+        if current_generation != self.generation:
+            abandon(raw)  # inherited across fork(): never used, never closed here (see registry.py)
+            return
+        if dirty:
+            self.counters.add(discarded_dirty=1)
+            _close_quietly(raw)
+            return
+        if not self._reset(raw):
+            self.counters.add(invalidated=1)
+            _close_quietly(raw)
+            return
+        with self._lock:
+            keep = len(self._idle) < self.settings.idle_size
+            if keep:
+                self._idle.append(raw)
+        if not keep:
+            _close_quietly(raw)
+
+    def _reset(self, raw: sqlite3.Connection) -> bool:
+        """Roll back and restore the attributes a borrower may have changed; False if that failed."""
+        try:
+            if raw.in_transaction:
+                raw.rollback()
+            # Order matters: restoring isolation_level to None would *commit* an open transaction.
+            if raw.isolation_level != self._isolation_baseline:
+                raw.isolation_level = self._isolation_baseline
+            if raw.row_factory is not None:
+                raw.row_factory = None
+            if raw.text_factory is not str:
+                raw.text_factory = str
+            # autocommit=False (3.12+) reopens a transaction after every rollback by design.
+            return not raw.in_transaction or dict(self.options.extra).get("autocommit") is False
+        except sqlite3.Error:
+            return False  # closed behind our back, or the rollback failed: do not reuse
+
+    # -- maintenance ------------------------------------------------------------------------------------
+    def caller_sets_journal_mode(self) -> None:
+        """The caller chose a journal mode: never switch this database again, and close idle connections so
+        that their open handles do not stop the caller's change from taking effect."""
+        self._wal_pending = False
+        self.close_idle()
+
+    def close_idle(self) -> None:
+        while True:
+            try:
+                raw = self._idle.pop()
+            except IndexError:
+                return
+            _close_quietly(raw)
+
+    def take_idle(self) -> list[sqlite3.Connection]:
+        """Remove and return every idle connection without closing it (used after fork)."""
+        taken = []
+        while True:
+            try:
+                taken.append(self._idle.pop())
+            except IndexError:
+                return taken
+
+    def snapshot(self) -> dict[str, Any]:
+        data = self.counters.snapshot()
+        data.update(idle=len(self._idle), idle_size=self.settings.idle_size, wal_switched=self.wal_switched)
+        return data
+
+
+def _close_quietly(raw: sqlite3.Connection) -> None:
+    # Already closed, or closing failed: either way nothing is left for us to release.
+    with contextlib.suppress(sqlite3.Error):
+        raw.close()
+
+
+# Connections inherited across fork(). SQLite forbids using them in the child, and closing them there
+# could checkpoint or delete files the parent still uses, so they are kept referenced (never deallocated,
+# never closed) for the child's lifetime. At most one pool's worth per database.
+_ABANDONED: list[sqlite3.Connection] = []
+
+
+def abandon(raw: sqlite3.Connection) -> None:
+    _ABANDONED.append(raw)
+
+
+# -- WAL: see the module docstring for when poolshift switches ----------------------------------------
+
+
+class WalOutcome(enum.Enum):
+    SWITCHED = "switched"  # we changed the file to WAL
+    KEPT = "kept"  # the file already has a mode we must respect (wal or another persistent choice)
+    RETRY = "retry"  # could not switch now (locked, in a transaction): try again on the next connection
+
+
+def _scalar(raw: sqlite3.Connection, sql: str) -> object:
+    cursor = raw.cursor()
+    try:
+        row = cursor.execute(sql).fetchall()
+    finally:
+        cursor.close()  # never leave a statement active on a connection we are about to pool
+    return row[0][0] if row else None
+
+
+def try_enable_wal(raw: sqlite3.Connection) -> WalOutcome:
+    """Switch ``raw``'s database to WAL if it is in the default mode; never raises, never waits."""
+    try:
+        mode = str(_scalar(raw, "PRAGMA journal_mode")).lower()
+        if mode != "delete":
+            return WalOutcome.KEPT
+        if raw.in_transaction:
+            return WalOutcome.RETRY
+        busy = int(_scalar(raw, "PRAGMA busy_timeout"))  # type: ignore[call-overload]
+        try:
+            _scalar(raw, "PRAGMA busy_timeout = 0")
+            new_mode = str(_scalar(raw, "PRAGMA journal_mode = WAL")).lower()
+        finally:
+            _scalar(raw, f"PRAGMA busy_timeout = {busy}")
+    except sqlite3.Error:
+        return WalOutcome.RETRY
+    return WalOutcome.SWITCHED if new_mode == "wal" else WalOutcome.RETRY

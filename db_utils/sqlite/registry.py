@@ -1,0 +1,119 @@
+"""The process-wide registry of SQLite pools: lookup, fork safety, disposal and the stats source.
+
+Fork: SQLite connections must not be used in a child after ``fork()``. The child hook installs a fresh,
+empty registry (new lock too: the old one may have been held by a thread that does not exist in the
+child) and bumps the generation. Pools and proxies from the parent keep their old generation, so a
+parent connection that is closed in the child is abandoned instead of pooled, and the child only ever
+borrows connections it opened itself.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sqlite3
+import threading
+from typing import Any
+
+from db_utils import stats
+from db_utils.sqlite.pool import ConnectOptions, SQLitePool, SQLitePoolSettings, abandon
+from db_utils.sqlite.target import Target
+
+PoolKey = tuple[str, ConnectOptions]
+
+
+class _Registry:
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+        self.pools: dict[PoolKey, SQLitePool] = {}
+        # The caller's own arguments -> pool, for names whose meaning does not depend on the current
+        # directory. Skips path resolution on the hot path; plain dict reads, filled on first use.
+        self.by_arguments: dict[tuple[Any, ...], SQLitePool] = {}
+        # Only guards *creating* a pool (lookups are plain dict reads, atomic under the GIL), so two
+        # threads opening the same database for the first time end up sharing one pool.
+        self.lock = threading.Lock()
+
+
+_registry = _Registry(generation=0)
+
+
+def current_generation() -> int:
+    return _registry.generation
+
+
+def pool_for_arguments(arguments: tuple[Any, ...]) -> SQLitePool | None:
+    """The pool already serving exactly these ``connect()`` arguments, if any (the hot path)."""
+    try:
+        return _registry.by_arguments.get(arguments)
+    except TypeError:  # an unhashable argument: the slow path hands it to sqlite3.connect
+        return None
+
+
+def borrow(
+    target: Target, options: ConnectOptions, arguments: tuple[Any, ...]
+) -> tuple[SQLitePool, sqlite3.Connection]:
+    """A pool and a raw connection from it; sqlite3's own exceptions propagate unchanged.
+
+    ``arguments`` (the caller's raw ``connect()`` arguments) becomes a hot-path alias of the pool when the
+    target does not depend on the current directory.
+    """
+    registry = _registry
+    key = (target.identity, options)
+    pool = registry.pools.get(key)
+    if pool is not None:
+        if target.cwd_independent:
+            registry.by_arguments[arguments] = pool
+        return pool, pool.checkout()
+    settings = SQLitePoolSettings.from_env()  # a bad SQLITE_POOL_* value fails here, naming the variable
+    raw = options.open(target.open_name)  # before registering: a bad argument leaves no empty pool behind
+    with registry.lock:
+        pool = registry.pools.get(key)
+        if pool is None:
+            pool = SQLitePool(target, options, settings, registry.generation)
+            registry.pools[key] = pool
+        if target.cwd_independent:
+            registry.by_arguments[arguments] = pool
+    pool.adopt_new(raw)
+    pool.counters.on_checkout(reused=False)
+    return pool, raw
+
+
+def dispose() -> None:
+    """Close every idle connection and forget every pool; borrowed connections close normally later."""
+    registry = _registry
+    with registry.lock:
+        pools = list(registry.pools.values())
+        registry.by_arguments.clear()
+        registry.pools.clear()
+    for pool in pools:
+        pool.close_idle()
+        # A connection still borrowed from a forgotten pool is closed on return instead of kept.
+        pool.settings = SQLitePoolSettings(idle_size=0, wal=pool.settings.wal)
+
+
+def pool_figures() -> dict[str, Any]:
+    """Per-database figures for ``pool_status()``: PoolCounters plus idle count and WAL state."""
+    figures: dict[str, Any] = {}
+    for (_, options), pool in list(_registry.pools.items()):
+        label = pool.target.label
+        extra = options.describe()
+        figures[f"{label} [{extra}]" if extra else label] = pool.snapshot()
+    return {"databases": figures}
+
+
+def _after_fork_in_child() -> None:
+    global _registry  # noqa: PLW0603 - the whole registry is replaced, atomically, in the child
+    old = _registry
+    for pool in list(old.pools.values()):
+        for raw in pool.take_idle():
+            abandon(raw)
+    _registry = _Registry(generation=old.generation + 1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+# Closing idle connections at exit lets SQLite checkpoint and remove the -wal file, as it would for an
+# application that closed its own connections. After fork the registry holds only the child's own pools.
+atexit.register(dispose)
+stats.register_source("sqlite", pool_figures)
+stats.register_disposer("sqlite", dispose)
