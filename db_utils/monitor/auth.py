@@ -14,7 +14,7 @@ import hmac
 import os
 import re
 
-from db_utils.config import ConfigError
+from db_utils import ConfigError
 
 TOKEN_VARIABLE = "POOLSHIFT_MONITOR_TOKEN"  # noqa: S105 - the variable's name, not a secret
 
