@@ -16,7 +16,7 @@ import pytest
 import db_utils
 from testservers.postgres import PostgresServer, PostgresUnavailable, launch_postgres
 
-pytest_plugins = ["testservers.http_fixtures"]
+pytest_plugins = ["testservers.http_fixtures", "tests.pgbouncer_fixtures"]
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

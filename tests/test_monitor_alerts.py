@@ -1,0 +1,230 @@
+"""Alerts and lifecycle lines driven by real load on a real PostgreSQL pool.
+
+Where an alert's life depends on minutes passing (the counter window, the log rate limit), the AlertBook
+is given a clock the test moves; everything else (pools, connections, servers) is real.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+import pytest
+
+import db_utils
+from db_utils.monitor import AlertBook, Monitor, make_wsgi_app, watch
+from db_utils.monitor.conditions import smallest_bound_below_threshold
+from tests.monitor_support import STARTUP_DEADLINE, PostgresLoad, request, wsgi_server
+
+pytestmark = pytest.mark.postgres
+
+
+class Clock:
+    """Monotonic seconds that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def events(caplog, name):
+    return [r.poolshift for r in caplog.records if getattr(r, "poolshift", {}).get("event") == name]
+
+
+def about_postgres(record):
+    fields = record.poolshift
+    return fields.get("kind") == "postgres" or fields.get("component", "").startswith("postgres:")
+
+
+@pytest.fixture
+def monitor_log(caplog):
+    with caplog.at_level(logging.INFO, logger="db_utils.monitor"):
+        yield caplog
+
+
+def test_utilization_alert_is_raised_under_load_logged_once_and_cleared_on_release(pg_pools, monitor_log):
+    db_utils.get_connection_pool(pool_size=4, max_overflow=1)
+    with wsgi_server(make_wsgi_app(monitor=Monitor())) as (base, _log):
+        assert request(base + "/alerts").json() == {"alerts": []}
+        load = PostgresLoad(4)  # 4 of 5 connections busy: 80 %
+        try:
+            polls = [request(base + "/alerts").json()["alerts"] for _ in range(3)]
+            health = request(base + "/system-health")
+        finally:
+            load.release()
+        after = request(base + "/alerts").json()["alerts"]
+        health_after = request(base + "/system-health")
+
+    for alerts in polls:
+        (alert,) = alerts
+        assert alert["severity"] == "warning"
+        assert alert["condition"] == "high_utilization"
+        assert alert["component"].startswith("postgres:postgresql+psycopg2://")
+        assert alert["message"] == "pool utilization 80%: 4 of 5 connections checked out"
+        assert "raise DB_POOL_SIZE by 1, from 4 to 5" in alert["recommendation"]
+        assert "processes x 6 below the server's max_connections" in alert["recommendation"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", alert["since"])
+    assert health.status == 200
+    assert health.json()["status"] == "degraded"
+    assert [c["alerts"] for c in health.json()["components"] if c["kind"] == "postgres"] == [
+        ["high_utilization"]
+    ]
+    assert after == []
+    assert health_after.status == 200
+    assert health_after.json()["status"] == "healthy"
+    (raised,) = events(monitor_log, "alert_raised")  # three polls while it held: one line
+    assert raised["condition"] == "high_utilization"
+    assert raised["severity"] == "warning"
+    (cleared,) = events(monitor_log, "alert_cleared")
+    assert cleared["component"] == raised["component"]
+
+
+def test_a_flapping_alert_is_listed_each_time_but_logged_once_per_interval(pg_pools, monitor_log):
+    clock = Clock()
+    monitor = Monitor(databases=(), alert_book=AlertBook(notify_interval=300, clock=clock))
+    db_utils.get_connection_pool(pool_size=1, max_overflow=0)
+
+    def flap() -> list[str]:
+        held = db_utils.get_postgres_connection()
+        conditions = [alert["condition"] for alert in monitor.alerts()["alerts"]]
+        held.close()
+        assert monitor.alerts() == {"alerts": []}
+        return conditions
+
+    assert flap() == ["high_utilization"]
+    clock.now += 10
+    assert flap() == ["high_utilization"]  # listed again, not logged again
+    assert len(events(monitor_log, "alert_raised")) == 1
+    assert len(events(monitor_log, "alert_cleared")) == 1
+    clock.now += 300
+    assert flap() == ["high_utilization"]
+    assert len(events(monitor_log, "alert_raised")) == 2
+    assert len(events(monitor_log, "alert_cleared")) == 2
+
+
+def test_timeouts_alert_is_critical_for_one_window_then_clears(pg_pools):
+    clock = Clock()
+    monitor = Monitor(alert_book=AlertBook(window=60, clock=clock))
+    db_utils.get_connection_pool(pool_size=1, max_overflow=0, timeout=0.05)
+    assert monitor.alerts() == {"alerts": []}  # the counters' baseline
+    held = db_utils.get_postgres_connection()
+    # The pool's only connection is held: this checkout must time out, however loaded the machine is.
+    with pytest.raises(db_utils.PoolTimeoutError), db_utils.get_pooled_connection():
+        pass
+    held.close()
+
+    (alert,) = monitor.alerts()["alerts"]
+    assert alert["severity"] == "critical"
+    assert alert["condition"] == "checkout_timeouts"
+    assert alert["message"] == "1 checkout(s) timed out in the last 60 s: all 1 connections were in use"
+    assert "raise DB_POOL_SIZE by 1 (a quarter of the bound), from 1 to 2" in alert["recommendation"]
+    assert "DB_POOL_TIMEOUT" in alert["recommendation"]
+    health = monitor.system_health()
+    assert health["status"] == "unhealthy"  # the ping works; the critical alert decides
+    clock.now += 59
+    assert [a["condition"] for a in monitor.alerts()["alerts"]] == ["checkout_timeouts"]
+    clock.now += 2
+    assert monitor.alerts() == {"alerts": []}
+    assert monitor.system_health()["status"] == "healthy"
+
+
+def test_broken_connections_after_a_server_side_kill_raise_an_invalidation_storm(pg_pools, clean_env):
+    clean_env.setenv("DB_POOL_PING_AFTER", "0")  # every checkout validates: the kill is noticed at once
+    db_utils.get_connection_pool(pool_size=3, max_overflow=0)
+    PostgresLoad(3).release()  # three idle connections
+    monitor = Monitor(databases=())
+    assert monitor.alerts() == {"alerts": []}
+    assert pg_pools.terminate_backends() == 3
+    PostgresLoad(3).release()  # each worker's ping fails on a killed connection; the pool replaces it
+
+    (alert,) = monitor.alerts()["alerts"]
+    assert alert["severity"] == "warning"
+    assert alert["condition"] == "invalidation_storm"
+    assert alert["message"] == "3 pooled connections found broken in the last 60 s"
+    assert "DB_POOL_RECYCLE" in alert["recommendation"]
+
+
+def test_lifecycle_lines_once_per_change_never_per_checkout(pg_pools, monitor_log):
+    db_utils.get_connection_pool(pool_size=2, max_overflow=0)
+    monitor = Monitor(databases=())
+    monitor.observe()
+    for _ in range(20):
+        with db_utils.get_pooled_connection() as conn:
+            conn.cursor().execute("SELECT 1")
+    monitor.observe()
+    load = PostgresLoad(2)
+    monitor.observe()
+    monitor.observe()
+    load.release()
+    monitor.observe()
+    monitor.observe()
+    # Five lines for 24 checkouts and six observations: the pool's three changes, the alert's two.
+    records = [r for r in monitor_log.records if about_postgres(r)]  # earlier tests may leave an HTTP pool
+    assert [r.poolshift["event"] for r in records] == [
+        "pool_created",
+        "pool_exhausted",
+        "alert_raised",
+        "pool_recovered",
+        "alert_cleared",
+    ]
+    created, exhausted, _raised, recovered, _cleared = (r.poolshift for r in records)
+    assert created["kind"] == "postgres"
+    assert created["size"] == 2
+    assert created["max"] == 2
+    assert (exhausted["active"], exhausted["max"]) == (2, 2)
+    assert recovered["active"] == 0
+    line = records[1].getMessage()
+    assert line.startswith("event=pool_exhausted kind=postgres pool=postgresql+psycopg2://")
+    assert "active=2 max=2 waits=0 timeouts=0" in line
+
+
+def test_a_bound_hit_between_two_observations_is_still_logged(pg_pools, monitor_log):
+    db_utils.get_connection_pool(pool_size=1, max_overflow=0, timeout=0.05)
+    monitor = Monitor(databases=())
+    monitor.observe()
+    held = db_utils.get_postgres_connection()
+    with pytest.raises(db_utils.PoolTimeoutError), db_utils.get_pooled_connection():
+        pass
+    held.close()
+    monitor.observe()  # nothing is checked out now, but a checkout timed out since the last look
+    monitor.observe()
+    exhausted, recovered = events(monitor_log, "pool_exhausted"), events(monitor_log, "pool_recovered")
+    assert [(e["active"], e["timeouts"]) for e in exhausted] == [(0, 1)]
+    assert len(recovered) == 1
+
+
+def test_the_watcher_logs_changes_nobody_asked_about(pg_pools):
+    db_utils.get_connection_pool(pool_size=2, max_overflow=0)
+    seen = {name: threading.Event() for name in ("pool_exhausted", "pool_recovered")}
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            event = getattr(record, "poolshift", {}).get("event")
+            if event in seen:
+                seen[event].set()
+
+    logger = logging.getLogger("db_utils.monitor")
+    handler, level = Catch(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    watcher = watch(interval=0.05, monitor=Monitor(databases=()))
+    try:
+        load = PostgresLoad(2)
+        assert seen["pool_exhausted"].wait(STARTUP_DEADLINE)
+        load.release()
+        assert seen["pool_recovered"].wait(STARTUP_DEADLINE)
+    finally:
+        watcher.stop(STARTUP_DEADLINE)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert not watcher.is_alive()
+
+
+@pytest.mark.parametrize(("active", "bound"), [(0, 1), (1, 2), (4, 6), (8, 11), (80, 101)])
+def test_recommended_bound_is_the_smallest_below_the_threshold(active, bound):
+    assert smallest_bound_below_threshold(active) == bound
+    assert active / bound < 0.8
+    assert bound == 1 or active / (bound - 1) >= 0.8
