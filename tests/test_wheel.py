@@ -42,7 +42,18 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     clone = work / "clone"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(work), str(clone)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(work),
+            str(clone),
+        ],
         check=True,
     )
     (built,) = work.glob("poolshift-*.whl")
@@ -66,9 +77,10 @@ def test_every_public_path_imports_from_the_installed_wheel(wheel: Path, tmp_pat
     # The dependencies come from this interpreter's site-packages, appended after the fresh venv's own, so
     # db_utils and codemods can only be found in the wheel (the checkout is not on the path: cwd is tmp).
     dependencies = [p for p in sys.path if p.endswith("site-packages")]
-    script = "import sys; sys.path.extend(%r)\n" % dependencies + "\n".join(PUBLIC_IMPORTS) + "\n"
+    script = f"import sys; sys.path.extend({dependencies!r})\n" + "\n".join(PUBLIC_IMPORTS) + "\n"
     script += "import db_utils, codemods; print(db_utils.__file__); print(codemods.__file__)\n"
-    result = subprocess.run([str(python), "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    command = [str(python), "-c", script]
+    result = subprocess.run(command, check=False, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     for line in result.stdout.splitlines():
         assert line.startswith(str(env_dir)), f"imported from outside the wheel: {line}"
