@@ -11,6 +11,7 @@ never sent.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import pytest
@@ -35,10 +36,13 @@ def test_eight_processes_of_25_threads_through_pgbouncer_succeed_and_share_no_se
         postgres=postgres,
         pool_mode="transaction",
         default_pool_size=SERVER_POOL,
-        max_client_conn=PROCESSES * THREADS + 10,  # each thread may hold one client connection
+        max_client_conn=PROCESSES * THREADS + 10,  # processes x (pool size + overflow), plus room
     )
     shape = Shape(processes=PROCESSES, threads=THREADS, calls=CALLS)
-    summary = measure(shape, api, Target.of(bouncer, postgres, mode="pgbouncer"))
+    target = Target.of(bouncer, postgres, mode="pgbouncer")
+    # The guide's worked example: one process's pool bounds its client connections to the bouncer.
+    local_pool = {"DB_POOL_SIZE": "10", "DB_MAX_OVERFLOW": str(THREADS - 10)}
+    summary = measure(shape, api, dataclasses.replace(target, env={**target.env, **local_pool}))
 
     calls = PROCESSES * THREADS * CALLS
     assert (summary["calls"], summary["ok"], summary["rows_written"], summary["failures"]) == (
