@@ -286,3 +286,19 @@ def test_the_mode_works_against_postgresql_directly_too(pg_pools: PostgresServer
         assert cur.fetchone() == ('"$user", public',)
     (figures,) = db_utils.pool_status()["postgres"].values()
     assert (figures["connections_created"], figures["discarded_dirty"]) == (1, 0)  # undone, not discarded
+
+
+def test_no_local_pool_recycle_zero_opens_a_client_connection_per_checkout(
+    bouncer: Bouncer, clean_env: pytest.MonkeyPatch
+) -> None:
+    """The guide's "no local pool" setting for one-request workers: every checkout a new client connection."""
+    clean_env.setenv("DB_POOL_RECYCLE", "0")
+    pids = []
+    for _ in range(3):
+        with db_utils.get_pooled_connection() as conn:
+            pids.append(conn.get_backend_pid())  # PgBouncer's key for this client connection
+            bouncer.leave(conn, "SET")
+    (figures,) = db_utils.pool_status()["postgres"].values()
+    assert (figures["checkouts"], figures["reuses"]) == (3, 0)
+    assert len(set(pids)) == 3
+    assert bouncer.left_behind() == set()
