@@ -6,6 +6,7 @@ session is exactly what the next client finds (see tests/test_pgbouncer_session_
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -302,3 +303,31 @@ def test_no_local_pool_recycle_zero_opens_a_client_connection_per_checkout(
     assert (figures["checkouts"], figures["reuses"]) == (3, 0)
     assert len(set(pids)) == 3
     assert bouncer.left_behind() == set()
+
+
+def test_dates_still_parse_after_the_undo_on_a_non_iso_server(
+    postgres_factory: Callable[..., PostgresServer],
+    pgbouncer_factory: Callable[..., PgBouncerServer],
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    """RESET ALL must not undo the ``SET DATESTYLE TO 'ISO'`` psycopg2 sends when it connects."""
+    server = postgres_factory(max_connections=10, extra_settings={"datestyle": "SQL, DMY"})
+    bouncer = pgbouncer_factory(postgres=server, default_pool_size=1)
+    clean_env.setenv("DATABASE_URL", bouncer.libpq_url)
+    clean_env.setenv("DB_POOL_MODE", "pgbouncer")
+    db_utils.dispose_pools()
+    try:
+        conn = db_utils.get_postgres_connection()
+        assert conn is not None
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET search_path TO public")
+                conn.commit()  # the undo runs RESET ALL first
+                cur.execute("SELECT DATE '2026-11-22', current_setting('DateStyle')")
+                day, datestyle = cur.fetchone()
+        finally:
+            conn.close()
+    finally:
+        db_utils.dispose_pools()
+    assert day == datetime.date(2026, 11, 22)
+    assert datestyle.startswith("ISO")

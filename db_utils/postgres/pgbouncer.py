@@ -9,7 +9,8 @@ before that transaction ends, in the same transaction (so on the same server con
 undone:
 
 - ``commit()``: ``CLOSE ALL; RESET ROLE; RESET ALL; DEALLOCATE ALL; pg_advisory_unlock_all(); DISCARD
-  TEMP`` (everything ``DISCARD ALL`` does that may run inside a transaction block), then COMMIT;
+  TEMP`` (everything ``DISCARD ALL`` does that may run inside a transaction block; the DateStyle psycopg2
+  set when connecting is put back), then COMMIT;
 - ``rollback()`` (also the pool's rollback on return): a rollback already undoes SET, temp tables and
   cursors of its transaction, but not advisory locks or prepared statements, so those are released in
   the same message as the ROLLBACK, where no other client can come between.
@@ -162,6 +163,12 @@ def _sets_session_defaults(autocommit: bool, characteristics: dict[str, Any]) ->
 class TransactionPooledConnection(TrackedConnection):
     """A tracked psycopg2 connection whose session state ends with its transaction; see module docs."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: DateStyle as psycopg2 left it after connecting: on a non-ISO server psycopg2 runs
+        #: ``SET DATESTYLE TO 'ISO'`` (it parses ISO dates only), a SET that RESET ALL would undo.
+        self.connected_datestyle = self.info.parameter_status("DateStyle")
+
     def cursor(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("withhold", args[3] if len(args) > 3 else False):
             raise SessionStateNotSupported(WITH_HOLD)
@@ -202,6 +209,10 @@ class TransactionPooledConnection(TrackedConnection):
         if status == _IN_TRANSACTION:
             with plain_cursor(self) as cursor:
                 cursor.execute(UNDO_BEFORE_COMMIT)
+                # The server reports DateStyle changes (GUC_REPORT): checking costs no round trip.
+                datestyle = self.connected_datestyle
+                if datestyle and self.info.parameter_status("DateStyle") != datestyle:
+                    cursor.execute("SET DateStyle TO %s", (datestyle,))
         elif status == _IN_ERROR:
             with plain_cursor(self) as cursor:
                 cursor.execute(UNDO_WITH_ROLLBACK)
