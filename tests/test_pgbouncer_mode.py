@@ -331,3 +331,13 @@ def test_dates_still_parse_after_the_undo_on_a_non_iso_server(
         db_utils.dispose_pools()
     assert day == datetime.date(2026, 11, 22)
     assert datestyle.startswith("ISO")
+
+
+def test_sqlalchemy_core_on_the_engine_gets_the_same_undo(bouncer: Bouncer) -> None:
+    """``get_connection_pool()`` returns the engine: Core code commits through the same connection class."""
+    engine = db_utils.get_connection_pool()
+    with engine.begin() as connection:
+        connection.exec_driver_sql("SET search_path TO mine, public")
+        connection.exec_driver_sql("SELECT pg_advisory_lock(11)")
+        assert connection.exec_driver_sql("SHOW search_path").scalar() == "mine, public"
+    assert bouncer.left_behind() == set()
