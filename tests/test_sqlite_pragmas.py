@@ -16,6 +16,7 @@ import pytest
 
 from db_utils import sqlite as pooled
 from db_utils.sqlite import pragmas
+from db_utils.sqlite.statements import analyze
 from tests.test_sqlite_support import figures, make_db, raw_of
 
 # Values differing from SQLite's default for every restorable pragma; the first that differs from the
@@ -153,6 +154,49 @@ def test_a_pragma_set_to_the_value_it_has_costs_no_reset(db: Path) -> None:
     ]
     assert figures(db)["pragmas_restored"] == 0
     assert raw_of(pooled.connect(db)) is raw
+
+
+def test_boolean_words_setting_the_current_value_cost_no_reset(db: Path) -> None:
+    conn = pooled.connect(db)
+    conn.execute("PRAGMA foreign_keys = off")
+    conn.execute("PRAGMA main.recursive_triggers(FALSE)")
+    conn.execute(f"PRAGMA busy_timeout = {pragmas.read(raw_of(conn), 'busy_timeout')}")
+    conn.close()
+    assert figures(db)["pragmas_restored"] == 0
+
+
+def test_a_write_sqlite_ignored_inside_a_transaction_cannot_hide_an_earlier_change(db: Path) -> None:
+    conn = pooled.connect(db)
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("INSERT INTO t (name) VALUES ('opens a transaction')")
+    conn.execute("PRAGMA foreign_keys = OFF")  # a no-op inside a transaction: the value stays 1
+    assert conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
+    conn.close()
+    again = pooled.connect(db)
+    assert again.execute("PRAGMA foreign_keys").fetchone() == (0,)
+    again.close()
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("PRAGMA foreign_keys = ON", (("foreign_keys", 1),)),
+        ("pragma foreign_keys=1", (("foreign_keys", 1),)),
+        ("pragma foreign_keys=256", (("foreign_keys", None),)),  # SQLite: (u8)256 == 0, false
+        ("PRAGMA automatic_index = -1", (("automatic_index", None),)),  # SQLite: not a number, false
+        ("PRAGMA cache_size = -2000", (("cache_size", -2000),)),
+        ("PRAGMA cache_size = - 2000", (("cache_size", -2000),)),
+        ("PRAGMA main.cache_size(100)", (("cache_size", 100),)),
+        ("PRAGMA cache_size = 1.5", (("cache_size", None),)),
+        ("PRAGMA cache_size = 0x10", (("cache_size", None),)),
+        ("PRAGMA synchronous = NORMAL", (("synchronous", None),)),
+        ("PRAGMA temp_store = ON", (("temp_store", None),)),  # not a flag: ON means something else
+        ("PRAGMA foreign_keys = 'on'", (("foreign_keys", None),)),
+        ("PRAGMA foreign_keys = 1; PRAGMA query_only = 0", (("foreign_keys", 1), ("query_only", 0))),
+    ],
+)
+def test_literal_values_are_read_only_when_certain(sql: str, expected: Any) -> None:
+    assert analyze(sql).pragmas == expected
 
 
 def test_the_common_helper_pattern_reuses_one_connection(db: Path) -> None:

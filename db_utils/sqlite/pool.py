@@ -155,23 +155,29 @@ class SQLitePool:
                     self._wal_pending = outcome is WalOutcome.RETRY
                     self.wal_switched = outcome is WalOutcome.SWITCHED
 
-    def remember_pragmas(self, raw: sqlite3.Connection, names: frozenset[str]) -> bool:
-        """Before a borrower first sets any of ``names`` on ``raw``, note the values to restore on return.
+    def pragmas_to_restore(
+        self, raw: sqlite3.Connection, writes: tuple[tuple[str, int | None], ...]
+    ) -> list[str] | None:
+        """Before a borrower's pragma ``writes`` run on ``raw``: the names that must be restored on return.
 
-        Called before the statement runs, so a value not yet noted is still the fresh connection's (any
-        earlier change was noted first and undone on return). False if a value could not be read: the
-        caller then marks the connection dirty.
+        A value not yet noted for ``raw`` is read now, so it is still the fresh connection's (any earlier
+        change was noted first and undone on return). A write of a literal equal to the noted value needs
+        no restore. None if a value could not be read: the caller then marks the connection dirty.
         """
         baseline = self._pragma_baselines.get(raw)
         if baseline is None:
             baseline = self._pragma_baselines[raw] = {}
+        changed = []
         try:
-            for name in names:
-                if name not in baseline:
-                    baseline[name] = pragmas.read(raw, name)
+            for name, value in writes:
+                noted = baseline.get(name)
+                if noted is None:
+                    noted = baseline[name] = pragmas.read(raw, name)
+                if value != noted:
+                    changed.append(name)
         except sqlite3.Error:
-            return False
-        return True
+            return None
+        return changed
 
     # -- checkin ----------------------------------------------------------------------------------------
     def checkin(
@@ -237,15 +243,12 @@ class SQLitePool:
 
     def _restore_pragmas(self, raw: sqlite3.Connection, touched: frozenset[str] | set[str]) -> str:
         """After the rollback (some pragmas cannot change inside a transaction): write back the values."""
-        baseline = self._pragma_baselines.get(raw, {})
-        for name in sorted(touched):
-            if name not in baseline:
-                return f"PRAGMA {name}: no value noted to restore"
-            value = baseline[name]
-            if pragmas.read(raw, name) != value:
-                if not pragmas.restore(raw, name, value):
-                    return f"PRAGMA {name} did not return to {value}"
-                self.counters.add(pragmas_restored=1)
+        if raw.in_transaction:  # autocommit=False keeps one open: foreign_keys would silently stay set
+            return "a transaction stays open (autocommit=False), so pragmas cannot be restored"
+        baseline = self._pragma_baselines[raw]
+        for name in touched:
+            pragmas.write(raw, name, baseline[name])
+        self.counters.add(pragmas_restored=len(touched))
         return ""
 
     # -- maintenance ------------------------------------------------------------------------------------

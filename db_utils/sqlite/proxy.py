@@ -124,12 +124,14 @@ class PooledConnection:
             if effect & SqlEffect.JOURNAL_MODE:
                 self._pool.caller_sets_journal_mode()
         if effect & SqlEffect.PRAGMA and self._dirty is None:
-            if not self._pool.remember_pragmas(cast(sqlite3.Connection, self._raw), analysis.pragmas):
+            raw = cast(sqlite3.Connection, self._raw)
+            changed = self._pool.pragmas_to_restore(raw, analysis.pragmas)
+            if changed is None:
                 self._dirty = "a pragma's value could not be read before it was changed"
-            elif self._touched is None:
-                self._touched = set(analysis.pragmas)
-            else:
-                self._touched.update(analysis.pragmas)
+            elif changed:
+                if self._touched is None:
+                    self._touched = set()
+                self._touched.update(changed)
 
     def _track(self, child: Any) -> None:
         # Weak references: a cursor the caller dropped must be freed (and its statement reset) right away.

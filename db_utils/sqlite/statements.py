@@ -19,7 +19,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from db_utils.sqlite.pragmas import RESTORABLE
+from db_utils.sqlite.pragmas import RESTORABLE, literal_value
 
 _MAYBE_STATEFUL = re.compile(r"pragma|attach|detach|temp", re.IGNORECASE)
 
@@ -28,7 +28,8 @@ _NOISE = re.compile(
     r"""--[^\n]*|/\*.*?(?:\*/|\Z)|'(?:[^']|'')*(?:'|\Z)|"(?:[^"]|"")*(?:"|\Z)|`(?:[^`]|``)*(?:`|\Z)|\[[^\]]*(?:\]|\Z)""",
     re.DOTALL,
 )
-_TOKEN = re.compile(r"[A-Za-z_][A-Za-z_0-9$]*|[=(.;]")
+# Numbers and signs are tokens of their own so a pragma's value is only read when it is exactly a literal.
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z_0-9$]*|[0-9]+|[=(.;+-]")
 
 # Pragmas that take a parenthesised argument but only *read*: used by iterdump() and schema inspection,
 # which must stay cheap. Every other pragma with an argument, or with ``=``, marks the connection dirty.
@@ -62,11 +63,12 @@ class SqlEffect(enum.IntFlag):
 
 @dataclass(frozen=True)
 class SqlAnalysis:
-    """``effect``; the restorable pragmas the SQL sets; why it makes the connection dirty (for messages)."""
+    """``effect``; why it makes the connection dirty (for messages); the restorable pragmas it sets, in
+    order, each with the value it stores when that is a plain literal (None when it is not)."""
 
     effect: SqlEffect = SqlEffect.NONE
-    pragmas: frozenset[str] = frozenset()
     reason: str = ""
+    pragmas: tuple[tuple[str, int | None], ...] = ()
 
 
 _NOTHING = SqlAnalysis()
@@ -77,17 +79,17 @@ def analyze(sql: str) -> SqlAnalysis:
     """The combined effect of every statement in ``sql`` (a script may hold several)."""
     if not isinstance(sql, str) or not _MAYBE_STATEFUL.search(sql):
         return _NOTHING
-    effect, pragmas, reasons = SqlEffect.NONE, set[str](), list[str]()
+    effect, reasons, pragmas = SqlEffect.NONE, list[str](), list[tuple[str, int | None]]()
     for statement in _statements(sql):
-        statement_effect, detail = _statement_effect(statement)
+        statement_effect, detail, value = _statement_effect(statement)
         effect |= statement_effect
         if statement_effect & SqlEffect.DIRTY:
             reasons.append(detail)
         elif statement_effect & SqlEffect.PRAGMA:
-            pragmas.add(detail)
+            pragmas.append((detail, value))
     if effect is SqlEffect.NONE:
         return _NOTHING
-    return SqlAnalysis(effect, frozenset(pragmas), ", ".join(dict.fromkeys(reasons)))
+    return SqlAnalysis(effect, ", ".join(dict.fromkeys(reasons)), tuple(pragmas))
 
 
 def sql_effect(sql: str) -> SqlEffect:
@@ -114,36 +116,41 @@ def _blank(match: re.Match[str]) -> str:
     return " ? "
 
 
-def _statement_effect(tokens: list[str]) -> tuple[SqlEffect, str]:
-    """The effect of one statement, with the dirty reason or the restorable pragma's name."""
+Effect = tuple[SqlEffect, str, int | None]
+_NO_EFFECT: Effect = (SqlEffect.NONE, "", None)
+
+
+def _statement_effect(tokens: list[str]) -> Effect:
+    """One statement's effect; with the dirty reason, or the restorable pragma's name and literal value."""
     head = tokens[0]
     if head == "PRAGMA":
         return _pragma_effect(tokens[1:])
     if head in ("ATTACH", "DETACH"):
-        return SqlEffect.DIRTY, head
+        return SqlEffect.DIRTY, head, None
     if head == "CREATE" and ("TEMP" in tokens or "TEMPORARY" in tokens):
         # CREATE TEMP TABLE / CREATE TEMPORARY VIEW / CREATE TABLE temp.x: the temp schema belongs to
         # the connection and survives a rollback once committed.
-        return SqlEffect.DIRTY, "a temporary object (CREATE TEMP ...)"
-    return SqlEffect.NONE, ""
+        return SqlEffect.DIRTY, "a temporary object (CREATE TEMP ...)", None
+    return _NO_EFFECT
 
 
-def _pragma_effect(tokens: list[str]) -> tuple[SqlEffect, str]:
+def _pragma_effect(tokens: list[str]) -> Effect:
     # PRAGMA [schema.]name [= value | (value)]
     schema = ""
     if len(tokens) >= 3 and tokens[1] == ".":
         schema, tokens = tokens[0].lower(), tokens[2:]
     if not tokens:
-        return SqlEffect.NONE, ""
+        return _NO_EFFECT
     name, rest = tokens[0].lower(), tokens[1:]
     if not rest:
-        return SqlEffect.NONE, ""  # a bare ``PRAGMA name`` only reads the setting
+        return _NO_EFFECT  # a bare ``PRAGMA name`` only reads the setting
     if (rest[0] == "(" and name in _READ_ONLY_PRAGMAS) or name in _DATABASE_PRAGMAS:
-        return SqlEffect.NONE, ""
+        return _NO_EFFECT
     if name == "journal_mode":
-        return SqlEffect.DIRTY | SqlEffect.JOURNAL_MODE, "PRAGMA journal_mode"
+        return SqlEffect.DIRTY | SqlEffect.JOURNAL_MODE, "PRAGMA journal_mode", None
     # ``main.`` names what an unqualified pragma sets; another schema (temp, an attached one) is not
     # what the pool reads back, so it stays dirty.
     if name in RESTORABLE and schema in ("", "main"):
-        return SqlEffect.PRAGMA, name
-    return SqlEffect.DIRTY, f"PRAGMA {schema + '.' if schema else ''}{name}"
+        value = literal_value(name, rest[1:]) if rest[0] in ("=", "(") else None
+        return SqlEffect.PRAGMA, name, value
+    return SqlEffect.DIRTY, f"PRAGMA {schema + '.' if schema else ''}{name}", None
