@@ -154,7 +154,7 @@ def limit_note(share_of_limit: float) -> str:
     """Why a missed target was missed: how close the pool came to the limit no pool can beat."""
     return (
         f"the pooled call reaches {share_of_limit:.0%} of a persistent connection's speed; the rest is "
-        "the sqlite3-compatible proxy (thread check, cursor tracking, reset on close)"
+        "the sqlite3-compatible proxy (thread check, cursor tracking, reset on close, PRAGMA restores)"
     )
 
 
