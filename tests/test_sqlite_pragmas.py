@@ -289,3 +289,46 @@ def test_dropped_connection_beyond_the_idle_bound_says_so(db: Path, clean_env: p
     kept.close()
     with pytest.warns(ResourceWarning, match=r"closed: the pool already keeps 1 idle connection\(s\)"):
         _drop(holder)
+
+
+# -- when a value cannot be read or written back, the connection is closed, never reused --------------------
+@pytest.fixture
+def locked_db(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A rollback-journal database and a plain sqlite3 connection able to hold its EXCLUSIVE lock."""
+    clean_env.setenv("SQLITE_POOL_WAL", "0")
+    db = make_db(tmp_path / "locked.db", rows=1)
+    other = sqlite3.connect(db, isolation_level=None)
+    yield db, other
+    other.close()
+
+
+def test_a_value_that_cannot_be_noted_makes_the_connection_dirty(
+    locked_db: Any,
+) -> None:
+    db, other = locked_db
+    holder = [pooled.connect(db, timeout=0)]
+    holder[0].execute("SELECT * FROM t").fetchall()
+    other.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        holder[0].execute("PRAGMA max_page_count = 100000")  # reading it needs the file: locked
+    other.execute("ROLLBACK")
+    with pytest.warns(ResourceWarning, match=r"could not be reset \(a pragma's value could not be read"):
+        _drop(holder)
+    assert pooled.pool_figures()["databases"][f"{db} [timeout=0]"]["discarded_dirty"] == 1
+
+
+def test_a_value_that_cannot_be_written_back_closes_the_connection(
+    locked_db: Any,
+) -> None:
+    db, other = locked_db
+    conn = pooled.connect(db, timeout=0)
+    raw = raw_of(conn)
+    conn.execute("PRAGMA max_page_count = 100000")
+    other.execute("BEGIN EXCLUSIVE")
+    conn.close()  # writing the old value back needs the file, which is locked
+    other.execute("ROLLBACK")
+    with pytest.raises(sqlite3.ProgrammingError):
+        raw.execute("SELECT 1")  # closed, not pooled with max_page_count still changed
+    stats = pooled.pool_figures()["databases"][f"{db} [timeout=0]"]
+    assert stats["invalidated"] == 1
+    assert stats["idle"] == 0
