@@ -332,3 +332,12 @@ def test_a_value_that_cannot_be_written_back_closes_the_connection(
     stats = pooled.pool_figures()["databases"][f"{db} [timeout=0]"]
     assert stats["invalidated"] == 1
     assert stats["idle"] == 0
+
+
+def test_a_pragma_on_a_closed_cursor_raises_what_sqlite3_raises(db: Path) -> None:
+    conn = pooled.connect(db)
+    cursor = conn.cursor()
+    cursor.close()
+    conn.close()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed cursor"):
+        cursor.execute("PRAGMA foreign_keys = ON")

@@ -123,8 +123,8 @@ class PooledConnection:
             self._dirty = self._dirty or analysis.reason
             if effect & SqlEffect.JOURNAL_MODE:
                 self._pool.caller_sets_journal_mode()
-        if effect & SqlEffect.PRAGMA and self._dirty is None:
-            raw = cast(sqlite3.Connection, self._raw)
+        raw = self._raw  # None for a closed cursor of a closed proxy: sqlite3 then raises its own error
+        if effect & SqlEffect.PRAGMA and self._dirty is None and raw is not None:
             changed = self._pool.pragmas_to_restore(raw, analysis.pragmas)
             if changed is None:
                 self._dirty = "a pragma's value could not be read before it was changed"
