@@ -112,7 +112,7 @@ class PooledConnection:
         return raw
 
     def _note_sql(self, sql: object) -> None:
-        """Called with the lock held, the connection checked open, before ``sql`` runs."""
+        """Called with the lock held, before ``sql`` runs: note what it will leave behind."""
         if not isinstance(sql, str):
             return
         analysis = analyze(sql)
@@ -120,7 +120,7 @@ class PooledConnection:
         if not effect:
             return
         if effect & SqlEffect.DIRTY:
-            self._dirty = self._dirty or analysis.reason
+            self._dirty = self._dirty or analysis.reason or "SQL that changes the connection"
             if effect & SqlEffect.JOURNAL_MODE:
                 self._pool.caller_sets_journal_mode()
         raw = self._raw  # None for a closed cursor of a closed proxy: sqlite3 then raises its own error
