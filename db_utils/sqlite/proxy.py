@@ -115,16 +115,14 @@ class PooledConnection:
         """Called with the lock held, before ``sql`` runs: note what it will leave behind."""
         if not isinstance(sql, str):
             return
+        # Plain attribute tests, not IntFlag arithmetic (a Python-level call each): this runs per execute.
         analysis = analyze(sql)
-        effect = analysis.effect
-        if not effect:
-            return
-        if effect & SqlEffect.DIRTY:
-            self._dirty = self._dirty or analysis.reason or "SQL that changes the connection"
-            if effect & SqlEffect.JOURNAL_MODE:
+        if analysis.reason:  # set exactly when the SQL makes the connection dirty
+            self._dirty = self._dirty or analysis.reason
+            if analysis.effect & SqlEffect.JOURNAL_MODE:
                 self._pool.caller_sets_journal_mode()
         raw = self._raw  # None for a closed cursor of a closed proxy: sqlite3 then raises its own error
-        if effect & SqlEffect.PRAGMA and self._dirty is None and raw is not None:
+        if analysis.pragmas and self._dirty is None and raw is not None:
             changed = self._pool.pragmas_to_restore(raw, analysis.pragmas)
             if changed is None:
                 self._dirty = "a pragma's value could not be read before it was changed"

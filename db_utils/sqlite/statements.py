@@ -63,8 +63,9 @@ class SqlEffect(enum.IntFlag):
 
 @dataclass(frozen=True)
 class SqlAnalysis:
-    """``effect``; why it makes the connection dirty (for messages); the restorable pragmas it sets, in
-    order, each with the value it stores when that is a plain literal (None when it is not)."""
+    """``effect``; why it makes the connection dirty (for messages; non-empty exactly when ``DIRTY``); the
+    restorable pragmas it sets, in order, each with the value it stores when that is a plain literal (None
+    when it is not; non-empty exactly when ``PRAGMA``)."""
 
     effect: SqlEffect = SqlEffect.NONE
     reason: str = ""
