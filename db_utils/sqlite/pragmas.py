@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sqlite3
 
-#: Boolean pragmas: they read back as 0 or 1, and SQLite takes any non-zero number or yes/on/true as 1.
+#: On/off pragmas: they read back as 0 or 1 (see literal_value for what SQLite accepts as a value).
 FLAGS = frozenset(
     {
         "automatic_index",
