@@ -341,3 +341,16 @@ def test_a_pragma_on_a_closed_cursor_raises_what_sqlite3_raises(db: Path) -> Non
     conn.close()
     with pytest.raises(sqlite3.ProgrammingError, match="closed cursor"):
         cursor.execute("PRAGMA foreign_keys = ON")
+
+
+def test_user_version_is_database_content_not_connection_state(db: Path) -> None:
+    conn = pooled.connect(db)
+    raw = raw_of(conn)
+    conn.execute("PRAGMA user_version = 3")  # a schema-migration helper's bookkeeping
+    conn.close()
+    again = pooled.connect(db)
+    assert raw_of(again) is raw
+    assert again.execute("PRAGMA user_version").fetchone() == (3,)  # written to the file, as with sqlite3
+    again.execute("PRAGMA temp.user_version = 1")  # the temp database belongs to the connection
+    again.close()
+    assert figures(db)["discarded_dirty"] == 1

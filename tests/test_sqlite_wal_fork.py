@@ -159,6 +159,7 @@ def test_forked_child_never_uses_the_parents_connections(tmp_path: Path) -> None
         ("PRAGMA temp.synchronous(0)", SqlEffect.DIRTY),
         ("PRAGMA writable_schema = 1", SqlEffect.DIRTY),
         ("PRAGMA user_version = 7", SqlEffect.NONE),
+        ("PRAGMA temp.user_version = 7", SqlEffect.DIRTY),
         ("PRAGMA journal_mode=wal", SqlEffect.DIRTY | SqlEffect.JOURNAL_MODE),
         ("SELECT 1; attach 'x.db' as x", SqlEffect.DIRTY),
         ("DETACH x", SqlEffect.DIRTY),

@@ -145,7 +145,9 @@ def _pragma_effect(tokens: list[str]) -> Effect:
     name, rest = tokens[0].lower(), tokens[1:]
     if not rest:
         return _NO_EFFECT  # a bare ``PRAGMA name`` only reads the setting
-    if (rest[0] == "(" and name in _READ_ONLY_PRAGMAS) or name in _DATABASE_PRAGMAS:
+    # The temp schema's header belongs to the connection (its temp database), so only main's is database
+    # content; another attached schema already made the connection dirty with its ATTACH.
+    if (rest[0] == "(" and name in _READ_ONLY_PRAGMAS) or (name in _DATABASE_PRAGMAS and schema != "temp"):
         return _NO_EFFECT
     if name == "journal_mode":
         return SqlEffect.DIRTY | SqlEffect.JOURNAL_MODE, "PRAGMA journal_mode", None
