@@ -30,6 +30,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
+from db_utils.postgres.connecting import ConnectGate, WarmUp
 from db_utils.postgres.driver import restore_plain_psycopg2_typecasters
 from db_utils.postgres.fair_queue import FairQueuePool
 from db_utils.postgres.reset import Baseline, reset_connection
@@ -72,9 +73,27 @@ class PoolState:
 
 
 class InstrumentedQueuePool(FairQueuePool):
-    """Fair QueuePool that counts waits and timeouts and raises :class:`PoolTimeoutError` with context."""
+    """Fair QueuePool that counts waits and timeouts and raises :class:`PoolTimeoutError` with context.
+
+    It also caps its simultaneous connection attempts (:class:`~db_utils.postgres.connecting.ConnectGate`)
+    and stops its warm-up, if one runs, when disposed.
+    """
 
     poolshift_state: PoolState | None = None
+    connect_gate: ConnectGate | None = None
+    warm_up: WarmUp | None = None
+
+    def attach(self, state: PoolState) -> None:
+        """Make this pool ``state``'s: counters and the connect cap (every connect and reconnect)."""
+        self.poolshift_state = state
+        self.connect_gate = ConnectGate(state.settings.max_connecting)
+        self._invoke_creator = self.connect_gate.wrap(self._invoke_creator)  # type: ignore[assignment]
+
+    def dispose(self) -> None:
+        warm_up = self.warm_up
+        if warm_up is not None:
+            warm_up.stop()
+        super().dispose()
 
     def _record_wait(self, waited: float) -> None:
         state = self.poolshift_state
@@ -93,13 +112,22 @@ class InstrumentedQueuePool(FairQueuePool):
     def recreate(self) -> QueuePool:
         # engine.dispose() (and fork handling) recreate the pool: keep the same counters.
         pool = super().recreate()
-        pool.poolshift_state = self.poolshift_state  # type: ignore[attr-defined]
+        if self.poolshift_state is not None:
+            pool.attach(self.poolshift_state)  # type: ignore[attr-defined]
         return pool
+
+    def _reset_after_fork(self) -> None:
+        # The parent's warm-up thread and connection attempts do not exist in the child: nothing of theirs
+        # may hold a slot or a lock here.
+        super()._reset_after_fork()
+        self.warm_up = None
+        if self.connect_gate is not None:
+            self.connect_gate.reset_after_fork()
 
 
 def install(engine: Engine, state: PoolState) -> None:
     """Attach ``state`` to the engine's pool and register the listeners."""
-    engine.pool.poolshift_state = state  # type: ignore[attr-defined]
+    engine.pool.attach(state)  # type: ignore[attr-defined]
     dialect = engine.dialect
     # Listeners read state.counters on each event (not a captured local) because a forked child swaps in
     # fresh counters: the inherited ones describe the parent, and their lock may have been held at fork.

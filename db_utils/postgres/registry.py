@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL, Engine
 
 from db_utils import stats
 from db_utils.config import ConfigError
+from db_utils.postgres.connecting import WarmUp
 from db_utils.postgres.driver import TrackedConnection, neutralize_inherited_connections
 from db_utils.postgres.instrument import InstrumentedQueuePool, PoolState, install
 from db_utils.postgres.pgbouncer import TransactionPooledConnection
@@ -112,7 +113,16 @@ def _create(url: URL, settings: PoolSettings) -> tuple[Engine, PoolState]:
     )
     state = PoolState(display_url=redact_url(url), settings=settings)
     install(engine, state)
+    _start_warm_up(engine, state)
     return engine, state
+
+
+def _start_warm_up(engine: Engine, state: PoolState) -> None:
+    """Open ``min_idle`` connections in the background; only the first ``pool_size`` are kept, so no more."""
+    target = min(state.settings.min_idle, state.settings.pool_size)
+    if target > 0:
+        pool = engine.pool
+        pool.warm_up = WarmUp(pool, target, state.display_url, engine.url.password).start()  # type: ignore[attr-defined]
 
 
 # What a pool's connections are, by DB_POOL_MODE: behind a transaction-pooling PgBouncer, ones whose
@@ -154,6 +164,9 @@ def _pool_figures(engine: Engine, state: PoolState) -> dict[str, Any]:
         timeout=state.settings.timeout,
         checked_out=checked_out,
         idle=pool.checkedin(),  # type: ignore[attr-defined]
+        # Connection attempts in flight, and waiting for a slot under DB_POOL_MAX_CONNECTING.
+        connecting=pool.connect_gate.connecting,  # type: ignore[attr-defined]
+        connect_queued=pool.connect_gate.queued,  # type: ignore[attr-defined]
         # QueuePool.overflow() starts at -pool_size: only connections beyond the core count are overflow.
         overflow=max(0, pool.overflow()),  # type: ignore[attr-defined]
         utilization=round(checked_out / (size + max_overflow), 4),
