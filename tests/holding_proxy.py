@@ -3,7 +3,8 @@
 Connection attempts then stay "in flight" for as long as a test needs to look at them: how many a pool
 runs at once is ``held`` (the pool cannot know the proxy is not the server), with no timing involved.
 ``release(n)`` lets the oldest ``n`` held connections through, ``open()`` lets every connection through
-from now on, ``refuse()`` closes every new (and held) connection at once, like a server that is down.
+from now on (until ``hold()``), ``refuse()`` closes every new (and held) connection at once, like a
+server that is down.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ class HoldingProxy:
             self._changed.notify_all()
         for client in released:
             self._forward(client)
+
+    def hold(self) -> None:
+        """Hold new connections again (the mode a proxy starts in)."""
+        with self._changed:
+            self._mode = "hold"
 
     def open(self) -> None:
         self._set_mode("open")

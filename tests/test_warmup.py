@@ -108,28 +108,61 @@ def test_connect_attempts_never_exceed_the_cap(
     pg_pools: PostgresServer, proxy: HoldingProxy, app_name: str
 ) -> None:
     url = _url(pg_pools, app_name, port=proxy.port)
-    db_utils.get_connection_pool(url, pool_size=6, max_overflow=0, max_connecting=2)
+    pool = db_utils.get_connection_pool(url, pool_size=6, max_overflow=0, max_connecting=2).pool
+    finish = threading.Event()
     results: list[int] = []
-    callers = [threading.Thread(target=lambda: results.append(_checkout_and_select(url))) for _ in range(6)]
-    for caller in callers:
-        caller.start()
+
+    def caller() -> None:
+        with db_utils.get_pooled_connection(url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            results.append(int(cur.fetchone()[0]))
+            finish.wait(60)  # keep the connection: every caller needs one of its own
+
+    callers = [threading.Thread(target=caller) for _ in range(6)]
+    for thread in callers:
+        thread.start()
     for remaining in range(6, 0, -1):
         in_flight = min(2, remaining)
-        # Every caller not yet served is accounted for: in flight (held at the proxy), or queued at the
-        # cap; the attempt released before has finished.
+        # Every caller not yet served is accounted for: its attempt in flight (held at the proxy), or
+        # waiting in line; the attempt released before has finished and the line took over its slot.
         _wait_for(
             lambda r=remaining, f=in_flight: (  # type: ignore[misc]
-                proxy.held == f
-                and (_figures(url)["connecting"], _figures(url)["connect_queued"]) == (f, r - f)
+                proxy.held == f and _figures(url)["connecting"] == f and pool.waiting() == r - f  # type: ignore[attr-defined]
             ),
-            f"{in_flight} attempts held and {remaining - in_flight} queued",
+            f"{in_flight} attempts held and {remaining - in_flight} waiting",
         )
         proxy.release(1)
-    for caller in callers:
-        caller.join(timeout=60)
+    _wait_for(lambda: len(results) == 6, "every caller served")
+    finish.set()
+    for thread in callers:
+        thread.join(timeout=60)
     assert results == [1] * 6
     assert proxy.max_held == 2
     assert proxy.accepted == 6
+
+
+def test_a_waiting_caller_takes_a_returned_connection_instead_of_opening_one(
+    pg_pools: PostgresServer, proxy: HoldingProxy, app_name: str
+) -> None:
+    url = _url(pg_pools, app_name, port=proxy.port)
+    pool = db_utils.get_connection_pool(url, pool_size=1, max_overflow=5, max_connecting=1).pool
+    proxy.open()
+    borrowed = db_utils.get_pooled_connection(url)
+    borrowed.__enter__()
+    proxy.hold()
+    opener = threading.Thread(target=_checkout_and_select, args=(url,))
+    opener.start()  # finds nothing idle, takes the only attempt slot: held at the proxy
+    proxy.wait_until(lambda: proxy.held == 1)
+    result: list[int] = []
+    waiter = threading.Thread(target=lambda: result.append(_checkout_and_select(url)))
+    waiter.start()
+    _wait_for(lambda: pool.waiting() == 1, "the caller waiting in line")  # type: ignore[attr-defined]
+    borrowed.__exit__(None, None, None)  # returned: handed straight to the waiting caller
+    waiter.join(timeout=60)
+    assert result == [1]
+    assert proxy.accepted == 2  # the borrowed connection and the opener's attempt: the waiter opened none
+    proxy.release(1)
+    opener.join(timeout=60)
 
 
 def test_warm_up_goes_through_the_cap_and_a_caller_is_never_blocked_by_it(
@@ -140,12 +173,13 @@ def test_warm_up_goes_through_the_cap_and_a_caller_is_never_blocked_by_it(
     db_utils.get_connection_pool(url, pool_size=3, min_idle=3, max_connecting=1)
     proxy.wait_until(lambda: proxy.accepted == 1)
     assert _figures(url)["connecting"] == 1
-    # A caller arriving meanwhile queues for the attempt slot (the pool has no idle connection yet) and is
-    # served as soon as connections flow, before the warm-up has finished.
+    # A caller arriving meanwhile waits in line (the attempt slot is taken) and gets the warm-up's first
+    # connection the moment it is made.
     result: list[int] = []
     caller = threading.Thread(target=lambda: result.append(_checkout_and_select(url)))
     caller.start()
-    _wait_for(lambda: _figures(url)["connect_queued"] == 1, "the caller queued at the cap")
+    pool = pool_for(url)[0].pool
+    _wait_for(lambda: pool.waiting() == 1, "the caller waiting in line")  # type: ignore[attr-defined]
     proxy.open()
     caller.join(timeout=60)
     assert result == [1]

@@ -82,8 +82,19 @@ class get_pooled_connection:
 
 def execute_with_pool(operation: Callable[[PooledConnection], T], url: str | URL | None = None) -> T:
     """``operation(conn)`` inside :class:`get_pooled_connection`; its result is returned, errors propagate."""
-    with get_pooled_connection(url) as connection:
-        return operation(connection)
+    # Optimisation: get_pooled_connection's __enter__/__exit__ written out (no context-manager object).
+    connection = _checkout(*pool_for(url))
+    try:
+        result = operation(connection)
+    except BaseException:
+        connection.close()  # rolls back (the pool's reset does), as get_pooled_connection's __exit__
+        raise
+    try:
+        if not connection.closed:
+            connection.commit()
+    finally:
+        connection.close()
+    return result
 
 
 def execute_with_pool_connection(

@@ -3,14 +3,17 @@
 Opening a PostgreSQL connection is a scram handshake that costs CPU on both sides. A cold pool hit by a
 burst would otherwise start one handshake per waiting thread at the same moment; they then share the CPUs
 and all finish late, so no request is served until most of them are done. :class:`ConnectGate` lets a
-few handshakes run and queues the rest, so the first connections are usable sooner (psycopg_pool grows
-through a few background workers for the same reason).
+few handshakes run at once (psycopg_pool grows through a few background workers for the same reason).
+A checkout that finds no idle connection and no free attempt slot does not queue at the gate: it waits
+in the pool's line (:class:`~db_utils.postgres.fair_queue.FairQueuePool`) and takes whatever comes first,
+a returned connection or a slot to open one, which the line gets each time a new connection is made.
+Only the warm-up and reconnects of replaced connections ever wait at the gate itself.
 
 :class:`WarmUp` opens ``min_idle`` connections on a daemon thread when the pool is created, as
 psycopg_pool's ``min_size`` and HikariCP's ``minimumIdle`` do, so the first requests find connections
-ready. It never blocks a caller: a checkout that finds no idle connection opens its own as before, and a
-connection the warm-up finishes goes to the oldest waiting checkout, if any. A failure is logged (without
-the password) and ends the warm-up; later checkouts connect on demand as if there had been none.
+ready. It never blocks a caller: a checkout that finds no idle connection opens its own (slot allowing),
+and a connection the warm-up finishes goes to the oldest waiting checkout, if any. A failure is logged
+(without the password) and ends the warm-up; later checkouts connect on demand as if there had been none.
 """
 
 from __future__ import annotations
@@ -119,6 +122,7 @@ class WarmUp:
                 record.close()
                 pool._dec_overflow()
                 return
+            pool._open_for_oldest_waiter()  # more threads waiting: let the line grow the pool too
 
     def _hand_over(self, record: Any) -> bool:
         """Give ``record`` to the pool (its oldest waiting checkout, else idle); False once stopped."""

@@ -12,6 +12,9 @@ dispatcher to the recreated pool):
   never raised about (a raising reset listener makes SQLAlchemy log an ERROR).
 - ``invalidate``: count broken connections.
 
+Checkins are counted by :meth:`InstrumentedQueuePool._return_conn`, the call SQLAlchemy makes right
+after the ``checkin`` event (a listener would cost an event dispatch on every return).
+
 Waits and timeouts have no event: :class:`InstrumentedQueuePool` counts them from
 :class:`~db_utils.postgres.fair_queue.FairQueuePool`'s wait and turns the timeout into
 :class:`PoolTimeoutError` naming size, overflow, timeout and a hint.
@@ -47,6 +50,19 @@ _LAST_RETURNED = "poolshift_last_returned"
 _DISCARDING = "poolshift_discarding"
 _EVER_CONNECTED = "poolshift_ever_connected"
 _WAS_INVALIDATED = "poolshift_was_invalidated"
+
+
+# os.getpid() is a system call (glibc stopped caching it), and the pid is compared on every checkout and
+# return; it only changes in a forked child, where the hook below sets it before anything else runs there.
+_this_process = os.getpid()
+
+
+def _note_pid_after_fork() -> None:
+    global _this_process  # noqa: PLW0603 - set once per process, read on the hot path
+    _this_process = os.getpid()
+
+
+os.register_at_fork(after_in_child=_note_pid_after_fork)
 
 
 class PoolTimeoutError(exc.TimeoutError):
@@ -88,6 +104,20 @@ class InstrumentedQueuePool(FairQueuePool):
         self.poolshift_state = state
         self.connect_gate = ConnectGate(state.settings.max_connecting)
         self._invoke_creator = self.connect_gate.wrap(self._invoke_creator)  # type: ignore[assignment]
+
+    def _return_conn(self, record: ConnectionPoolEntry) -> None:
+        # What a "checkin" listener would do, without the event dispatch: SQLAlchemy calls this from the
+        # record's checkin right after that event, for every checkin and only for checkins.
+        state = self.poolshift_state
+        if state is not None:
+            state.counters.on_checkin()
+        super()._return_conn(record)
+
+    def _may_open_now(self) -> bool:
+        # A racy read, on purpose: the gate itself enforces the cap; this only decides whether a checkout
+        # waits in line (served by whatever comes first) rather than queueing for an attempt slot.
+        gate = self.connect_gate
+        return gate is None or gate.connecting < gate.limit
 
     def dispose(self) -> None:
         warm_up = self.warm_up
@@ -136,7 +166,7 @@ def install(engine: Engine, state: PoolState) -> None:
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         restore_plain_psycopg2_typecasters(dbapi_connection)
         record.info[_BASELINE] = Baseline.of(dbapi_connection)
-        record.info[_PID] = os.getpid()
+        record.info[_PID] = _this_process
         lifetime = record.record_info
         if lifetime is not None:
             if lifetime.get(_EVER_CONNECTED) and not lifetime.pop(_WAS_INVALIDATED, False):
@@ -156,7 +186,7 @@ def install(engine: Engine, state: PoolState) -> None:
         replaces the connection transparently.
         """
         info = record.info
-        if info.get(_PID) != os.getpid():
+        if info.get(_PID) != _this_process:
             raise exc.DisconnectionError("connection inherited from the parent process after fork()")
         last_returned = info.get(_LAST_RETURNED)
         counters = state.counters
@@ -173,7 +203,7 @@ def install(engine: Engine, state: PoolState) -> None:
             return  # detached: SQLAlchemy closes it right after
         info = record.info
         baseline = info.get(_BASELINE)
-        if info.get(_PID) != os.getpid():
+        if info.get(_PID) != _this_process:
             reason: str | None = "connection inherited from the parent process after fork()"
         elif baseline is None:
             reason = "connection not opened by this pool"
@@ -186,10 +216,6 @@ def install(engine: Engine, state: PoolState) -> None:
         info[_DISCARDING] = True
         state.counters.add(discarded_dirty=1)
         record.invalidate()  # closes it now; the record reconnects on its next checkout
-
-    @event.listens_for(engine.pool, "checkin")
-    def _on_checkin(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        state.counters.on_checkin()
 
     @event.listens_for(engine.pool, "invalidate")
     def _on_invalidate(dbapi_connection: Any, record: ConnectionPoolEntry, exception: Any) -> None:
