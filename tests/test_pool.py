@@ -9,7 +9,7 @@ from sqlalchemy.pool import QueuePool
 
 import db_utils
 from db_utils.postgres.registry import pool_for
-from tests.pg_helpers import backend_pid
+from tests.pg_helpers import backend_pid, terminate_and_wait
 
 pytestmark = pytest.mark.postgres
 
@@ -45,17 +45,19 @@ def test_connections_are_reused(pg):
     assert stats["reuse_rate"] == 0.8
 
 
-def test_pre_ping_replaces_a_connection_killed_while_idle(pg, clean_env):
-    clean_env.setenv("DB_POOL_PING_AFTER", "0")
+@pytest.mark.parametrize("ping_after", ["0", "3600"])
+def test_a_connection_killed_while_idle_is_replaced_without_a_round_trip(pg, clean_env, ping_after):
+    # Inside the ping window too (3600): the closed socket is seen by a non-blocking poll at checkout.
+    clean_env.setenv("DB_POOL_PING_AFTER", ping_after)
     with db_utils.get_pooled_connection() as conn:
         first_pid = backend_pid(conn)
-    assert pg.terminate_backends() == 1
+    assert terminate_and_wait(pg) == 1
     with db_utils.get_pooled_connection() as conn:  # second checkout of the killed connection
         assert backend_pid(conn) != first_pid
     stats = figures()
-    assert stats["pings"] == 1
-    assert stats["ping_failures"] == 1
+    assert stats["pings"] == 0
     assert stats["invalidated"] == 1
+    assert (stats["checkouts"], stats["checkins"], stats["recycled"]) == (2, 2, 0)
 
 
 def test_recently_used_connection_skips_the_ping(clean_env):
