@@ -11,7 +11,9 @@ A statement that may have committed is never retried. The handle tells: a discon
 was sent on it (its ``commit()``, including the one this function runs after the operation, or the end
 of a ``with conn:`` block) or while it was in autocommit mode (every statement commits on its own) may
 have lost only the server's answer, not the work; such a failure is returned as an error. A ``COMMIT``
-sent as SQL text is not seen: operations that do that must be idempotent, or use ``retries=0``.
+sent as SQL text is not seen: operations that do that must be idempotent, or use ``retries=0``. An
+operation that is idempotent (``INSERT ... ON CONFLICT DO NOTHING`` with client-generated ids, upserts,
+reads) can say so with ``idempotent=True``: its disconnects are then retried even after a COMMIT.
 """
 
 from __future__ import annotations
@@ -39,6 +41,16 @@ _NEVER_RETRIED = (
     psycopg2.ProgrammingError,
     psycopg2.DataError,
     psycopg2.NotSupportedError,
+)
+
+
+# libpq's messages for connection refusals that retrying cannot fix.
+_PERMANENT_CONNECT_FAILURES = (
+    "authentication failed",
+    "no password supplied",
+    "does not exist",
+    "pg_hba.conf",
+    "permission denied",
 )
 
 
@@ -101,6 +113,7 @@ def execute_with_pool_connection(
     backoff: float = 0.05,
     max_backoff: float = 2.0,
     deadline: float | None = None,
+    idempotent: bool = False,
 ) -> dict[str, Any]:
     """Run ``operation(conn)``, retrying disconnects; never raises for database errors.
 
@@ -110,7 +123,7 @@ def execute_with_pool_connection(
     many clients from reconnecting in lock-step), as long as the next attempt starts within
     ``deadline`` seconds of the first (default: the pool's ``DB_RETRY_DEADLINE``); ``retries`` also
     caps their number (default: no cap; 0 never retries). See the module docstring for what is
-    never retried.
+    never retried, and for ``idempotent``.
     """
     if retries is not None and retries < 0:
         raise ValueError(f"retries={retries!r} must be >= 0")
@@ -126,7 +139,8 @@ def execute_with_pool_connection(
     while True:
         attempts += 1
         try:
-            return {"status": "success", "result": _attempt(operation, engine, state), "attempts": attempts}
+            result = _attempt(operation, engine, state, idempotent)
+            return {"status": "success", "result": result, "attempts": attempts}
         except (psycopg2.Error, sa_exc.SQLAlchemyError) as error:
             delay = min(max_backoff, backoff * 2 ** (attempts - 1)) * random.uniform(0.5, 1.0)
             out_of_time = time.monotonic() + delay - started > deadline
@@ -136,13 +150,17 @@ def execute_with_pool_connection(
         time.sleep(delay)
 
 
-def _attempt(operation: Callable[[PooledConnection], T], engine: Engine, state: PoolState) -> T:
+def _attempt(
+    operation: Callable[[PooledConnection], T], engine: Engine, state: PoolState, idempotent: bool = False
+) -> T:
     """One attempt; marks the raised error ``poolshift_retryable`` when a retry is safe and useful."""
     try:
         connection = _checkout(engine, state)
-    except psycopg2.OperationalError as error:
-        # Could not connect (failover, restart): nothing ran, so retrying cannot repeat any work.
-        error.poolshift_retryable = True
+    except (psycopg2.OperationalError, sa_exc.DisconnectionError, sa_exc.InvalidRequestError) as error:
+        # Could not connect (failover, restart; SQLAlchemy gives up after two reconnects in one checkout):
+        # nothing ran, so retrying cannot repeat any work. A refusal that will not change (bad password,
+        # unknown database) is not worth the deadline.
+        error.poolshift_retryable = not any(reason in str(error) for reason in _PERMANENT_CONNECT_FAILURES)
         raise
     try:
         result = operation(connection)
@@ -152,7 +170,7 @@ def _attempt(operation: Callable[[PooledConnection], T], engine: Engine, state: 
         raw = connection._raw
         if not isinstance(error, _NEVER_RETRIED) and engine.dialect.is_disconnect(error, raw, None):
             # Retry only if the work surely died with the connection (see the module docstring).
-            error.poolshift_retryable = not connection.may_have_committed
+            error.poolshift_retryable = idempotent or not connection.may_have_committed
             # A disconnect usually means a restart or failover: every pooled connection older than now
             # is suspect. Mark them all for replacement (SQLAlchemy's Connection does the same); this is
             # the pool's long-standing internal API, with no public equivalent.
