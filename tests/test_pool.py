@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import psycopg2
 import pytest
 from sqlalchemy.pool import QueuePool
 
@@ -149,3 +150,49 @@ def test_dispose_pools_closes_idle_connections(pg):
     assert pg.backend_count() == 1
     assert db_utils.dispose_pools() == 1
     assert pg.backend_count() == 0
+
+
+def test_failed_reconnects_never_count_a_checkin_without_its_checkout(pg):
+    from db_utils.postgres.api import borrow
+    from testservers.tcp_proxy import FreezableProxy
+
+    proxy = FreezableProxy(pg.port)
+    url = pg.url.replace(f":{pg.port}/", f":{proxy.port}/")
+    db_utils.get_connection_pool(url, pool_size=2, max_overflow=0)
+    held = [borrow(url), borrow(url)]
+    for conn in held:
+        conn.close()
+    proxy.close()  # the idle connections see EOF; new connects are refused
+    for _ in range(3):
+        with pytest.raises(psycopg2.OperationalError):
+            borrow(url)
+    stats = figures()
+    assert stats["checkins"] == stats["checkouts"] == 2
+    assert stats["checked_out"] == 0
+    assert stats["connect_failures"] == 3
+    assert stats["invalidated"] >= 1
+
+
+def test_connections_replaced_after_a_disconnect_count_as_invalidated_not_recycled(pg):
+    from db_utils.postgres.api import borrow
+
+    held = [borrow(None) for _ in range(3)]
+    for conn in held:
+        conn.close()
+
+    def killed_mid_operation(conn):
+        if not calls:
+            calls.append(1)
+            pg.query("SELECT pg_terminate_backend(%s, 10000)", (conn.get_backend_pid(),))
+        conn.cursor().execute("SELECT 1")
+
+    calls: list[int] = []
+    # Retries on a fresh connection: every connection older than the disconnect is replaced.
+    assert db_utils.execute_with_pool_connection(killed_mid_operation, idempotent=True)["status"] == "success"
+    held = [borrow(None) for _ in range(3)]
+    for conn in held:
+        backend_pid(conn)
+        conn.close()
+    stats = figures()
+    assert stats["recycled"] == 0
+    assert stats["invalidated"] == 3

@@ -192,3 +192,10 @@ def test_work_that_may_have_committed_is_not_retried(pg, table, commits):
     outcome = db_utils.execute_with_pool_connection(operation, backoff=0.001)
     assert (outcome["status"], outcome["attempts"], calls) == ("error", 1, [1])
     assert pg.query(f"SELECT count(*) FROM {table}") == [(1,)]  # a retry would have hit a duplicate key
+
+
+def test_a_refused_password_is_not_retried_until_the_deadline(pg, clean_env):
+    clean_env.setenv("DATABASE_URL", pg.url.replace(f":{pg.password}@", ":not-the-password@"))
+    outcome = db_utils.execute_with_pool_connection(select_one, backoff=0.001)
+    assert (outcome["status"], outcome["attempts"]) == ("error", 1)
+    assert "authentication failed" in outcome["message"]

@@ -5,5 +5,6 @@ run, retry) -> ``registry`` (one engine per URL, fork safety, stats) -> ``instru
 timeouts) -> ``fair_queue`` (FIFO hand-off), ``reset`` (what a returned connection must undo) ->
 ``driver`` (connections that track session state) -> ``statements`` (which SQL leaves session state).
 ``settings`` (URL, every pool knob, the legacy parameter table) and ``proxy`` (the handle a borrower
-holds) sit beside them, importing nothing above.
+holds, over ``leases``: who holds what) sit beside them, importing nothing above. ``deadline`` bounds a
+blocking libpq call in time (used by ``instrument`` and ``api``).
 """

@@ -160,7 +160,8 @@ def _attempt(
         # Could not connect (failover, restart; SQLAlchemy gives up after two reconnects in one checkout):
         # nothing ran, so retrying cannot repeat any work. A refusal that will not change (bad password,
         # unknown database) is not worth the deadline.
-        error.poolshift_retryable = not any(reason in str(error) for reason in _PERMANENT_CONNECT_FAILURES)
+        permanent = any(reason in str(error) for reason in _PERMANENT_CONNECT_FAILURES)
+        error.poolshift_retryable = not permanent  # type: ignore[union-attr]
         raise
     try:
         result = operation(connection)

@@ -169,9 +169,11 @@ def test_terminate_every_pooled_backend_every_100_ms_for_10_s(postgres, clean_en
 def test_a_hung_server_fails_every_call_within_its_bound(postgres, clean_env, fault_report):
     ping_timeout, connect_timeout, retry_deadline = 0.5, 1, 1.0
     with FreezableProxy(postgres.port) as proxy:
-        url = (
-            postgres.url.replace(f":{postgres.port}/", f":{proxy.port}/")
-            + f"?connect_timeout={connect_timeout}"
+        # The guide's parameters ("Faults: what bounds what"): none of them bounds a hung peer; the
+        # checkout ping's and health_check()'s own bound (ping_timeout) and connect_timeout do.
+        url = postgres.url.replace(f":{postgres.port}/", f":{proxy.port}/") + (
+            f"?connect_timeout={connect_timeout}&keepalives_idle=5&keepalives_interval=2&keepalives_count=3"
+            "&tcp_user_timeout=10000&options=-c%20statement_timeout%3D200"
         )
         db_utils.dispose_pools()
         db_utils.get_connection_pool(
