@@ -40,7 +40,11 @@ class Deadline:
 
     def __init__(self, fd: int, seconds: float) -> None:
         self.fired = False
-        self._entry: list[object] = [time.monotonic() + seconds, next(_sequence), fd, self]
+        # The socket's identity: if libpq closed the descriptor and the number was reused by the time the
+        # deadline fires (a window of microseconds), the watchdog must not touch someone else's socket.
+        identity = os.fstat(fd)
+        target = (fd, identity.st_dev, identity.st_ino)
+        self._entry: list[object] = [time.monotonic() + seconds, next(_sequence), target, self]
 
     def __enter__(self) -> Deadline:
         _watchdog().schedule(self._entry)
@@ -93,9 +97,13 @@ class _Watchdog:
                     entry[3].fired = True  # type: ignore[attr-defined]
 
 
-def _shut_down(fd: int) -> None:
+def _shut_down(target: tuple[int, int, int]) -> None:
     """Shut the socket down without closing the descriptor, which libpq owns."""
+    fd, device, inode = target
     try:
+        identity = os.fstat(fd)
+        if (identity.st_dev, identity.st_ino) != (device, inode):
+            return  # not the guarded socket any more
         sock = socket.socket(fileno=os.dup(fd))
     except OSError:
         return

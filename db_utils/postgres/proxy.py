@@ -35,6 +35,7 @@ from db_utils.postgres.leases import Lease, borrower_location, outstanding
 logger = logging.getLogger("db_utils.pool")
 
 _CLOSED_MESSAGE = "connection already closed"
+_PRUNE_EVERY = 64  # cursors handed out on one lease between two sweeps of the dead ones
 
 
 class PooledConnection:
@@ -121,6 +122,8 @@ class PooledConnection:
         if cursors is None:
             object.__setattr__(self, "_cursors", [weakref.ref(cursor)])
         else:
+            if len(cursors) % _PRUNE_EVERY == 0:  # a long lease making many cursors: forget the dead ones
+                cursors[:] = [ref for ref in cursors if ref() is not None]
             cursors.append(weakref.ref(cursor))
         return cursor
 
