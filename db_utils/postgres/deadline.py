@@ -5,8 +5,8 @@ psycopg2 has no per-call timeout. The alternatives, and why this one:
 - ``statement_timeout`` is enforced by the server: a hung server (or a network path that silently
   stopped forwarding) never enforces it.
 - ``connection.cancel()`` (libpq's ``PQcancel``) opens a *new* connection to the same address to send
-  the cancel request: through a hung server or appliance that connection hangs too, and it blocks
-  the thread that sends it.
+  the cancel request: through a hung server or appliance that connection hangs too. Probed through a
+  frozen proxy, it never returned and stalled every thread of the process, not just the caller.
 - Running the ping in psycopg2's asynchronous mode needs an asynchronous connection; a pooled
   connection is a synchronous one.
 - ``shutdown(SHUT_RDWR)`` on the connection's socket, from another thread, makes the blocked
