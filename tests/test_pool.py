@@ -196,3 +196,31 @@ def test_connections_replaced_after_a_disconnect_count_as_invalidated_not_recycl
     stats = figures()
     assert stats["recycled"] == 0
     assert stats["invalidated"] == 3
+
+
+def test_a_ping_timeout_replaces_every_older_connection_without_pinging_them(pg):
+    from db_utils.postgres.api import borrow
+    from testservers.tcp_proxy import FreezableProxy
+
+    with FreezableProxy(pg.port) as proxy:
+        url = pg.url.replace(f":{pg.port}/", f":{proxy.port}/") + "?connect_timeout=2"
+        db_utils.get_connection_pool(url, pool_size=2, max_overflow=0, ping_after=0, ping_timeout=0.25)
+        held = [borrow(url), borrow(url)]
+        for conn in held:
+            backend_pid(conn)
+            conn.close()
+        proxy.freeze()
+        with pytest.raises(psycopg2.OperationalError):  # ping timed out, then the reconnect timed out
+            borrow(url)
+        before = figures()
+        proxy.thaw()
+        # Both records: the one whose ping failed reconnects; the other is replaced without a ping.
+        held = [borrow(url), borrow(url)]
+        for conn in held:
+            backend_pid(conn)
+            conn.close()
+        after = figures()
+    assert (before["pings"], before["ping_failures"]) == (1, 1)
+    assert after["pings"] == before["pings"]
+    assert after["invalidated"] == before["invalidated"] + 1
+    assert after["recycled"] == 0

@@ -241,14 +241,15 @@ def _ping(dialect: Any, dbapi_connection: Any, counters: PoolCounters, timeout: 
         with guard:
             dialect.do_ping(dbapi_connection)
     except psycopg2.Error as error:
+        if not guard.fired:
+            counters.add(ping_failures=1)
+            # Any failure means the connection is unusable: let the pool replace it.
+            raise exc.DisconnectionError(f"pre-ping failed: {type(error).__name__}") from None
+    if guard.fired:
         counters.add(ping_failures=1)
-        # Any failure means the connection is unusable: let the pool replace it.
-        reason = (
-            f"no answer within {timeout:g} s (DB_POOL_PING_TIMEOUT)" if guard.fired else type(error).__name__
-        )
-        raise exc.DisconnectionError(f"pre-ping failed: {reason}") from None
-    if guard.fired:  # answered just as the socket was shut down: unusable all the same
-        counters.add(ping_failures=1)
-        raise exc.DisconnectionError(
+        # A server (or path) that does not answer at all hangs every connection to it, not just this one:
+        # every connection older than now is replaced at its next checkout, through connect_timeout,
+        # instead of being handed out within the ping window to hang its caller.
+        raise exc.InvalidatePoolError(
             f"pre-ping failed: no answer within {timeout:g} s (DB_POOL_PING_TIMEOUT)"
         )
