@@ -6,6 +6,7 @@ scenario's bound, and connections still checked out (leaked) when the scenario e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,12 +29,29 @@ _ROWS: list[Row] = []
 _HEADER = ("scenario", "calls", "ok", "errors", "missing", "max latency / bound (s)", "leaked")
 
 
+# A scenario may also hand over its row as a dict with these keys (the SQLite scenario's shape).
+_DICT_KEYS = {
+    "scenario": "scenario",
+    "calls": "calls",
+    "successes": "successes",
+    "errors": "errors",
+    "acknowledged_missing": "missing",
+    "max_latency_s": "max_latency",
+    "bound_s": "bound",
+    "leaked_connections": "leaked",
+}
+
+
 @pytest.fixture
 def fault_report():
-    """``fault_report(scenario, calls=..., ...)`` records the scenario's row for the final table."""
+    """``fault_report(scenario, calls=..., ...)``, or ``fault_report(row_dict)`` with :data:`_DICT_KEYS`,
+    records the scenario's row for the final table."""
 
-    def record(scenario: str, **figures: Any) -> Row:
-        row = Row(scenario, **figures)
+    def record(scenario: str | Mapping[str, Any], **figures: Any) -> Row:
+        if isinstance(scenario, Mapping):
+            row = Row(**{field: scenario[key] for key, field in _DICT_KEYS.items()})
+        else:
+            row = Row(scenario, **figures)
         _ROWS.append(row)
         return row
 
