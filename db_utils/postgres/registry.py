@@ -154,6 +154,7 @@ def _pool_figures(engine: Engine, state: PoolState) -> dict[str, Any]:
         timeout=state.settings.timeout,
         checked_out=checked_out,
         idle=pool.checkedin(),  # type: ignore[attr-defined]
+        waiting=pool.waiting(),  # type: ignore[attr-defined]
         # QueuePool.overflow() starts at -pool_size: only connections beyond the core count are overflow.
         overflow=max(0, pool.overflow()),  # type: ignore[attr-defined]
         utilization=round(checked_out / (size + max_overflow), 4),
