@@ -37,9 +37,8 @@ SQLITE_KEYWORD_ONLY = ("autocommit",)
 
 #: The message on every migrated site (db_utils/sqlite/pool.py says when the switch happens).
 WAL_NOTE = (
-    "note: db_utils.sqlite switches a file database still in SQLite's default journal mode to WAL on "
-    "first use, a persistent change of the file (-wal/-shm files beside it; not for network "
-    "filesystems); SQLITE_POOL_WAL=false keeps the journal mode (migration_guide/sqlite.md#wal)"
+    "note: the file database is switched to WAL on first use, for good; "
+    "SQLITE_POOL_WAL=false keeps its journal mode (migration_guide/sqlite.md#wal)"
 )
 
 

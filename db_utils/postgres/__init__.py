@@ -6,5 +6,6 @@ timeouts) -> ``fair_queue`` (FIFO hand-off), ``reset`` (what a returned connecti
 ``driver`` (connections that track session state) -> ``statements`` (which SQL leaves session state);
 ``pgbouncer`` (connections whose session state ends with each transaction) sits on ``driver``.
 ``settings`` (URL, every pool knob, the legacy parameter table) and ``proxy`` (the handle a borrower
-holds) sit beside them, importing nothing above.
+holds, over ``leases``: who holds what) sit beside them, importing nothing above. ``deadline`` bounds a
+blocking libpq call in time (used by ``instrument`` and ``api``).
 """

@@ -167,6 +167,7 @@ def _pool_figures(engine: Engine, state: PoolState) -> dict[str, Any]:
         # Connection attempts in flight, and waiting for a slot under DB_POOL_MAX_CONNECTING.
         connecting=pool.connect_gate.connecting,  # type: ignore[attr-defined]
         connect_queued=pool.connect_gate.queued,  # type: ignore[attr-defined]
+        waiting=pool.waiting(),  # type: ignore[attr-defined]
         # QueuePool.overflow() starts at -pool_size: only connections beyond the core count are overflow.
         overflow=max(0, pool.overflow()),  # type: ignore[attr-defined]
         utilization=round(checked_out / (size + max_overflow), 4),
