@@ -156,6 +156,12 @@ def test_the_number_of_pools_is_bounded(pg, clean_env) -> None:
     assert len(pools()) == 2
 
 
+def test_a_bad_pool_bound_is_a_config_error_naming_the_variable(pg, clean_env) -> None:
+    clean_env.setenv("DB_CONNECT_MAX_POOLS", "0")
+    with pytest.raises(db_utils.ConfigError, match="DB_CONNECT_MAX_POOLS"):
+        connect(pg.dsn)
+
+
 # -- the proxy semantics hold for connect()'s handles ------------------------------------------------
 
 
