@@ -18,6 +18,7 @@ import pytest
 
 import db_utils
 from db_utils.postgres import connect, driver_connection
+from db_utils.postgres.connect import ConnectParameters
 from tests.pg_helpers import backend_pid
 from tests.test_fork import run_in_child
 
@@ -80,6 +81,9 @@ def test_connection_failure_is_psycopg2s_error_without_the_password(pg) -> None:
     assert "password authentication failed" in str(ours.value)
     for shown in (str(ours.value), repr(ours.value), *pools()):
         assert pg.password not in shown
+    key = ConnectParameters(pg.dsn, None, None, ())
+    assert pg.password not in repr(key)
+    assert pg.password not in str(key)
 
 
 # -- pooling -------------------------------------------------------------------------------------------

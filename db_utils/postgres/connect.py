@@ -64,6 +64,9 @@ class ConnectParameters(NamedTuple):
             connection.cursor_factory = self.cursor_factory
         return connection
 
+    def __repr__(self) -> str:  # the DSN may hold the password
+        return f"<ConnectParameters {self.display()}>"
+
     def display(self) -> str:
         """The password-free name of the pool, for ``pool_status()``, logs and errors."""
         parameters = pgext.parse_dsn(self.dsn)
