@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import io
 import logging
+import threading
 import uuid
 import warnings
 
@@ -19,6 +20,7 @@ import pytest
 import db_utils
 from db_utils.postgres import connect, driver_connection
 from db_utils.postgres.connect import ConnectParameters
+from db_utils.postgres.statements import database_ddl_target
 from tests.pg_helpers import backend_pid
 from tests.test_fork import run_in_child
 
@@ -100,6 +102,27 @@ def test_same_parameters_reuse_the_backend_different_ones_get_another_pool(pg) -
     conn.close()
     other.close()
     assert len(pools()) == 2
+
+
+def test_concurrent_first_calls_create_one_pool(pg) -> None:
+    threads = 8
+    barrier = threading.Barrier(threads)
+    handles = []
+
+    def first_call():
+        barrier.wait()
+        handles.append(connect(pg.dsn))
+
+    workers = [threading.Thread(target=first_call) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(handles) == threads
+    ((_key, figures),) = pools().items()
+    assert figures["checked_out"] == threads
+    for conn in handles:
+        conn.close()
 
 
 def test_a_libpq_environment_change_lands_in_another_pool(pg, clean_env) -> None:
@@ -382,6 +405,26 @@ def test_execute_with_pool_connection_retries_a_helpers_disconnect(pg) -> None:
 
 
 # -- DROP DATABASE -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("statement", "target"),
+    [
+        ("DROP DATABASE foo", "foo"),
+        ("  /* c */ drop database IF EXISTS Foo WITH (FORCE)", "foo"),
+        ('DROP DATABASE "My""Db"', 'My"Db'),
+        ("-- note\nALTER DATABASE bar RENAME TO baz", "bar"),
+        ("ALTER DATABASE bar SET TABLESPACE fast", "bar"),
+        ("ALTER DATABASE bar SET search_path = x", None),  # needs no exclusive access
+        ("CREATE DATABASE copy TEMPLATE source", "source"),
+        ('CREATE DATABASE copy WITH OWNER = app TEMPLATE = "Src" ENCODING utf8', "Src"),
+        ("CREATE DATABASE plain", None),
+        ("SELECT 'DROP DATABASE foo'", None),
+        (b"DROP DATABASE foo", "foo"),
+    ],
+)
+def test_statements_that_need_a_database_free(statement, target) -> None:
+    assert database_ddl_target(statement, None) == target
 
 
 def use(conn) -> None:
