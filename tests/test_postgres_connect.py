@@ -20,6 +20,7 @@ import pytest
 import db_utils
 from db_utils.postgres import connect, driver_connection
 from db_utils.postgres.connect import ConnectParameters
+from db_utils.postgres.pgbouncer import TransactionPooledConnection
 from db_utils.postgres.statements import database_ddl_target
 from tests.pg_helpers import backend_pid
 from tests.test_fork import run_in_child
@@ -274,6 +275,23 @@ def test_a_factory_bypassing_the_tracking_cursor_still_gets_a_full_reset(pg) -> 
         cur.execute("SHOW search_path")
         assert cur.fetchone()[0] == '"$user", public'
     conn.close()
+
+
+def test_connect_pools_follow_db_pool_mode(pg, clean_env) -> None:
+    clean_env.setenv("DB_POOL_MODE", "pgbouncer")
+    log = io.StringIO()
+    conn = connect(pg.dsn, connection_factory=psycopg2.extras.LoggingConnection)
+    raw = driver_connection(conn)
+    assert isinstance(raw, TransactionPooledConnection)
+    assert isinstance(raw, psycopg2.extras.LoggingConnection)
+    conn.initialize(log)
+    conn.autocommit = True
+    with pytest.raises(db_utils.SessionStateNotSupported):
+        conn.cursor().execute("SET search_path TO pg_catalog")
+    conn.close()
+    plain = connect(pg.dsn)
+    assert isinstance(driver_connection(plain), TransactionPooledConnection)
+    plain.close()
 
 
 def backend_pid_plain(conn) -> int:

@@ -57,10 +57,11 @@ class ConnectParameters(NamedTuple):
     cursor_factory: Any
     environment: tuple[Any, ...]
 
-    def open(self) -> Any:
-        """A new connection, as ``psycopg2.connect`` makes it, of the pool's tracking class."""
+    def open(self, base: type) -> Any:
+        """A new connection, as ``psycopg2.connect`` makes it, of a class combining the user's factory
+        with ``base`` (the pool's tracking class for its ``DB_POOL_MODE``)."""
         connection = psycopg2.connect(
-            self.dsn, connection_factory=tracked_connection_class(self.connection_factory)
+            self.dsn, connection_factory=tracked_connection_class(self.connection_factory, base)
         )
         if self.cursor_factory is not None:
             connection.cursor_factory = self.cursor_factory

@@ -137,26 +137,28 @@ class _PoolOpeningFront:
         return cursor
 
 
-_connection_classes: dict[type | None, type] = {}
+_connection_classes: dict[tuple[type | None, type], type] = {}
 
 
-def tracked_connection_class(factory: type | None) -> type:
+def tracked_connection_class(factory: type | None, base: type = TrackedConnection) -> type:
     """The class the pool opens connections with, for a user's ``connection_factory`` (None: psycopg2's).
 
-    Built once per factory and cached: ``(front, factory, TrackedConnection)``, so the real connection
-    ``isinstance`` the user's class, its methods (``LoggingConnection.initialize()``, ``filter()``) work,
-    and its ``cursor()`` picks its cursor class before the tracking subclass of that class is made.
-    ``factory`` must be a subclass of ``psycopg2.extensions.connection``.
+    Built once per (factory, base) and cached: ``(front, factory, base)``, where ``base`` is
+    :class:`TrackedConnection` or a subclass (the PgBouncer mode's), so the real connection ``isinstance``
+    the user's class, its methods (``LoggingConnection.initialize()``, ``filter()``) work, and its
+    ``cursor()`` picks its cursor class before the tracking subclass of that class is made. ``factory``
+    must be a subclass of ``psycopg2.extensions.connection``.
     """
-    built = _connection_classes.get(factory)
+    key = (factory, base)
+    built = _connection_classes.get(key)
     if built is None:
         with _tracked_classes_lock:
-            built = _connection_classes.get(factory)
+            built = _connection_classes.get(key)
             if built is None:
-                bases = (TrackedConnection,) if factory is None else (factory, TrackedConnection)
+                bases = (base,) if factory is None else (factory, base)
                 name = "PooledPsycopg2Connection" if factory is None else f"Pooled{factory.__name__}"
                 built = type(name, (_PoolOpeningFront, *bases), {})
-                _connection_classes[factory] = built
+                _connection_classes[key] = built
     return built
 
 

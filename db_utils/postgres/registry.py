@@ -11,6 +11,7 @@ grow pools without end.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -26,6 +27,7 @@ from db_utils.config import ConfigError
 from db_utils.postgres import driver
 from db_utils.postgres.driver import TrackedConnection, neutralize_inherited_connections
 from db_utils.postgres.instrument import InstrumentedQueuePool, PoolState, install
+from db_utils.postgres.pgbouncer import TransactionPooledConnection
 from db_utils.postgres.settings import (
     PoolSettings,
     connect_pool_limit,
@@ -102,7 +104,8 @@ def _check_same_settings(state: PoolState, settings: PoolSettings) -> None:
 
 
 def _create(url: URL, settings: PoolSettings) -> tuple[Engine, PoolState]:
-    return _build(url, settings, redact_url(url), connect_args={"connection_factory": TrackedConnection})
+    connection_class = _CONNECTION_CLASSES[settings.mode]
+    return _build(url, settings, redact_url(url), connect_args={"connection_factory": connection_class})
 
 
 def _build(url: URL | str, settings: PoolSettings, display: str, **options: Any) -> tuple[Engine, PoolState]:
@@ -131,14 +134,21 @@ def _build(url: URL | str, settings: PoolSettings, display: str, **options: Any)
     return engine, state
 
 
-def parameters_pool(
-    key: Hashable, display: Callable[[], str], creator: Callable[[], Any]
-) -> tuple[Engine, PoolState] | None:
-    """The pool of ``db_utils.postgres.connect`` for ``key``, created on first use with ``creator``.
+# What a pool's connections are, by DB_POOL_MODE: behind a transaction-pooling PgBouncer, ones whose
+# session state ends with each transaction.
+_CONNECTION_CLASSES: dict[str, type] = {"local": TrackedConnection, "pgbouncer": TransactionPooledConnection}
 
-    ``display`` gives the password-free name shown in ``pool_status()`` and errors. At the
-    ``DB_CONNECT_MAX_POOLS`` bound, the least recently used pool with nothing checked out is disposed to
-    make room; if every pool has connections checked out, returns None (the caller does not pool).
+
+def parameters_pool(
+    key: Hashable, display: Callable[[], str], open_as: Callable[[type], Any]
+) -> tuple[Engine, PoolState] | None:
+    """The pool of ``db_utils.postgres.connect`` for ``key``, created on first use.
+
+    ``open_as(base)`` opens one connection whose class derives from ``base``, the pool's connection class
+    for its ``DB_POOL_MODE`` (as for URL pools). ``display`` gives the password-free name shown in
+    ``pool_status()`` and errors. At the ``DB_CONNECT_MAX_POOLS`` bound, the least recently used pool
+    with nothing checked out is disposed to make room; if every pool has connections checked out,
+    returns None (the caller does not pool).
     """
     entry = _by_parameters.get(key)
     if entry is None:
@@ -152,7 +162,9 @@ def parameters_pool(
                         return None
                 # A "postgresql+psycopg2://" URL with a creator: the dialect (pre-ping, is_disconnect)
                 # without a URL; the connection parameters stay exactly the caller's.
-                entry = _build("postgresql+psycopg2://", resolve_settings(), display(), creator=creator)
+                settings = resolve_settings()
+                creator = functools.partial(open_as, _CONNECTION_CLASSES[settings.mode])
+                entry = _build("postgresql+psycopg2://", settings, display(), creator=creator)
                 _by_parameters[key] = entry
         if evicted is not None:
             evicted.dispose()  # closing its connections is I/O: outside the lock
