@@ -1,10 +1,11 @@
 """The response object returned by the pooled ``urlopen``: urllib's response API over a pooled connection.
 
-Body reads go straight to the ``http.client.HTTPResponse`` that urllib3 parsed, so reading behaves exactly
-as with urllib (same chunked decoding, same ``IncompleteRead``, same timeouts, no content decoding). The
-only addition is bookkeeping: the connection goes back to the pool when the body has been read to its end,
-and is closed instead when the caller closes (or drops) the response before that, because unread bytes
-left on the socket would be read as the next response.
+Body reads go straight to the ``http.client.HTTPResponse`` that parsed the answer (the direct path's own,
+or the one urllib3 parsed), so reading behaves exactly as with urllib (same chunked decoding, same
+``IncompleteRead``, same timeouts, no content decoding). The only addition is bookkeeping: the connection
+goes back to the pool when the body has been read to its end, and is closed instead when the caller closes
+(or drops) the response before that, because unread bytes left on the socket would be read as the next
+response.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import http.client
 import io
 from collections.abc import Callable
 from typing import Any, TypeVar
-
-import urllib3
 
 from db_utils.http.wire import counters
 
@@ -27,14 +26,16 @@ class PooledResponse(io.BufferedIOBase):
     As in urllib, ``msg`` is the reason phrase and ``headers``/``info()`` the ``http.client.HTTPMessage``.
     Attributes not defined here (``length``, ``chunked``, ``will_close``...) are read from the underlying
     ``http.client.HTTPResponse``.
+
+    ``release(reusable)`` hands the connection back exactly once: ``True`` when the body was read to its
+    end (the connection may carry another request), ``False`` when it must be closed.
     """
 
-    def __init__(self, response: urllib3.BaseHTTPResponse, url: str, method: str) -> None:
-        raw: http.client.HTTPResponse | None = getattr(response, "_original_response", None)
-        if raw is None:  # pragma: no cover - urllib3 always sets it for responses read from a socket
-            raise RuntimeError("urllib3 returned a response without its http.client response")
-        self._pooled = response
-        self._raw: http.client.HTTPResponse = raw
+    def __init__(
+        self, raw: http.client.HTTPResponse, url: str, method: str, release: Callable[[bool], None]
+    ) -> None:
+        self._release = release
+        self._raw = raw
         self._settled = False
         self._broken = False
         self.url = url
@@ -122,12 +123,12 @@ class PooledResponse(io.BufferedIOBase):
 
     def _settle(self) -> None:
         """Hand the connection back once: to the pool if the body was fully read, else closed first."""
-        if self._settled or not hasattr(self, "_pooled"):
+        if self._settled or not hasattr(self, "_release"):
             return
         self._settled = True
         if self._finished():
             self._raw.close()  # no-op when http.client already reached the end itself
+            self._release(True)
         else:
             counters.add(discarded=1)
-            self._pooled.close()  # closes the socket: its unread bytes belong to this response only
-        self._pooled.release_conn()  # returns the pool slot even for a closed connection
+            self._release(False)  # the socket is closed: its unread bytes belong to this response only
