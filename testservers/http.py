@@ -164,8 +164,11 @@ class PoolTestHandler(BaseHTTPRequestHandler):
     _conn_id_lock = threading.Lock()  # guards the class-wide connection id counter
 
     def setup(self) -> None:
-        self.timeout = self.server.idle_timeout  # StreamRequestHandler applies it to the socket
         super().setup()
+        # Blocking until the first request has been served. An accepted socket inherits
+        # socket.getdefaulttimeout(), which some tests set very short for the *client*; and a client that a
+        # busy machine slows between connect and send is not idle (see handle_one_request).
+        self.connection.settimeout(None)
         with PoolTestHandler._conn_id_lock:
             PoolTestHandler._next_conn_id += 1
             self.conn_id = PoolTestHandler._next_conn_id
@@ -176,6 +179,9 @@ class PoolTestHandler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         self.request_no += 1
+        if self.request_no > 1 and self.server.idle_timeout is not None:
+            # Idle = no next request within idle_timeout after an answer (what production servers close).
+            self.connection.settimeout(self.server.idle_timeout)
         super().handle_one_request()
 
     def __getattr__(self, name: str) -> Any:
