@@ -5,7 +5,7 @@ the connection. :func:`send` does what ``do_open`` does, step for step, on a con
 :mod:`db_utils.http.keepalive` that outlives the call: the same ``http.client`` request (headers, body
 framing, chunked encoding), the same exceptions (an ``OSError`` while sending becomes ``URLError(err)``,
 anything raised while waiting for the response comes out unchanged), and the response is the
-``http.client.HTTPResponse`` urllib would return, wrapped only to hand the connection back.
+``http.client.HTTPResponse`` urllib would return (a subclass that hands the connection back).
 
 A request that went out on a *reused* connection the server had closed (the write fails, or the status
 line never comes) is sent once more on a new connection, if its method is idempotent and its body can be
@@ -24,11 +24,11 @@ import ssl
 import types
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import Any, cast
 
 from db_utils.http import keepalive
 from db_utils.http.manager import HttpPoolSettings, current_settings, default_tls_context
-from db_utils.http.response import PooledResponse
+from db_utils.http.response import DirectResponse
 from db_utils.http.wire import counters
 
 # RFC 9110 idempotent methods, urllib3's Retry.DEFAULT_ALLOWED_METHODS: only these may be sent twice.
@@ -59,7 +59,7 @@ def why_not_direct(request: urllib.request.Request, settings: HttpPoolSettings) 
     return None
 
 
-def send(request: urllib.request.Request, scheme: str, context: ssl.SSLContext | None) -> PooledResponse:
+def send(request: urllib.request.Request, scheme: str, context: ssl.SSLContext | None) -> DirectResponse:
     """Send ``request`` (already through urllib's ``do_request_``) and return its response."""
     host, port = split_host_port(request.host, scheme)
     tls = (context if context is not None else default_tls_context()) if scheme == "https" else None
@@ -93,10 +93,25 @@ def send(request: urllib.request.Request, scheme: str, context: ssl.SSLContext |
         except BaseException:
             conn.close()
             raise
-        settings = current_settings()
-        release = functools.partial(_release, key, conn, settings.maxsize, settings.num_pools)
-        return PooledResponse(raw, request.get_full_url(), method, release)
+        return _settled_response(raw, request, key, conn)
     raise AssertionError("unreachable: the second attempt returns or raises")  # pragma: no cover
+
+
+def _settled_response(
+    raw: http.client.HTTPResponse,
+    request: urllib.request.Request,
+    key: keepalive.Key,
+    conn: keepalive.DirectConnection,
+) -> DirectResponse:
+    """Set up ``raw`` as urllib's ``do_open`` does, and to hand ``conn`` back once its body is read."""
+    response = cast(DirectResponse, raw)  # the connection's response_class
+    settings = current_settings()
+    response.release = functools.partial(_release, key, conn, settings.maxsize, settings.num_pools)
+    response.url = request.get_full_url()
+    response.msg = response.reason  # type: ignore[assignment]  # what do_open does: .msg is the reason
+    if response.length == 0 and not response.chunked:  # HEAD, 204, 304, an empty body: nothing to read
+        response.read()  # lets http.client mark the end now, and the connection go back at once
+    return response
 
 
 def _may_resend(attempt: int, reused: bool, error: Exception, method: str, body: Any) -> bool:
@@ -119,8 +134,12 @@ def _release(
         conn.close()
 
 
+@functools.lru_cache(maxsize=256)
 def split_host_port(host: str, scheme: str) -> tuple[str, int]:
-    """``host[:port]`` parsed exactly as http.client parses it (IPv6 brackets, empty port, bad port)."""
+    """``host[:port]`` parsed exactly as http.client parses it (IPv6 brackets, empty port, bad port).
+
+    Cached: a service calls the same few hosts over and over (a bad port raises, and is not cached).
+    """
     default_port = http.client.HTTPS_PORT if scheme == "https" else http.client.HTTP_PORT
     # _get_hostport only reads self.default_port; reusing it keeps urllib's InvalidURL messages.
     parsed: tuple[str, int] = http.client.HTTPConnection._get_hostport(  # type: ignore[attr-defined]

@@ -25,6 +25,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from db_utils.http.response import DirectResponse
 from db_utils.http.wire import counters
 
 Key = tuple[str, str, int, "ssl.SSLContext | None"]
@@ -48,6 +49,7 @@ class DirectConnection(http.client.HTTPConnection):
     sticky (sending re-enters the delayed mode), hence once per request.
     """
 
+    response_class = DirectResponse
     home: object = None  # the _Pools this connection was made for (see _Pools)
 
     def connect(self) -> None:

@@ -132,3 +132,58 @@ class PooledResponse(io.BufferedIOBase):
         else:
             counters.add(discarded=1)
             self._release(False)  # the socket is closed: its unread bytes belong to this response only
+
+
+class DirectResponse(http.client.HTTPResponse):
+    """The direct path's response: urllib's own ``http.client.HTTPResponse``, which hands its connection back.
+
+    urllib returns the ``http.client.HTTPResponse`` itself (with ``url`` and ``msg`` set on it); so does the
+    direct path, with no wrapper in between. http.client calls ``_close_conn()`` when the body has been
+    read to its end, when a read finds it cut short (``IncompleteRead``), and on ``close()``: that is
+    where the connection goes back, through ``release(complete)``. Complete means the whole body came
+    (a known length read down to 0, or a chunked body with its trailer) and the caller did not close it
+    early; anything else closes the connection, because its unread bytes belong to this response only.
+    """
+
+    release: Callable[[bool], None] | None = None
+    _trailer_read = False
+    _abandoned = False
+
+    def read(self, amt: int | None = None) -> bytes:
+        # io's convention (and urllib's effective behavior, its server closes the connection after the
+        # body) is that a negative size reads everything; http.client would instead read the socket until
+        # EOF, which on a kept-alive connection waits for the server's idle timeout.
+        return super().read(None if amt is not None and amt < 0 else amt)
+
+    # read1() and readline() count a known length down without calling _close_conn() at 0.
+    def read1(self, n: int = -1) -> bytes:
+        data = super().read1(n)
+        self._finish_if_read()
+        return data
+
+    def readline(self, limit: int | None = -1) -> bytes:
+        data = super().readline(-1 if limit is None else limit)
+        self._finish_if_read()
+        return data
+
+    def _finish_if_read(self) -> None:
+        if self.fp is not None and not self.chunked and self.length == 0:
+            self._close_conn()
+
+    def close(self) -> None:
+        if self.fp is not None:
+            self._abandoned = True  # closed with the body (or part of it) still unread
+        super().close()
+
+    def _read_and_discard_trailer(self) -> None:
+        super()._read_and_discard_trailer()  # type: ignore[misc]
+        self._trailer_read = True
+
+    def _close_conn(self) -> None:
+        complete = not self._abandoned and (self._trailer_read if self.chunked else not self.length)
+        super()._close_conn()  # type: ignore[misc]
+        release, self.release = self.release, None
+        if release is not None:
+            if not complete:
+                counters.add(discarded=1)
+            release(complete)
