@@ -242,3 +242,56 @@ def test_a_post_to_the_nagle_server_does_not_stall_either(http_server_nagle: Poo
     times = request_times(send, 31)
     assert http_server_nagle.connections_accepted == 1
     assert statistics.median(times) < STALL_FLOOR
+
+
+def test_urllibs_default_opener_changed_after_first_use_goes_to_urllib(http_server: PoolTestServer) -> None:
+    """The stock-opener verdict is kept per opener, but a handler added to it later is seen at once."""
+    urllib.request.urlopen(http_server.url + "/echo").close()  # urllib installs its default opener
+    before = http_stats()
+    assert connection_header(echo(http_server.url + "/echo")) is None  # judged stock: pooled
+
+    class Tagging(urllib.request.BaseHandler):
+        def http_request(self, request: urllib.request.Request) -> urllib.request.Request:
+            request.add_header("X-Opener", "changed")
+            return request
+
+    urllib.request._opener.add_handler(Tagging())  # type: ignore[attr-defined]
+    echoed = echo(http_server.url + "/echo")
+    assert dict(echoed["headers"])["X-Opener"] == "changed"
+    assert counted("fallbacks", "opener", before) == 1
+
+
+@pytest.mark.parametrize("reader", ["readline", "read1", "readinto", "iteration"])
+def test_a_body_read_to_its_end_any_way_returns_the_connection(
+    http_server: PoolTestServer, reader: str
+) -> None:
+    for _ in range(2):
+        response = urlopen(http_server.url + "/lines/50")
+        if reader == "readline":
+            while response.readline():
+                pass
+        elif reader == "read1":
+            while response.read1(7):
+                pass
+        elif reader == "readinto":
+            buffer = bytearray(13)
+            while response.readinto(buffer):
+                pass
+        else:
+            assert len(list(response)) == 50
+        assert response.isclosed()
+        response.close()
+    assert echo(http_server.url + "/echo")["request_no"] == 3
+    assert http_server.connections_accepted == 1
+
+
+def test_the_response_is_urllibs_class(http_server: PoolTestServer) -> None:
+    import http.client
+
+    with (
+        urlopen(http_server.url + "/echo") as pooled,
+        urllib.request.urlopen(http_server.url + "/echo") as stock,
+    ):
+        assert isinstance(pooled, type(stock))
+        assert isinstance(pooled, http.client.HTTPResponse)
+        assert (pooled.url, pooled.msg, pooled.status) == (stock.url, stock.msg, stock.status)
