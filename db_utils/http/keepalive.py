@@ -110,8 +110,9 @@ def checkout(key: Key, timeout: float | None, *, fresh: bool = False) -> tuple[D
             break
         sock = conn.sock
         if sock is not None and not _readable_now(sock):
-            conn.timeout = timeout
-            sock.settimeout(timeout)
+            if sock.gettimeout() != timeout:  # settimeout() always costs a syscall (ioctl FIONBIO)
+                conn.timeout = timeout
+                sock.settimeout(timeout)
             return conn, True
         conn.close()  # the server hung up while it was idle (or sent bytes nobody asked for)
     new = _new_connection(key, timeout)
