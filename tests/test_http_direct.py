@@ -295,3 +295,16 @@ def test_the_response_is_urllibs_class(http_server: PoolTestServer) -> None:
         assert isinstance(pooled, type(stock))
         assert isinstance(pooled, http.client.HTTPResponse)
         assert (pooled.url, pooled.msg, pooled.status) == (stock.url, stock.msg, stock.status)
+
+
+def test_a_dropped_half_read_response_closes_its_connection(http_server: PoolTestServer) -> None:
+    import gc
+
+    before = http_stats()
+    response = urlopen(http_server.url + "/bytes/100000")
+    assert len(response.read(10)) == 10
+    del response  # never closed: garbage collection must close the connection, not pool it
+    gc.collect()
+    assert http_server.wait_closed(1)
+    assert http_stats()["discarded"] - before["discarded"] == 1
+    assert echo(http_server.url + "/echo")["request_no"] == 1  # a new connection, not the poisoned one
