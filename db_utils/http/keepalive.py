@@ -39,13 +39,14 @@ class DirectConnection(http.client.HTTPConnection):
     The delayed-ACK stall: a server that writes its status line and headers, then its body, as two small
     writes without ``TCP_NODELAY`` (Python's ``http.server`` with ``protocol_version = "HTTP/1.1"``)
     lets Nagle hold the body in its kernel until the header segment is acknowledged. On a kept-alive
-    connection Linux treats the exchange as interactive and delays that ACK (up to its 40 ms minimum,
-    hoping to piggyback it on our next request), so each request waited for the client's delayed-ACK
-    timer. Seen with strace: the server's ``sendto`` of the body returns at once, the client's
-    ``recvfrom`` of it returns about 43 ms later, on every request but the first (a new connection starts
-    in quick-ACK mode; urllib never reuses one, so it never stalls). Setting ``TCP_QUICKACK`` after the
-    request is sent makes the kernel acknowledge the response's first segment immediately. The flag is not
-    sticky (sending re-enters the delayed mode), hence once per request.
+    connection Linux treats the exchange as interactive and delays that ACK, hoping to piggyback it on our
+    next request, which cannot come before the body: so each request waited for the client's delayed-ACK
+    timer (``TCP_DELACK_MIN`` at least). Seen with strace: the server's ``sendto`` of the body returns at
+    once, the client's ``recvfrom`` of it returns only when that timer fires, on every request but the
+    first (a new connection starts in quick-ACK mode; urllib never reuses one, so it never stalls).
+    Setting ``TCP_QUICKACK`` after the request is sent makes the kernel acknowledge the response's first
+    segment immediately. The flag is not sticky (sending re-enters the delayed mode), hence once per
+    request. The measurements are in bench/README.md, section HTTP.
     """
 
     response_class = DirectResponse
