@@ -25,7 +25,15 @@ from db_utils.stats import PoolCounters
 #: more than one), ``fallbacks`` the calls handed to urllib, by reason, and ``opener_path`` the pooled calls
 #: sent through urllib's opener and urllib3 instead of the direct path (db_utils.http.direct), by reason.
 counters = PoolCounters(
-    {"calls": 0, "requests": 0, "connections_created": 0, "reuses": 0, "stale_retries": 0, "discarded": 0},
+    {
+        "calls": 0,
+        "requests": 0,
+        "connections_created": 0,
+        "connect_failures": 0,
+        "reuses": 0,
+        "stale_retries": 0,
+        "discarded": 0,
+    },
     reuse_of="requests",
     tallies=("fallbacks", "opener_path"),
 )
@@ -80,6 +88,7 @@ class TrackedHTTPConnection(HTTPConnection):
             super().connect()
         except BaseException as exc:
             _record(exc, "send")  # urllib connects inside h.request(): a connect error is a send error
+            counters.add(connect_failures=1)
             raise
         self._requests_on_socket = 0
         counters.add(connections_created=1)

@@ -1,11 +1,19 @@
 """The idiomatic API: borrow a connection for a block, run an operation, retry on disconnects.
 
 ``execute_with_pool_connection`` retries **only** disconnect-class failures and failures to obtain a
-connection at all. Idempotency assumption: when a disconnect happens *during* the operation, the server
-rolled back the transaction that died with the connection, so re-running the operation is safe for any
-operation that does its work inside one transaction and has no side effects outside the database (no
-e-mails sent, no files written, no ``commit()`` half way through). Operations that commit several times
-or autocommit must be idempotent themselves, or should use ``retries=0``.
+connection at all, until a deadline (``DB_RETRY_DEADLINE``) rather than a fixed count, so a restart or
+failover shorter than the deadline is invisible to callers. Idempotency assumption: when a disconnect
+happens *during* the operation, the server rolled back the transaction that died with the connection, so
+re-running the operation is safe for any operation that does its work inside one transaction and has no
+side effects outside the database (no e-mails sent, no files written).
+
+A statement that may have committed is never retried. The handle tells: a disconnect after a COMMIT
+was sent on it (its ``commit()``, including the one this function runs after the operation, or the end
+of a ``with conn:`` block) or while it was in autocommit mode (every statement commits on its own) may
+have lost only the server's answer, not the work; such a failure is returned as an error. A ``COMMIT``
+sent as SQL text is not seen: operations that do that must be idempotent, or use ``retries=0``. An
+operation that is idempotent (``INSERT ... ON CONFLICT DO NOTHING`` with client-generated ids, upserts,
+reads) can say so with ``idempotent=True``: its disconnects are then retried even after a COMMIT.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import psycopg2
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine
 
+from db_utils.postgres.deadline import Deadline
 from db_utils.postgres.instrument import PoolState
 from db_utils.postgres.proxy import PooledConnection
 from db_utils.postgres.registry import pool_for
@@ -32,6 +41,16 @@ _NEVER_RETRIED = (
     psycopg2.ProgrammingError,
     psycopg2.DataError,
     psycopg2.NotSupportedError,
+)
+
+
+# libpq's messages for connection refusals that retrying cannot fix.
+_PERMANENT_CONNECT_FAILURES = (
+    "authentication failed",
+    "no password supplied",
+    "does not exist",
+    "pg_hba.conf",
+    "permission denied",
 )
 
 
@@ -90,20 +109,23 @@ def execute_with_pool_connection(
     operation: Callable[[PooledConnection], T],
     url: str | URL | None = None,
     *,
-    retries: int = 3,
+    retries: int | None = None,
     backoff: float = 0.05,
     max_backoff: float = 2.0,
-    deadline: float = 30.0,
+    deadline: float | None = None,
+    idempotent: bool = False,
 ) -> dict[str, Any]:
     """Run ``operation(conn)``, retrying disconnects; never raises for database errors.
 
     Returns ``{"status": "success", "result": ..., "attempts": n}`` or ``{"status": "error", "message":
-    ..., "error_type": ..., "attempts": n}``. Up to ``retries`` extra attempts, each on a fresh
-    connection, after ``min(max_backoff, backoff * 2**k)`` seconds scaled by a random factor in
-    [0.5, 1] (jitter keeps many clients from reconnecting in lock-step), and never past ``deadline``
-    seconds after the first attempt. See the module docstring for the idempotency assumption.
+    ..., "error_type": ..., "attempts": n}``. Retries, each on a fresh connection, after
+    ``min(max_backoff, backoff * 2**k)`` seconds scaled by a random factor in [0.5, 1] (jitter keeps
+    many clients from reconnecting in lock-step), as long as the next attempt starts within
+    ``deadline`` seconds of the first (default: the pool's ``DB_RETRY_DEADLINE``); ``retries`` also
+    caps their number (default: no cap; 0 never retries). See the module docstring for what is
+    never retried, and for ``idempotent``.
     """
-    if retries < 0:
+    if retries is not None and retries < 0:
         raise ValueError(f"retries={retries!r} must be >= 0")
     started = time.monotonic()
     try:
@@ -111,26 +133,35 @@ def execute_with_pool_connection(
         engine, state = pool_for(url)
     except (psycopg2.Error, sa_exc.SQLAlchemyError) as error:
         return _error_result(error, 1, None)
+    if deadline is None:
+        deadline = state.settings.retry_deadline
     attempts = 0
     while True:
         attempts += 1
         try:
-            return {"status": "success", "result": _attempt(operation, engine, state), "attempts": attempts}
+            result = _attempt(operation, engine, state, idempotent)
+            return {"status": "success", "result": result, "attempts": attempts}
         except (psycopg2.Error, sa_exc.SQLAlchemyError) as error:
             delay = min(max_backoff, backoff * 2 ** (attempts - 1)) * random.uniform(0.5, 1.0)
             out_of_time = time.monotonic() + delay - started > deadline
-            if not getattr(error, "poolshift_retryable", False) or attempts > retries or out_of_time:
+            out_of_tries = retries is not None and attempts > retries
+            if not getattr(error, "poolshift_retryable", False) or out_of_tries or out_of_time:
                 return _error_result(error, attempts, engine.url.password)
         time.sleep(delay)
 
 
-def _attempt(operation: Callable[[PooledConnection], T], engine: Engine, state: PoolState) -> T:
+def _attempt(
+    operation: Callable[[PooledConnection], T], engine: Engine, state: PoolState, idempotent: bool = False
+) -> T:
     """One attempt; marks the raised error ``poolshift_retryable`` when a retry is safe and useful."""
     try:
         connection = _checkout(engine, state)
-    except psycopg2.OperationalError as error:
-        # Could not connect (failover, restart): nothing ran, so retrying cannot repeat any work.
-        error.poolshift_retryable = True
+    except (psycopg2.OperationalError, sa_exc.DisconnectionError, sa_exc.InvalidRequestError) as error:
+        # Could not connect (failover, restart; SQLAlchemy gives up after two reconnects in one checkout):
+        # nothing ran, so retrying cannot repeat any work. A refusal that will not change (bad password,
+        # unknown database) is not worth the deadline.
+        permanent = any(reason in str(error) for reason in _PERMANENT_CONNECT_FAILURES)
+        error.poolshift_retryable = not permanent  # type: ignore[union-attr]
         raise
     try:
         result = operation(connection)
@@ -139,7 +170,8 @@ def _attempt(operation: Callable[[PooledConnection], T], engine: Engine, state: 
     except psycopg2.Error as error:
         raw = connection._raw
         if not isinstance(error, _NEVER_RETRIED) and engine.dialect.is_disconnect(error, raw, None):
-            error.poolshift_retryable = True
+            # Retry only if the work surely died with the connection (see the module docstring).
+            error.poolshift_retryable = idempotent or not connection.may_have_committed
             # A disconnect usually means a restart or failover: every pooled connection older than now
             # is suspect. Mark them all for replacement (SQLAlchemy's Connection does the same); this is
             # the pool's long-standing internal API, with no public equivalent.
@@ -173,13 +205,16 @@ def _hide(password: str | None, text: str) -> str:
 
 
 def health_check(url: str | URL | None = None) -> dict[str, Any]:
-    """``SELECT 1`` through the pool: ``{"healthy", "url", "latency_ms", "error"}``; never raises."""
+    """``SELECT 1`` through the pool: ``{"healthy", "url", "latency_ms", "error"}``; never raises.
+
+    The query is bounded by the pool's ``DB_POOL_PING_TIMEOUT`` (a hung server makes the check fail,
+    not hang); the checkout before it by the checkout ping's own bound and libpq's ``connect_timeout``.
+    """
     started = time.perf_counter()
     try:
-        display_url = pool_for(url)[1].display_url
-        with get_pooled_connection(url) as connection, connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
+        display_url, timeout = _display_and_ping_timeout(url)
+        with get_pooled_connection(url) as connection:
+            _select_one(connection, timeout)
     except Exception as error:
         return {
             "healthy": False,
@@ -193,6 +228,25 @@ def health_check(url: str | URL | None = None) -> dict[str, Any]:
         "latency_ms": round((time.perf_counter() - started) * 1000, 3),
         "error": None,
     }
+
+
+def _display_and_ping_timeout(url: str | URL | None) -> tuple[str, float]:
+    state = pool_for(url)[1]
+    return state.display_url, state.settings.ping_timeout
+
+
+def _select_one(connection: PooledConnection, timeout: float) -> None:
+    guard = Deadline(connection.fileno(), timeout)
+    try:
+        with guard, connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except psycopg2.Error:
+        if guard.fired:
+            raise TimeoutError(f"no answer within {timeout:g} s (DB_POOL_PING_TIMEOUT)") from None
+        raise
+    if guard.fired:
+        raise TimeoutError(f"no answer within {timeout:g} s (DB_POOL_PING_TIMEOUT)")
 
 
 def _display(url: str | URL | None) -> str:

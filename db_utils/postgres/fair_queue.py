@@ -72,7 +72,8 @@ class FairQueuePool(QueuePool):
 
     def waiting(self) -> int:
         """How many checkouts are waiting in line for a connection right now."""
-        return len(self._waiters)
+        with self._handoff_lock:
+            return len(self._waiters)
 
     def _do_get(self) -> ConnectionPoolEntry:
         with self._handoff_lock:

@@ -21,9 +21,17 @@ from typing import Any, NamedTuple, TypeVar
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from db_utils.config import ConfigError, EnvironSignature, check_minimum, env_bool, env_float, env_int
+from db_utils.config import (
+    ConfigError,
+    EnvironSignature,
+    check_minimum,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+)
 
-_T = TypeVar("_T", int, float, bool)
+_T = TypeVar("_T", int, float, bool, str)
 
 
 class LegacyParameter(NamedTuple):
@@ -117,6 +125,15 @@ def parse_database_url(raw: str, *, source: str = "DATABASE_URL") -> URL:
         url = make_url(text)
     except ArgumentError:
         raise ConfigError(f"{source} is not a valid database URL: {_mask_unparsed(text)}") from None
+    except ValueError:  # SQLAlchemy's int() of a port that is not a number
+        raise ConfigError(f"{source} has a port that is not a number: {_mask_unparsed(text)}") from None
+    if url.host and "@" in url.host:
+        # ``user:p@ss@host``: the parser splits at the first ``@`` and the password's tail becomes part of
+        # the host, then of every display of the URL. Nothing of it is shown here.
+        raise ConfigError(
+            f"{source} has an unencoded '@' in its user name or password: write it as %40 "
+            "(urllib.parse.quote(password, safe=''))"
+        )
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg2")
     if not url.drivername.startswith(("postgresql", "sqlite")):
@@ -165,6 +182,16 @@ def _knob(
     return field(default=default, metadata=metadata)
 
 
+#: What the pool's connections lead to. ``local``: PostgreSQL itself (or PgBouncer in session pooling),
+#: where a connection's session is the pool's own. ``pgbouncer``: a transaction-pooling PgBouncer, where a
+#: session is shared with other clients between transactions (see :mod:`db_utils.postgres.pgbouncer`).
+POOL_MODES = ("local", "pgbouncer")
+
+
+def env_pool_mode(variable: str, default: str) -> str:
+    return env_choice(variable, default, POOL_MODES)
+
+
 @dataclass(frozen=True)
 class PoolSettings:
     """Sizing and health settings of one PostgreSQL pool. Field docs are the README's settings table.
@@ -182,6 +209,19 @@ class PoolSettings:
     recycle: int = _knob(3600, "DB_POOL_RECYCLE", env_int, minimum=-1, alias="pool_recycle")
     pre_ping: bool = _knob(True, "DB_POOL_PRE_PING", env_bool, alias="pool_pre_ping")
     ping_after: float = _knob(0.5, "DB_POOL_PING_AFTER", env_float, minimum=0.0)
+    mode: str = _knob("local", "DB_POOL_MODE", env_pool_mode)
+    #: Bound on the checkout ping and health_check()'s query: past it the socket is shut down, the
+    #: connection invalidated and the caller gets a fresh connection or an error (a hung server must not
+    #: hang callers forever).
+    ping_timeout: float = _knob(5.0, "DB_POOL_PING_TIMEOUT", env_float, minimum=0.25)
+    #: HikariCP's leakDetectionThreshold: warn once per lease held longer than this (0: off).
+    leak_threshold: float = _knob(0.0, "DB_POOL_LEAK_THRESHOLD", env_float, minimum=0.0)
+    #: How long execute_with_pool_connection keeps retrying connection failures (seconds).
+    retry_deadline: float = _knob(10.0, "DB_RETRY_DEADLINE", env_float, minimum=0.0)
+
+    def __post_init__(self) -> None:
+        if self.mode not in POOL_MODES:
+            raise ConfigError(f"mode={self.mode!r} is not one of: {', '.join(POOL_MODES)}")
 
 
 _KNOBS = {knob.name: knob for knob in fields(PoolSettings)}
