@@ -11,6 +11,7 @@ import json
 import statistics
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -308,3 +309,17 @@ def test_a_dropped_half_read_response_closes_its_connection(http_server: PoolTes
     assert http_server.wait_closed(1)
     assert http_stats()["discarded"] - before["discarded"] == 1
     assert echo(http_server.url + "/echo")["request_no"] == 1  # a new connection, not the poisoned one
+
+
+def test_a_refused_connection_is_counted_as_a_connect_failure() -> None:
+    import socket as socket_module
+
+    with socket_module.socket() as unused:  # bound, never listening: connections are refused
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}/"
+        before = http_stats()
+        with pytest.raises(urllib.error.URLError) as caught:
+            urlopen(url)
+    assert isinstance(caught.value.reason, ConnectionRefusedError)
+    assert http_stats()["connect_failures"] - before["connect_failures"] == 1
+    assert http_stats()["opener_path"] == before["opener_path"]  # refused on the direct path

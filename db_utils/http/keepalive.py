@@ -53,7 +53,11 @@ class DirectConnection(http.client.HTTPConnection):
     home: object = None  # the _Pools this connection was made for (see _Pools)
 
     def connect(self) -> None:
-        super().connect()
+        try:
+            super().connect()
+        except BaseException:
+            counters.add(connect_failures=1)
+            raise
         counters.add(connections_created=1)
 
     def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
