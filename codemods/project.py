@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from codemods.files import find_project_root, list_python_files
-from codemods.legacy_helpers.discovery import FoundHelper, find_helpers
+from codemods.legacy_helpers.discovery import DEFAULT_HELPER_NAME, FoundHelper, find_helpers
 from codemods.legacy_helpers.equivalence import analyse_legacy_helpers
 from codemods.plan import Phase, Plan, load_plan, select_rule_ids
 from codemods.rules import all_rules
@@ -66,6 +66,12 @@ class Project:
             legacy_helpers=self.legacy_helpers,
             legacy_helper_differences=self.legacy_helper_differences,
             legacy_helper_contracts=self.legacy_helper_contracts,
+            removable_helpers=tuple(
+                helper
+                for helper in self.legacy_helpers
+                if helper in (self.plan.legacy_helpers or ())
+                or helper.rpartition(".")[2] == DEFAULT_HELPER_NAME
+            ),
         )
 
 

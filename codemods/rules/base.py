@@ -83,6 +83,10 @@ class RuleOptions:
     #: The same analysis limited to the helper's contract (a connection, or None when connecting fails),
     #: connection parameters aside: what PS101 needs when the caller has ``except`` blocks.
     legacy_helper_contracts: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    #: The helpers the cleanup may delete once unreferenced; None: every legacy helper. The runner passes
+    #: the configured ones and those named ``get_postgres_connection``: a helper found only by what it
+    #: does may be public API that nothing in the tree calls.
+    removable_helpers: tuple[str, ...] | None = None
 
 
 class PoolshiftRule(VisitorBasedCodemodCommand):

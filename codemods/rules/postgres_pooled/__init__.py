@@ -169,7 +169,10 @@ class PostgresPooledRule(LegacyHelperCallRule):
             return False
         self.plans.setdefault(id(function.body), []).append(plan)
         callee = code_of(use.node.func)
-        self.record(use.node, "migrated", None, f"seed pattern -> with {POOLED}({callee}) as {name}:")
+        # The message starts with the helper's name: scan counts PS101's rewrites per helper by it.
+        self.record(
+            use.node, "migrated", None, f"{use.helper}: seed pattern -> with {POOLED}({callee}) as {name}:"
+        )
         return True
 
     @staticmethod
