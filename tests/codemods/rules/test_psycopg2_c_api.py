@@ -98,3 +98,58 @@ def test_every_target_is_wrapped() -> None:
     assert result.output is not None
     assert len(result.sites) == len(TARGETS)
     assert result.output.decode().count("db_utils.postgres.driver_connection(conn)") == len(TARGETS)
+
+
+PROGRAM = """
+import sys
+import psycopg2 as psycopg
+from psycopg2 import sql
+from psycopg2.extensions import quote_ident
+from psycopg2.extras import register_default_jsonb
+
+
+def connect(**kwargs):
+    return psycopg.connect(sys.argv[1], application_name="ps103", **kwargs)
+
+
+def describe(conn, table):
+    register_default_jsonb(conn)
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT %s::jsonb, {}").format(sql.Literal(table)).as_string(conn), ['{"a": 1}'])
+        row = cur.fetchone()
+    return row, quote_ident(table, conn), sql.Identifier(table).as_string(conn)
+
+
+conn = connect(connect_timeout=5)
+try:
+    print(describe(conn, "order items"), type(conn).__module__.split(".")[0])
+finally:
+    conn.close()
+"""
+
+
+@pytest.mark.postgres
+def test_migrated_program_behaves_like_the_original(postgres: object, tmp_path: Path) -> None:
+    """PS100 then PS103 on a real program, run against a real server: same output, pooled connection."""
+    import subprocess
+    import sys
+
+    from codemods.rules.postgres_connect import PostgresConnectRule
+
+    migrated = run_rules(PROGRAM, [PostgresConnectRule, Psycopg2CApiRule]).output
+    assert migrated is not None
+    assert "db_utils.postgres.connect(" in migrated.decode()
+    outputs = []
+    for name, source in (("original", PROGRAM), ("migrated", migrated.decode())):
+        script = tmp_path / f"{name}.py"
+        script.write_text(source, encoding="utf-8")
+        completed = subprocess.run(
+            [sys.executable, str(script), postgres.dsn],  # type: ignore[attr-defined]
+            capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parents[3], timeout=120,
+        )  # fmt: skip
+        assert completed.returncode == 0, completed.stderr
+        outputs.append(completed.stdout.rsplit(" ", 1))
+    (original, original_kind), (after, after_kind) = outputs
+    assert original == after
+    assert "({'a': 1}, 'order items')" in original
+    assert (original_kind.strip(), after_kind.strip()) == ("psycopg2", "db_utils")
