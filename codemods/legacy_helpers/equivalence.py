@@ -1,10 +1,11 @@
 """Is a legacy helper equivalent to ``db_utils.get_postgres_connection``?
 
-Routing a helper's callers to the shim (PS102) or to the pool (PS101) preserves behavior only when the
-helper connects like the shim *and* keeps its contract: ``None`` on a failed connect, nothing else done
-to the connection. This module checks the contract (the helper's control flow); :mod:`.connect_arguments`
-checks the connection parameters. Every difference found is a sentence for the report, because the user
-decides what to do about it.
+Routing a helper's callers to the shim (PS102) preserves behavior only when the helper connects like the shim
+*and* keeps its contract: ``None`` on a failed connect, nothing else done to the connection. PS101, which
+keeps calling the helper (on its own pool), needs only the contract, and only when the caller has ``except``
+blocks (``contract_only``). This module checks the contract (the helper's control flow);
+:mod:`.connect_arguments` checks the connection parameters. Every difference found is a sentence for the
+report, because the user decides what to do about it.
 """
 
 from __future__ import annotations
