@@ -34,8 +34,10 @@ from libcst.codemod.visitors import AddImportsVisitor, GatherExportsVisitor, Rem
 from libcst.helpers import get_full_name_for_node
 from libcst.metadata import (
     Assignment,
+    ClassScope,
     ExpressionContext,
     ExpressionContextProvider,
+    GlobalScope,
     ImportAssignment,
     ParentNodeProvider,
     PositionProvider,
@@ -147,6 +149,23 @@ class RedirectCallRule(PoolshiftRule):
         for call, verdict in migratable.items():
             if call.func in retargeted or self._place_attribute_rewrite(call):
                 self.record(call, "migrated", verdict.reason, verdict.message)
+
+    def stored_where(self, call: cst.Call) -> str | None:
+        """Where the call's result is kept beyond the call (an attribute, a container, a module or class
+        attribute), for the report; None when it is only bound to a local name or not stored at all."""
+        parent = self._parents.get(call)
+        targets: list[cst.BaseExpression] = []
+        if isinstance(parent, cst.Assign) and parent.value is call:
+            targets = [target.target for target in parent.targets]
+        elif isinstance(parent, cst.AnnAssign) and parent.value is call:
+            targets = [parent.target]
+        if not targets:
+            return None
+        if any(isinstance(target, (cst.Attribute, cst.Subscript)) for target in targets):
+            return "on an object or in a container"
+        if isinstance(self.get_metadata(ScopeProvider, call, None), (GlobalScope, ClassScope)):
+            return "in a module or class attribute"
+        return None
 
     def _qualified(self, node: cst.CSTNode) -> set[QualifiedName]:
         return set(self.get_metadata(QualifiedNameProvider, node, set()))
