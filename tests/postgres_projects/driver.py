@@ -187,8 +187,8 @@ _ENDED = re.compile(r"\[(\d+)\] LOG:  disconnection: session time: \S+ user=(\S+
 class ServerLog:
     """Reads the server log from a mark on, and counts one role's sessions in what was written since."""
 
-    def __init__(self, server: PostgresServer) -> None:
-        self.path = server.tmpdir / "postgres.log"
+    def __init__(self, path: Path) -> None:
+        self.path = path
 
     def mark(self) -> int:
         return self.path.stat().st_size
@@ -219,7 +219,7 @@ def _suite_env(sandbox: Sandbox) -> dict[str, str]:
 def run_suite(app_dir: Path, sandbox: Sandbox, label: str, scratch: Path) -> SuiteRun:
     """One pytest subprocess on a fresh database; per-test outcomes and the role's server sessions."""
     sandbox.fresh_database()
-    log = ServerLog(sandbox.server)
+    log = ServerLog(sandbox.server.tmpdir / "postgres.log")
     mark = log.mark()
     junit = scratch / f"{label}.xml"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}"]
@@ -337,10 +337,14 @@ def run_project(project: Project, server: PostgresServer, workdir: Path) -> Resu
         raise ProjectFailure(
             "test outcomes changed after migration:\n  "
             + "\n  ".join(changes)
-            + f"\n\n{migrated.output}\n\n{diff}"
+            + f"\n\nthe migrated suite's output (end):\n{_tail(migrated.output)}\n\nthe migration:\n{diff}"
         )
     check_pooled(result)
     return result
+
+
+def _tail(text: str, limit: int = 6000) -> str:
+    return text if len(text) <= limit else "...\n" + text[-limit:]
 
 
 def _legacy_line(legacy: SuiteRun) -> str:
