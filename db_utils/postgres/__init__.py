@@ -5,5 +5,11 @@ run, retry) -> ``registry`` (one engine per URL, fork safety, stats) -> ``instru
 timeouts) -> ``fair_queue`` (FIFO hand-off), ``reset`` (what a returned connection must undo) ->
 ``driver`` (connections that track session state) -> ``statements`` (which SQL leaves session state).
 ``settings`` (URL, every pool knob, the legacy parameter table) and ``proxy`` (the handle a borrower
-holds) sit beside them, importing nothing above.
+holds) sit beside them, importing nothing above. ``connect`` (the pooled drop-in for
+``psycopg2.connect``, one pool per set of parameters) sits beside ``legacy`` at the top.
 """
+
+from db_utils.postgres.connect import connect
+from db_utils.postgres.proxy import driver_connection
+
+__all__ = ["connect", "driver_connection"]

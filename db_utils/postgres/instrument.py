@@ -3,8 +3,9 @@
 Listeners (installed once per engine, they survive ``engine.dispose()`` because SQLAlchemy hands the same
 dispatcher to the recreated pool):
 
-- ``connect``: restore plain-psycopg2 typecasters, remember the connection's baseline state and pid;
-  count creations and recycles.
+- ``connect``: end the connection's opening phase (see :mod:`db_utils.postgres.driver`), restore
+  plain-psycopg2 typecasters, remember the connection's baseline state, pid and database; count creations
+  and recycles.
 - ``checkout``: validate a connection that sat idle longer than ``ping_after`` (HikariCP's trick, see
   :func:`_on_checkout`), refuse connections inherited across ``fork()``; count checkouts and reuses.
 - ``reset`` (SQLAlchemy's own reset is switched off with ``pool_reset_on_return=None``): run
@@ -30,7 +31,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
-from db_utils.postgres.driver import restore_plain_psycopg2_typecasters
+from db_utils.postgres.driver import plain_cursor, restore_plain_psycopg2_typecasters
 from db_utils.postgres.fair_queue import FairQueuePool
 from db_utils.postgres.reset import Baseline, reset_connection
 from db_utils.postgres.settings import PoolSettings
@@ -59,6 +60,10 @@ class PoolState:
     display_url: str
     settings: PoolSettings
     counters: PoolCounters = field(default_factory=PoolCounters)
+    #: The database its connections are connected to, as the server reports it (None until the first).
+    database: str | None = None
+    #: ``time.monotonic()`` of the last checkout request (pools of ``db_utils.postgres.connect``: LRU).
+    last_used: float = 0.0
 
     def timeout_message(self) -> str:
         s = self.settings
@@ -100,13 +105,15 @@ class InstrumentedQueuePool(FairQueuePool):
 def install(engine: Engine, state: PoolState) -> None:
     """Attach ``state`` to the engine's pool and register the listeners."""
     engine.pool.poolshift_state = state  # type: ignore[attr-defined]
-    dialect = engine.dialect
     # Listeners read state.counters on each event (not a captured local) because a forked child swaps in
     # fresh counters: the inherited ones describe the parent, and their lock may have been held at fork.
 
     @event.listens_for(engine.pool, "connect")
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        # The dialect's listeners (registered before this one) have run: the borrower's class takes over.
+        dbapi_connection.poolshift_opening = False
         restore_plain_psycopg2_typecasters(dbapi_connection)
+        state.database = dbapi_connection.info.dbname
         record.info[_BASELINE] = Baseline.of(dbapi_connection)
         record.info[_PID] = os.getpid()
         lifetime = record.record_info
@@ -136,7 +143,7 @@ def install(engine: Engine, state: PoolState) -> None:
             counters.on_checkout(reused=False)
             return
         if state.settings.pre_ping and time.monotonic() - last_returned >= state.settings.ping_after:
-            _ping(dialect, dbapi_connection, counters)
+            _ping(dbapi_connection, counters)
         counters.on_checkout(reused=True)
 
     @event.listens_for(engine.pool, "reset")
@@ -172,10 +179,13 @@ def install(engine: Engine, state: PoolState) -> None:
             state.counters.add(invalidated=1)
 
 
-def _ping(dialect: Any, dbapi_connection: Any, counters: PoolCounters) -> None:
+def _ping(dbapi_connection: Any, counters: PoolCounters) -> None:
+    """The dialect's ``do_ping`` (``SELECT 1``), on a plain cursor: a user's connection class may refuse
+    ``cursor()`` (``LoggingConnection`` before ``initialize()``) or return rows of another shape."""
     counters.add(pings=1)
     try:
-        dialect.do_ping(dbapi_connection)
+        with plain_cursor(dbapi_connection) as cursor:
+            cursor.execute("SELECT 1")
     except psycopg2.Error as error:
         counters.add(ping_failures=1)
         # Any failure means the connection is unusable: let the pool replace it.
