@@ -54,8 +54,10 @@ def test_server_log_counts_one_roles_sessions_and_their_peak(tmp_path: Path) -> 
         "[10] LOG:  disconnection: session time: 0:00:00.010 user=proj_x database=proj_x host=127.0.0.1",
         "[13] LOG:  connection authorized: user=proj_x database=proj_x",
         "[14] LOG:  connection authorized: user=proj_x database=tenant_1",
+        '[14] FATAL:  database "tenant_1" does not exist',
+        "[15] LOG:  connection authorized: user=proj_x database=proj_x",
     ]
     with log.open("a") as handle:
         handle.write("\n".join(lines) + "\n")
     use = reader.sessions(mark, "proj_x")
-    assert (use.opened, use.peak) == (4, 3)
+    assert (use.opened, use.peak) == (5, 3)

@@ -191,7 +191,9 @@ def log_disconnections(server: PostgresServer) -> None:
 
 
 _AUTHORIZED = re.compile(r"\[(\d+)\] LOG:  connection authorized: user=(\S+)")
-_ENDED = re.compile(r"\[(\d+)\] LOG:  disconnection: session time: \S+ user=(\S+)")
+# A session ends with its disconnection line, or with a FATAL error after authorization (a database that
+# does not exist, a terminated backend): such a session never logs its disconnection.
+_ENDED = re.compile(r"\[(\d+)\] (?:LOG:  disconnection: |FATAL:  )")
 
 
 class ServerLog:
@@ -213,8 +215,8 @@ class ServerLog:
                 alive.add(started[1])
                 use.opened += 1
                 use.peak = max(use.peak, len(alive))
-            elif (ended := _ENDED.search(line)) and ended[2] == role:
-                alive.discard(ended[1])  # a session from before the mark was never counted
+            elif ended := _ENDED.search(line):
+                alive.discard(ended[1])  # another role's, or from before the mark: never counted
         return use
 
 

@@ -1,3 +1,5 @@
+import psycopg2
+import pytest
 from helpdesk import handlers
 
 
@@ -73,3 +75,11 @@ def test_queue_is_sorted_by_priority():
 def test_missing_ticket():
     assert handlers.get_ticket({"params": {"id": 999}})[0] == 404
     assert handlers.add_comment({"params": {"id": 999}, "body": {"author": "a", "body": "b"}})[0] == 404
+
+
+def test_a_wrong_database_name_fails_fast_with_the_driver_error(monkeypatch):
+    monkeypatch.setenv("HELPDESK_DB_NAME", "helpdesk_typo")
+    with pytest.raises(psycopg2.OperationalError, match='database "helpdesk_typo" does not exist'):
+        handlers.open_queue({})
+    monkeypatch.undo()
+    assert handlers.open_queue({}) == (200, [])

@@ -28,6 +28,8 @@ def record_sale(region, amount_cents, sold_on):
 def revenue_by_region(year):
     conn = connect()
     try:
+        # reports never write: a bug here must not be able to change the books
+        conn.set_session(readonly=True)
         cur = conn.cursor()
         cur.execute(
             "SELECT region, sum(amount_cents) FROM sales WHERE extract(year FROM sold_on) = %s "

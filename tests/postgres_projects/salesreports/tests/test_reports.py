@@ -24,6 +24,9 @@ def test_revenue_by_region():
     seed()
     assert reports.revenue_by_region(2024) == {"south": 2500, "north": 2000, "west": 800}
     assert reports.revenue_by_region(2023) == {"south": 100}
+    # sales keep being recorded after a (read-only) report
+    reports.record_sale("west", 200, datetime.date(2024, 5, 1))
+    assert reports.revenue_by_region(2024)["west"] == 1000
 
 
 def test_best_month():
