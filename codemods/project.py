@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from codemods.files import find_project_root, list_python_files
-from codemods.legacy_helpers.discovery import FoundHelper, find_helpers
+from codemods.legacy_helpers.discovery import DEFAULT_HELPER_NAME, FoundHelper, find_helpers
 from codemods.legacy_helpers.equivalence import analyse_legacy_helpers
 from codemods.plan import Phase, Plan, load_plan, select_rule_ids
 from codemods.rules import all_rules
@@ -41,6 +41,8 @@ class Project:
     shadowing_db_utils: tuple[str, ...]  # project files that would shadow the db_utils shim
     #: Where each legacy helper is defined and what it returns (for scan's one line per helper).
     found_helpers: tuple[FoundHelper, ...] = ()
+    #: The same, limited to the helper's contract (connection or None); see RuleOptions.
+    legacy_helper_contracts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     #: Bytes read while loading (helper discovery reads every file) with the (mtime_ns, size) they were
     #: read at, so a run right after loading does not read every file a second time; reused only while
@@ -63,7 +65,13 @@ class Project:
         return RuleOptions(
             legacy_helpers=self.legacy_helpers,
             legacy_helper_differences=self.legacy_helper_differences,
-            trust_legacy_helpers=self.plan.trust_legacy_helpers,
+            legacy_helper_contracts=self.legacy_helper_contracts,
+            removable_helpers=tuple(
+                helper
+                for helper in self.legacy_helpers
+                if helper in (self.plan.legacy_helpers or ())
+                or helper.rpartition(".")[2] == DEFAULT_HELPER_NAME
+            ),
         )
 
 
@@ -130,13 +138,17 @@ def _selected_rules(
     plan: Plan, select: Sequence[str], ignore: Sequence[str]
 ) -> tuple[type[PoolshiftRule], ...]:
     rules = all_rules()
-    ids = select_rule_ids(rules, (*plan.select, *select), (*plan.ignore, *ignore))
-    return tuple(rules[rule_id] for rule_id in ids)
+    selected = (*plan.select, *select)
+    ids = select_rule_ids(rules, selected, (*plan.ignore, *ignore))
+    # An opt-in rule needs its own ID: selecting a family (`PS1`) does not switch it on.
+    return tuple(
+        rules[rule_id] for rule_id in ids if rules[rule_id].DEFAULT_ENABLED or rule_id in selected
+    )
 
 
 def _legacy_helpers(
     root: Path, plan: Plan, files: Sequence[str], snapshot: Snapshot
-) -> tuple[tuple[FoundHelper, ...], dict[str, tuple[str, ...]]]:
+) -> tuple[tuple[FoundHelper, ...], dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
     """The legacy helpers (found by behavior, plus the configured ones) and how each differs from the shim.
 
     Every file is read (a helper may have any name); :func:`find_helpers` parses only those that may
@@ -148,8 +160,9 @@ def _legacy_helpers(
     for name in plan.legacy_helpers or ():
         found.setdefault(name, FoundHelper(name, "", 0, ()))
     helpers = tuple(sorted(found))
-    differences = analyse_legacy_helpers(sources, names, helpers) if helpers else {}
-    return tuple(found[name] for name in helpers), differences
+    differences = analyse_legacy_helpers(sources, names, helpers)
+    contracts = analyse_legacy_helpers(sources, names, helpers, contract_only=True)
+    return tuple(found[name] for name in helpers), differences, contracts
 
 
 def load_project(
@@ -166,7 +179,7 @@ def load_project(
     target_files = [path for path in list_python_files(root, targets) if not plan.is_excluded(path)]
     rules = _selected_rules(plan, select, ignore)
     snapshot: Snapshot = {}
-    found, differences = _legacy_helpers(root, plan, all_files, snapshot)
+    found, differences, contracts = _legacy_helpers(root, plan, all_files, snapshot)
     project = Project(
         root=root,
         plan=plan,
@@ -176,6 +189,7 @@ def load_project(
         legacy_helpers=tuple(helper.name for helper in found),
         found_helpers=found,
         legacy_helper_differences=differences,
+        legacy_helper_contracts=contracts,
         shadowing_db_utils=_shadowing(root, all_files),
         snapshot=snapshot,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import io
 import logging
+import threading
 import uuid
 import warnings
 
@@ -18,6 +19,8 @@ import pytest
 
 import db_utils
 from db_utils.postgres import connect, driver_connection
+from db_utils.postgres.connect import ConnectParameters
+from db_utils.postgres.statements import database_ddl_target
 from tests.pg_helpers import backend_pid
 from tests.test_fork import run_in_child
 
@@ -80,6 +83,9 @@ def test_connection_failure_is_psycopg2s_error_without_the_password(pg) -> None:
     assert "password authentication failed" in str(ours.value)
     for shown in (str(ours.value), repr(ours.value), *pools()):
         assert pg.password not in shown
+    key = ConnectParameters(pg.dsn, None, None, ())
+    assert pg.password not in repr(key)
+    assert pg.password not in str(key)
 
 
 # -- pooling -------------------------------------------------------------------------------------------
@@ -96,6 +102,27 @@ def test_same_parameters_reuse_the_backend_different_ones_get_another_pool(pg) -
     conn.close()
     other.close()
     assert len(pools()) == 2
+
+
+def test_concurrent_first_calls_create_one_pool(pg) -> None:
+    threads = 8
+    barrier = threading.Barrier(threads)
+    handles = []
+
+    def first_call():
+        barrier.wait()
+        handles.append(connect(pg.dsn))
+
+    workers = [threading.Thread(target=first_call) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(handles) == threads
+    ((_key, figures),) = pools().items()
+    assert figures["checked_out"] == threads
+    for conn in handles:
+        conn.close()
 
 
 def test_a_libpq_environment_change_lands_in_another_pool(pg, clean_env) -> None:
@@ -119,8 +146,7 @@ def test_pools_use_the_db_pool_settings_and_show_no_password(pg, clean_env) -> N
     ((key, figures),) = pools().items()
     assert figures["pool_size"] == 3
     assert pg.password not in key
-    assert "password=***" in key
-    assert f"dbname={pg.database}" in key
+    assert key == f"postgresql://{pg.user}:***@{pg.host}:{pg.port}/{pg.database} (psycopg2.connect)"
 
 
 def test_async_and_unpoolable_factories_go_to_psycopg2_unchanged(pg) -> None:
@@ -154,6 +180,12 @@ def test_the_number_of_pools_is_bounded(pg, clean_env) -> None:
     for conn in held:
         conn.close()
     assert len(pools()) == 2
+
+
+def test_a_bad_pool_bound_is_a_config_error_naming_the_variable(pg, clean_env) -> None:
+    clean_env.setenv("DB_CONNECT_MAX_POOLS", "0")
+    with pytest.raises(db_utils.ConfigError, match="DB_CONNECT_MAX_POOLS"):
+        connect(pg.dsn)
 
 
 # -- the proxy semantics hold for connect()'s handles ------------------------------------------------
@@ -302,7 +334,7 @@ def test_get_pooled_connection_borrows_from_a_helper(pg, scratch_table) -> None:
     with db_utils.get_pooled_connection(get_db_connection) as conn:
         assert backend_pid(conn) == pid  # the helper's pool, not the DATABASE_URL pool
     assert list(pools()) == [next(iter(pools()))]
-    assert "psycopg2.connect(" in next(iter(pools()))
+    assert "(psycopg2.connect)" in next(iter(pools()))
 
 
 def test_a_helper_returning_a_plain_connection_gets_the_same_semantics(pg, scratch_table) -> None:
@@ -373,6 +405,26 @@ def test_execute_with_pool_connection_retries_a_helpers_disconnect(pg) -> None:
 
 
 # -- DROP DATABASE -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("statement", "target"),
+    [
+        ("DROP DATABASE foo", "foo"),
+        ("  /* c */ drop database IF EXISTS Foo WITH (FORCE)", "foo"),
+        ('DROP DATABASE "My""Db"', 'My"Db'),
+        ("-- note\nALTER DATABASE bar RENAME TO baz", "bar"),
+        ("ALTER DATABASE bar SET TABLESPACE fast", "bar"),
+        ("ALTER DATABASE bar SET search_path = x", None),  # needs no exclusive access
+        ("CREATE DATABASE copy TEMPLATE source", "source"),
+        ('CREATE DATABASE copy WITH OWNER = app TEMPLATE = "Src" ENCODING utf8', "Src"),
+        ("CREATE DATABASE plain", None),
+        ("SELECT 'DROP DATABASE foo'", None),
+        (b"DROP DATABASE foo", "foo"),
+    ],
+)
+def test_statements_that_need_a_database_free(statement, target) -> None:
+    assert database_ddl_target(statement, None) == target
 
 
 def use(conn) -> None:

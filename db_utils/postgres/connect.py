@@ -22,11 +22,13 @@ from typing import Any, NamedTuple
 import psycopg2
 import psycopg2.extensions as pgext
 from psycopg2._psycopg import ReplicationConnection  # psycopg2.extras re-exports it privately
+from sqlalchemy.engine import URL
 
 from db_utils.config import EnvironSignature
 from db_utils.postgres.driver import tracked_connection_class
 from db_utils.postgres.proxy import PooledConnection, checkout_location
 from db_utils.postgres.registry import parameters_pool
+from db_utils.postgres.settings import redact_url
 
 logger = logging.getLogger("db_utils.pool")
 
@@ -64,21 +66,37 @@ class ConnectParameters(NamedTuple):
             connection.cursor_factory = self.cursor_factory
         return connection
 
+    def __repr__(self) -> str:  # the DSN may hold the password
+        return f"<ConnectParameters {self.display()}>"
+
     def display(self) -> str:
-        """The password-free name of the pool, for ``pool_status()``, logs and errors."""
-        parameters = pgext.parse_dsn(self.dsn)
-        shown = " ".join(
-            f"{name}={'***' if 'password' in name else value}" for name, value in parameters.items()
+        """The password-free name of the pool, for ``pool_status()``, logs and errors.
+
+        The DSN as a URL, through the one redaction every pool name goes through
+        (:func:`~db_utils.postgres.settings.redact_url`), then ``(psycopg2.connect ...)`` and the factories.
+        """
+        rest = {
+            name: "***" if "password" in name else value for name, value in pgext.parse_dsn(self.dsn).items()
+        }
+        port = rest.pop("port", None) if rest.get("port", "").isdigit() else None
+        url = URL.create(
+            "postgresql",
+            username=rest.pop("user", None),
+            password=rest.pop("password", None),  # already "***": the password never enters the URL
+            host=rest.pop("host", None),
+            port=int(port) if port else None,
+            database=rest.pop("dbname", None),
+            query=rest,
         )
-        factories = [
-            f"{label}={getattr(factory, '__name__', type(factory).__name__)}"
+        factories = "".join(
+            f", {label}={getattr(factory, '__name__', type(factory).__name__)}"
             for label, factory in (
                 ("connection_factory", self.connection_factory),
                 ("cursor_factory", self.cursor_factory),
             )
             if factory is not None
-        ]
-        return f"psycopg2.connect({shown or 'libpq defaults'}){''.join(f' {f}' for f in factories)}"
+        )
+        return f"{redact_url(url)} (psycopg2.connect{factories})"
 
 
 def connect(

@@ -126,7 +126,7 @@ def driver_connection(obj: Any) -> Any:
     typecaster registered on the real connection makes it unresettable: it is closed on return, so the
     next borrower never inherits it. Cursors are never wrapped: a pooled handle's cursors are real.
     """
-    if type(obj) is PooledConnection:
+    if isinstance(obj, PooledConnection):
         return obj._connection()
     return obj
 
