@@ -57,6 +57,11 @@ class Project:
             return list(self.target_files)
         return [path for path in self.target_files if self.plan.phase_of(path) == phase]
 
+    def tree_files(self) -> list[str]:
+        """Every non-excluded Python file of the project, whatever PATH arguments were given: where the
+        TREE_WIDE rules run."""
+        return [path for path in self.all_files if not self.plan.is_excluded(path)]
+
     def unassigned_files(self) -> list[str]:
         return [path for path in self.target_files if self.plan.phase_of(path) is None]
 

@@ -255,6 +255,27 @@ def test_logging_connection_works_through_the_handle(pg) -> None:
     assert len(pools()) == 2
 
 
+class Bypassing(ext.connection):
+    """A factory whose cursor() skips the classes above it (no super() call): legal, if unusual."""
+
+    def cursor(self, *args, **kwargs):
+        return ext.connection.cursor(self, *args, **kwargs)
+
+
+def test_a_factory_bypassing_the_tracking_cursor_still_gets_a_full_reset(pg) -> None:
+    conn = connect(pg.dsn, connection_factory=Bypassing)
+    pid = backend_pid(conn)
+    conn.cursor().execute("SET search_path TO pg_catalog")
+    conn.commit()  # a committed SET outlives the transaction: only DISCARD ALL undoes it
+    conn.close()
+    conn = connect(pg.dsn, connection_factory=Bypassing)
+    assert backend_pid(conn) == pid
+    with conn.cursor() as cur:
+        cur.execute("SHOW search_path")
+        assert cur.fetchone()[0] == '"$user", public'
+    conn.close()
+
+
 def backend_pid_plain(conn) -> int:
     """The backend pid without a cursor (a LoggingConnection refuses cursors before initialize())."""
     return int(conn.info.backend_pid)

@@ -44,6 +44,7 @@ from libcst.metadata import (
     QualifiedName,
     QualifiedNameProvider,
     QualifiedNameSource,
+    Scope,
     ScopeProvider,
 )
 
@@ -67,6 +68,22 @@ COMMON_REASON_CODES: Mapping[str, str] = {
     "name-conflict": "`db_utils` is bound to something else where the call is, so the rewrite cannot name it",
     "unsupported-argument": "the argument list is outside what the rule knows to be equivalent",
 }
+
+
+def name_is_taken(scope: Scope | None, root: str) -> bool:
+    """Whether ``root`` (``db_utils``) is bound in ``scope`` to anything but the package itself."""
+    if scope is None or root not in scope:
+        return False
+    return not all(_is_plain_import_of(assignment, root) for assignment in scope[root])
+
+
+def _is_plain_import_of(assignment: object, root: str) -> bool:
+    """``import db_utils`` / ``import db_utils.x`` (no alias): binds the real package."""
+    if not isinstance(assignment, Assignment) or not isinstance(assignment.node, cst.Import):
+        return False
+    return any(
+        alias.asname is None and alias.evaluated_name.split(".")[0] == root for alias in assignment.node.names
+    )
 
 
 class _NodeCollector(cst.CSTVisitor):
@@ -336,20 +353,7 @@ class RedirectCallRule(PoolshiftRule):
 
     def _db_utils_is_taken(self, node: cst.CSTNode) -> bool:
         scope = self.get_metadata(ScopeProvider, node, None)
-        root = self.REPLACEMENT_MODULE.split(".")[0]
-        if scope is None or root not in scope:
-            return False
-        return not all(self._is_plain_import_of(assignment, root) for assignment in scope[root])
-
-    @staticmethod
-    def _is_plain_import_of(assignment: object, root: str) -> bool:
-        """``import db_utils`` / ``import db_utils.x`` (no alias): binds the real package."""
-        if not isinstance(assignment, Assignment) or not isinstance(assignment.node, cst.Import):
-            return False
-        return any(
-            alias.asname is None and alias.evaluated_name.split(".")[0] == root
-            for alias in assignment.node.names
-        )
+        return name_is_taken(scope, self.REPLACEMENT_MODULE.split(".")[0])
 
     def _line(self, node: cst.CSTNode) -> int:
         return int(self.get_metadata(PositionProvider, node).start.line)

@@ -125,10 +125,16 @@ class _PoolOpeningFront:
 
     poolshift_opening = True
 
+    session_effect: int
+
     def cursor(self, *args: Any, **kwargs: Any) -> Any:
         if self.poolshift_opening:
             return pgext.connection.cursor(self, cursor_factory=_TRACKED_CURSOR)
-        return super().cursor(*args, **kwargs)  # type: ignore[misc]
+        cursor = super().cursor(*args, **kwargs)  # type: ignore[misc]
+        if not isinstance(cursor, _TrackingCursorMixin):
+            # The user's cursor() bypassed the tracking class: its statements go unseen, assume the worst.
+            self.session_effect = max(self.session_effect, SESSION_STATE)
+        return cursor
 
 
 _connection_classes: dict[type | None, type] = {}
