@@ -64,7 +64,7 @@ PROJECTS = {
         Project("helpdesk", "helpdesk", {CONNECT_RULE: 1}),
         Project("inventory", "inventory", {CONNECT_RULE: 1}),
         Project("ledger", "ledger", {CONNECT_RULE: 1}),
-        Project("shortlinks", "shortlinks", {CONNECT_RULE: 4}),
+        Project("shortlinks", "shortlinks", {CONNECT_RULE: 6}),
         Project("salesreports", "salesreports", {CONNECT_RULE: 1}),
         Project("tenants", "tenants", {CONNECT_RULE: 1}),
         Project("catalog", "catalog", {CONNECT_RULE: 1, "PS103": 2}),

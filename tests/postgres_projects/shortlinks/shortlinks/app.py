@@ -84,10 +84,31 @@ def delete_link(environ, start_response, code):
     return [b""]
 
 
+def top_links(environ, start_response):
+    with psycopg2.connect(os.environ["DATABASE_URL"]) as conn, conn.cursor() as cur:
+        cur.execute("SELECT code, hits FROM links ORDER BY hits DESC, code LIMIT 10")
+        rows = cur.fetchall()
+    return _json(start_response, "200 OK", [{"code": code, "hits": hits} for code, hits in rows])
+
+
+def health(environ, start_response):
+    conn = psycopg2.connect(os.environ["DATABASE_URL"])
+    try:
+        payload = {"database": conn.info.dbname, "server_version": conn.server_version}
+        conn.cursor().execute("SELECT 1")
+    finally:
+        conn.close()
+    return _json(start_response, "200 OK", payload)
+
+
 def application(environ, start_response):
     method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/")
     if path == "/links" and method == "POST":
         return create_link(environ, start_response)
+    if path == "/top" and method == "GET":
+        return top_links(environ, start_response)
+    if path == "/health" and method == "GET":
+        return health(environ, start_response)
     if path.startswith("/stats/") and method == "GET":
         return link_stats(environ, start_response, path[len("/stats/") :])
     if method == "GET" and path.count("/") == 1:

@@ -44,3 +44,20 @@ def test_delete(client):
     client.request("POST", "/links", {"code": "tmp", "target": "https://tmp.example"})
     assert client.request("DELETE", "/tmp")[0] == 204
     assert client.request("GET", "/tmp")[0] == 404
+
+
+def test_top_links(client):
+    for code, visits in [("one", 1), ("two", 3), ("six", 2)]:
+        client.request("POST", "/links", {"code": code, "target": f"https://{code}.example"})
+        for _ in range(visits):
+            client.request("GET", f"/{code}")
+    status, _, top = client.request("GET", "/top")
+    assert status == 200
+    assert top == [{"code": "two", "hits": 3}, {"code": "six", "hits": 2}, {"code": "one", "hits": 1}]
+
+
+def test_health_names_the_database(client, database_url):
+    status, _, payload = client.request("GET", "/health")
+    assert status == 200
+    assert payload["database"] == database_url.rsplit("/", 1)[1]
+    assert payload["server_version"] >= 120000
