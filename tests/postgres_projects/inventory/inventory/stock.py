@@ -1,3 +1,5 @@
+import psycopg2
+
 from inventory.database import open_connection
 
 
@@ -52,21 +54,33 @@ def ship(sku, quantity):
 
 
 def on_hand(sku):
+    """Units on hand, or None when the database is unavailable (the shop shows "ask in store")."""
     conn = open_connection()
-    cur = conn.cursor()
-    cur.execute("SELECT on_hand FROM stock WHERE sku = %s", (sku,))
-    row = cur.fetchone()
-    conn.close()
-    return row[0] if row else 0
+    if conn is None:
+        return None
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT on_hand FROM stock WHERE sku = %s", (sku,))
+        row = cur.fetchone()
+        return row[0] if row else 0
+    except psycopg2.OperationalError:
+        return None
+    finally:
+        conn.close()
 
 
 def running_low(threshold):
     conn = open_connection()
-    cur = conn.cursor()
-    cur.execute("SELECT sku FROM stock WHERE on_hand < %s ORDER BY sku", (threshold,))
-    skus = [sku for (sku,) in cur.fetchall()]
-    conn.close()
-    return skus
+    if not conn:
+        return []
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT sku FROM stock WHERE on_hand < %s ORDER BY sku", (threshold,))
+            return [sku for (sku,) in cur.fetchall()]
+    except psycopg2.OperationalError:
+        return []
+    finally:
+        conn.close()
 
 
 def history(sku):

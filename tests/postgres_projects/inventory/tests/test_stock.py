@@ -1,4 +1,5 @@
 import os
+import socket
 
 import pytest
 from inventory import stock
@@ -43,3 +44,16 @@ def test_running_low_report():
     stock.ship("B", 8)
     assert stock.running_low(5) == ["A", "B", "C"]
     assert stock.running_low(2) == ["A"]
+
+
+def test_database_down_shows_unknown_stock(monkeypatch, caplog):
+    stock.receive("GLUE", 7)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    monkeypatch.setenv("DB_PORTNUMBER", str(closed_port))
+    assert stock.on_hand("GLUE") is None
+    assert stock.running_low(100) == []
+    assert "inventory database unreachable" in caplog.text
+    monkeypatch.undo()
+    assert stock.on_hand("GLUE") == 7
