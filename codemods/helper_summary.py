@@ -22,7 +22,7 @@ __all__ = ["NO_CANDIDATE", "helper_lines"]
 NO_CANDIDATE = (
     "no candidate found. poolshift looked for calls of psycopg2.connect, sqlite3.connect and "
     "urllib.request.urlopen, and for functions returning psycopg2.connect (helpers, any name). If your "
-    'code connects through a helper poolshift cannot see, name it in pyproject.toml: [tool.poolshift] '
+    "code connects through a helper poolshift cannot see, name it in pyproject.toml: [tool.poolshift] "
     'legacy_helpers = ["package.module.function"]'
 )
 

@@ -146,9 +146,7 @@ def _selected_rules(
     selected = (*plan.select, *select)
     ids = select_rule_ids(rules, selected, (*plan.ignore, *ignore))
     # An opt-in rule needs its own ID: selecting a family (`PS1`) does not switch it on.
-    return tuple(
-        rules[rule_id] for rule_id in ids if rules[rule_id].DEFAULT_ENABLED or rule_id in selected
-    )
+    return tuple(rules[rule_id] for rule_id in ids if rules[rule_id].DEFAULT_ENABLED or rule_id in selected)
 
 
 def _legacy_helpers(

@@ -146,8 +146,6 @@ def _connection_origins(function: FunctionReturns, connectors: set[str] | frozen
     return tuple(sorted(origins))
 
 
-def discover_legacy_helpers(
-    sources: Mapping[str, str], module_names: Mapping[str, str]
-) -> tuple[str, ...]:
+def discover_legacy_helpers(sources: Mapping[str, str], module_names: Mapping[str, str]) -> tuple[str, ...]:
     """FQNs of every helper :func:`find_helpers` finds in ``sources`` (path -> text)."""
     return tuple(helper.name for helper in find_helpers(sources, module_names))

@@ -174,7 +174,8 @@ def _kept_statements(module: cst.Module, doomed: set[int]) -> str:
         if id(statement) in doomed or isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
             continue
         if isinstance(statement, cst.SimpleStatementLine) and all(
-            isinstance(small, (cst.Import, cst.ImportFrom)) or _is_dunder_all(small) for small in statement.body
+            isinstance(small, (cst.Import, cst.ImportFrom)) or _is_dunder_all(small)
+            for small in statement.body
         ):
             continue
         kept.append(f"`{code_of(statement)}`")

@@ -100,7 +100,10 @@ class PostgresCompatRule(LegacyHelperCallRule):
             found = differences.of(helper) if helper in self.options.legacy_helpers else None
             if found:
                 self.record(
-                    function, "reported", "custom-factory", f"{helper} differs from the shim: " + "; ".join(found)
+                    function,
+                    "reported",
+                    "custom-factory",
+                    f"{helper} differs from the shim: " + "; ".join(found),
                 )
 
     def _decide(self, use: HelperUse, differences: HelperDifferences) -> bool:

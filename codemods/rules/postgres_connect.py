@@ -1,4 +1,4 @@
-"""PS100 postgres-connect: ``psycopg2.connect(...)`` -> ``db_utils.postgres.connect(...)``, every argument kept.
+"""PS100 postgres-connect: ``psycopg2.connect(...)`` -> ``db_utils.postgres.connect(...)``, arguments kept.
 
 The first PostgreSQL phase. It pools the project's own connection recipe: a helper's ``connect_timeout``,
 ``sslmode``, variable names, ``load_dotenv()`` and settings modules stay exactly as written, and only the

@@ -76,7 +76,9 @@ class Psycopg2CApiRule(PoolshiftRule):
     REASON_CODES: ClassVar[Mapping[str, str]] = {
         "dynamic-callee": "the function may be one of psycopg2's C functions but is looked up dynamically",
         "dynamic-arguments": "the connection may be passed inside *args/**kwargs, which cannot be wrapped",
-        "name-conflict": "`db_utils` is bound to something else where the call is, so the wrapper cannot be named",
+        "name-conflict": (
+            "`db_utils` is bound to something else where the call is, so the wrapper cannot be named"
+        ),
     }
 
     def visit_Module(self, node: cst.Module) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import libcst as cst
+
 from codemods.cst.arguments import bind_arguments
 from codemods.cst.literals import literal_string
 from codemods.rules._redirect import COMMON_REASON_CODES, RedirectCallRule

@@ -115,7 +115,10 @@ def test_phase_one_pools_its_connects_and_wraps_c_api_arguments_in_the_whole_tre
     again = poolshift("migrate", ".", "--phase", "rest", "--format", "json", cwd=root)
     assert again.returncode == 0, again.stderr.decode()
     db = (root / "app/db.py").read_text()
-    assert 'db_utils.postgres.connect(dbname=os.environ.get("POSTGRES_DATABASE", "app"), connect_timeout=5)' in db
+    assert (
+        'db_utils.postgres.connect(dbname=os.environ.get("POSTGRES_DATABASE", "app"), connect_timeout=5)'
+        in db
+    )
     assert 'load_dotenv(".env.local")' in db
     assert not [s for s in json.loads(again.stdout)["sites"] if s["rule"] == "PS103"]
 
@@ -130,7 +133,8 @@ def test_scan_says_what_it_will_do_with_each_helper(tmp_path: Path) -> None:
     # PS103 ran with phase 1 (TREE_WIDE) but its sites are labelled with their file's own phase.
     assert "By phase: api 1, rest 4" in text
     notes = json.loads(poolshift("scan", ".", "--format", "json", cwd=root).stdout)["notes"]
-    assert len(notes) == 1 and notes[0].startswith("helper app.db.get_db_connection")
+    assert len(notes) == 1
+    assert notes[0].startswith("helper app.db.get_db_connection")
 
 
 def test_scan_with_no_candidate_says_what_it_looked_for(tmp_path: Path) -> None:
@@ -180,7 +184,9 @@ def test_ps102_runs_only_when_selected_by_id(tmp_path: Path) -> None:
 
 
 def test_trust_legacy_helpers_is_refused_with_the_reason(tmp_path: Path) -> None:
-    root = project(tmp_path, PHASED.replace("[tool.poolshift]\n", "[tool.poolshift]\ntrust_legacy_helpers = true\n"))
+    root = project(
+        tmp_path, PHASED.replace("[tool.poolshift]\n", "[tool.poolshift]\ntrust_legacy_helpers = true\n")
+    )
     completed = poolshift("scan", ".", cwd=root)
     assert completed.returncode == 2
     assert b"trust_legacy_helpers was removed" in completed.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 from codemods.legacy_helpers.discovery import find_helpers
 from codemods.project import load_project
 
-DB = '''\
+DB = """\
 import os
 
 import psycopg2 as psycopg
@@ -67,9 +67,9 @@ def outer():
         return psycopg.connect("")
 
     return inner
-'''
+"""
 
-API = '''\
+API = """\
 from .db import get_db
 
 
@@ -81,9 +81,9 @@ def request_connection():
 
 def unrelated():
     return 1
-'''
+"""
 
-JOBS = '''\
+JOBS = """\
 from app.api import request_connection as rc
 import sqlite3
 
@@ -94,7 +94,7 @@ def job_connection():
 
 def sqlite_connection():
     return sqlite3.connect("x.db")
-'''
+"""
 
 SOURCES = {"app/db.py": DB, "app/api.py": API, "app/jobs.py": JOBS}
 NAMES = {"app/db.py": "app.db", "app/api.py": "app.api", "app/jobs.py": "app.jobs"}

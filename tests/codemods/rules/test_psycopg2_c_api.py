@@ -75,7 +75,7 @@ def _check_c_function(function: object, position: int, keyword: str | None) -> N
     if keyword is not None:
         calls.append(lambda: function(*before, **{keyword: object()}))  # type: ignore[operator]
     for call in calls:
-        with pytest.raises(TypeError, match="connection|cursor"):
+        with pytest.raises(TypeError, match=r"connection|cursor"):
             call()
     assert psycopg2.extensions  # imported for the caster
 
