@@ -56,8 +56,9 @@ def demo(session: nox.Session) -> None:
     session.run("poolshift", "scan", ".")
     session.run("poolshift", "migrate", ".", "--all")
     session.run("git", "--no-pager", "diff", "--stat", external=True)
-    # Two files in full: an idiomatic (PS101) and a compat (PS102) rewrite, and a drop-in (PS201).
-    shown = ["legacy_app/api/products.py", "legacy_app/cache.py"]
+    # Three files in full: the helper's own connect pooled (PS100), an idiomatic rewrite on the helper's
+    # pool (PS101), and a drop-in (PS201).
+    shown = ["legacy_app/db.py", "legacy_app/api/products.py", "legacy_app/cache.py"]
     session.run("git", "--no-pager", "diff", "--", *shown, external=True)
     session.run("poolshift", "check", ".", success_codes=[0, 1])
     session.log(f"migrated copy left in {target} (the original examples/legacy_app is untouched)")

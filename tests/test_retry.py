@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg2
 import pytest
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 
@@ -138,6 +139,8 @@ def test_exhaustion_raises_clear_timeout_naming_size_overflow_timeout():
         pass
     message = str(info.value)
     assert isinstance(info.value, SATimeoutError)
+    # A migrated helper's `except psycopg2.OperationalError: return None` must still see "no connection".
+    assert isinstance(info.value, psycopg2.OperationalError)
     assert "pool size 1" in message
     assert "max overflow 1" in message
     assert "timeout 0.2 s" in message

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import libcst as cst
-from libcst.metadata import ClassScope, GlobalScope, ScopeProvider
 
 from codemods.cst.arguments import bind_arguments
 from codemods.cst.literals import literal_string
@@ -88,19 +87,8 @@ class Sqlite3ConnectRule(RedirectCallRule):
 
     def _stored_verdict(self, call: cst.Call) -> Verdict:
         """Migrate; say so when the connection outlives the call (it then holds a pool slot that long)."""
-        parent = self._parents.get(call)
-        targets: list[cst.BaseExpression] = []
-        if isinstance(parent, cst.Assign) and parent.value is call:
-            targets = [target.target for target in parent.targets]
-        elif isinstance(parent, cst.AnnAssign) and parent.value is call:
-            targets = [parent.target]
-        if not targets:
-            return Verdict(True, message=WAL_NOTE)
-        if any(isinstance(target, (cst.Attribute, cst.Subscript)) for target in targets):
-            where = "on an object or in a container"
-        elif isinstance(self.get_metadata(ScopeProvider, call, None), (GlobalScope, ClassScope)):
-            where = "in a module or class attribute"
-        else:
+        where = self.stored_where(call)
+        if where is None:
             return Verdict(True, message=WAL_NOTE)
         return Verdict(
             True,

@@ -22,7 +22,8 @@ from db_utils.stats import PoolCounters
 
 #: The HTTP transport's figures, reported by ``pool_status()`` under ``"http"``. ``calls`` counts every
 #: ``urlopen`` call, ``requests`` the ones sent over the pool (a redirect or a stale-socket retry sends
-#: more than one), and ``fallbacks`` the calls handed to urllib, by reason.
+#: more than one), ``fallbacks`` the calls handed to urllib, by reason, and ``opener_path`` the pooled calls
+#: sent through urllib's opener and urllib3 instead of the direct path (db_utils.http.direct), by reason.
 counters = PoolCounters(
     {
         "calls": 0,
@@ -34,7 +35,7 @@ counters = PoolCounters(
         "discarded": 0,
     },
     reuse_of="requests",
-    tallies=("fallbacks",),
+    tallies=("fallbacks", "opener_path"),
 )
 
 

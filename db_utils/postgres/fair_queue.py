@@ -114,6 +114,26 @@ class FairQueuePool(QueuePool):
             return self._open_in_slot()
         return handed
 
+    def close_idle(self) -> int:
+        """Close every idle connection (checked-out ones are untouched); returns how many were closed.
+
+        Unlike ``dispose()``, the pool stays in service with its accounting intact: each closed
+        connection frees its slot, which goes to the oldest waiter if any.
+        """
+        idle: list[ConnectionPoolEntry] = []
+        with self._handoff_lock:
+            while True:
+                try:
+                    idle.append(self._pool.get(False))
+                except sqla_queue.Empty:
+                    break
+        for record in idle:  # I/O outside the lock
+            try:
+                record.close()
+            finally:
+                self._dec_overflow()
+        return len(idle)
+
     def _take_without_waiting(self) -> _Handoff | None:
         """An idle connection or a new overflow slot, unless someone is already waiting (lock held)."""
         if self._waiters:

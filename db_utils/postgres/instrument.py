@@ -3,11 +3,12 @@
 Listeners (installed once per engine, they survive ``engine.dispose()`` because SQLAlchemy hands the same
 dispatcher to the recreated pool):
 
-- ``connect``: restore plain-psycopg2 typecasters, remember the connection's baseline state and pid;
-  count creations and recycles.
+- ``connect``: end the connection's opening phase (see :mod:`db_utils.postgres.driver`), restore
+  plain-psycopg2 typecasters, remember the connection's baseline state, pid and database; count creations
+  and recycles.
 - ``checkout``: refuse a connection whose socket shows the server closed it (no round trip), validate
   one that sat idle longer than ``ping_after`` with a ping bounded by ``ping_timeout`` (HikariCP's
-  trick, see :func:`_on_checkout`), refuse connections inherited across ``fork()``; count checkouts and
+  trick, see :func:`_check_out`), refuse connections inherited across ``fork()``; count checkouts and
   reuses.
 - ``reset`` (SQLAlchemy's own reset is switched off with ``pool_reset_on_return=None``): run
   :func:`db_utils.postgres.reset.reset_connection`; a connection that cannot be reset is invalidated here,
@@ -39,7 +40,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from db_utils.postgres.connecting import ConnectGate, WarmUp
 from db_utils.postgres.deadline import Deadline
-from db_utils.postgres.driver import restore_plain_psycopg2_typecasters
+from db_utils.postgres.driver import plain_cursor, restore_plain_psycopg2_typecasters
 from db_utils.postgres.fair_queue import FairQueuePool
 from db_utils.postgres.leases import holders, watch_for_leaks
 from db_utils.postgres.reset import Baseline, reset_connection
@@ -73,8 +74,13 @@ def _note_pid_after_fork() -> None:
 os.register_at_fork(after_in_child=_note_pid_after_fork)
 
 
-class PoolTimeoutError(exc.TimeoutError):
-    """No connection became free within the pool timeout (a subclass of SQLAlchemy's TimeoutError)."""
+class PoolTimeoutError(exc.TimeoutError, psycopg2.OperationalError):  # type: ignore[misc]
+    """No connection became free within the pool timeout.
+
+    Also a ``psycopg2.OperationalError``: a migrated helper's ``except psycopg2.OperationalError: return
+    None`` (the legacy contract for "no connection") must still catch it, as it caught a failed connect.
+    It stays a subclass of SQLAlchemy's ``TimeoutError`` for code written against the pool.
+    """
 
 
 @dataclass
@@ -84,6 +90,10 @@ class PoolState:
     display_url: str
     settings: PoolSettings
     counters: PoolCounters = field(default_factory=PoolCounters)
+    #: The database its connections are connected to, as the server reports it (None until the first).
+    database: str | None = None
+    #: ``time.monotonic()`` of the last checkout request (pools of ``db_utils.postgres.connect``: LRU).
+    last_used: float = 0.0
 
     def timeout_message(self, held_by: str = "") -> str:
         s = self.settings
@@ -186,7 +196,6 @@ class InstrumentedQueuePool(FairQueuePool):
 def install(engine: Engine, state: PoolState) -> None:
     """Attach ``state`` to the engine's pool and register the listeners."""
     engine.pool.attach(state)  # type: ignore[attr-defined]
-    dialect = engine.dialect
     if state.settings.leak_threshold > 0:
         watch_for_leaks()
     # Listeners read state.counters on each event (not a captured local) because a forked child swaps in
@@ -194,7 +203,10 @@ def install(engine: Engine, state: PoolState) -> None:
 
     @event.listens_for(engine.pool, "connect")
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        # The dialect's listeners (registered before this one) have run: the borrower's class takes over.
+        dbapi_connection.poolshift_opening = False
         restore_plain_psycopg2_typecasters(dbapi_connection)
+        state.database = dbapi_connection.info.dbname
         record.info[_BASELINE] = Baseline.of(dbapi_connection)
         record.info[_PID] = _this_process
         lifetime = record.record_info
@@ -212,7 +224,7 @@ def install(engine: Engine, state: PoolState) -> None:
 
     @event.listens_for(engine.pool, "checkout")
     def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
-        _check_out(state, dialect, dbapi_connection, record)
+        _check_out(state, dbapi_connection, record)
 
     @event.listens_for(engine.pool, "reset")
     def _on_reset(dbapi_connection: Any, record: ConnectionPoolEntry, reset_state: Any) -> None:
@@ -243,7 +255,7 @@ def install(engine: Engine, state: PoolState) -> None:
             state.counters.add(invalidated=1)
 
 
-def _check_out(state: PoolState, dialect: Any, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+def _check_out(state: PoolState, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
     """Validate a reused connection without a round trip, and with one only if idle past ``ping_after``.
 
     SQLAlchemy's ``pool_pre_ping`` costs a round trip on *every* checkout. HikariCP skips validation for
@@ -263,7 +275,7 @@ def _check_out(state: PoolState, dialect: Any, dbapi_connection: Any, record: Co
             raise exc.DisconnectionError("the server closed the connection while it was idle")
         settings = state.settings
         if settings.pre_ping and time.monotonic() - last_returned >= settings.ping_after:
-            _ping(dialect, dbapi_connection, counters, settings.ping_timeout)
+            _ping(dbapi_connection, counters, settings.ping_timeout)
     counters.on_checkout(reused=last_returned is not None)
     lifetime = record.record_info
     if lifetime is not None:
@@ -288,12 +300,14 @@ def _socket_closed(dbapi_connection: Any) -> bool:
         return True
 
 
-def _ping(dialect: Any, dbapi_connection: Any, counters: PoolCounters, timeout: float) -> None:
+def _ping(dbapi_connection: Any, counters: PoolCounters, timeout: float) -> None:
+    """``SELECT 1`` on a plain cursor, within ``timeout``: a user's connection class may refuse
+    ``cursor()`` (``LoggingConnection`` before ``initialize()``) or return rows of another shape."""
     counters.add(pings=1)
     guard = Deadline(dbapi_connection.fileno(), timeout)
     try:
-        with guard:
-            dialect.do_ping(dbapi_connection)
+        with guard, plain_cursor(dbapi_connection) as cursor:
+            cursor.execute("SELECT 1")
     except psycopg2.Error as error:
         if not guard.fired:
             counters.add(ping_failures=1)

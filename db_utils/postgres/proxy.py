@@ -167,6 +167,21 @@ class PooledConnection:
         return f"<PooledConnection {state} to {self._display_url}>"
 
 
+def driver_connection(obj: Any) -> Any:
+    """The real psycopg2 connection behind a pooled handle; anything else is returned unchanged.
+
+    For psycopg2's C functions that type-check their connection argument (``sql.Composable.as_string``,
+    ``quote_ident``, ``adapt(x).prepare``, ``register_type``, ``extras.register_uuid``/``_json``/
+    ``_jsonb``/``hstore``/``composite``, ``encrypt_password``): the codemod wraps their argument in this
+    call, which is correct before pooling (a plain connection or cursor passes through) and after. A
+    typecaster registered on the real connection makes it unresettable: it is closed on return, so the
+    next borrower never inherits it. Cursors are never wrapped: a pooled handle's cursors are real.
+    """
+    if isinstance(obj, PooledConnection):
+        return obj._connection()
+    return obj
+
+
 def checkout_location(depth: int) -> str:
     """``file:line`` of the caller ``depth`` frames up: cheap (no stack capture), for leak warnings."""
     try:

@@ -261,6 +261,14 @@ def resolve_settings(**explicit: Any) -> PoolSettings:
     return PoolSettings(**resolved)
 
 
+def connect_pool_limit() -> int:
+    """How many pools ``db_utils.postgres.connect`` keeps (one per distinct set of parameters).
+
+    Read when a pool is about to be created; beyond it the least recently used idle pool is disposed.
+    """
+    return env_int("DB_CONNECT_MAX_POOLS", 16, minimum=1)
+
+
 def _from_environment(metadata: Mapping[str, Any], default: Any) -> Any:
     if metadata["minimum"] is None:
         return metadata["reader"](metadata["variable"], default)

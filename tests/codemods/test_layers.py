@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("codemods.transform",),  # one file's bytes through the rules
     ("codemods.plan", "codemods.files", "codemods.project"),  # what a run looks at
     ("codemods.runner", "codemods.report"),  # phases, execution and writes; what the user reads
-    ("codemods.status",),  # progress, rendered through the report
+    ("codemods.status", "codemods.helper_summary"),  # progress; scan's line per helper
     ("codemods.cli", "codemods.__main__"),  # the command line
 )
 
