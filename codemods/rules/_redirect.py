@@ -53,17 +53,20 @@ from codemods.cst.imports.rewriting import (
     trailing_comment_of,
 )
 from codemods.cst.literals import literal_string
-from codemods.rules.base import PoolshiftRule, RuleOptions, Verdict
+from codemods.legacy_helpers.discovery import absolute_name
+from codemods.rules.base import PoolshiftRule, RuleOptions, Verdict, through_module_aliases
 
 #: Reason codes every redirect rule can emit (each rule adds its own argument-level codes).
 COMMON_REASON_CODES: Mapping[str, str] = {
     "callee-as-value": "the function is passed or stored as a value, not called; its arguments are unknown",
-    "dynamic-callee": "the function is looked up dynamically (getattr on the module); it cannot be resolved",
+    "dynamic-callee": "the function is reached through an object or looked up with getattr: unresolvable",
     "ambiguous-callee": "the name may refer to the stdlib function or to another binding of the same name",
     "monkeypatched": "this module replaces the stdlib function itself; its calls must keep hitting the patch",
     "star-import": "the name comes from a star import; it cannot be resolved safely",
     "name-conflict": "`db_utils` is bound to something else where the call is, so the rewrite cannot name it",
     "unsupported-argument": "the argument list is outside what the rule knows to be equivalent",
+    "ambiguous-module": "the module the name comes from cannot be known (unbound, or a project module "
+    "that does not show it); import the module by name to migrate",
 }
 
 
@@ -149,7 +152,16 @@ class RedirectCallRule(PoolshiftRule):
                 self.record(call, "migrated", verdict.reason, verdict.message)
 
     def _qualified(self, node: cst.CSTNode) -> set[QualifiedName]:
-        return set(self.get_metadata(QualifiedNameProvider, node, set()))
+        names = set(self.get_metadata(QualifiedNameProvider, node, set()))
+        if not self.options.module_aliases:
+            return names
+        return {self._through_project(name) for name in names}
+
+    def _through_project(self, qualified: QualifiedName) -> QualifiedName:
+        """``pkg.utils.sqlite3.connect`` is ``sqlite3.connect`` when the project's code shows it is."""
+        absolute = absolute_name(qualified.name, self.context.full_package_name) or qualified.name
+        name = through_module_aliases(absolute, self.options.module_aliases)
+        return qualified if name == absolute else QualifiedName(name, qualified.source)
 
     def _matches(self, node: cst.CSTNode) -> tuple[bool, bool]:
         """(resolves to the target at all, resolves *only* to the target's import)."""

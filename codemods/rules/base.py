@@ -82,6 +82,22 @@ class RuleOptions:
     remaining_legacy_references: tuple[str, ...] = ()
     legacy_helper_differences: Mapping[str, Sequence[str]] = field(default_factory=dict)
     trust_legacy_helpers: bool = False
+    #: Names of project modules' attributes that are a standard module (``pkg.utils.sqlite3`` ->
+    #: ``sqlite3``), from the runner's first pass over the whole project: ``from pkg.utils import sqlite3``
+    #: then resolves to the module the project's own code shows it is.
+    module_aliases: Mapping[str, str] = field(default_factory=dict)
+
+
+def through_module_aliases(name: str, aliases: Mapping[str, str]) -> str:
+    """``name`` with its longest prefix that a project module re-binds replaced (``pkg.utils.sqlite3``)."""
+    if not aliases:
+        return name
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:end])
+        if prefix in aliases:
+            return ".".join([aliases[prefix], *parts[end:]])
+    return name
 
 
 class PoolshiftRule(VisitorBasedCodemodCommand):
