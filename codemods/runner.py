@@ -488,6 +488,11 @@ class _PhaseFiles:
         if not matching and not extra:
             self.context.progress.advance()
             return
+        limit = self.context.limits.max_bytes
+        if limit and len(data) > limit:  # refused before anything parses it (the first pass did not either)
+            detail = f"{len(data)} bytes, over the limit of {limit}"
+            self._decide(FileResult(path, data, None, [], "file-too-large", detail))
+            return
         module_name, package_name = self.context.project.module_of(path)
         key = None
         if self.options_key:
