@@ -67,14 +67,7 @@ def nested_calls(depth: int) -> bytes:
     [
         ("nested.py", nested_calls(500), "syntax-error"),  # "too many nested parentheses"
         ("nul.py", b"import sqlite3\nsqlite3.connect('a')\x00\n", "syntax-error"),
-        (
-            "blocks.py",
-            b"import sqlite3\n"
-            + b"".join(b" " * i + b"for x in y:\n" for i in range(25))
-            + b" " * 25
-            + b"sqlite3.connect('a')\n",
-            "syntax-error",
-        ),  # fmt: skip
+        ("blocks.py", nested_blocks(25), "syntax-error"),  # "too many statically nested blocks"
         ("latin.py", b"# -*- coding: ascii -*-\nimport sqlite3\nsqlite3.connect('\xe9')\n", "undecodable"),
     ],
 )
