@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ast
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -30,6 +30,7 @@ __all__ = [
     "Candidate",
     "FileFacts",
     "TargetSet",
+    "binding_resolver",
     "project_module_aliases",
     "scan_source",
 ]
@@ -79,6 +80,8 @@ class FileFacts:
     candidates: list[Candidate] = field(default_factory=list)
     #: Module-level names bound by imports to modules or module attributes (name -> possible targets).
     bindings: dict[str, list[str]] = field(default_factory=dict)
+    #: Everything the file imports, at any depth (absolute dotted names): which project facts matter here.
+    imports: list[str] = field(default_factory=list)
     error: str | None = None  # the parser's message when ``ast`` rejects the file
 
     @property
@@ -90,6 +93,7 @@ class FileFacts:
         return {
             "candidates": [[c.target, c.line, c.column, c.kind, c.text] for c in self.candidates],
             "bindings": self.bindings,
+            "imports": self.imports,
             "error": self.error,
         }
 
@@ -97,19 +101,35 @@ class FileFacts:
     def from_json(cls, raw: Mapping[str, object]) -> FileFacts:
         candidates = raw["candidates"]
         bindings = raw["bindings"]
+        imports = raw["imports"]
         error = raw["error"]
         assert isinstance(candidates, list)
         assert isinstance(bindings, dict)
+        assert isinstance(imports, list)
         return cls(
             candidates=[Candidate(t, int(li), int(co), k, x) for t, li, co, k, x in candidates],
             bindings={str(k): [str(v) for v in vs] for k, vs in bindings.items()},
+            imports=[str(name) for name in imports],
             error=None if error is None else str(error),
         )
+
+    def relevant_aliases(self, aliases: Mapping[str, str]) -> dict[str, str]:
+        """The project-wide aliases this file's imports can reach (the only ones its answer depends on)."""
+        imported = set(self.imports)
+        return {
+            key: value
+            for key, value in sorted(aliases.items())
+            if any(
+                key == name or key.startswith(name + ".") or name.startswith(key + ".") for name in imported
+            )
+        }
 
 
 def _absolute(module: str | None, level: int, package: str) -> str | None:
     if level == 0:
         return module
+    if not package:
+        return None  # a relative import in a top-level module: it fails at run time, so it is not a module
     parts = package.split(".") if package else []
     if level - 1 > len(parts):
         return None
@@ -209,7 +229,9 @@ class _Finder:
         targets: TargetSet,
         aliases: Mapping[str, str],
         line_offsets: _Columns,
+        project_modules: frozenset[str] = frozenset(),
     ) -> None:
+        self.project_modules = project_modules
         self.bindings = bindings
         self.targets = targets
         self.aliases = aliases
@@ -271,6 +293,8 @@ class _Finder:
             return self.targets.suffix_match(written)
         for value in sorted(resolved):
             parts = value.split(".")
+            if any(".".join(parts[:end]) in self.project_modules for end in range(1, len(parts))):
+                continue  # the project's own module of that name (``from . import sqlite3``): known
             for start in range(1, len(parts) - 1):
                 target = self.targets.suffix_match(".".join(parts[start:]))
                 if target is not None:
@@ -319,12 +343,24 @@ class _Columns:
         return len(source.encode("utf-8")[:byte_offset].decode("utf-8", "replace")) + 1
 
 
+def binding_resolver(
+    tree: ast.Module, text: str, package: str, aliases: Mapping[str, str]
+) -> tuple[Callable[[str], set[str]], Callable[[int, int], int]]:
+    """What the first pass knows about names, for another pass over the same tree: a resolver for
+    dotted names (as :func:`scan_source` resolves them) and the byte-offset-to-column mapping."""
+    bindings = _Bindings(package)
+    bindings.visit(tree)
+    finder = _Finder(bindings, TargetSet(frozenset()), aliases, _Columns(text))
+    return finder.resolve, finder.columns.column
+
+
 def scan_source(
     text: str,
     targets: TargetSet,
     *,
     package: str = "",
     aliases: Mapping[str, str] | None = None,
+    project_modules: frozenset[str] = frozenset(),
 ) -> FileFacts:
     """The first pass over one decoded file; never raises for bad input (``error`` says why)."""
     try:
@@ -336,7 +372,7 @@ def scan_source(
     bindings = _Bindings(package)
     try:
         bindings.visit(tree)
-        finder = _Finder(bindings, targets, aliases or {}, _Columns(text))
+        finder = _Finder(bindings, targets, aliases or {}, _Columns(text), project_modules)
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 if isinstance(node.func, ast.Name) and node.func.id == "getattr":
@@ -349,7 +385,8 @@ def scan_source(
         return FileFacts(error=f"RecursionError: {exc}")
     module_level = {name: sorted(values) for name, values in bindings.module_level.items()}
     candidates = sorted(finder.found.values(), key=lambda c: (c.line, c.column))
-    return FileFacts(candidates=candidates, bindings=module_level)
+    imports = sorted({value for values in bindings.names.values() for value in values} - {_UNKNOWN})
+    return FileFacts(candidates=candidates, bindings=module_level, imports=imports)
 
 
 def project_module_aliases(

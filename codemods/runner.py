@@ -23,13 +23,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
+from libcst.codemod import CodemodContext
+
 from codemods.cache import ResultCache, content_key, digest
+from codemods.detached import detached_sites
 from codemods.first_pass import FileFacts, TargetSet, project_module_aliases, scan_source
 from codemods.legacy_helpers.discovery import prefilter_names
 from codemods.legacy_helpers.references import find_legacy_references
 from codemods.limits import DEFAULT_LIMITS, FileTimeout, Limits, cap_memory, time_limit
 from codemods.plan import Phase, Plan
 from codemods.project import Project, decoded_sources
+from codemods.rules._redirect import RedirectCallRule
 from codemods.rules.base import PoolshiftRule, RuleOptions, Site
 from codemods.transform import (
     FileResult,
@@ -332,13 +336,25 @@ class _Context:
     workers: int
     targets: TargetSet = field(default_factory=lambda: TargetSet(frozenset()))
     aliases: dict[str, str] = field(default_factory=dict)
+    #: Project modules named like a module holding a target (``pkg/sqlite3.py``): known not to be it.
+    look_alike_modules: frozenset[str] = frozenset()
 
-    def facts(self, path: str, data: bytes) -> FileFacts:
-        """The first pass over ``path`` as it is now (``data``), from the cache when it has seen it."""
+    def facts(self, path: str, data: bytes) -> tuple[FileFacts, dict[str, str]]:
+        """The first pass over ``path`` as it is now (``data``), and the project aliases it depends on.
+
+        Facts are computed without the project's aliases first (so the cached answer of a file survives
+        changes elsewhere in the tree), and again with the few aliases its imports can reach, if any.
+        """
         package = self.project.module_of(path)[1]
+        facts = self._facts(data, package, {})
+        relevant = facts.relevant_aliases(self.aliases)
+        return (self._facts(data, package, relevant) if relevant else facts), relevant
+
+    def _facts(self, data: bytes, package: str, aliases: dict[str, str]) -> FileFacts:
         key = digest(
-            "facts", content_key(data), package, sorted(self.targets.targets), sorted(self.aliases.items())
-        )
+            "facts", content_key(data), package, sorted(self.targets.targets), sorted(aliases.items()),
+            sorted(self.look_alike_modules),
+        )  # fmt: skip
         cached = self.cache.get("first_pass", key)
         if cached is not None:
             return FileFacts.from_json(cached)
@@ -351,7 +367,13 @@ class _Context:
             except SourceError as exc:
                 facts = FileFacts(error=exc.code)
             else:
-                facts = scan_source(text, self.targets, package=package, aliases=self.aliases)
+                facts = scan_source(
+                    text,
+                    self.targets,
+                    package=package,
+                    aliases=aliases,
+                    project_modules=self.look_alike_modules,
+                )
         self.cache.put("first_pass", key, facts.to_json())
         return facts
 
@@ -371,11 +393,17 @@ def _project_facts(context: _Context) -> None:
         return
     context.targets = TargetSet(frozenset().union(*(_targets_of(rule) for rule in redirect_rules)))
     needles = _first_pass_needles(redirect_rules, {})
+    names_of_modules = {part for module in context.targets.modules for part in module.split(".")}
+    context.look_alike_modules = frozenset(
+        module
+        for module in (context.project.module_of(path)[0] for path in context.project.all_files)
+        if module.rpartition(".")[2] in names_of_modules
+    )
     facts: dict[str, FileFacts] = {}
     for path in context.project.all_files:
         data = context.state.read(path)
         if data is not None and any(needle in data for needle in needles):
-            facts[path] = context.facts(path, data)
+            facts[path] = context.facts(path, data)[0]
     names = {path: context.project.module_of(path)[0] for path in facts}
     context.aliases = project_module_aliases(facts, names, context.targets.modules)
 
@@ -389,7 +417,9 @@ def _first_pass_sites(rules: Sequence[type[PoolshiftRule]], path: str, facts: Fi
         rule = next((rule for rule in rules if candidate.target in _targets_of(rule)), None)
         if rule is None:
             continue
-        if candidate.kind == "dynamic-callee":
+        if candidate.text.startswith("getattr(") and issubclass(rule, RedirectCallRule):
+            message = rule(CodemodContext(), RuleOptions()).dynamic_lookup_message()  # the rule's own words
+        elif candidate.kind == "dynamic-callee":
             message = (
                 f"{candidate.text} may be {candidate.target}, reached through an object or a lookup; "
                 "it cannot be resolved, so it is left as is"
@@ -423,8 +453,7 @@ def _options_key(options: RuleOptions, limits: Limits) -> str:
         sorted(options.remaining_legacy_references),
         sorted((key, tuple(value)) for key, value in options.legacy_helper_differences.items()),
         options.trust_legacy_helpers,
-        sorted(options.module_aliases.items()),
-        limits.max_bytes,
+        limits.max_bytes,  # module_aliases: only those a file can reach are part of its key
     )
 
 
@@ -476,9 +505,12 @@ class _PhaseFiles:
 
     def add(self, path: str, data: bytes) -> None:
         matching = tuple(rule for rule in self.rules if self._may_match(rule, data))
+        # The cache key names every rule that may have a say here, before the first pass narrows them.
+        rule_ids = [rule.RULE_ID for rule in matching]
         extra: list[Site] = []
+        relevant: dict[str, str] = {}
         if any(_targets_of(rule) for rule in matching):
-            facts = self.context.facts(path, data)
+            facts, relevant = self.context.facts(path, data)
             if facts.error is None:
                 extra = _first_pass_sites(matching, path, facts)
                 resolved = {c.target for c in facts.candidates if c.kind == "resolved"}
@@ -496,15 +528,16 @@ class _PhaseFiles:
         module_name, package_name = self.context.project.module_of(path)
         key = None
         if self.options_key:
-            rule_ids = [rule.RULE_ID for rule in matching]
             key = digest(
-                "outcome", self.options_key, path, module_name, package_name, rule_ids, content_key(data)
-            )
+                "outcome", self.options_key, path, module_name, package_name, rule_ids, content_key(data),
+                sorted(relevant.items()),
+            )  # fmt: skip
             cached = _cached_result(self.context, key, path, data)
             if cached is not None:
                 self.context.result.files_cached += 1
                 self._decide(cached)
                 return
+            matching = self._judge_detached(path, data, matching, extra)
         if not matching:  # only first-pass sites: nothing for LibCST to do
             outcome = FileResult(path, data, None, [])
             _merge_sites(outcome, extra)
@@ -521,6 +554,26 @@ class _PhaseFiles:
         )  # fmt: skip
         self.keys.append(key)
         self.extras.append(extra)
+
+    def _judge_detached(
+        self, path: str, data: bytes, rules: tuple[type[PoolshiftRule], ...], sites: list[Site]
+    ) -> tuple[type[PoolshiftRule], ...]:
+        """Judge the redirect rules that can do without LibCST here (read-only runs); returns the rest."""
+        redirect = [rule for rule in rules if issubclass(rule, RedirectCallRule)]
+        if not redirect:
+            return rules
+        try:
+            text = rules_text(decode_source(data))
+        except SourceError:
+            return rules  # the transform reports it
+        package = self.context.project.module_of(path)[1]
+        remaining = list(rules)
+        for rule in redirect:
+            found = detached_sites(rule, self.options, path, text, package)
+            if found is not None:
+                sites.extend(found)
+                remaining.remove(rule)
+        return tuple(remaining)
 
     def _decide(self, outcome: FileResult) -> None:
         self.decided[len(self.jobs) + len(self.decided)] = outcome

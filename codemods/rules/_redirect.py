@@ -69,6 +69,10 @@ COMMON_REASON_CODES: Mapping[str, str] = {
     "that does not show it); import the module by name to migrate",
 }
 
+#: Where a call's result outlives the call, as ``check_detached_call`` is told (and the report says it).
+STORED_IN_OBJECT = "on an object or in a container"
+STORED_IN_MODULE = "in a module or class attribute"
+
 
 class _NodeCollector(cst.CSTVisitor):
     """Collects the nodes the analysis looks at; import statements' own names are not references."""
@@ -126,6 +130,24 @@ class RedirectCallRule(PoolshiftRule):
     def check_call(self, call: cst.Call) -> Verdict:
         """Decide whether this resolved call's arguments are within what the drop-in is shown to match."""
         raise NotImplementedError
+
+    def check_detached_call(self, call: cst.Call, stored_where: str | None) -> Verdict | None:
+        """``check_call`` for a call parsed on its own, without the module's metadata; None: not possible.
+
+        Read-only runs (scan, check, status) judge a plainly imported, unambiguous call this way: the
+        engine's first pass has resolved the name, and the call's own text is all this rule reads.
+        ``stored_where`` is where the call's result is assigned, when it outlives the call
+        (``STORED_IN_OBJECT``/``STORED_IN_MODULE``), else None.
+        """
+        return None
+
+    def value_reference_message(self) -> str:
+        """What the report says about a target used as a value (``callee-as-value``)."""
+        return f"{self._target_text()} is used as a value, not called here; {self.VALUE_ADVICE}"
+
+    def dynamic_lookup_message(self) -> str:
+        """What the report says about a ``getattr`` lookup that may return the target (``dynamic-callee``)."""
+        return f"getattr on the module may return {self._target_text()}; call it by name to migrate"
 
     # ----- analysis -----------------------------------------------------------------------------------
 
@@ -242,12 +264,7 @@ class RedirectCallRule(PoolshiftRule):
         if star and self._is_unresolved_short_name(call.func):
             self.record(call, "reported", "star-import", self._star_message())
         elif self._is_dynamic_lookup(call):
-            self.record(
-                call,
-                "reported",
-                "dynamic-callee",
-                f"getattr on the module may return {self._target_text()}; call it by name to migrate",
-            )
+            self.record(call, "reported", "dynamic-callee", self.dynamic_lookup_message())
 
     def _is_unresolved_short_name(self, node: cst.CSTNode) -> bool:
         return isinstance(node, cst.Name) and node.value == self.SHORT_NAME and not self._qualified(node)
@@ -270,12 +287,7 @@ class RedirectCallRule(PoolshiftRule):
             if ref in called or self._expression_contexts.get(ref) is not (ExpressionContext.LOAD):
                 continue
             if self._matches(ref)[0]:
-                self.record(
-                    ref,
-                    "reported",
-                    "callee-as-value",
-                    f"{self._target_text()} is used as a value, not called here; {self.VALUE_ADVICE}",
-                )
+                self.record(ref, "reported", "callee-as-value", self.value_reference_message())
             elif star and self._is_unresolved_short_name(ref):
                 self.record(ref, "reported", "star-import", self._star_message())
 

@@ -18,7 +18,12 @@ from libcst.metadata import ClassScope, GlobalScope, ScopeProvider
 
 from codemods.cst.arguments import bind_arguments
 from codemods.cst.literals import literal_string
-from codemods.rules._redirect import COMMON_REASON_CODES, RedirectCallRule
+from codemods.rules._redirect import (
+    COMMON_REASON_CODES,
+    STORED_IN_MODULE,
+    STORED_IN_OBJECT,
+    RedirectCallRule,
+)
 from codemods.rules.base import Verdict
 
 #: sqlite3.connect's parameters in order (Python 3.10-3.13), then its keyword-only ones (3.12+).
@@ -66,6 +71,13 @@ class Sqlite3ConnectRule(RedirectCallRule):
     )
 
     def check_call(self, call: cst.Call) -> Verdict:
+        return self._check_arguments(call) or self._stored_verdict(call)
+
+    def check_detached_call(self, call: cst.Call, stored_where: str | None) -> Verdict | None:
+        return self._check_arguments(call) or _stored(stored_where)
+
+    def _check_arguments(self, call: cst.Call) -> Verdict | None:
+        """The verdict the argument list alone decides; None when the call is migratable so far."""
         bound = bind_arguments(call, SQLITE_POSITIONAL, SQLITE_KEYWORD_ONLY)
         database = literal_string(bound.values.get("database"), decode_bytes=True)
         if database is not None and is_memory_database(database):
@@ -77,7 +89,7 @@ class Sqlite3ConnectRule(RedirectCallRule):
         if bound.problems or "database" not in bound.values:
             problems = bound.problems or ["no database argument"]
             return Verdict(False, "unsupported-argument", "; ".join(problems))
-        return self._stored_verdict(call)
+        return None
 
     def _stored_verdict(self, call: cst.Call) -> Verdict:
         """Migrate; say so when the connection outlives the call (it then holds a pool slot that long)."""
@@ -90,14 +102,18 @@ class Sqlite3ConnectRule(RedirectCallRule):
         if not targets:
             return Verdict(True)
         if any(isinstance(target, (cst.Attribute, cst.Subscript)) for target in targets):
-            where = "on an object or in a container"
-        elif isinstance(self.get_metadata(ScopeProvider, call, None), (GlobalScope, ClassScope)):
-            where = "in a module or class attribute"
-        else:
-            return Verdict(True)
-        return Verdict(
-            True,
-            "conn-stored",
-            f"the connection is stored {where}: it holds a pooled connection until closed; "
-            "close it when done so it returns to the pool",
-        )
+            return _stored(STORED_IN_OBJECT)
+        if isinstance(self.get_metadata(ScopeProvider, call, None), (GlobalScope, ClassScope)):
+            return _stored(STORED_IN_MODULE)
+        return Verdict(True)
+
+
+def _stored(where: str | None) -> Verdict:
+    if where is None:
+        return Verdict(True)
+    return Verdict(
+        True,
+        "conn-stored",
+        f"the connection is stored {where}: it holds a pooled connection until closed; "
+        "close it when done so it returns to the pool",
+    )

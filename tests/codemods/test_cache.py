@@ -41,7 +41,7 @@ def summary(result: RunResult) -> list[tuple[str, int, str, str | None]]:
 
 def test_an_unchanged_tree_is_answered_from_the_cache(tree: Path) -> None:
     cold = scan(tree)
-    assert (cold.files_parsed, cold.files_cached) == (2, 0)
+    assert (cold.files_first_pass, cold.files_cached) == (2, 0)
     warm = scan(tree)
     assert (warm.files_parsed, warm.files_first_pass, warm.files_cached) == (0, 0, 2)
     assert summary(warm) == summary(cold)
@@ -52,7 +52,7 @@ def test_an_edited_file_is_recomputed_and_only_it(tree: Path) -> None:
     scan(tree)
     (tree / "app" / "db.py").write_text("import sqlite3\n\nMEMORY = sqlite3.connect(':memory:')\n")
     result = scan(tree)
-    assert (result.files_parsed, result.files_cached) == (1, 1)
+    assert (result.files_first_pass, result.files_cached) == (1, 1)
     assert ("app/db.py", 3, "reported", "memory-database") in summary(result)
 
 

@@ -121,3 +121,11 @@ def test_columns_are_characters_like_libcst_s() -> None:
     source = "import sqlite3\nnom = 'é'; sqlite3.connect('x')\n"
     (candidate,) = scan_source(source, TARGETS).candidates
     assert (candidate.line, candidate.column) == (2, 12)
+
+
+def test_a_project_module_named_like_the_stdlib_one_is_known_not_to_be_it() -> None:
+    source = "from . import sqlite3\nsqlite3.connect('a')\n"
+    own = scan_source(source, TARGETS, package="pkg", project_modules=frozenset({"pkg.sqlite3"}))
+    assert own.candidates == []
+    unknown = scan_source(source, TARGETS, package="pkg")
+    assert [c.kind for c in unknown.candidates] == ["ambiguous-module"]
