@@ -2,19 +2,20 @@
 
 ``scan``, ``check`` and ``status`` only need each site's verdict, and for a redirect rule (PS201, PS301)
 the verdict of a plainly imported call depends on the call's own arguments and, at most, on where its
-result is assigned. Parsing the whole module with LibCST and resolving its scopes costs seconds on a
-large test module; parsing each candidate call's text alone costs microseconds. So when a file is
-*plain* for a rule (every name that resolves to the rule's target is bound only by imports, nothing
-stores into the target, no star import, no ``setattr``/``patch``, no ``db_utils`` name that could
-conflict), the rule's own :meth:`~codemods.rules._redirect.RedirectCallRule.check_detached_call` judges
-each call from its text; anything else returns None and the file goes through LibCST as before. A test
-pins both routes to the same sites.
+result is assigned. Parsing the whole module with LibCST and resolving its scopes is the slow part of a
+large module; parsing each candidate call's text alone is cheap. So when a file is *plain* for a rule
+(every name that resolves to the rule's target is bound only by imports, nothing stores into or patches
+the target, no star import, no ``db_utils`` name that could conflict), the rule's own
+:meth:`~codemods.rules._redirect.RedirectCallRule.check_detached_call` judges each call from its text;
+anything else returns None and the file goes through LibCST as before. A test pins both routes to the
+same sites.
 """
 
 from __future__ import annotations
 
 import ast
 import warnings
+from collections.abc import Callable
 
 import libcst as cst
 from libcst.codemod import CodemodContext
@@ -25,8 +26,8 @@ from codemods.rules.base import RuleOptions, Site, SiteStatus
 
 __all__ = ["detached_sites"]
 
-#: Text that makes a file need the full analysis (monkeypatching, star imports, a db_utils binding).
-_NEEDS_METADATA = ("setattr", "patch", "db_utils", "import *")
+#: Text that makes a file need the full analysis (star imports, a db_utils binding).
+_NEEDS_METADATA = ("db_utils", "import *")
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.ListComp, ast.SetComp,
            ast.DictComp, ast.GeneratorExp)  # fmt: skip
 
@@ -49,6 +50,8 @@ def detached_sites(
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     sites: list[Site] = []
     for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _may_patch(node, rule_class, resolve):
+            return None  # the rule reports the module as monkeypatching the target
         if not isinstance(node, (ast.Name, ast.Attribute)):
             continue
         dotted = _dotted_name(node)
@@ -74,6 +77,32 @@ def detached_sites(
             message = rule.value_reference_message()
             sites.append(Site(rule.RULE_ID, path, line, col, "reported", "callee-as-value", message))
     return sites
+
+
+def _may_patch(call: ast.Call, rule: type[RedirectCallRule], resolve: Callable[[str], set[str]]) -> bool:
+    """``setattr(sqlite3, "connect", f)``, ``mock.patch("sqlite3.connect")``: what the rule calls a patch.
+
+    As broad as the rule's own test (a callee named ``setattr`` or ``patch`` anywhere in its dotted name,
+    given the target's name, or its short name next to its module): then the rule must see the file.
+    """
+    callee = _dotted_name(call.func) or ""
+    if not {"setattr", "patch"} & set(callee.split(".")):
+        return False
+    arguments = [*call.args, *(keyword.value for keyword in call.keywords)]
+    texts = {_text(arg) for arg in arguments}
+    if texts & rule.TARGETS:
+        return True
+    if rule.SHORT_NAME not in texts:
+        return False
+    names = (_dotted_name(arg) for arg in arguments)
+    return any(name is not None and resolve(name) & rule.SOURCE_MODULES for name in names)
+
+
+def _text(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):
+        value = node.value
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return None
 
 
 def _dotted_name(node: ast.expr) -> str | None:

@@ -88,6 +88,8 @@ def test_the_detached_route_answers_most_plain_files() -> None:
     [
         "import sqlite3\nsqlite3.connect = lambda *a: None\nsqlite3.connect('a')\n",  # patched
         "from sqlite3 import *\nconnect('a')\n",  # star import
+        "import sqlite3\nfrom unittest import mock\nmock.patch('sqlite3.connect')\nsqlite3.connect('a')\n",
+        "import sqlite3\nsetattr(sqlite3, b'connect', None)\nsqlite3.connect('a')\n",
         "import sqlite3\nimport db_utils\nsqlite3.connect('a')\n",  # a name the rewrite needs
         "import sqlite3\ndef f(sqlite3):\n    sqlite3.connect('a')\n",  # another binding of the name
     ],
