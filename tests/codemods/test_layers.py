@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("codemods.rules",),  # the rule contract, private bases and one module (or package) per rule
     ("codemods.limits",),  # per-file size, time and memory guards (standard library only)
     ("codemods.transform",),  # one file's bytes through the rules
-    ("codemods.first_pass",),  # the ast pass: candidates and project-wide facts, before LibCST
+    ("codemods.first_pass", "codemods.detached"),  # the ast pass and read-only verdicts, before LibCST
     ("codemods.plan", "codemods.files", "codemods.project", "codemods.cache"),  # what a run looks at
     ("codemods.runner", "codemods.report"),  # phases, execution and writes; what the user reads
     ("codemods.status",),  # progress, rendered through the report
