@@ -283,6 +283,20 @@ class _State:
     snapshot: Mapping[str, tuple[int, int, bytes]] = field(default_factory=dict)
     on_disk: dict[str, bytes] = field(default_factory=dict)
     current: dict[str, bytes] = field(default_factory=dict)
+    #: (path, needle) -> (the bytes searched, found): each needle is searched once per file version, not
+    #: once per phase and rule (on a large tree the searches are most of a candidate-free file's cost).
+    _found: dict[tuple[str, bytes], tuple[bytes, bool]] = field(default_factory=dict)
+
+    def contains(self, path: str, data: bytes, needles: Sequence[bytes]) -> bool:
+        """Whether ``data`` (``path``'s current bytes) holds one of ``needles``."""
+        for needle in needles:
+            known = self._found.get((path, needle))
+            if known is None or known[0] is not data:
+                known = (data, needle in data)
+                self._found[(path, needle)] = known
+            if known[1]:
+                return True
+        return False
 
     def read(self, path: str) -> bytes | None:
         if path not in self.current:
@@ -402,7 +416,7 @@ def _project_facts(context: _Context) -> None:
     facts: dict[str, FileFacts] = {}
     for path in context.project.all_files:
         data = context.state.read(path)
-        if data is not None and any(needle in data for needle in needles):
+        if data is not None and context.state.contains(path, data, needles):
             facts[path] = context.facts(path, data)[0]
     names = {path: context.project.module_of(path)[0] for path in facts}
     context.aliases = project_module_aliases(facts, names, context.targets.modules)
@@ -496,15 +510,15 @@ class _PhaseFiles:
             _options_key(self.options, self.context.limits) if self.dry_run and not self.chain else ""
         )
 
-    def _may_match(self, rule: type[PoolshiftRule], data: bytes) -> bool:
+    def _may_match(self, rule: type[PoolshiftRule], path: str, data: bytes) -> bool:
         """Byte-level prefilter: a rule with no needle in the file cannot have a candidate there."""
         needles = self.needles[rule]
-        if not needles or any(needle in data for needle in needles):
+        if not needles or self.context.state.contains(path, data, needles):
             return True
-        return bool(_targets_of(rule)) and any(needle in data for needle in self.alias_needles)
+        return bool(_targets_of(rule)) and self.context.state.contains(path, data, self.alias_needles)
 
     def add(self, path: str, data: bytes) -> None:
-        matching = tuple(rule for rule in self.rules if self._may_match(rule, data))
+        matching = tuple(rule for rule in self.rules if self._may_match(rule, path, data))
         # The cache key names every rule that may have a say here, before the first pass narrows them.
         rule_ids = [rule.RULE_ID for rule in matching]
         extra: list[Site] = []
