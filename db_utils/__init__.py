@@ -13,6 +13,7 @@ from db_utils.postgres.api import (
 )
 from db_utils.postgres.instrument import PoolTimeoutError
 from db_utils.postgres.legacy import get_postgres_connection
+from db_utils.postgres.pgbouncer import SessionStateNotSupported
 from db_utils.postgres.proxy import PooledConnection
 from db_utils.postgres.registry import dispose_pools, get_connection_pool
 from db_utils.stats import pool_alerts, pool_status, pool_status_line
@@ -21,6 +22,7 @@ __all__ = [
     "ConfigError",
     "PoolTimeoutError",
     "PooledConnection",
+    "SessionStateNotSupported",
     "dispose_pools",
     "execute_with_pool",
     "execute_with_pool_connection",

@@ -74,6 +74,19 @@ def env_bool(name: str, default: bool, *, environ: Mapping[str, str] | None = No
     raise ConfigError(f"{name}={raw!r} is not a boolean (use true/false, 1/0, yes/no, on/off)")
 
 
+def env_choice(
+    name: str, default: str, choices: tuple[str, ...], *, environ: Mapping[str, str] | None = None
+) -> str:
+    """One of ``choices`` (case-insensitive) from ``name`` in the environment."""
+    raw = _environ(environ).get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={raw!r} is not one of: {', '.join(choices)} (default {default})")
+    return value
+
+
 def check_minimum(name: str, value: _Number, minimum: _Number) -> _Number:
     """Reject values below ``minimum``, naming the setting; returns ``value`` unchanged otherwise."""
     if value < minimum:

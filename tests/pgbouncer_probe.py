@@ -22,12 +22,16 @@ a call sees was left by an earlier call. The kinds, one per setter call in turn:
 
 Run it (from the repository root; starts its own PostgreSQL and PgBouncer, prints a summary and JSON):
 
-    python -m tests.pgbouncer_probe [--api pooled|legacy] [--reset-always] [--direct]
+    python -m tests.pgbouncer_probe [--api pooled|legacy] [--mode local|pgbouncer]
+                                    [--reset-always] [--direct]
                                     [--processes 8] [--threads 25] [--calls 20]
                                     [--setter-every 4] [--kinds SET,LISTEN,...]
 
-``--reset-always`` sets PgBouncer's ``server_reset_query_always = 1``; ``--direct`` skips PgBouncer (the
-control: the shim's own reset must leave nothing behind when every borrower reaches the same session).
+``--mode pgbouncer`` runs the shim with ``DB_POOL_MODE=pgbouncer``: it undoes what setters leave before
+their COMMIT, and refuses ``set_session`` (sent in autocommit mode) and ``LISTEN``: a refused call still
+commits its row, and counts as ``refused``. ``--reset-always`` sets PgBouncer's
+``server_reset_query_always = 1``; ``--direct`` skips PgBouncer (the control: the shim's own reset must
+leave nothing behind when every borrower reaches the same session).
 """
 
 from __future__ import annotations
@@ -100,6 +104,7 @@ class Tally:
     calls: int = 0
     ok: int = 0
     failures: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)  # kinds DB_POOL_MODE=pgbouncer refused
     calls_seeing_foreign_state: int = 0  # any kind, left by any earlier call
     calls_seeing_other_callers_state: int = 0  # any kind, left by another thread or process
     by_kind: Counter[str] = field(default_factory=Counter)  # calls seeing that kind
@@ -109,6 +114,7 @@ class Tally:
         self.calls += other.calls
         self.ok += other.ok
         self.failures.update(other.failures)
+        self.refused.update(other.refused)
         self.calls_seeing_foreign_state += other.calls_seeing_foreign_state
         self.calls_seeing_other_callers_state += other.calls_seeing_other_callers_state
         self.by_kind.update(other.by_kind)
@@ -158,33 +164,46 @@ def foreign_state(row: tuple[Any, ...]) -> dict[str, list[int]]:
     return found
 
 
-def one_call(conn: Any, kind: str | None, n: int, observed: Callable[[dict[str, list[int]]], None]) -> None:
-    """Observe (reported at once, so a failing INSERT cannot hide what was seen), write, leave state."""
+def one_call(conn: Any, kind: str | None, n: int, observed: Callable[[dict[str, list[int]]], None]) -> bool:
+    """Observe (reported at once, so a failing INSERT cannot hide what was seen), write, leave state.
+
+    Returns False when the shim refused to leave the state (``SessionStateNotSupported``, raised before
+    anything is sent): the call's work still commits.
+    """
+    from db_utils import SessionStateNotSupported
+
     with conn.cursor() as cur:
         cur.execute(OBSERVE)
         observed(foreign_state(cur.fetchone()))
         cur.execute("INSERT INTO probe_calls (n) VALUES (%s)", (n,))
     if kind is not None:
-        leave_state(conn, kind, n)
+        try:
+            leave_state(conn, kind, n)
+        except SessionStateNotSupported:
+            if conn.autocommit:  # set_session's refusal leaves it on: the INSERT is committed already
+                conn.autocommit = False
+            return False
+    return True
 
 
 def borrow_and_call(
     api: str, url: str, kind: str | None, n: int, observed: Callable[[dict[str, list[int]]], None]
-) -> None:
+) -> bool:
+    """One call through the shim's ``api``; False if the shim refused the state it was to leave."""
     import db_utils
 
     if api == "pooled":
         with db_utils.get_pooled_connection(url) as conn:
-            one_call(conn, kind, n, observed)
-        return
+            return one_call(conn, kind, n, observed)
     conn = db_utils.get_postgres_connection()
     if conn is None:
         raise RuntimeError("get_postgres_connection() returned None (the reason is in its log)")
     try:
-        one_call(conn, kind, n, observed)
+        left = one_call(conn, kind, n, observed)
         conn.commit()
     finally:
         conn.close()
+    return left
 
 
 # -- one worker process ----------------------------------------------------------------------------
@@ -226,7 +245,7 @@ def worker(
             with lock:
                 tally.calls += 1
             try:
-                borrow_and_call(
+                left = borrow_and_call(
                     api, url, kind, n, lambda seen: record(tally, lock, shape, process, thread, seen)
                 )
             except Exception as error:
@@ -236,6 +255,8 @@ def worker(
                 continue
             with lock:
                 tally.ok += 1
+                if not left:
+                    tally.refused[str(kind)] += 1
 
     threads = [threading.Thread(target=caller, args=(t,)) for t in range(shape.threads)]
     for thread in threads:
@@ -351,10 +372,13 @@ class Target:
     password: str = field(repr=False)
     env: dict[str, str] = field(repr=False)
 
+    mode: str = "local"  # DB_POOL_MODE of the shim in the workers
+
     @classmethod
-    def of(cls, server: Any, postgres: Any) -> Target:
+    def of(cls, server: Any, postgres: Any, mode: str = "local") -> Target:
         """``server`` is a PgBouncerServer or the PostgresServer itself."""
-        return cls(postgres, server.url, server.user, server.password, server.env())
+        env = {**server.env(), "DB_POOL_MODE": mode}
+        return cls(postgres, server.url, server.user, server.password, env, mode)
 
 
 def measure(shape: Shape, api: str, target: Target) -> dict[str, Any]:
@@ -365,15 +389,19 @@ def measure(shape: Shape, api: str, target: Target) -> dict[str, Any]:
         poller = ServerPoller(target.postgres.dsn, target.user)
         tally = probe(shape, api, target.url, target.env, poller)
         left = leftovers(target.postgres, target.user)
+        written = target.postgres.query("SELECT count(*) FROM probe_calls")[0][0]
     finally:
         target.postgres.query("DROP TABLE probe_calls")
     summary = {
         "api": api,
+        "mode": target.mode,
         "shape": f"{shape.processes} processes x {shape.threads} threads x {shape.calls} calls",
         "setters": f"every {shape.setter_every}th thread, leaving in turn: {', '.join(shape.kinds)}",
         "calls": tally.calls,
         "ok": tally.ok,
         "failures": dict(tally.failures.most_common()),
+        "rows_written": written,
+        "refused": dict(tally.refused.most_common()),
         "peak_server_connections": poller.peak,
         "calls_seeing_state_of_an_earlier_call": tally.calls_seeing_foreign_state,
         "calls_seeing_state_of_another_caller": tally.calls_seeing_other_callers_state,
@@ -384,7 +412,7 @@ def measure(shape: Shape, api: str, target: Target) -> dict[str, Any]:
     return dict(json.loads(json.dumps(summary).replace(target.password, "***")))
 
 
-def run(shape: Shape, api: str, *, direct: bool, reset_always: bool) -> dict[str, Any]:
+def run(shape: Shape, api: str, *, direct: bool, reset_always: bool, mode: str = "local") -> dict[str, Any]:
     """Start a PostgreSQL (``max_connections=50``) and a PgBouncer in front of it, probe, stop both."""
     from testservers.pgbouncer import launch_pgbouncer
     from testservers.postgres import launch_postgres
@@ -394,7 +422,7 @@ def run(shape: Shape, api: str, *, direct: bool, reset_always: bool) -> dict[str
     bouncer = None
     try:
         if direct:
-            target = Target.of(postgres, postgres)
+            target = Target.of(postgres, postgres, mode)
         else:
             bouncer = launch_pgbouncer(
                 postgres,
@@ -403,7 +431,7 @@ def run(shape: Shape, api: str, *, direct: bool, reset_always: bool) -> dict[str
                 max_client_conn=shape.processes * shape.threads + 10,
                 extra_settings={"server_reset_query_always": "1"} if reset_always else {},
             )
-            target = Target.of(bouncer, postgres)
+            target = Target.of(bouncer, postgres, mode)
         summary = measure(shape, api, target)
     finally:
         if bouncer is not None:
@@ -421,6 +449,7 @@ def run(shape: Shape, api: str, *, direct: bool, reset_always: bool) -> dict[str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--api", choices=("pooled", "legacy"), default="pooled")
+    parser.add_argument("--mode", choices=("local", "pgbouncer"), default="local", help="DB_POOL_MODE")
     parser.add_argument("--direct", action="store_true", help="no PgBouncer: the control")
     parser.add_argument("--reset-always", action="store_true", help="server_reset_query_always = 1")
     parser.add_argument("--processes", type=int, default=Shape.processes)
@@ -433,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     if set(kinds) - set(KINDS):
         parser.error(f"unknown kind(s): {', '.join(sorted(set(kinds) - set(KINDS)))}")
     shape = Shape(args.processes, args.threads, args.calls, args.setter_every, kinds)
-    summary = run(shape, args.api, direct=args.direct, reset_always=args.reset_always)
+    summary = run(shape, args.api, direct=args.direct, reset_always=args.reset_always, mode=args.mode)
     json.dump(summary, sys.stdout, indent=2)
     print()
     return 0

@@ -103,6 +103,7 @@ def test_explicit_settings_beat_environment(clean_env):
         ("DB_POOL_RECYCLE", "-5"),
         ("DB_POOL_PRE_PING", "maybe"),
         ("DB_POOL_PING_AFTER", "-1"),
+        ("DB_POOL_MODE", "transactional"),
     ],
 )
 def test_bad_environment_value_names_variable_and_value(clean_env, name, value):

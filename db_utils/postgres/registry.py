@@ -18,6 +18,7 @@ from db_utils import stats
 from db_utils.config import ConfigError
 from db_utils.postgres.driver import TrackedConnection, neutralize_inherited_connections
 from db_utils.postgres.instrument import InstrumentedQueuePool, PoolState, install
+from db_utils.postgres.pgbouncer import TransactionPooledConnection
 from db_utils.postgres.settings import (
     PoolSettings,
     default_url_signature,
@@ -107,11 +108,16 @@ def _create(url: URL, settings: PoolSettings) -> tuple[Engine, PoolState]:
         hide_parameters=True,
         # Legacy psycopg2 code sees hstore as text: do not let the dialect register its typecaster.
         use_native_hstore=False,
-        connect_args={"connection_factory": TrackedConnection},
+        connect_args={"connection_factory": _CONNECTION_CLASSES[settings.mode]},
     )
     state = PoolState(display_url=redact_url(url), settings=settings)
     install(engine, state)
     return engine, state
+
+
+# What a pool's connections are, by DB_POOL_MODE: behind a transaction-pooling PgBouncer, ones whose
+# session state ends with each transaction.
+_CONNECTION_CLASSES: dict[str, type] = {"local": TrackedConnection, "pgbouncer": TransactionPooledConnection}
 
 
 def dispose_pools() -> int:

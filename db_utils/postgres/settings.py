@@ -21,9 +21,17 @@ from typing import Any, NamedTuple, TypeVar
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from db_utils.config import ConfigError, EnvironSignature, check_minimum, env_bool, env_float, env_int
+from db_utils.config import (
+    ConfigError,
+    EnvironSignature,
+    check_minimum,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+)
 
-_T = TypeVar("_T", int, float, bool)
+_T = TypeVar("_T", int, float, bool, str)
 
 
 class LegacyParameter(NamedTuple):
@@ -165,6 +173,16 @@ def _knob(
     return field(default=default, metadata=metadata)
 
 
+#: What the pool's connections lead to. ``local``: PostgreSQL itself (or PgBouncer in session pooling),
+#: where a connection's session is the pool's own. ``pgbouncer``: a transaction-pooling PgBouncer, where a
+#: session is shared with other clients between transactions (see :mod:`db_utils.postgres.pgbouncer`).
+POOL_MODES = ("local", "pgbouncer")
+
+
+def env_pool_mode(variable: str, default: str) -> str:
+    return env_choice(variable, default, POOL_MODES)
+
+
 @dataclass(frozen=True)
 class PoolSettings:
     """Sizing and health settings of one PostgreSQL pool. Field docs are the README's settings table.
@@ -182,6 +200,11 @@ class PoolSettings:
     recycle: int = _knob(3600, "DB_POOL_RECYCLE", env_int, minimum=-1, alias="pool_recycle")
     pre_ping: bool = _knob(True, "DB_POOL_PRE_PING", env_bool, alias="pool_pre_ping")
     ping_after: float = _knob(0.5, "DB_POOL_PING_AFTER", env_float, minimum=0.0)
+    mode: str = _knob("local", "DB_POOL_MODE", env_pool_mode)
+
+    def __post_init__(self) -> None:
+        if self.mode not in POOL_MODES:
+            raise ConfigError(f"mode={self.mode!r} is not one of: {', '.join(POOL_MODES)}")
 
 
 _KNOBS = {knob.name: knob for knob in fields(PoolSettings)}

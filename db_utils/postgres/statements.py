@@ -82,6 +82,12 @@ def _classify(statement: str) -> int:
 _classify_cached = functools.lru_cache(maxsize=1024)(_classify)
 
 
+def leading_keyword(statement: str) -> str:
+    """The statement's first keyword, lower-cased, after any comments ("" if none)."""
+    match = _LEADING_WORD.match(statement)
+    return match.group(1).lower() if match else ""
+
+
 def _is_transaction_scoped(statement: str, match: re.Match[str] | None) -> bool:
     """``SET LOCAL``/``SET TRANSACTION``/``SET CONSTRAINTS`` end with the transaction: not session state."""
     if match is None:
