@@ -57,6 +57,8 @@ __all__ = [
 UNASSIGNED = "unassigned"
 #: Below this many bytes to parse, starting worker processes costs more than it saves.
 MIN_BYTES_FOR_POOL = 32 * 1024
+#: Errors that mean a per-file limit was reached (codemods.limits), not that the file or a rule is at fault.
+LIMIT_CODES = frozenset({"timeout", "memory-limit", "file-too-large"})
 
 
 @dataclass
@@ -136,6 +138,8 @@ def _transform_checked(job: _Job) -> FileResult:
     result = transform(job.data, job.dry_run)
     if result.output is not None and job.verify_idempotent:
         again = transform(result.output, True)
+        if again.error in LIMIT_CODES:  # the check ran out of time or memory: say that, not "a bug"
+            return FileResult(job.path, job.data, None, [], again.error, again.error_detail)
         if again.output is not None or again.error is not None:
             detail = f"a second run changed the output again ({again.error or 'different bytes'})"
             return FileResult(job.path, job.data, None, [], "not-idempotent", detail)
