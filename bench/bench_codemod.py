@@ -574,7 +574,8 @@ def run(quick: bool) -> dict[str, Any]:
         ),
         Target.at_most(
             "candidate-free file costs <= 2x reading it", free["ratio"], 2.0,
-            "file discovery (git ls-files or a walk, one lstat per file) and the project loading's helper-discovery read",
+            "file discovery (git ls-files or a walk, one lstat per file) and the project loading's"
+            " helper-discovery read",
         ),
         Target.at_most(
             "scan of a generated 50k-line project, cold <= 3x ast.parse of it", generated["cold_vs_ast"], 3.0,
