@@ -16,6 +16,7 @@ from typing import Any
 
 from codemods import __version__
 from codemods.files import FileDiscoveryError, git_toplevel
+from codemods.helper_summary import helper_lines
 from codemods.plan import Phase, PlanError
 from codemods.project import Project, load_project
 from codemods.report import FORMATS, FileError, Report, render, unified_diff
@@ -171,7 +172,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     result = run(
         project, project.plan.phases, dry_run=True, chain=False, include_unassigned=True, **_run_kwargs(args)
     )
-    sys.stdout.write(render(_report(project, result, "poolshift scan"), args.format))
+    report = _report(project, result, "poolshift scan")
+    report.notes = helper_lines(project, result)
+    sys.stdout.write(render(report, args.format))
     return _crashed(result, EXIT_CLEAN)
 
 
@@ -197,6 +200,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         sys.stderr.write(f"poolshift: error: choose --phase N or --all (phases: {names})\n")
         return EXIT_ERROR
     phases = phases_for_migrate(project.plan, phase)
+    if phase is None and not args.all:
+        # One work phase and no --phase/--all: that phase only. Removing code is never implicit.
+        phases = list(project.plan.work_phases)
+        sys.stderr.write("poolshift: the cleanup phase was not run (run it with --phase cleanup or --all)\n")
     result = run(project, phases, dry_run=args.diff, chain=True, **_run_kwargs(args))
     report = _report(project, result, "poolshift migrate")
     if args.diff:

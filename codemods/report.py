@@ -41,6 +41,8 @@ class Report:
     errors: list[FileError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     title: str = "poolshift"
+    #: What the user should know about the run as a whole (scan: one line per legacy helper).
+    notes: list[str] = field(default_factory=list)
 
     def sorted_sites(self) -> list[Site]:
         return sorted(self.sites, key=lambda s: (s.path, s.line, s.column, s.rule))
@@ -59,6 +61,7 @@ class Report:
             "totals": self.totals(),
             "errors": [error.to_dict() for error in sorted(self.errors, key=lambda e: e.path)],
             "warnings": list(self.warnings),
+            "notes": list(self.notes),
         }
 
 
@@ -68,6 +71,7 @@ def _status(site: Site) -> str:
 
 def _text(report: Report) -> str:
     lines = [f"warning: {warning}" for warning in report.warnings]
+    lines.extend(f"note: {note}" for note in report.notes)
     for site in report.sorted_sites():
         message = f" {site.message}" if site.message else ""
         lines.append(f"{site.path}:{site.line}:{site.column}: {site.rule} [{_status(site)}]{message}")
@@ -111,6 +115,9 @@ def _markdown(report: Report) -> str:
     lines = [f"# {report.title} report", ""]
     if report.warnings:
         lines.extend(f"> **Warning:** {_cell(warning)}" for warning in report.warnings)
+        lines.append("")
+    if report.notes:
+        lines.extend(f"* {_cell(note)}" for note in report.notes)
         lines.append("")
     totals = report.totals()
     for heading, key in (("By rule", "by_rule"), ("By phase", "by_phase"), ("By status", "by_status")):

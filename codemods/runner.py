@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -287,6 +287,8 @@ class _State:
     snapshot: Mapping[str, tuple[int, int, bytes]] = field(default_factory=dict)
     on_disk: dict[str, bytes] = field(default_factory=dict)
     current: dict[str, bytes] = field(default_factory=dict)
+    #: Files the TREE_WIDE rules already ran on in this run (they run on each file once per run).
+    tree_wide_done: set[str] = field(default_factory=set)
     #: (path, needle) -> (the bytes searched, found): each needle is searched once per file version, not
     #: once per phase and rule (on a large tree the searches are most of a candidate-free file's cost).
     _found: dict[tuple[str, bytes], tuple[bytes, bool]] = field(default_factory=dict)
@@ -466,13 +468,23 @@ def _merge_sites(result: FileResult, extra: list[Site]) -> None:
 
 
 def _options_key(options: RuleOptions, limits: Limits) -> str:
-    return digest(
-        sorted(options.legacy_helpers),
-        sorted(options.remaining_legacy_references),
-        sorted((key, tuple(value)) for key, value in options.legacy_helper_differences.items()),
-        options.trust_legacy_helpers,
-        limits.max_bytes,  # module_aliases: only those a file can reach are part of its key
-    )
+    """Every field of ``options`` (a new one is part of the key without anyone remembering it), except
+    ``module_aliases``: only those a file can reach are part of that file's key."""
+    values = [
+        (item.name, _stable(getattr(options, item.name)))
+        for item in fields(options)
+        if item.name != "module_aliases"
+    ]
+    return digest(values, limits.max_bytes)
+
+
+def _stable(value: object) -> object:
+    """``value`` with mappings and sequences in a repr that does not depend on construction order."""
+    if isinstance(value, Mapping):
+        return sorted((str(key), _stable(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return sorted(repr(_stable(item)) for item in value)
+    return value
 
 
 def _cached_result(context: _Context, key: str, path: str, data: bytes) -> FileResult | None:
@@ -521,8 +533,8 @@ class _PhaseFiles:
             return True
         return bool(_targets_of(rule)) and self.context.state.contains(path, data, self.alias_needles)
 
-    def add(self, path: str, data: bytes) -> None:
-        matching = tuple(rule for rule in self.rules if self._may_match(rule, path, data))
+    def add(self, path: str, data: bytes, rules: Sequence[type[PoolshiftRule]]) -> None:
+        matching = tuple(rule for rule in rules if self._may_match(rule, path, data))
         # The cache key names every rule that may have a say here, before the first pass narrows them.
         rule_ids = [rule.RULE_ID for rule in matching]
         extra: list[Site] = []
@@ -609,6 +621,35 @@ class _PhaseFiles:
         return [self.decided[index] if index in self.decided else next(pending) for index in range(total)]
 
 
+def _own_phase(project: Project, path: str) -> str:
+    """The phase a file visited only by TREE_WIDE rules belongs to, for its sites' label."""
+    own = project.plan.phase_of(path)
+    return own.name if own is not None else UNASSIGNED
+
+
+def _rules_per_path(
+    project: Project, paths: Sequence[str], rules: Sequence[type[PoolshiftRule]], state: _State
+) -> list[tuple[str, tuple[type[PoolshiftRule], ...]]]:
+    """The phase's files with every rule, then every other non-excluded file with the TREE_WIDE rules.
+
+    A TREE_WIDE rule runs on each file once per run (in the first phase that runs), so chained phases
+    see its output and an inventory lists each of its sites once.
+    """
+    tree_wide = tuple(rule for rule in rules if rule.TREE_WIDE)
+    phase_paths = set(paths)
+    planned: list[tuple[str, tuple[type[PoolshiftRule], ...]]] = []
+    extra = [path for path in project.tree_files() if path not in phase_paths] if tree_wide else []
+    for path in [*paths, *extra]:
+        candidates = rules if path in phase_paths else tree_wide
+        if path in state.tree_wide_done:
+            candidates = tuple(rule for rule in candidates if not rule.TREE_WIDE)
+        elif tree_wide:
+            state.tree_wide_done.add(path)
+        if candidates:
+            planned.append((path, tuple(candidates)))
+    return planned
+
+
 def _run_phase(context: _Context, phase: Phase, paths: Sequence[str], *, dry_run: bool, chain: bool) -> None:
     project, state = context.project, context.state
     rules = [rule for rule in project.rules if phase.is_cleanup == rule.RUNS_LAST]
@@ -619,23 +660,30 @@ def _run_phase(context: _Context, phase: Phase, paths: Sequence[str], *, dry_run
     if phase.is_cleanup:
         options = replace(options, remaining_legacy_references=_references(project, state))
     files = _PhaseFiles(context, rules, options, dry_run, chain)
-    for path in paths:
+    for path, path_rules in _rules_per_path(project, paths, rules, state):
         data = state.read(path)
         context.result.files_read += 1
         if data is None:
             context.progress.advance()
             continue
-        files.add(path, data)
+        files.add(path, data, path_rules)
     context.result.files_parsed += len(files.jobs)
-    _record(context, phase, files.results(), dry_run=dry_run, chain=chain)
+    _record(context, phase, set(paths), files.results(), dry_run=dry_run, chain=chain)
 
 
 def _record(
-    context: _Context, phase: Phase, results: list[FileResult], *, dry_run: bool, chain: bool
+    context: _Context,
+    phase: Phase,
+    phase_paths: set[str],
+    results: list[FileResult],
+    *,
+    dry_run: bool,
+    chain: bool,
 ) -> None:
     """Label, write (unless a dry run) and keep each file's outcome, in path order."""
-    label = phase.name
     for file_result in results:
+        path = file_result.path
+        label = phase.name if path in phase_paths else _own_phase(context.project, path)
         file_result.sites = [replace(site, phase=label) for site in file_result.sites]
         outcome = FileOutcome(file_result, label)
         context.result.outcomes.append(outcome)

@@ -15,14 +15,11 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import libcst as cst
-from libcst.metadata import ClassScope, GlobalScope, ScopeProvider
 
 from codemods.cst.arguments import bind_arguments
 from codemods.cst.literals import literal_string
 from codemods.rules._redirect import (
     COMMON_REASON_CODES,
-    STORED_IN_MODULE,
-    STORED_IN_OBJECT,
     RedirectCallRule,
 )
 from codemods.rules.base import Verdict
@@ -100,19 +97,7 @@ class Sqlite3ConnectRule(RedirectCallRule):
 
     def _stored_verdict(self, call: cst.Call) -> Verdict:
         """Migrate; say so when the connection outlives the call (it then holds a pool slot that long)."""
-        parent = self._parents.get(call)
-        targets: list[cst.BaseExpression] = []
-        if isinstance(parent, cst.Assign) and parent.value is call:
-            targets = [target.target for target in parent.targets]
-        elif isinstance(parent, cst.AnnAssign) and parent.value is call:
-            targets = [parent.target]
-        if not targets:
-            return _stored(None)
-        if any(isinstance(target, (cst.Attribute, cst.Subscript)) for target in targets):
-            return _stored(STORED_IN_OBJECT)
-        if isinstance(self.get_metadata(ScopeProvider, call, None), (GlobalScope, ClassScope)):
-            return _stored(STORED_IN_MODULE)
-        return _stored(None)
+        return _stored(self.stored_where(call))
 
 
 def _stored(where: str | None) -> Verdict:

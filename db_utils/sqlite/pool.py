@@ -135,7 +135,11 @@ class SQLitePool:
         try:
             raw = self._idle.pop()  # deque.pop is atomic: no lock needed to take a connection
         except IndexError:
-            raw = self.options.open(self.target.open_name)
+            try:
+                raw = self.options.open(self.target.open_name)
+            except Exception:
+                self.counters.add(connect_failures=1)
+                raise
             self.adopt_new(raw)
             self.counters.on_checkout(reused=False)
             return raw

@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("codemods.first_pass", "codemods.detached"),  # the ast pass and read-only verdicts, before LibCST
     ("codemods.plan", "codemods.files", "codemods.project", "codemods.cache"),  # what a run looks at
     ("codemods.runner", "codemods.report"),  # phases, execution and writes; what the user reads
-    ("codemods.status",),  # progress, rendered through the report
+    ("codemods.status", "codemods.helper_summary"),  # progress; scan's line per helper
     ("codemods.cli", "codemods.__main__"),  # the command line
 )
 

@@ -15,7 +15,6 @@ Run in both journal modes: WAL (what the pool switches a file to) and the rollba
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -185,12 +184,12 @@ def journal_mode(path: Path) -> str:
 
 @pytest.mark.parametrize("journal", ["wal", "delete"])
 def test_kill_9_mid_transaction_leaves_a_sound_database(
-    tmp_path: Path, clean_env: pytest.MonkeyPatch, journal: str
+    tmp_path: Path, clean_env: pytest.MonkeyPatch, journal: str, fault_report: Any
 ) -> None:
     if journal == "delete":
         clean_env.setenv("SQLITE_POOL_WAL", "0")  # the child inherits it: neither process switches
     row = kill9_scenario(tmp_path / "shared.db", journal)
-    print("faults row:", json.dumps(row))
+    fault_report(row)
     assert row["journal_mode"] == journal
     assert row["victim_status"] == -signal.SIGKILL
     # The transaction really had written pages when it died (about 2 MB of rows).
