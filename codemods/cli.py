@@ -22,12 +22,15 @@ from codemods.project import Project, load_project
 from codemods.report import FORMATS, FileError, Report, render, unified_diff
 from codemods.runner import RunResult, phases_for_migrate, phases_up_to, run
 from codemods.status import phase_statuses, render_status
+from codemods.transform import CRASH_CODES
 
-__all__ = ["EXIT_CLEAN", "EXIT_ERROR", "EXIT_REMAINING", "main"]
+__all__ = ["EXIT_CLEAN", "EXIT_CRASH", "EXIT_ERROR", "EXIT_REMAINING", "main"]
 
 EXIT_CLEAN = 0
 EXIT_REMAINING = 1
 EXIT_ERROR = 2
+#: poolshift itself failed on a file (see transform.CRASH_CODES); the report still printed.
+EXIT_CRASH = 3
 
 EXIT_CODES_HELP = """\
 exit codes:
@@ -37,6 +40,8 @@ exit codes:
   check    0 clean: no migratable site in the checked phases and every file could be analysed;
            1 migratable sites remain; 2 error (a file could not be analysed, bad configuration)
   status   0 status printed; 2 bad arguments or configuration
+  any      3 poolshift crashed on a file (a bug: please report it); that file was left untouched,
+           every other file was handled and the report printed
 """
 
 SHADOW_WARNING = (
@@ -55,6 +60,10 @@ def _add_common(parser: argparse.ArgumentParser, *, formats: bool = True, rules:
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or directories")
     parser.add_argument("--root", type=Path, help="project root (default: nearest pyproject.toml or .git)")
     parser.add_argument("-j", "--jobs", type=int, default=0, help="worker processes (default: CPU count)")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="neither read nor write the .poolshift_cache/ directory"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress line on stderr")
     if formats:
         parser.add_argument("--format", choices=FORMATS, default="text", help="report format")
     if rules:
@@ -145,7 +154,16 @@ def _shadow_banner(project: Project) -> None:
 
 
 def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"workers": args.jobs or os.cpu_count() or 1, "progress": sys.stderr}
+    return {
+        "workers": args.jobs or os.cpu_count() or 1,
+        "progress": None if args.quiet else sys.stderr,
+        "cache": not args.no_cache,
+    }
+
+
+def _crashed(result: RunResult, code: int) -> int:
+    """``code``, unless poolshift crashed on a file: that is told apart from anything about the code."""
+    return EXIT_CRASH if any(o.result.error in CRASH_CODES for o in result.errors) else code
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -157,7 +175,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     report = _report(project, result, "poolshift scan")
     report.notes = helper_lines(project, result)
     sys.stdout.write(render(report, args.format))
-    return EXIT_CLEAN
+    return _crashed(result, EXIT_CLEAN)
 
 
 def _diff_prefix(project: Project) -> str:
@@ -198,7 +216,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         sys.stdout.write(render(report, args.format))
         written = sum(outcome.written for outcome in result.outcomes)
         sys.stderr.write(f"poolshift: {written} file(s) rewritten\n")
-    return EXIT_REMAINING if result.errors else EXIT_CLEAN
+    return _crashed(result, EXIT_REMAINING if result.errors else EXIT_CLEAN)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -211,7 +229,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     )
     sys.stdout.write(render(_report(project, result, "poolshift check"), args.format))
     if result.errors:
-        return EXIT_ERROR
+        return _crashed(result, EXIT_ERROR)
     if any(site.status == "migratable" for site in result.sites):
         return EXIT_REMAINING
     return EXIT_CLEAN
@@ -224,7 +242,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         project, project.plan.phases, dry_run=True, chain=False, include_unassigned=True, **_run_kwargs(args)
     )
     sys.stdout.write(render_status(phase_statuses(project, result), args.format))
-    return EXIT_CLEAN
+    return _crashed(result, EXIT_CLEAN)
 
 
 COMMANDS = {"scan": cmd_scan, "migrate": cmd_migrate, "check": cmd_check, "status": cmd_status}

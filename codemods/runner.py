@@ -1,9 +1,13 @@
-"""The runner: text prefilter, parallel transforms, phases and atomic writes.
+"""The runner: text prefilter, the ``ast`` first pass, cached and guarded transforms, phases, writes.
 
 Cost model (the reason for the shape of this module): most files of a large tree contain no candidate at
-all, so the parent process reads each file's bytes once and checks the rules' PREFILTER strings on the raw
-bytes; only files that may contain a candidate are decoded, parsed and transformed, in a process pool.
-Results come back in submission order, so reports and diffs are deterministic whatever ``-j`` is.
+all. The parent process reads each file's bytes once and checks the rules' PREFILTER strings on the raw
+bytes; a file that may hold a call of a redirect rule's targets then goes through the first pass
+(:mod:`codemods.first_pass`, the C parser), and only a file with a resolved candidate (or one a
+legacy-helper rule must see) is decoded, parsed with LibCST and transformed, in worker processes with a
+memory cap. Whole-project facts (which project module re-exports which standard module) come from the
+first pass once per run. Read-only runs reuse earlier outcomes from :mod:`codemods.cache`. Results come
+back in submission order, so reports and diffs are deterministic whatever ``-j`` is.
 """
 
 from __future__ import annotations
@@ -14,14 +18,22 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TextIO
 
+from libcst.codemod import CodemodContext
+
+from codemods.cache import ResultCache, content_key, digest
+from codemods.detached import detached_sites
+from codemods.first_pass import FileFacts, TargetSet, project_module_aliases, scan_source
 from codemods.legacy_helpers.discovery import prefilter_names
 from codemods.legacy_helpers.references import find_legacy_references
+from codemods.limits import DEFAULT_LIMITS, FileTimeout, Limits, cap_memory, time_limit
 from codemods.plan import Phase, Plan
 from codemods.project import Project, decoded_sources
+from codemods.rules._redirect import RedirectCallRule
 from codemods.rules.base import PoolshiftRule, RuleOptions, Site
 from codemods.transform import (
     FileResult,
@@ -45,6 +57,8 @@ __all__ = [
 UNASSIGNED = "unassigned"
 #: Below this many bytes to parse, starting worker processes costs more than it saves.
 MIN_BYTES_FOR_POOL = 32 * 1024
+#: Errors that mean a per-file limit was reached (codemods.limits), not that the file or a rule is at fault.
+LIMIT_CODES = frozenset({"timeout", "memory-limit", "file-too-large"})
 
 
 @dataclass
@@ -61,7 +75,12 @@ class RunResult:
     project: Project
     outcomes: list[FileOutcome] = field(default_factory=list)
     files_read: int = 0
+    #: Files the ``ast`` first pass looked at (computed, not from the cache).
+    files_first_pass: int = 0
+    #: Files parsed with LibCST (the expensive step).
     files_parsed: int = 0
+    #: Files whose outcome came from the cache.
+    files_cached: int = 0
     #: Final bytes per path when different from the bytes on disk at the start (for --diff).
     originals: dict[str, bytes] = field(default_factory=dict)
     finals: dict[str, bytes] = field(default_factory=dict)
@@ -91,6 +110,7 @@ class _Job:
     verify_idempotent: bool
     #: The file as it was on disk when ``data`` is an earlier phase's output, so sites can be mapped back.
     on_disk: bytes | None = None
+    limits: Limits = DEFAULT_LIMITS
 
 
 def _transform_job(job: _Job) -> FileResult:
@@ -101,15 +121,25 @@ def _transform_job(job: _Job) -> FileResult:
     skip the second run: they write nothing, and it doubles the cost of every file with a candidate.)
     """
 
+    try:
+        with time_limit(job.limits.time_s):
+            return _transform_checked(job)
+    except FileTimeout as exc:  # the timer fired between the transform's own handlers and here
+        return FileResult(job.path, job.data, None, [], "timeout", str(exc))
+
+
+def _transform_checked(job: _Job) -> FileResult:
     def transform(data: bytes, dry_run: bool) -> FileResult:
         return transform_bytes(
             data, job.rules, path=job.path, options=job.options, dry_run=dry_run,
-            module_name=job.module_name, package_name=job.package_name,
+            module_name=job.module_name, package_name=job.package_name, max_bytes=job.limits.max_bytes,
         )  # fmt: skip
 
     result = transform(job.data, job.dry_run)
     if result.output is not None and job.verify_idempotent:
         again = transform(result.output, True)
+        if again.error in LIMIT_CODES:  # the check ran out of time or memory: say that, not "a bug"
+            return FileResult(job.path, job.data, None, [], again.error, again.error_detail)
         if again.output is not None or again.error is not None:
             detail = f"a second run changed the output again ({again.error or 'different bytes'})"
             return FileResult(job.path, job.data, None, [], "not-idempotent", detail)
@@ -134,18 +164,28 @@ def _needles(rule: type[PoolshiftRule], legacy_names: Sequence[str]) -> tuple[by
 
 
 class _Progress:
-    """A one-line counter on stderr, only for a human watching (stderr is a TTY) and only on long runs."""
+    """A one-line counter on stderr (files done / total, sites so far), only for a human watching (stderr
+    is a TTY) and only once a run has lasted a second; ``None`` as the stream turns it off (``--quiet``)."""
 
     def __init__(self, total: int, stream: TextIO | None) -> None:
         self.total = total
         self.stream = stream if stream is not None and stream.isatty() else None
         self.started = time.monotonic()
         self.shown = False
+        self.done = 0
+        self.sites = 0
+        self._last = 0.0
 
-    def update(self, done: int) -> None:
-        if self.stream is None or time.monotonic() - self.started < 1.0:
+    def advance(self, files: int = 1, sites: int = 0) -> None:
+        self.done += files
+        self.sites += sites
+        if self.stream is None:
             return
-        self.stream.write(f"\rpoolshift: {done}/{self.total} files")
+        now = time.monotonic()
+        if now - self.started < 1.0 or (now - self._last < 0.1 and self.done < self.total):
+            return
+        self._last = now
+        self.stream.write(f"\rpoolshift: {self.done}/{self.total} files, {self.sites} sites")
         self.stream.flush()
         self.shown = True
 
@@ -155,27 +195,57 @@ class _Progress:
             self.stream.flush()
 
 
-def _execute(jobs: list[_Job], workers: int, progress_stream: TextIO | None) -> list[FileResult]:
+def _execute(jobs: list[_Job], workers: int, progress: _Progress) -> list[FileResult]:
     """Transform ``jobs``; results in job order whatever the completion order."""
-    progress = _Progress(len(jobs), progress_stream)
     results: list[FileResult | None] = [None] * len(jobs)
     if workers <= 1 or len(jobs) < 2 or sum(len(job.data) for job in jobs) < MIN_BYTES_FOR_POOL:
         for index, job in enumerate(jobs):
             results[index] = _transform_job(job)
-            progress.update(index + 1)
+            progress.advance(1, len(results[index].sites))  # type: ignore[union-attr]
     else:
         # One job per task, largest file first. A file's cost grows with its size and sizes vary a
         # thousandfold across a real tree, so fixed chunks in path order leave one worker grinding through
         # a chunk of big files while the others idle; largest-first keeps that tail to one file. The
         # per-task overhead (pickling one file's bytes) is tiny next to parsing and analysing the file.
         order = sorted(range(len(jobs)), key=lambda index: -len(jobs[index].data))
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            futures = {pool.submit(_transform_job, jobs[index]): index for index in order}
-            for done, future in enumerate(as_completed(futures), start=1):
-                results[futures[future]] = future.result()
-                progress.update(done)
-    progress.finish()
+        broken = _execute_in_pool(jobs, order, workers, results, progress)
+        # A worker that died (killed at its memory cap, a crash in native code) takes the pool down with
+        # it; the files it left unfinished are retried one per fresh worker, so only the culprit fails.
+        for index in broken:
+            if _execute_in_pool(jobs, [index], 1, results, progress):
+                detail = "the worker process analysing this file died (memory limit or a crash)"
+                results[index] = FileResult(
+                    jobs[index].path, jobs[index].data, None, [], "memory-limit", detail
+                )
+                progress.advance(1)
     return [result for result in results if result is not None]
+
+
+def _execute_in_pool(
+    jobs: list[_Job], order: list[int], workers: int, results: list[FileResult | None], progress: _Progress
+) -> list[int]:
+    """Run ``order``'s jobs in a fresh capped pool; returns the indexes a broken pool left unfinished."""
+    memory = jobs[order[0]].limits.memory_bytes
+    broken: list[int] = []
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(order)), initializer=cap_memory, initargs=(memory,)
+    ) as pool:
+        futures = {pool.submit(_transform_job, jobs[index]): index for index in order}
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                broken.append(index)
+                continue
+            except Exception as exc:  # e.g. an unpicklable result: that file's error
+                job = jobs[index]
+                result = FileResult(
+                    job.path, job.data, None, [], "internal-error", f"{type(exc).__name__}: {exc}"
+                )
+            results[index] = result
+            progress.advance(1, len(result.sites))
+    return sorted(broken)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -219,6 +289,20 @@ class _State:
     current: dict[str, bytes] = field(default_factory=dict)
     #: Files the TREE_WIDE rules already ran on in this run (they run on each file once per run).
     tree_wide_done: set[str] = field(default_factory=set)
+    #: (path, needle) -> (the bytes searched, found): each needle is searched once per file version, not
+    #: once per phase and rule (on a large tree the searches are most of a candidate-free file's cost).
+    _found: dict[tuple[str, bytes], tuple[bytes, bool]] = field(default_factory=dict)
+
+    def contains(self, path: str, data: bytes, needles: Sequence[bytes]) -> bool:
+        """Whether ``data`` (``path``'s current bytes) holds one of ``needles``."""
+        for needle in needles:
+            known = self._found.get((path, needle))
+            if known is None or known[0] is not data:
+                known = (data, needle in data)
+                self._found[(path, needle)] = known
+            if known[1]:
+                return True
+        return False
 
     def read(self, path: str) -> bytes | None:
         if path not in self.current:
@@ -253,6 +337,290 @@ def _references(project: Project, state: _State) -> tuple[str, ...]:
     return find_legacy_references(sources, names, project.legacy_helpers)
 
 
+def _targets_of(rule: type[PoolshiftRule]) -> frozenset[str]:
+    """The callees a rule declares (redirect rules' ``TARGETS``); empty for rules the first pass leaves be."""
+    targets: object = getattr(rule, "TARGETS", frozenset())
+    return frozenset(targets) if isinstance(targets, frozenset) else frozenset()
+
+
+@dataclass
+class _Context:
+    """What every phase of one run shares: the first pass's facts, the cache, limits and progress."""
+
+    project: Project
+    state: _State
+    result: RunResult
+    cache: ResultCache
+    limits: Limits
+    progress: _Progress
+    workers: int
+    targets: TargetSet = field(default_factory=lambda: TargetSet(frozenset()))
+    aliases: dict[str, str] = field(default_factory=dict)
+    #: Project modules named like a module holding a target (``pkg/sqlite3.py``): known not to be it.
+    look_alike_modules: frozenset[str] = frozenset()
+
+    def facts(self, path: str, data: bytes) -> tuple[FileFacts, dict[str, str]]:
+        """The first pass over ``path`` as it is now (``data``), and the project aliases it depends on.
+
+        Facts are computed without the project's aliases first (so the cached answer of a file survives
+        changes elsewhere in the tree), and again with the few aliases its imports can reach, if any.
+        """
+        package = self.project.module_of(path)[1]
+        facts = self._facts(data, package, {})
+        relevant = facts.relevant_aliases(self.aliases)
+        return (self._facts(data, package, relevant) if relevant else facts), relevant
+
+    def _facts(self, data: bytes, package: str, aliases: dict[str, str]) -> FileFacts:
+        key = digest(
+            "facts", content_key(data), package, sorted(self.targets.targets), sorted(aliases.items()),
+            sorted(self.look_alike_modules),
+        )  # fmt: skip
+        cached = self.cache.get("first_pass", key)
+        if cached is not None:
+            return FileFacts.from_json(cached)
+        self.result.files_first_pass += 1
+        if self.limits.max_bytes and len(data) > self.limits.max_bytes:
+            facts = FileFacts(error="file-too-large")
+        else:
+            try:
+                text = rules_text(decode_source(data))
+            except SourceError as exc:
+                facts = FileFacts(error=exc.code)
+            else:
+                facts = scan_source(
+                    text,
+                    self.targets,
+                    package=package,
+                    aliases=aliases,
+                    project_modules=self.look_alike_modules,
+                )
+        self.cache.put("first_pass", key, facts.to_json())
+        return facts
+
+
+def _first_pass_needles(
+    rules: Sequence[type[PoolshiftRule]], aliases: Mapping[str, str]
+) -> tuple[bytes, ...]:
+    words = [word for rule in rules if _targets_of(rule) for word in rule.PREFILTER]
+    words += [name.rpartition(".")[2] for name in aliases]
+    return tuple(dict.fromkeys(word.encode("utf-8") for word in words))
+
+
+def _project_facts(context: _Context) -> None:
+    """Whole-project facts from the first pass, once per run: which project names are standard modules."""
+    redirect_rules = [rule for rule in context.project.rules if _targets_of(rule)]
+    if not redirect_rules:
+        return
+    context.targets = TargetSet(frozenset().union(*(_targets_of(rule) for rule in redirect_rules)))
+    needles = _first_pass_needles(redirect_rules, {})
+    names_of_modules = {part for module in context.targets.modules for part in module.split(".")}
+    context.look_alike_modules = frozenset(
+        module
+        for module in (context.project.module_of(path)[0] for path in context.project.all_files)
+        if module.rpartition(".")[2] in names_of_modules
+    )
+    facts: dict[str, FileFacts] = {}
+    for path in context.project.all_files:
+        data = context.state.read(path)
+        if data is not None and context.state.contains(path, data, needles):
+            facts[path] = context.facts(path, data)[0]
+    names = {path: context.project.module_of(path)[0] for path in facts}
+    context.aliases = project_module_aliases(facts, names, context.targets.modules)
+
+
+def _first_pass_sites(rules: Sequence[type[PoolshiftRule]], path: str, facts: FileFacts) -> list[Site]:
+    """Candidates no rule can resolve, reported with a reason: ``dynamic-callee``, ``ambiguous-module``."""
+    sites: list[Site] = []
+    for candidate in facts.candidates:
+        if candidate.kind == "resolved":
+            continue
+        rule = next((rule for rule in rules if candidate.target in _targets_of(rule)), None)
+        if rule is None:
+            continue
+        if candidate.text.startswith("getattr(") and issubclass(rule, RedirectCallRule):
+            message = rule(CodemodContext(), RuleOptions()).dynamic_lookup_message()  # the rule's own words
+        elif candidate.kind == "dynamic-callee":
+            message = (
+                f"{candidate.text} may be {candidate.target}, reached through an object or a lookup; "
+                "it cannot be resolved, so it is left as is"
+            )
+        else:
+            module = candidate.target.rpartition(".")[0]
+            message = (
+                f"{candidate.text} may be {candidate.target}, but where its module comes from cannot be "
+                f"known here; import {module} by name to migrate"
+            )
+        sites.append(
+            Site(rule.RULE_ID, path, candidate.line, candidate.column, "reported", candidate.kind, message)
+        )
+    return sites
+
+
+def _merge_sites(result: FileResult, extra: list[Site]) -> None:
+    """Add first-pass sites a rule did not record itself (a rule's own record wins at a position)."""
+    if result.error or not extra:
+        return
+    seen = {(site.rule, site.line, site.column) for site in result.sites}
+    result.sites = sorted(
+        [*result.sites, *(site for site in extra if (site.rule, site.line, site.column) not in seen)],
+        key=lambda site: (site.line, site.column, site.rule),
+    )
+
+
+def _options_key(options: RuleOptions, limits: Limits) -> str:
+    """Every field of ``options`` (a new one is part of the key without anyone remembering it), except
+    ``module_aliases``: only those a file can reach are part of that file's key."""
+    values = [
+        (item.name, _stable(getattr(options, item.name)))
+        for item in fields(options)
+        if item.name != "module_aliases"
+    ]
+    return digest(values, limits.max_bytes)
+
+
+def _stable(value: object) -> object:
+    """``value`` with mappings and sequences in a repr that does not depend on construction order."""
+    if isinstance(value, Mapping):
+        return sorted((str(key), _stable(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return sorted(repr(_stable(item)) for item in value)
+    return value
+
+
+def _cached_result(context: _Context, key: str, path: str, data: bytes) -> FileResult | None:
+    raw = context.cache.get("outcomes", key)
+    if raw is None:
+        return None
+    sites = [Site(**site) for site in raw["sites"]]
+    return FileResult(path, data, None, sites, raw["error"], raw["detail"])
+
+
+def _store_result(context: _Context, key: str, result: FileResult) -> None:
+    sites = [{**site.to_dict(), "phase": None} for site in result.sites]
+    context.cache.put("outcomes", key, {"sites": sites, "error": result.error, "detail": result.error_detail})
+
+
+@dataclass
+class _PhaseFiles:
+    """One phase's files as they are decided: outcomes known without LibCST, and jobs for the rest."""
+
+    context: _Context
+    rules: list[type[PoolshiftRule]]
+    options: RuleOptions
+    dry_run: bool
+    chain: bool
+    needles: dict[type[PoolshiftRule], tuple[bytes, ...]] = field(default_factory=dict)
+    alias_needles: tuple[bytes, ...] = ()
+    jobs: list[_Job] = field(default_factory=list)
+    keys: list[str | None] = field(default_factory=list)
+    extras: list[list[Site]] = field(default_factory=list)
+    decided: dict[int, FileResult] = field(default_factory=dict)  # by position among the phase's files
+    options_key: str = ""  # set for read-only runs, whose outcomes are cached
+
+    def __post_init__(self) -> None:
+        legacy_names = prefilter_names(self.context.project.legacy_helpers)
+        self.needles = {rule: _needles(rule, legacy_names) for rule in self.rules}
+        self.alias_needles = _first_pass_needles([], self.context.aliases)
+        # Outcomes of read-only runs are cached; a run that writes (or chains phases) always computes.
+        self.options_key = (
+            _options_key(self.options, self.context.limits) if self.dry_run and not self.chain else ""
+        )
+
+    def _may_match(self, rule: type[PoolshiftRule], path: str, data: bytes) -> bool:
+        """Byte-level prefilter: a rule with no needle in the file cannot have a candidate there."""
+        needles = self.needles[rule]
+        if not needles or self.context.state.contains(path, data, needles):
+            return True
+        return bool(_targets_of(rule)) and self.context.state.contains(path, data, self.alias_needles)
+
+    def add(self, path: str, data: bytes, rules: Sequence[type[PoolshiftRule]]) -> None:
+        matching = tuple(rule for rule in rules if self._may_match(rule, path, data))
+        # The cache key names every rule that may have a say here, before the first pass narrows them.
+        rule_ids = [rule.RULE_ID for rule in matching]
+        extra: list[Site] = []
+        relevant: dict[str, str] = {}
+        if any(_targets_of(rule) for rule in matching):
+            facts, relevant = self.context.facts(path, data)
+            if facts.error is None:
+                extra = _first_pass_sites(matching, path, facts)
+                resolved = {c.target for c in facts.candidates if c.kind == "resolved"}
+                matching = tuple(
+                    rule for rule in matching if not _targets_of(rule) or _targets_of(rule) & resolved
+                )
+        if not matching and not extra:
+            self.context.progress.advance()
+            return
+        limit = self.context.limits.max_bytes
+        if limit and len(data) > limit:  # refused before anything parses it (the first pass did not either)
+            detail = f"{len(data)} bytes, over the limit of {limit}"
+            self._decide(FileResult(path, data, None, [], "file-too-large", detail))
+            return
+        module_name, package_name = self.context.project.module_of(path)
+        key = None
+        if self.options_key:
+            key = digest(
+                "outcome", self.options_key, path, module_name, package_name, rule_ids, content_key(data),
+                sorted(relevant.items()),
+            )  # fmt: skip
+            cached = _cached_result(self.context, key, path, data)
+            if cached is not None:
+                self.context.result.files_cached += 1
+                self._decide(cached)
+                return
+            matching = self._judge_detached(path, data, matching, extra)
+        if not matching:  # only first-pass sites: nothing for LibCST to do
+            outcome = FileResult(path, data, None, [])
+            _merge_sites(outcome, extra)
+            if key is not None:
+                _store_result(self.context, key, outcome)
+            self._decide(outcome)
+            return
+        on_disk = self.context.state.on_disk[path]
+        self.jobs.append(
+            _Job(
+                path, data, matching, self.options, self.dry_run, module_name, package_name, self.chain,
+                on_disk if data != on_disk else None, self.context.limits,
+            )
+        )  # fmt: skip
+        self.keys.append(key)
+        self.extras.append(extra)
+
+    def _judge_detached(
+        self, path: str, data: bytes, rules: tuple[type[PoolshiftRule], ...], sites: list[Site]
+    ) -> tuple[type[PoolshiftRule], ...]:
+        """Judge the redirect rules that can do without LibCST here (read-only runs); returns the rest."""
+        redirect = [rule for rule in rules if issubclass(rule, RedirectCallRule)]
+        if not redirect:
+            return rules
+        try:
+            text = rules_text(decode_source(data))
+        except SourceError:
+            return rules  # the transform reports it
+        package = self.context.project.module_of(path)[1]
+        remaining = list(rules)
+        for rule in redirect:
+            found = detached_sites(rule, self.options, path, text, package)
+            if found is not None:
+                sites.extend(found)
+                remaining.remove(rule)
+        return tuple(remaining)
+
+    def _decide(self, outcome: FileResult) -> None:
+        self.decided[len(self.jobs) + len(self.decided)] = outcome
+        self.context.progress.advance(1, len(outcome.sites))
+
+    def results(self) -> list[FileResult]:
+        """Every outcome in file order, the jobs transformed (in worker processes when worthwhile)."""
+        transformed = _execute(self.jobs, self.context.workers, self.context.progress)
+        for file_result, key, extra in zip(transformed, self.keys, self.extras, strict=True):
+            _merge_sites(file_result, extra)
+            if key is not None:
+                _store_result(self.context, key, file_result)
+        pending = iter(transformed)
+        total = len(self.jobs) + len(self.decided)
+        return [self.decided[index] if index in self.decided else next(pending) for index in range(total)]
+
+
 def _own_phase(project: Project, path: str) -> str:
     """The phase a file visited only by TREE_WIDE rules belongs to, for its sites' label."""
     own = project.plan.phase_of(path)
@@ -282,61 +650,57 @@ def _rules_per_path(
     return planned
 
 
-def _run_phase(
-    project: Project,
+def _run_phase(context: _Context, phase: Phase, paths: Sequence[str], *, dry_run: bool, chain: bool) -> None:
+    project, state = context.project, context.state
+    rules = [rule for rule in project.rules if phase.is_cleanup == rule.RUNS_LAST]
+    if not rules:
+        context.progress.advance(len(paths))
+        return
+    options = replace(project.rule_options(), module_aliases=context.aliases)
+    if phase.is_cleanup:
+        options = replace(options, remaining_legacy_references=_references(project, state))
+    files = _PhaseFiles(context, rules, options, dry_run, chain)
+    for path, path_rules in _rules_per_path(project, paths, rules, state):
+        data = state.read(path)
+        context.result.files_read += 1
+        if data is None:
+            context.progress.advance()
+            continue
+        files.add(path, data, path_rules)
+    context.result.files_parsed += len(files.jobs)
+    _record(context, phase, set(paths), files.results(), dry_run=dry_run, chain=chain)
+
+
+def _record(
+    context: _Context,
     phase: Phase,
-    paths: Sequence[str],
-    state: _State,
-    result: RunResult,
+    phase_paths: set[str],
+    results: list[FileResult],
     *,
     dry_run: bool,
     chain: bool,
-    workers: int,
-    progress: TextIO | None,
 ) -> None:
-    rules = [rule for rule in project.rules if phase.is_cleanup == rule.RUNS_LAST]
-    if not rules:
-        return
-    options = project.rule_options()
-    if phase.is_cleanup:
-        options = replace(options, remaining_legacy_references=_references(project, state))
-    legacy_names = prefilter_names(project.legacy_helpers)
-    needles = {rule: _needles(rule, legacy_names) for rule in rules}
-    jobs: list[_Job] = []
-    for path, path_rules in _rules_per_path(project, paths, rules, state):
-        data = state.read(path)
-        result.files_read += 1
-        if data is None:
-            continue
-        # Byte-level prefilter: a rule with no needle in the file cannot have a candidate there.
-        matching = tuple(
-            rule for rule in path_rules if not needles[rule] or any(n in data for n in needles[rule])
-        )
-        if matching:
-            module_name, package_name = project.module_of(path)
-            on_disk = state.on_disk[path] if data != state.on_disk[path] else None
-            jobs.append(
-                _Job(path, data, matching, options, dry_run, module_name, package_name, chain, on_disk)
-            )
-    result.files_parsed += len(jobs)
-    phase_paths = set(paths)
-    for file_result in _execute(jobs, workers, progress):
-        label = phase.name if file_result.path in phase_paths else _own_phase(project, file_result.path)
+    """Label, write (unless a dry run) and keep each file's outcome, in path order."""
+    for file_result in results:
+        path = file_result.path
+        label = phase.name if path in phase_paths else _own_phase(context.project, path)
         file_result.sites = [replace(site, phase=label) for site in file_result.sites]
         outcome = FileOutcome(file_result, label)
-        result.outcomes.append(outcome)
+        context.result.outcomes.append(outcome)
         if file_result.output is None:
             continue
         if not dry_run:
             try:
-                atomic_write(project.root / file_result.path, file_result.output, file_result.original)
+                atomic_write(
+                    context.project.root / file_result.path, file_result.output, file_result.original
+                )
             except OSError as exc:
                 file_result.error, file_result.error_detail = "unwritable", str(exc)
                 file_result.output, file_result.sites = None, []
                 continue
             outcome.written = True
         if chain:
-            state.current[file_result.path] = file_result.output
+            context.state.current[file_result.path] = file_result.output
 
 
 def run(
@@ -348,6 +712,8 @@ def run(
     workers: int | None = None,
     progress: TextIO | None = None,
     include_unassigned: bool = False,
+    cache: bool = True,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> RunResult:
     """Run ``phases`` in order.
 
@@ -355,22 +721,31 @@ def run(
     ``--diff``, simulated; so ``migrate --all --diff`` shows exactly what ``migrate --all`` would write,
     cleanup included. Without it (scan, check, status) every phase is judged on the tree as it is.
     ``include_unassigned`` also looks at files in no phase, reported under ``unassigned``, so an
-    inventory never hides candidates.
+    inventory never hides candidates. ``cache`` reads and writes ``.poolshift_cache/`` in the project
+    root; ``progress`` is the stream for the progress line (shown only when it is a terminal).
     """
-    workers = workers or os.cpu_count() or 1
     state = _State(project.root, project.snapshot)
     result = RunResult(project)
+    with_unassigned = include_unassigned and any(not phase.is_cleanup for phase in phases)
+    total = sum(len(project.files_in(phase)) for phase in phases)
+    total += len(project.unassigned_files()) if with_unassigned else 0
+    context = _Context(
+        project=project,
+        state=state,
+        result=result,
+        cache=ResultCache(project.root, enabled=cache),
+        limits=limits,
+        progress=_Progress(total, progress),
+        workers=workers or os.cpu_count() or 1,
+    )
+    _project_facts(context)
     for phase in phases:
-        _run_phase(
-            project, phase, project.files_in(phase), state, result,
-            dry_run=dry_run, chain=chain, workers=workers, progress=progress,
-        )  # fmt: skip
-    if include_unassigned and any(not phase.is_cleanup for phase in phases):
+        _run_phase(context, phase, project.files_in(phase), dry_run=dry_run, chain=chain)
+    if with_unassigned:
         unassigned = Phase(number=0, name=UNASSIGNED, paths=())
-        _run_phase(
-            project, unassigned, project.unassigned_files(), state, result,
-            dry_run=True, chain=False, workers=workers, progress=progress,
-        )  # fmt: skip
+        _run_phase(context, unassigned, project.unassigned_files(), dry_run=True, chain=False)
+    context.progress.finish()
+    context.cache.save()
     for path, data in state.current.items():
         if data != state.on_disk[path]:
             result.originals[path] = state.on_disk[path]

@@ -9,7 +9,10 @@ user relies on are enforced in exactly one place:
 * a file with mixed line endings, a syntax error or undecodable bytes is left alone (``error`` says why),
   because any rewrite of such a file could not be checked;
 * a rule that raises leaves the file untouched (``rule-crashed``) instead of stopping the run;
-* the output must parse again, or the whole file is rolled back (``output-does-not-parse``).
+* the output must parse again, or the whole file is rolled back (``output-does-not-parse``);
+* a file the interpreter does not compile is refused (``syntax-error``), even if LibCST would parse it;
+* any other exception while handling a file (``RecursionError`` in LibCST's code generator, a timeout,
+  memory) is that file's error (``internal-error``, ``timeout``, ``memory-limit``), never the run's.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ from libcst.codemod import Codemod, CodemodCommand, CodemodContext, SkipFile
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 from libcst.metadata import MetadataWrapper
 
+from codemods.limits import FileTimeout
 from codemods.rules.base import PoolshiftRule, RuleOptions, Site
 
 __all__ = [
+    "CRASH_CODES",
     "ERROR_CODES",
     "FileResult",
     "PositionMap",
@@ -50,7 +55,16 @@ ERROR_CODES: dict[str, str] = {
     "rule-crashed": "a rule raised an exception on this file; the file was left untouched (please report it)",
     "not-idempotent": "a second run changed the output again; the file was left untouched (please report it)",
     "unwritable": "the new content could not be written (permissions, or the file changed during the run)",
+    "file-too-large": "the file is over the size limit per file; it was not parsed (see the guide's limits)",
+    "timeout": "analysing the file took longer than the time limit per file; it was left untouched",
+    "memory-limit": "analysing the file needed more memory than the limit per worker; it was left untouched",
+    "internal-error": "poolshift crashed on this file; it was left untouched and the run went on (please "
+    "report it)",
 }
+
+#: Errors that mean poolshift itself failed on a file (a bug to report), not that the file is unsuitable;
+#: the command line gives them their own exit code.
+CRASH_CODES = frozenset({"rule-crashed", "internal-error", "not-idempotent", "output-does-not-parse"})
 
 
 @dataclass
@@ -252,6 +266,22 @@ def _parse(text: str) -> cst.Module:
         raise SourceError("syntax-error", f"{type(exc).__name__}: {exc}") from exc
 
 
+def _check_compiles(text: str, path: str) -> None:
+    """Refuse a file the interpreter itself rejects, even where LibCST's more lenient parser accepts it.
+
+    ``compile`` (not only ``ast.parse``) also runs the compiler's checks ("too many statically nested
+    blocks"); a file that does not compile cannot be run, so no rewrite of it could be checked.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compile(text, path, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        raise SourceError("syntax-error", f"line {exc.lineno}: {exc.msg}") from exc
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise SourceError("syntax-error", f"{type(exc).__name__}: {exc}") from exc
+
+
 def _python_accepts(text: str) -> bool:
     """Whether the running interpreter's own parser accepts ``text`` (it is stricter than LibCST's)."""
     try:
@@ -361,6 +391,8 @@ def _run_rules(
             # The rule declined the whole file: nothing of it was applied, so only its reports stand.
             rule_sites = [site for site in rule.sites if site.status == "reported"]
             new_module = module
+        except (FileTimeout, MemoryError):
+            raise  # the file's limits, not the rule's fault
         except Exception as exc:
             raise SourceError("rule-crashed", f"{rule_class.RULE_ID}: {type(exc).__name__}: {exc}") from exc
         else:
@@ -383,16 +415,21 @@ def transform_bytes(
     dry_run: bool = False,
     module_name: str | None = None,
     package_name: str | None = None,
+    max_bytes: int = 0,
 ) -> FileResult:
     """Run ``rules`` in order over one file's bytes; never raises for a bad file or a crashing rule.
 
     With ``dry_run`` the rewritten bytes are still returned (``--diff`` needs them) but sites say
-    ``migratable`` instead of ``migrated``: nothing has been written.
+    ``migratable`` instead of ``migrated``: nothing has been written. A file over ``max_bytes`` (0: no
+    limit) is refused before it is decoded.
     """
     options = options or RuleOptions()
     try:
+        if max_bytes and len(data) > max_bytes:
+            raise SourceError("file-too-large", f"{len(data)} bytes, over the limit of {max_bytes}")
         source = decode_source(data)
         text = rules_text(source)
+        _check_compiles(text, path)
         module = _parse(text)
         new_text, sites = _run_rules(
             module,
@@ -413,6 +450,14 @@ def transform_bytes(
                 output = None
     except SourceError as exc:
         return FileResult(path=path, original=data, output=None, error=exc.code, error_detail=exc.detail)
+    except FileTimeout as exc:
+        return FileResult(path=path, original=data, output=None, error="timeout", error_detail=str(exc))
+    except MemoryError:
+        detail = "out of memory while analysing the file"
+        return FileResult(path=path, original=data, output=None, error="memory-limit", error_detail=detail)
+    except Exception as exc:  # one file's crash (RecursionError included) is never the run's
+        detail = f"{type(exc).__name__}: {exc}"[:500]
+        return FileResult(path=path, original=data, output=None, error="internal-error", error_detail=detail)
     if dry_run:
         sites = [replace(site, status="migratable") if site.status == "migrated" else site for site in sites]
     return FileResult(path=path, original=data, output=output, sites=sites)

@@ -13,6 +13,8 @@ absolute), never by text matching.
 
 from __future__ import annotations
 
+import ast
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -99,19 +101,53 @@ def find_helpers(sources: Mapping[str, str], module_names: Mapping[str, str]) ->
         for path in sorted(sources):
             if path in parsed or not any(needle in sources[path] for needle in needles):
                 continue
-            parsed.add(path)
             module_name = module_names.get(path)
-            module = parse_or_none(sources[path]) if module_name else None
-            if module is None or module_name is None:
+            if module_name is None or not _may_return_a_call_of(sources[path], needles):
+                continue  # looked at again if a later round adds a helper's name to the needles
+            parsed.add(path)
+            module = parse_or_none(sources[path])
+            if module is None:
                 continue
             package = module_name if path.endswith("__init__.py") else module_name.rpartition(".")[0]
-            for function in read_function_returns(module, module_name, package):
+            try:
+                returns = read_function_returns(module, module_name, package)
+            except (RecursionError, MemoryError):
+                continue  # absurdly nested code is no connection helper; the run reports the file itself
+            for function in returns:
                 functions[function.name] = (path, function)
         grown = _helpers_among(functions, found)
         new_needles = {name.rpartition(".")[2] for name in grown} - needles
         if not grown and not new_needles:
             return sorted(found.values(), key=lambda helper: helper.name)
         needles |= new_needles
+
+
+def _may_return_a_call_of(source: str, names: set[str]) -> bool:
+    """Whether some function in ``source`` both returns and calls something named like ``names``.
+
+    A cheap superset test with CPython's parser (the text test alone matches every file that says
+    "connect" somewhere): only a file that passes it is parsed with LibCST and analysed. A file
+    CPython does not compile is never a helper's home worth analysing (the run reports it).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    for function in ast.walk(tree):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        nodes = list(ast.walk(function))
+        if not any(isinstance(node, ast.Return) and node.value is not None for node in nodes):
+            continue
+        for node in nodes:
+            if isinstance(node, ast.Call):
+                callee = node.func
+                name = callee.attr if isinstance(callee, ast.Attribute) else getattr(callee, "id", "")
+                if any(needle in name for needle in names):
+                    return True
+    return False
 
 
 def _helpers_among(

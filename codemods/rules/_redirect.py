@@ -56,18 +56,25 @@ from codemods.cst.imports.rewriting import (
     trailing_comment_of,
 )
 from codemods.cst.literals import literal_string
-from codemods.rules.base import PoolshiftRule, RuleOptions, Verdict
+from codemods.legacy_helpers.discovery import absolute_name
+from codemods.rules.base import PoolshiftRule, RuleOptions, Verdict, through_module_aliases
 
 #: Reason codes every redirect rule can emit (each rule adds its own argument-level codes).
 COMMON_REASON_CODES: Mapping[str, str] = {
     "callee-as-value": "the function is passed or stored as a value, not called; its arguments are unknown",
-    "dynamic-callee": "the function is looked up dynamically (getattr on the module); it cannot be resolved",
+    "dynamic-callee": "the function is reached through an object or looked up with getattr: unresolvable",
     "ambiguous-callee": "the name may refer to the stdlib function or to another binding of the same name",
     "monkeypatched": "this module replaces the stdlib function itself; its calls must keep hitting the patch",
     "star-import": "the name comes from a star import; it cannot be resolved safely",
     "name-conflict": "`db_utils` is bound to something else where the call is, so the rewrite cannot name it",
     "unsupported-argument": "the argument list is outside what the rule knows to be equivalent",
+    "ambiguous-module": "the module the name comes from cannot be known (unbound, or a project module "
+    "that does not show it); import the module by name to migrate",
 }
+
+#: Where a call's result outlives the call, as ``check_detached_call`` is told (and the report says it).
+STORED_IN_OBJECT = "on an object or in a container"
+STORED_IN_MODULE = "in a module or class attribute"
 
 
 def name_is_taken(scope: Scope | None, root: str) -> bool:
@@ -143,6 +150,24 @@ class RedirectCallRule(PoolshiftRule):
         """Decide whether this resolved call's arguments are within what the drop-in is shown to match."""
         raise NotImplementedError
 
+    def check_detached_call(self, call: cst.Call, stored_where: str | None) -> Verdict | None:
+        """``check_call`` for a call parsed on its own, without the module's metadata; None: not possible.
+
+        Read-only runs (scan, check, status) judge a plainly imported, unambiguous call this way: the
+        engine's first pass has resolved the name, and the call's own text is all this rule reads.
+        ``stored_where`` is where the call's result is assigned, when it outlives the call
+        (``STORED_IN_OBJECT``/``STORED_IN_MODULE``), else None.
+        """
+        return None
+
+    def value_reference_message(self) -> str:
+        """What the report says about a target used as a value (``callee-as-value``)."""
+        return f"{self._target_text()} is used as a value, not called here; {self.VALUE_ADVICE}"
+
+    def dynamic_lookup_message(self) -> str:
+        """What the report says about a ``getattr`` lookup that may return the target (``dynamic-callee``)."""
+        return f"getattr on the module may return {self._target_text()}; call it by name to migrate"
+
     # ----- analysis -----------------------------------------------------------------------------------
 
     def visit_Module(self, node: cst.Module) -> None:
@@ -179,13 +204,22 @@ class RedirectCallRule(PoolshiftRule):
         if not targets:
             return None
         if any(isinstance(target, (cst.Attribute, cst.Subscript)) for target in targets):
-            return "on an object or in a container"
+            return STORED_IN_OBJECT
         if isinstance(self.get_metadata(ScopeProvider, call, None), (GlobalScope, ClassScope)):
-            return "in a module or class attribute"
+            return STORED_IN_MODULE
         return None
 
     def _qualified(self, node: cst.CSTNode) -> set[QualifiedName]:
-        return set(self.get_metadata(QualifiedNameProvider, node, set()))
+        names = set(self.get_metadata(QualifiedNameProvider, node, set()))
+        if not self.options.module_aliases:
+            return names
+        return {self._through_project(name) for name in names}
+
+    def _through_project(self, qualified: QualifiedName) -> QualifiedName:
+        """``pkg.utils.sqlite3.connect`` is ``sqlite3.connect`` when the project's code shows it is."""
+        absolute = absolute_name(qualified.name, self.context.full_package_name) or qualified.name
+        name = through_module_aliases(absolute, self.options.module_aliases)
+        return qualified if name == absolute else QualifiedName(name, qualified.source)
 
     def _matches(self, node: cst.CSTNode) -> tuple[bool, bool]:
         """(resolves to the target at all, resolves *only* to the target's import)."""
@@ -266,12 +300,7 @@ class RedirectCallRule(PoolshiftRule):
         if star and self._is_unresolved_short_name(call.func):
             self.record(call, "reported", "star-import", self._star_message())
         elif self._is_dynamic_lookup(call):
-            self.record(
-                call,
-                "reported",
-                "dynamic-callee",
-                f"getattr on the module may return {self._target_text()}; call it by name to migrate",
-            )
+            self.record(call, "reported", "dynamic-callee", self.dynamic_lookup_message())
 
     def _is_unresolved_short_name(self, node: cst.CSTNode) -> bool:
         return isinstance(node, cst.Name) and node.value == self.SHORT_NAME and not self._qualified(node)
@@ -294,12 +323,7 @@ class RedirectCallRule(PoolshiftRule):
             if ref in called or self._expression_contexts.get(ref) is not (ExpressionContext.LOAD):
                 continue
             if self._matches(ref)[0]:
-                self.record(
-                    ref,
-                    "reported",
-                    "callee-as-value",
-                    f"{self._target_text()} is used as a value, not called here; {self.VALUE_ADVICE}",
-                )
+                self.record(ref, "reported", "callee-as-value", self.value_reference_message())
             elif star and self._is_unresolved_short_name(ref):
                 self.record(ref, "reported", "star-import", self._star_message())
 

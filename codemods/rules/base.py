@@ -80,6 +80,10 @@ class RuleOptions:
     legacy_helpers: tuple[str, ...] = ()
     remaining_legacy_references: tuple[str, ...] = ()
     legacy_helper_differences: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    #: Names of project modules' attributes that are a standard module (``pkg.utils.sqlite3`` ->
+    #: ``sqlite3``), from the runner's first pass over the whole project: ``from pkg.utils import sqlite3``
+    #: then resolves to the module the project's own code shows it is.
+    module_aliases: Mapping[str, str] = field(default_factory=dict)
     #: The same analysis limited to the helper's contract (a connection, or None when connecting fails),
     #: connection parameters aside: what PS101 needs when the caller has ``except`` blocks.
     legacy_helper_contracts: Mapping[str, Sequence[str]] = field(default_factory=dict)
@@ -87,6 +91,18 @@ class RuleOptions:
     #: the configured ones and those named ``get_postgres_connection``: a helper found only by what it
     #: does may be public API that nothing in the tree calls.
     removable_helpers: tuple[str, ...] | None = None
+
+
+def through_module_aliases(name: str, aliases: Mapping[str, str]) -> str:
+    """``name`` with its longest prefix that a project module re-binds replaced (``pkg.utils.sqlite3``)."""
+    if not aliases:
+        return name
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:end])
+        if prefix in aliases:
+            return ".".join([aliases[prefix], *parts[end:]])
+    return name
 
 
 class PoolshiftRule(VisitorBasedCodemodCommand):

@@ -18,7 +18,10 @@ import libcst as cst
 
 from codemods.cst.arguments import bind_arguments
 from codemods.cst.literals import literal_string
-from codemods.rules._redirect import COMMON_REASON_CODES, RedirectCallRule
+from codemods.rules._redirect import (
+    COMMON_REASON_CODES,
+    RedirectCallRule,
+)
 from codemods.rules.base import Verdict
 
 #: sqlite3.connect's parameters in order (Python 3.10-3.13), then its keyword-only ones (3.12+).
@@ -72,6 +75,13 @@ class Sqlite3ConnectRule(RedirectCallRule):
     )
 
     def check_call(self, call: cst.Call) -> Verdict:
+        return self._check_arguments(call) or self._stored_verdict(call)
+
+    def check_detached_call(self, call: cst.Call, stored_where: str | None) -> Verdict | None:
+        return self._check_arguments(call) or _stored(stored_where)
+
+    def _check_arguments(self, call: cst.Call) -> Verdict | None:
+        """The verdict the argument list alone decides; None when the call is migratable so far."""
         bound = bind_arguments(call, SQLITE_POSITIONAL, SQLITE_KEYWORD_ONLY)
         database = literal_string(bound.values.get("database"), decode_bytes=True)
         if database is not None and is_memory_database(database):
@@ -83,16 +93,20 @@ class Sqlite3ConnectRule(RedirectCallRule):
         if bound.problems or "database" not in bound.values:
             problems = bound.problems or ["no database argument"]
             return Verdict(False, "unsupported-argument", "; ".join(problems))
-        return self._stored_verdict(call)
+        return None
 
     def _stored_verdict(self, call: cst.Call) -> Verdict:
         """Migrate; say so when the connection outlives the call (it then holds a pool slot that long)."""
-        where = self.stored_where(call)
-        if where is None:
-            return Verdict(True, message=WAL_NOTE)
-        return Verdict(
-            True,
-            "conn-stored",
-            f"the connection is stored {where}: it holds a pooled connection until closed; "
-            f"close it when done so it returns to the pool; {WAL_NOTE}",
-        )
+        return _stored(self.stored_where(call))
+
+
+def _stored(where: str | None) -> Verdict:
+    """The verdict of a migratable call whose connection is kept ``where`` (None: not beyond the call)."""
+    if where is None:
+        return Verdict(True, message=WAL_NOTE)
+    return Verdict(
+        True,
+        "conn-stored",
+        f"the connection is stored {where}: it holds a pooled connection until closed; "
+        f"close it when done so it returns to the pool; {WAL_NOTE}",
+    )

@@ -55,3 +55,6 @@ class UrlopenRule(RedirectCallRule):
         if "url" not in bound.values and not bound.has_star:
             return Verdict(False, "unsupported-argument", "no url argument")
         return Verdict(True)
+
+    def check_detached_call(self, call: cst.Call, stored_where: str | None) -> Verdict | None:
+        return self.check_call(call)  # the argument list alone decides

@@ -98,10 +98,11 @@ def poolshift(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
+    """The project's files; the result cache (``.poolshift_cache/``) is poolshift's, not the project's."""
     return {
         path.relative_to(root).as_posix(): path.read_bytes()
         for path in sorted(root.rglob("*"))
-        if path.is_file() and ".git" not in path.relative_to(root).parts
+        if path.is_file() and not {".git", ".poolshift_cache"} & set(path.relative_to(root).parts)
     }
 
 

@@ -23,8 +23,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("codemods.cst",),  # generic LibCST helpers
     ("codemods.legacy_helpers",),  # facts about the project's own connection helpers
     ("codemods.rules",),  # the rule contract, private bases and one module (or package) per rule
+    ("codemods.limits",),  # per-file size, time and memory guards (standard library only)
     ("codemods.transform",),  # one file's bytes through the rules
-    ("codemods.plan", "codemods.files", "codemods.project"),  # what a run looks at
+    ("codemods.first_pass", "codemods.detached"),  # the ast pass and read-only verdicts, before LibCST
+    ("codemods.plan", "codemods.files", "codemods.project", "codemods.cache"),  # what a run looks at
     ("codemods.runner", "codemods.report"),  # phases, execution and writes; what the user reads
     ("codemods.status", "codemods.helper_summary"),  # progress; scan's line per helper
     ("codemods.cli", "codemods.__main__"),  # the command line

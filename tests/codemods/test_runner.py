@@ -128,3 +128,26 @@ def test_files_naming_a_legacy_helper_reach_the_rules_that_declare_it(tmp_path: 
     # (app/db.py does not exist: the helper cannot be shown equivalent, which is reported.)
     assert [(s.rule, s.path, s.reason) for s in result.sites] == [("PS102", "app/users.py", "unknown-helper")]
     assert result.files_parsed == 1
+
+
+def test_progress_shows_files_and_sites_on_a_terminal_only() -> None:
+    import io
+
+    from codemods.runner import _Progress
+
+    leader, follower = os.openpty()
+    with os.fdopen(follower, "w") as terminal:
+        progress = _Progress(3, terminal)
+        progress.started -= 2.0  # a run that has lasted over a second
+        progress.advance(1, 2)
+        progress.advance(2, 1)
+        progress.finish()
+        shown = os.read(leader, 1024).decode()
+    os.close(leader)
+    assert "poolshift: 3/3 files, 3 sites" in shown
+    piped = io.StringIO()
+    quiet = _Progress(3, piped)
+    quiet.started -= 2.0
+    quiet.advance(3, 3)
+    quiet.finish()
+    assert piped.getvalue() == ""

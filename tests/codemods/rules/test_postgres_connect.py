@@ -42,7 +42,9 @@ def test_every_reason_code_has_a_fixture() -> None:
     covered = {
         row["reason"] for sites in CASES.glob("*.sites.json") for row in json.loads(sites.read_text("utf-8"))
     }
-    missing = set(PostgresConnectRule.REASON_CODES) - covered
+    # ambiguous-module comes from the runner's first pass, not from the rule's own analysis of one file:
+    # tests/codemods/test_reach.py covers it.
+    missing = set(PostgresConnectRule.REASON_CODES) - covered - {"ambiguous-module"}
     assert not missing, missing
 
 

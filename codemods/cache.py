@@ -1,0 +1,133 @@
+"""The result cache (``.poolshift_cache/``): an unchanged file is never parsed twice.
+
+Modelled on ruff's: entries are keyed by what decides a file's result and nothing else (the file's
+content hash, its path and module name, the tool version, the rules and the project-wide facts they are
+given), so an entry is either exactly right or never looked up; there is no invalidation to get wrong.
+Two kinds of entry: the first pass's facts about a file (which depend on its content only) and a
+read-only run's outcome for it (sites and errors). A run that writes never reads outcomes from the cache:
+what it writes is always computed.
+
+Concurrent runs are safe: each loads the cache once and saves it once, by writing a temporary file and
+renaming it over the old one, so a reader sees a complete old or new file, never a torn one; the last
+writer wins, and what it drops is only recomputed. An unreadable or foreign cache file is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from codemods import __version__
+
+__all__ = ["CACHE_DIR", "ResultCache", "content_key", "digest"]
+
+CACHE_DIR = ".poolshift_cache"
+_FORMAT = 1
+
+
+def digest(*parts: object) -> str:
+    """A short stable hash of ``parts`` (their reprs): cache keys, never security."""
+    hasher = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        hasher.update(repr(part).encode("utf-8", "surrogateescape"))
+        hasher.update(b"\0")
+    return hasher.hexdigest()
+
+
+def content_key(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+class ResultCache:
+    """One JSON file per kind of entry under ``<root>/.poolshift_cache/<version>/``; off when disabled."""
+
+    def __init__(self, root: Path, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.directory = root / CACHE_DIR / __version__
+        self._tables: dict[str, dict[str, Any]] = {}
+        self._dirty: set[str] = set()
+        self._used: dict[str, set[str]] = {}
+
+    def get(self, table: str, key: str) -> Any:
+        if not self.enabled:
+            return None
+        entries = self._table(table)
+        value = entries.get(key)
+        if value is not None:
+            self._used.setdefault(table, set()).add(key)
+        return value
+
+    def put(self, table: str, key: str, value: Any) -> None:
+        if not self.enabled:
+            return
+        self._table(table)[key] = value
+        self._used.setdefault(table, set()).add(key)
+        self._dirty.add(table)
+
+    def save(self) -> None:
+        """Write each changed table atomically, keeping only the entries this run used.
+
+        A key embeds the file's content hash, so entries of files since edited are dead weight; keeping
+        the used ones alone bounds the cache by the tree's size.
+        """
+        if not self.enabled:
+            return
+        for table in sorted(self._dirty):
+            used = self._used.get(table, set())
+            entries = {key: value for key, value in self._tables[table].items() if key in used}
+            try:
+                self._write(table, {"format": _FORMAT, "entries": entries})
+            except OSError:
+                continue  # a read-only tree still gets its report; the next run recomputes
+
+    def _path(self, table: str) -> Path:
+        return self.directory / f"{table}.json"
+
+    def _table(self, table: str) -> dict[str, Any]:
+        if table not in self._tables:
+            self._tables[table] = self._load(table)
+        return self._tables[table]
+
+    def _load(self, table: str) -> dict[str, Any]:
+        try:
+            document = json.loads(self._path(table).read_bytes())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(document, dict) or document.get("format") != _FORMAT:
+            return {}
+        entries = document.get("entries")
+        return entries if isinstance(entries, dict) else {}
+
+    def _write(self, table: str, document: dict[str, Any]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        _mark_cache_directory(self.directory.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{table}.", suffix=".tmp", dir=self.directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(document, handle, separators=(",", ":"))
+            os.replace(tmp_name, self._path(table))
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+
+
+def _mark_cache_directory(directory: Path) -> None:
+    """Keep the cache out of git and backups, as ruff and pytest do (a ``*`` .gitignore, CACHEDIR.TAG)."""
+    for name, text in _markers():
+        path = directory / name
+        if not path.exists():
+            path.write_text(text, encoding="utf-8")
+
+
+def _markers() -> Iterable[tuple[str, str]]:
+    yield ".gitignore", "# Created by poolshift automatically.\n*\n"
+    yield (
+        "CACHEDIR.TAG",
+        "Signature: 8a477f597d28d172789f06886806bc55\n"
+        "# This file is a cache directory tag created by poolshift.\n",
+    )

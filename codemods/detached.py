@@ -1,0 +1,150 @@
+"""Read-only verdicts without LibCST's metadata: the redirect rules' sites from ``ast`` plus the call.
+
+``scan``, ``check`` and ``status`` only need each site's verdict, and for a redirect rule (PS201, PS301)
+the verdict of a plainly imported call depends on the call's own arguments and, at most, on where its
+result is assigned. Parsing the whole module with LibCST and resolving its scopes is the slow part of a
+large module; parsing each candidate call's text alone is cheap. So when a file is *plain* for a rule
+(every name that resolves to the rule's target is bound only by imports, nothing stores into or patches
+the target, no star import, no ``db_utils`` name that could conflict), the rule's own
+:meth:`~codemods.rules._redirect.RedirectCallRule.check_detached_call` judges each call from its text;
+anything else returns None and the file goes through LibCST as before. A test pins both routes to the
+same sites.
+"""
+
+from __future__ import annotations
+
+import ast
+import warnings
+from collections.abc import Callable
+
+import libcst as cst
+from libcst.codemod import CodemodContext
+
+from codemods.first_pass import TargetSet, binding_resolver
+from codemods.rules._redirect import STORED_IN_MODULE, STORED_IN_OBJECT, RedirectCallRule
+from codemods.rules.base import RuleOptions, Site, SiteStatus
+
+__all__ = ["detached_sites"]
+
+#: Text that makes a file need the full analysis (star imports, a db_utils binding).
+_NEEDS_METADATA = ("db_utils", "import *")
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.ListComp, ast.SetComp,
+           ast.DictComp, ast.GeneratorExp)  # fmt: skip
+
+
+def detached_sites(
+    rule_class: type[RedirectCallRule], options: RuleOptions, path: str, text: str, package: str
+) -> list[Site] | None:
+    """The sites ``rule_class`` would record in a dry run, or None when the file needs LibCST."""
+    if any(word in text for word in _NEEDS_METADATA):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
+    rule = rule_class(CodemodContext(filename=path), options)
+    resolve, column = binding_resolver(tree, text, package, options.module_aliases)
+    targets = TargetSet(rule_class.TARGETS)
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    sites: list[Site] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _may_patch(node, rule_class, resolve):
+            return None  # the rule reports the module as monkeypatching the target
+        if not isinstance(node, (ast.Name, ast.Attribute)):
+            continue
+        dotted = _dotted_name(node)
+        if dotted is None:
+            continue
+        resolved = resolve(dotted)
+        hits = resolved & targets.targets
+        if not hits:
+            continue
+        if resolved != hits or len(hits) > 1 or not isinstance(node.ctx, ast.Load):
+            return None  # ambiguous, or the module patches the target: the rule's full analysis decides
+        parent = parents.get(node)
+        line, col = node.lineno, column(node.lineno, node.col_offset)
+        if isinstance(parent, ast.Call) and parent.func is node:
+            verdict = _verdict(rule, parent, text, parents)
+            if verdict is None:
+                return None
+            migrate, reason, message = verdict
+            line, col = parent.lineno, column(parent.lineno, parent.col_offset)
+            status: SiteStatus = "migratable" if migrate else "reported"
+            sites.append(Site(rule.RULE_ID, path, line, col, status, reason, message))
+        else:
+            message = rule.value_reference_message()
+            sites.append(Site(rule.RULE_ID, path, line, col, "reported", "callee-as-value", message))
+    return sites
+
+
+def _may_patch(call: ast.Call, rule: type[RedirectCallRule], resolve: Callable[[str], set[str]]) -> bool:
+    """``setattr(sqlite3, "connect", f)``, ``mock.patch("sqlite3.connect")``: what the rule calls a patch.
+
+    As broad as the rule's own test (a callee named ``setattr`` or ``patch`` anywhere in its dotted name,
+    given the target's name, or its short name next to its module): then the rule must see the file.
+    """
+    callee = _dotted_name(call.func) or ""
+    if not {"setattr", "patch"} & set(callee.split(".")):
+        return False
+    arguments = [*call.args, *(keyword.value for keyword in call.keywords)]
+    texts = {_text(arg) for arg in arguments}
+    if texts & rule.TARGETS:
+        return True
+    if rule.SHORT_NAME not in texts:
+        return False
+    names = (_dotted_name(arg) for arg in arguments)
+    return any(name is not None and resolve(name) & rule.SOURCE_MODULES for name in names)
+
+
+def _text(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):
+        value = node.value
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return None
+
+
+def _dotted_name(node: ast.expr) -> str | None:
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([node.id, *reversed(parts)])
+
+
+def _verdict(
+    rule: RedirectCallRule, call: ast.Call, text: str, parents: dict[ast.AST, ast.AST]
+) -> tuple[bool, str | None, str] | None:
+    segment = ast.get_source_segment(text, call)
+    if segment is None:
+        return None
+    try:
+        expression = cst.parse_expression(f"({segment})")
+    except Exception:  # any trouble: the full analysis decides
+        return None
+    if not isinstance(expression, cst.Call):
+        return None
+    verdict = rule.check_detached_call(expression, _stored_where(call, parents))
+    if verdict is None:
+        return None
+    return verdict.migrate, verdict.reason, verdict.message
+
+
+def _stored_where(call: ast.Call, parents: dict[ast.AST, ast.AST]) -> str | None:
+    """Where the call's result is kept beyond the call (PS201's ``conn-stored``), like the rule sees it."""
+    parent = parents.get(call)
+    if isinstance(parent, ast.Assign) and parent.value is call:
+        targets = parent.targets
+    elif isinstance(parent, ast.AnnAssign) and parent.value is call:
+        targets = [parent.target]
+    else:
+        return None
+    if any(isinstance(target, (ast.Attribute, ast.Subscript)) for target in targets):
+        return STORED_IN_OBJECT
+    scope = parents.get(parent)
+    while scope is not None and not isinstance(scope, (*_SCOPES, ast.Module)):
+        scope = parents.get(scope)
+    return STORED_IN_MODULE if isinstance(scope, (ast.Module, ast.ClassDef)) else None
