@@ -53,7 +53,7 @@ from codemods.cst.imports.rewriting import (
     trailing_comment_of,
 )
 from codemods.cst.literals import literal_string
-from codemods.rules.base import PoolshiftRule, RuleOptions, Verdict
+from codemods.rules.base import SUPPRESSED_MESSAGE, PoolshiftRule, RuleOptions, Verdict
 
 #: Reason codes every redirect rule can emit (each rule adds its own argument-level codes).
 COMMON_REASON_CODES: Mapping[str, str] = {
@@ -213,6 +213,8 @@ class RedirectCallRule(PoolshiftRule):
         return migratable, called
 
     def _verdict(self, call: cst.Call, unique: bool, patched_at: int | None) -> Verdict:
+        if self.is_suppressed(call):
+            return Verdict(False, None, SUPPRESSED_MESSAGE)
         if not unique:
             return Verdict(
                 False,

@@ -21,12 +21,13 @@ ROOT = PACKAGE_DIR.parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("codemods",),  # the package itself: its version, nothing else
     ("codemods.cst",),  # generic LibCST helpers
+    ("codemods.suppressions",),  # `# poolshift: ignore` comments (rules ask, the transform marks)
     ("codemods.legacy_helpers",),  # facts about the project's own connection helpers
     ("codemods.rules",),  # the rule contract, private bases and one module (or package) per rule
     ("codemods.transform",),  # one file's bytes through the rules
     ("codemods.plan", "codemods.files", "codemods.project"),  # what a run looks at
     ("codemods.runner", "codemods.report"),  # phases, execution and writes; what the user reads
-    ("codemods.status",),  # progress, rendered through the report
+    ("codemods.status", "codemods.guide"),  # progress; the rule table and the guide's text
     ("codemods.cli", "codemods.__main__"),  # the command line
 )
 
