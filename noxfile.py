@@ -4,6 +4,8 @@ Sessions:
 - lint:   ruff (lint + format check) and mypy --strict on db_utils and codemods.
 - tests:  the pytest suite; starts its own PostgreSQL/HTTP servers on 127.0.0.1.
 - parity: the legacy example app's suite passes identically before and after every migration phase.
+- faults: PostgreSQL (and SQLite) under faults: restart, backend kills, a hung server, exhaustion, fork,
+          dropped handles, leaks; prints the table of the README's reliability section.
 - bench_quick: every benchmark at smoke-test size (CI): proves they run, prints figures, edits nothing.
 - bench:  the full benchmark run (about 15 minutes): rewrites the README's figures and chart.
 - demo:   the quick start: migrate a copy of the bundled example app and show what changed (no server).
@@ -19,7 +21,7 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).parent
-nox.options.sessions = ["lint", "tests", "parity", "bench_quick"]
+nox.options.sessions = ["lint", "tests", "parity", "faults", "bench_quick"]
 nox.options.error_on_missing_interpreters = True
 
 
@@ -34,13 +36,15 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
-    session.run("pytest", *session.posargs)
+    # tests/faults has its own session (with its table); running it here too would double its time.
+    session.run("pytest", "--ignore=tests/faults", *session.posargs)
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Run poolshift on a temporary copy of examples/legacy_app: scan, migrate every phase, show the diff."""
-    session.install(".")
+    """Run poolshift on a temporary copy of examples/legacy_app: scan, migrate every phase, show the diff,
+    a suppressed call, and imports that `ruff check --select I` still finds sorted."""
+    session.install(".", "ruff")
     workdir = Path(tempfile.mkdtemp(prefix="poolshift-demo-"))
     target = workdir / "legacy_app"
     shutil.copytree(ROOT / "examples" / "legacy_app", target, ignore=shutil.ignore_patterns("__pycache__"))
@@ -53,10 +57,15 @@ def demo(session: nox.Session) -> None:
     session.run("poolshift", "scan", ".")
     session.run("poolshift", "migrate", ".", "--all")
     session.run("git", "--no-pager", "diff", "--stat", external=True)
-    # Two files in full: an idiomatic (PS101) and a compat (PS102) rewrite, and a drop-in (PS201).
-    shown = ["legacy_app/api/products.py", "legacy_app/cache.py"]
+    # Three files in full: the helper's own connect pooled (PS100), an idiomatic rewrite on the helper's
+    # pool (PS101), and a drop-in (PS201).
+    shown = ["legacy_app/db.py", "legacy_app/api/products.py", "legacy_app/cache.py"]
     session.run("git", "--no-pager", "diff", "--", *shown, external=True)
     session.run("poolshift", "check", ".", success_codes=[0, 1])
+    # The deliberate `# poolshift: ignore[PS301]` in jobs/sync_prices.py: kept, reported as suppressed.
+    session.run("poolshift", "scan", "legacy_app/jobs/sync_prices.py")
+    # The imports poolshift added are where isort and ruff put them.
+    session.run("ruff", "check", "--isolated", "--select", "I", "legacy_app")
     session.log(f"migrated copy left in {target} (the original examples/legacy_app is untouched)")
     if os.environ.get("CI"):
         shutil.rmtree(workdir, ignore_errors=True)
@@ -67,6 +76,13 @@ def parity(session: nox.Session) -> None:
     """Prove behavior parity on examples/legacy_app: its suite passes identically after every phase."""
     session.install("-e", ".[dev]")
     session.run("python", "-m", "tests.parity.driver", *session.posargs)
+
+
+@nox.session
+def faults(session: nox.Session) -> None:
+    """Every fault scenario in tests/faults (each with a fixed budget), then their table."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "tests/faults", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session

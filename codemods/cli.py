@@ -19,6 +19,7 @@ from typing import Any
 from codemods import __version__
 from codemods.files import FileDiscoveryError, git_toplevel
 from codemods.guide import explain, rules_table
+from codemods.helper_summary import helper_lines
 from codemods.plan import Phase, PlanError
 from codemods.project import Project, load_project
 from codemods.report import FORMATS, FileError, Report, render, unified_diff
@@ -47,8 +48,8 @@ exit codes:
 CONFIG_HELP = """\
 configuration:
   [tool.poolshift] in pyproject.toml, or a poolshift.toml passed with --config: legacy_helpers,
-  trust_legacy_helpers, exclude, select, ignore, and [[phases]] (name, paths). Every key with its
-  default and an example: README.md, section "Configuration". Suppress one call with
+  exclude, select, ignore, and [[phases]] (name, paths). Every key with its default and an example:
+  README.md, section "Configuration". Suppress one call with
   `# poolshift: ignore[PS201]`; `poolshift rules` lists the rules, `poolshift explain CODE` explains a
   rule or a reason code.
 """
@@ -235,7 +236,7 @@ def _emit(report: Report, args: argparse.Namespace, stream: Any) -> None:
         return
     lines = render(report, "text", verbose=args.verbose).splitlines()
     if args.quiet:
-        lines = [line for line in lines if not _SITE_LINE.match(line) and not line.startswith("note ")]
+        lines = [line for line in lines if not _SITE_LINE.match(line) and not line.startswith("note")]
     if _use_colour(stream):
         lines = [_colour(line) for line in lines]
     stream.write("\n".join(lines) + "\n")
@@ -247,7 +248,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     result = run(
         project, project.plan.phases, dry_run=True, chain=False, include_unassigned=True, **_run_kwargs(args)
     )
-    _emit(_report(project, result, "poolshift scan"), args, sys.stdout)
+    report = _report(project, result, "poolshift scan")
+    report.notes = helper_lines(project, result)
+    _emit(report, args, sys.stdout)
     return EXIT_CLEAN
 
 
@@ -273,6 +276,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         sys.stderr.write(f"poolshift: error: choose --phase N or --all (phases: {names})\n")
         return EXIT_ERROR
     phases = phases_for_migrate(project.plan, phase)
+    if phase is None and not args.all:
+        # One work phase and no --phase/--all: that phase only. Removing code is never implicit.
+        phases = list(project.plan.work_phases)
+        sys.stderr.write("poolshift: the cleanup phase was not run (run it with --phase cleanup or --all)\n")
     result = run(project, phases, dry_run=args.diff, chain=True, **_run_kwargs(args))
     report = _report(project, result, "poolshift migrate")
     if args.diff:

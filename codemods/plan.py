@@ -27,7 +27,15 @@ __all__ = [
 
 CLEANUP = "cleanup"
 DEFAULT_PHASE = "all"
-_KNOWN_KEYS = {"legacy_helpers", "trust_legacy_helpers", "exclude", "select", "ignore", "phases"}
+_KNOWN_KEYS = {"legacy_helpers", "exclude", "select", "ignore", "phases"}
+#: Keys that existed once, with what to do instead (an unknown-key error would not say why).
+_REMOVED_KEYS = {
+    "trust_legacy_helpers": (
+        "trust_legacy_helpers was removed: it routed helper calls to the shim's own settings, which can "
+        "be another database. PS100 now pools the helper's own psycopg2.connect, so nothing needs "
+        "trusting; delete the key"
+    ),
+}
 _PHASE_KEYS = {"name", "paths"}
 
 
@@ -58,8 +66,6 @@ class Plan:
     exclude: tuple[str, ...] = ()
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
-    #: The user's statement that their helpers behave like the shim (PS101/PS102 then skip the proof).
-    trust_legacy_helpers: bool = False
     config_path: Path | None = None
     root: Path = field(default_factory=Path.cwd)
 
@@ -140,13 +146,6 @@ def _string_list(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]
     return tuple(value)
 
 
-def _bool(table: dict[str, Any], key: str, where: str) -> bool:
-    value = table.get(key, False)
-    if not isinstance(value, bool):
-        raise PlanError(f"{where}: {key} must be true or false, got {value!r}")
-    return value
-
-
 def _phases(raw: object, where: str) -> list[Phase]:
     if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
         raise PlanError(f"{where}: phases must be an array of tables ([[tool.poolshift.phases]])")
@@ -170,6 +169,8 @@ def _phases(raw: object, where: str) -> list[Phase]:
 def plan_from_table(table: dict[str, Any], *, root: Path, config_path: Path | None = None) -> Plan:
     """Validate a ``[tool.poolshift]`` table (already parsed) into a Plan."""
     where = str(config_path or "[tool.poolshift]")
+    for key in sorted(set(table) & set(_REMOVED_KEYS)):
+        raise PlanError(f"{where}: {_REMOVED_KEYS[key]}")
     unknown = set(table) - _KNOWN_KEYS
     if unknown:
         known = sorted(_KNOWN_KEYS)
@@ -187,7 +188,6 @@ def plan_from_table(table: dict[str, Any], *, root: Path, config_path: Path | No
         exclude=_string_list(table, "exclude", where) or (),
         select=_string_list(table, "select", where) or (),
         ignore=_string_list(table, "ignore", where) or (),
-        trust_legacy_helpers=_bool(table, "trust_legacy_helpers", where),
         config_path=config_path,
         root=root,
     )

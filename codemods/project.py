@@ -13,12 +13,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from codemods.files import find_project_root, list_python_files
-from codemods.legacy_helpers.discovery import discover_legacy_helpers, prefilter_names
+from codemods.legacy_helpers.discovery import DEFAULT_HELPER_NAME, FoundHelper, find_helpers
 from codemods.legacy_helpers.equivalence import analyse_legacy_helpers
 from codemods.plan import Phase, Plan, PlanError, load_plan, plan_from_table, select_rule_ids
 from codemods.rules import all_rules
 from codemods.rules.base import PoolshiftRule, RuleOptions
-from codemods.transform import decode_source
+from codemods.transform import SourceError, decode_source
 
 __all__ = ["Project", "decoded_sources", "load_project", "module_and_package", "read_matching"]
 
@@ -40,6 +40,10 @@ class Project:
     #: equivalence is a property of its definition, which no phase rewrites (only the cleanup deletes it).
     legacy_helper_differences: Mapping[str, tuple[str, ...]]
     shadowing_db_utils: tuple[str, ...]  # project files that would shadow the db_utils shim
+    #: Where each legacy helper is defined and what it returns (for scan's one line per helper).
+    found_helpers: tuple[FoundHelper, ...] = ()
+    #: The same, limited to the helper's contract (connection or None); see RuleOptions.
+    legacy_helper_contracts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     #: Bytes read while loading (helper discovery reads every file) with the (mtime_ns, size) they were
     #: read at, so a run right after loading does not read every file a second time; reused only while
@@ -54,6 +58,11 @@ class Project:
             return list(self.target_files)
         return [path for path in self.target_files if self.plan.phase_of(path) == phase]
 
+    def tree_files(self) -> list[str]:
+        """Every non-excluded Python file of the project, whatever PATH arguments were given: where the
+        TREE_WIDE rules run."""
+        return [path for path in self.all_files if not self.plan.is_excluded(path)]
+
     def unassigned_files(self) -> list[str]:
         return [path for path in self.target_files if self.plan.phase_of(path) is None]
 
@@ -62,7 +71,13 @@ class Project:
         return RuleOptions(
             legacy_helpers=self.legacy_helpers,
             legacy_helper_differences=self.legacy_helper_differences,
-            trust_legacy_helpers=self.plan.trust_legacy_helpers,
+            legacy_helper_contracts=self.legacy_helper_contracts,
+            removable_helpers=tuple(
+                helper
+                for helper in self.legacy_helpers
+                if helper in (self.plan.legacy_helpers or ())
+                or helper.rpartition(".")[2] == DEFAULT_HELPER_NAME
+            ),
             first_party=frozenset(self.module_of(path)[0].partition(".")[0] for path in self.all_files),
         )
 
@@ -112,7 +127,7 @@ def decoded_sources(files: Mapping[str, bytes]) -> dict[str, str]:
     for path, data in files.items():
         try:
             texts[path] = decode_source(data).text
-        except ValueError:
+        except (SourceError, ValueError):
             continue
     return texts
 
@@ -130,23 +145,29 @@ def _selected_rules(
     plan: Plan, select: Sequence[str], ignore: Sequence[str]
 ) -> tuple[type[PoolshiftRule], ...]:
     rules = all_rules()
-    ids = select_rule_ids(rules, (*plan.select, *select), (*plan.ignore, *ignore))
-    return tuple(rules[rule_id] for rule_id in ids)
+    selected = (*plan.select, *select)
+    ids = select_rule_ids(rules, selected, (*plan.ignore, *ignore))
+    # An opt-in rule needs its own ID: selecting a family (`PS1`) does not switch it on.
+    return tuple(rules[rule_id] for rule_id in ids if rules[rule_id].DEFAULT_ENABLED or rule_id in selected)
 
 
 def _legacy_helpers(
     root: Path, plan: Plan, files: Sequence[str], snapshot: Snapshot
-) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
-    """The legacy helpers (configured or discovered) and what each does differently from the shim."""
-    configured = plan.legacy_helpers or ()
-    needles = [name.encode() for name in prefilter_names(configured)]
-    sources = decoded_sources(read_matching(root, files, needles, snapshot))
+) -> tuple[tuple[FoundHelper, ...], dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """The legacy helpers (found by behavior, plus the configured ones) and how each differs from the shim.
+
+    Every file is read (a helper may have any name); :func:`find_helpers` parses only those that may
+    define one. A configured helper poolshift did not find is kept, with no file or line.
+    """
+    sources = decoded_sources(read_matching(root, files, (), snapshot))
     names = {path: module_and_package(root, path)[0] for path in sources}
-    helpers = plan.legacy_helpers
-    if helpers is None:
-        helpers = discover_legacy_helpers(sources, names)
-    differences = analyse_legacy_helpers(sources, names, helpers) if helpers else {}
-    return helpers, differences
+    found = {helper.name: helper for helper in find_helpers(sources, names)}
+    for name in plan.legacy_helpers or ():
+        found.setdefault(name, FoundHelper(name, "", 0, ()))
+    helpers = tuple(sorted(found))
+    differences = analyse_legacy_helpers(sources, names, helpers)
+    contracts = analyse_legacy_helpers(sources, names, helpers, contract_only=True)
+    return tuple(found[name] for name in helpers), differences, contracts
 
 
 def load_config_file(path: Path, root: Path) -> Plan:
@@ -194,15 +215,17 @@ def load_project(
     target_files = [path for path in list_python_files(root, targets) if not plan.is_excluded(path)]
     rules = _selected_rules(plan, select, ignore)
     snapshot: Snapshot = {}
-    helpers, differences = _legacy_helpers(root, plan, all_files, snapshot)
+    found, differences, contracts = _legacy_helpers(root, plan, all_files, snapshot)
     project = Project(
         root=root,
         plan=plan,
         all_files=tuple(all_files),
         target_files=tuple(target_files),
         rules=rules,
-        legacy_helpers=helpers,
+        legacy_helpers=tuple(helper.name for helper in found),
+        found_helpers=found,
         legacy_helper_differences=differences,
+        legacy_helper_contracts=contracts,
         shadowing_db_utils=_shadowing(root, all_files),
         snapshot=snapshot,
     )

@@ -41,11 +41,14 @@ class Record:
     site: Site
     alternatives: tuple[Site, ...] = ()
     details: tuple[str, ...] = ()
+    #: ``details`` of each alternative (same order), for a rule that recorded the site several times.
+    alternative_details: tuple[tuple[str, ...], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        details = self.alternative_details or tuple(() for _ in self.alternatives)
         alternatives = [
-            {"rule": s.rule, "status": s.status, "reason": s.reason, "message": s.message}
-            for s in self.alternatives
+            {"rule": s.rule, "status": s.status, "reason": s.reason, "message": s.message, "details": list(d)}
+            for s, d in zip(self.alternatives, details, strict=True)
         ]
         return {**self.site.to_dict(), "alternatives": alternatives, "details": list(self.details)}
 
@@ -76,7 +79,7 @@ def records(sites: Iterable[Site]) -> list[Record]:
         merged = [_merge_same_rule(group) for group in by_position[position].values()]
         merged.sort(key=lambda pair: (_HANDLING_ORDER.get(pair[0].status, 3), pair[0].rule))
         (site, details), others = merged[0], merged[1:]
-        found.append(Record(site, tuple(other for other, _ in others), details))
+        found.append(Record(site, tuple(other for other, _ in others), details, tuple(d for _, d in others)))
     return found
 
 
@@ -97,6 +100,8 @@ class Report:
     errors: list[FileError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     title: str = "poolshift"
+    #: What the user should know about the run as a whole (scan: one line per legacy helper).
+    notes: list[str] = field(default_factory=list)
 
     def records(self) -> list[Record]:
         return records(self.sites)
@@ -120,6 +125,7 @@ class Report:
             "totals": self.totals(),
             "errors": [error.to_dict() for error in sorted(self.errors, key=lambda e: e.path)],
             "warnings": list(self.warnings),
+            "notes": list(self.notes),
         }
 
 
@@ -156,6 +162,7 @@ def _also(record: Record) -> str:
 
 def _text(report: Report, *, verbose: bool = False) -> str:
     lines = [f"warning: {warning}" for warning in report.warnings]
+    lines.extend(f"note: {note}" for note in report.notes)
     records_ = report.records()
     notes = _Notes([record.site for record in records_])
     for record in records_:
@@ -167,6 +174,8 @@ def _text(report: Report, *, verbose: bool = False) -> str:
         )
         if verbose:
             lines.extend(f"    {_one_line(detail)}" for detail in record.details)
+            for other, details in zip(record.alternatives, record.alternative_details, strict=True):
+                lines.extend(f"    {other.rule}: {_one_line(detail)}" for detail in details)
     lines.extend(notes.lines())
     for error in sorted(report.errors, key=lambda e: e.path):
         advice = ERROR_CODES.get(error.error, "")
@@ -209,6 +218,9 @@ def _markdown(report: Report) -> str:
     lines = [f"# {report.title} report", ""]
     if report.warnings:
         lines.extend(f"> **Warning:** {_cell(warning)}" for warning in report.warnings)
+        lines.append("")
+    if report.notes:
+        lines.extend(f"* {_cell(note)}" for note in report.notes)
         lines.append("")
     totals = report.totals()
     for heading, key in (("By rule", "by_rule"), ("By phase", "by_phase"), ("By status", "by_status")):

@@ -217,6 +217,8 @@ class _State:
     snapshot: Mapping[str, tuple[int, int, bytes]] = field(default_factory=dict)
     on_disk: dict[str, bytes] = field(default_factory=dict)
     current: dict[str, bytes] = field(default_factory=dict)
+    #: Files the TREE_WIDE rules already ran on in this run (they run on each file once per run).
+    tree_wide_done: set[str] = field(default_factory=set)
 
     def read(self, path: str) -> bytes | None:
         if path not in self.current:
@@ -251,6 +253,35 @@ def _references(project: Project, state: _State) -> tuple[str, ...]:
     return find_legacy_references(sources, names, project.legacy_helpers)
 
 
+def _own_phase(project: Project, path: str) -> str:
+    """The phase a file visited only by TREE_WIDE rules belongs to, for its sites' label."""
+    own = project.plan.phase_of(path)
+    return own.name if own is not None else UNASSIGNED
+
+
+def _rules_per_path(
+    project: Project, paths: Sequence[str], rules: Sequence[type[PoolshiftRule]], state: _State
+) -> list[tuple[str, tuple[type[PoolshiftRule], ...]]]:
+    """The phase's files with every rule, then every other non-excluded file with the TREE_WIDE rules.
+
+    A TREE_WIDE rule runs on each file once per run (in the first phase that runs), so chained phases
+    see its output and an inventory lists each of its sites once.
+    """
+    tree_wide = tuple(rule for rule in rules if rule.TREE_WIDE)
+    phase_paths = set(paths)
+    planned: list[tuple[str, tuple[type[PoolshiftRule], ...]]] = []
+    extra = [path for path in project.tree_files() if path not in phase_paths] if tree_wide else []
+    for path in [*paths, *extra]:
+        candidates = rules if path in phase_paths else tree_wide
+        if path in state.tree_wide_done:
+            candidates = tuple(rule for rule in candidates if not rule.TREE_WIDE)
+        elif tree_wide:
+            state.tree_wide_done.add(path)
+        if candidates:
+            planned.append((path, tuple(candidates)))
+    return planned
+
+
 def _run_phase(
     project: Project,
     phase: Phase,
@@ -272,13 +303,15 @@ def _run_phase(
     legacy_names = prefilter_names(project.legacy_helpers)
     needles = {rule: _needles(rule, legacy_names) for rule in rules}
     jobs: list[_Job] = []
-    for path in paths:
+    for path, path_rules in _rules_per_path(project, paths, rules, state):
         data = state.read(path)
         result.files_read += 1
         if data is None:
             continue
         # Byte-level prefilter: a rule with no needle in the file cannot have a candidate there.
-        matching = tuple(rule for rule in rules if not needles[rule] or any(n in data for n in needles[rule]))
+        matching = tuple(
+            rule for rule in path_rules if not needles[rule] or any(n in data for n in needles[rule])
+        )
         if matching:
             module_name, package_name = project.module_of(path)
             on_disk = state.on_disk[path] if data != state.on_disk[path] else None
@@ -286,8 +319,9 @@ def _run_phase(
                 _Job(path, data, matching, options, dry_run, module_name, package_name, chain, on_disk)
             )
     result.files_parsed += len(jobs)
-    label = phase.name
+    phase_paths = set(paths)
     for file_result in _execute(jobs, workers, progress):
+        label = phase.name if file_result.path in phase_paths else _own_phase(project, file_result.path)
         file_result.sites = [replace(site, phase=label) for site in file_result.sites]
         outcome = FileOutcome(file_result, label)
         result.outcomes.append(outcome)

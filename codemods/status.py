@@ -26,6 +26,7 @@ SCHEMA_VERSION = 1
 #: The calls the rules rewrite to; a call of one of these counts as a migrated site.
 POOLED_API = frozenset(
     {
+        "db_utils.postgres.connect",
         "db_utils.sqlite.connect",
         "db_utils.http.urlopen",
         "db_utils.get_pooled_connection",

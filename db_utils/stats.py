@@ -69,6 +69,7 @@ POOL_FIGURES: Mapping[str, float] = {
     "checked_out": 0,
     "pings": 0,
     "ping_failures": 0,
+    "connect_failures": 0,
 }
 
 

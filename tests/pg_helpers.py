@@ -18,3 +18,14 @@ def checked_out() -> int:
     """Connections checked out of the (single) PostgreSQL pool right now."""
     (only,) = db_utils.pool_status()["postgres"].values()
     return int(only["checked_out"])
+
+
+def terminate_and_wait(server: Any) -> int:
+    """``pg_terminate_backend`` every other client backend of ``server`` and wait until each has exited
+    (PostgreSQL 14+'s timeout argument), so its socket is closed by the time this returns."""
+    rows = server.query(
+        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = %s "
+        "AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        (server.database,),
+    )
+    return len(rows)

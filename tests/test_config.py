@@ -157,3 +157,35 @@ def test_default_and_explicit_url_share_one_pool(clean_env):
     assert db_utils.get_connection_pool() is db_utils.get_connection_pool(
         "postgresql+psycopg2://u:pw@127.0.0.1:1/d"
     )
+
+
+def test_a_port_that_is_not_a_number_names_the_variable(clean_env):
+    clean_env.setenv("DATABASE_URL", "postgresql://u:s3cret@host:notaport/db")
+    with pytest.raises(ConfigError, match="DATABASE_URL has a port that is not a number") as error:
+        default_database_url()
+    assert "s3cret" not in str(error.value)
+
+
+def test_an_unencoded_at_sign_in_the_password_is_rejected_without_showing_it(clean_env):
+    clean_env.setenv("DATABASE_URL", "postgresql://u:p@ss-tail@host/db")
+    with pytest.raises(ConfigError, match=r"unencoded '@'.*%40") as error:
+        default_database_url()
+    assert "ss-tail" not in str(error.value)
+    clean_env.setenv("DATABASE_URL", "postgresql://u:p%40ss-tail@host/db")
+    assert default_database_url().password == "p@ss-tail"
+
+
+@pytest.mark.parametrize(
+    ("variable", "field", "value"),
+    [
+        ("DB_POOL_PING_TIMEOUT", "ping_timeout", 2.5),
+        ("DB_POOL_LEAK_THRESHOLD", "leak_threshold", 30.0),
+        ("DB_RETRY_DEADLINE", "retry_deadline", 4.0),
+    ],
+)
+def test_fault_knobs_are_read_and_checked(clean_env, variable, field, value):
+    clean_env.setenv(variable, str(value))
+    assert getattr(resolve_settings(), field) == value
+    clean_env.setenv(variable, "-1")
+    with pytest.raises(ConfigError, match=variable):
+        resolve_settings()

@@ -103,3 +103,24 @@ def test_health_check_reports_healthy_and_unhealthy(pg, clean_env):
     assert bad["healthy"] is False
     assert "OperationalError" in bad["error"]
     assert pg.password not in str(bad)
+
+
+def test_cursors_of_a_lease_are_closed_when_it_ends_like_psycopg2(pg):
+    plain = pg.connect()
+    plain_cursor = plain.cursor()
+    plain.close()
+    with pytest.raises(psycopg2.InterfaceError):
+        plain_cursor.execute("SELECT 1")  # what psycopg2 itself does
+    with db_utils.get_pooled_connection() as conn:
+        cursor = conn.cursor()
+    with pytest.raises(psycopg2.InterfaceError):
+        cursor.execute("SELECT 1")
+    assert checked_out() == 0
+
+
+def test_a_long_lease_does_not_hoard_references_to_dead_cursors():
+    with db_utils.get_pooled_connection() as conn:
+        for _ in range(1000):
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        assert len(conn._cursors) <= 65

@@ -149,9 +149,17 @@ def test_non_idempotent_request_is_never_resent(http_server: PoolTestServer) -> 
 
 
 def test_a_fresh_connection_that_fails_is_not_retried(http_server: PoolTestServer) -> None:
+    # The timeout always expires (the server answers /slow only after release). On a busy machine it may
+    # expire before the server has even read the request, so the server's count is waited for, and the
+    # client's own figures (counted synchronously, before urlopen raises) prove that nothing was resent.
     http_server.release.clear()
+    before = http_stats()
     with pytest.raises(TimeoutError):
         urlopen(http_server.url + "/slow", timeout=0.05)
+    assert delta(before, "requests") == 1
+    assert delta(before, "connections_created") == 1
+    assert delta(before, "stale_retries") == 0
+    assert http_server.arrived.wait(10)  # the one request reached the server
     http_server.release.set()
     assert len(http_server.requests_for("/slow")) == 1
 

@@ -228,3 +228,39 @@ def test_recommended_bound_is_the_smallest_below_the_threshold(active, bound):
     assert smallest_bound_below_threshold(active) == bound
     assert active / bound < 0.8
     assert bound == 1 or active / (bound - 1) >= 0.8
+
+
+def test_failed_connects_raise_a_connection_failures_alert_and_pending_counts_waiters(pg_pools):
+    import psycopg2
+
+    from testservers.postgres import free_port
+
+    clock = Clock()
+    monitor = Monitor(databases=(), alert_book=AlertBook(window=60, clock=clock))
+    refused = pg_pools.url.replace(f":{pg_pools.port}/", f":{free_port()}/")
+    db_utils.get_connection_pool(refused)
+    assert monitor.alerts() == {"alerts": []}
+    with pytest.raises(psycopg2.OperationalError), db_utils.get_pooled_connection(refused):
+        pass
+
+    (alert,) = monitor.alerts()["alerts"]
+    assert (alert["condition"], alert["severity"]) == ("connection_failures", "critical")
+    assert alert["message"] == "1 attempt(s) to open a connection failed in the last 60 s"
+    (figures,) = (f for url, f in db_utils.pool_status()["postgres"].items() if str(pg_pools.port) not in url)
+    assert (figures["connect_failures"], figures["checkouts"], figures["checkins"]) == (1, 0, 0)
+
+
+def test_pending_is_the_number_of_threads_waiting_in_line(pg_pools):
+    from tests.test_pool_fairness import wait_until
+
+    engine = db_utils.get_connection_pool(pool_size=1, max_overflow=0, timeout=60)
+    held = db_utils.get_postgres_connection()
+    waiter = threading.Thread(target=lambda: db_utils.get_postgres_connection().close())
+    waiter.start()
+    wait_until(lambda: engine.pool.waiting() == 1, "the second borrower is in line")
+    (figures,) = db_utils.pool_status()["postgres"].values()
+    assert figures["waiting"] == 1
+    held.close()
+    waiter.join()
+    (figures,) = db_utils.pool_status()["postgres"].values()
+    assert figures["waiting"] == 0

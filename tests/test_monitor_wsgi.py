@@ -77,9 +77,9 @@ def test_connection_pools_reports_every_kind_in_one_vocabulary(
         "timeouts": 0,
         "waits": 0,
         "checkout_wait_avg_ms": 0.0,
-        # No source counts these yet: unknown is null, never a made-up zero.
-        "failed": None,
-        "pending": None,
+        "failed": 0,
+        "pending": 0,
+        # No source counts this yet: unknown is null, never a made-up zero.
         "query_time_avg_ms": None,
     }
     assert {key: postgres[key] for key in expected} == expected

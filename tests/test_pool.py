@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 
+import psycopg2
 import pytest
 from sqlalchemy.pool import QueuePool
 
 import db_utils
 from db_utils.postgres.registry import pool_for
-from tests.pg_helpers import backend_pid
+from tests.pg_helpers import backend_pid, terminate_and_wait
 
 pytestmark = pytest.mark.postgres
 
@@ -45,17 +46,19 @@ def test_connections_are_reused(pg):
     assert stats["reuse_rate"] == 0.8
 
 
-def test_pre_ping_replaces_a_connection_killed_while_idle(pg, clean_env):
-    clean_env.setenv("DB_POOL_PING_AFTER", "0")
+@pytest.mark.parametrize("ping_after", ["0", "3600"])
+def test_a_connection_killed_while_idle_is_replaced_without_a_round_trip(pg, clean_env, ping_after):
+    # Inside the ping window too (3600): the closed socket is seen by a non-blocking poll at checkout.
+    clean_env.setenv("DB_POOL_PING_AFTER", ping_after)
     with db_utils.get_pooled_connection() as conn:
         first_pid = backend_pid(conn)
-    assert pg.terminate_backends() == 1
+    assert terminate_and_wait(pg) == 1
     with db_utils.get_pooled_connection() as conn:  # second checkout of the killed connection
         assert backend_pid(conn) != first_pid
     stats = figures()
-    assert stats["pings"] == 1
-    assert stats["ping_failures"] == 1
+    assert stats["pings"] == 0
     assert stats["invalidated"] == 1
+    assert (stats["checkouts"], stats["checkins"], stats["recycled"]) == (2, 2, 0)
 
 
 def test_recently_used_connection_skips_the_ping(clean_env):
@@ -147,3 +150,77 @@ def test_dispose_pools_closes_idle_connections(pg):
     assert pg.backend_count() == 1
     assert db_utils.dispose_pools() == 1
     assert pg.backend_count() == 0
+
+
+def test_failed_reconnects_never_count_a_checkin_without_its_checkout(pg):
+    from db_utils.postgres.api import borrow
+    from testservers.tcp_proxy import FreezableProxy
+
+    proxy = FreezableProxy(pg.port)
+    url = pg.url.replace(f":{pg.port}/", f":{proxy.port}/")
+    db_utils.get_connection_pool(url, pool_size=2, max_overflow=0)
+    held = [borrow(url), borrow(url)]
+    for conn in held:
+        conn.close()
+    proxy.close()  # the idle connections see EOF; new connects are refused
+    for _ in range(3):
+        with pytest.raises(psycopg2.OperationalError):
+            borrow(url)
+    stats = figures()
+    assert stats["checkins"] == stats["checkouts"] == 2
+    assert stats["checked_out"] == 0
+    assert stats["connect_failures"] == 3
+    assert stats["invalidated"] >= 1
+
+
+def test_connections_replaced_after_a_disconnect_count_as_invalidated_not_recycled(pg):
+    from db_utils.postgres.api import borrow
+
+    held = [borrow(None) for _ in range(3)]
+    for conn in held:
+        conn.close()
+
+    def killed_mid_operation(conn):
+        if not calls:
+            calls.append(1)
+            pg.query("SELECT pg_terminate_backend(%s, 10000)", (conn.get_backend_pid(),))
+        conn.cursor().execute("SELECT 1")
+
+    calls: list[int] = []
+    # Retries on a fresh connection: every connection older than the disconnect is replaced.
+    assert db_utils.execute_with_pool_connection(killed_mid_operation, idempotent=True)["status"] == "success"
+    held = [borrow(None) for _ in range(3)]
+    for conn in held:
+        backend_pid(conn)
+        conn.close()
+    stats = figures()
+    assert stats["recycled"] == 0
+    assert stats["invalidated"] == 3
+
+
+def test_a_ping_timeout_replaces_every_older_connection_without_pinging_them(pg):
+    from db_utils.postgres.api import borrow
+    from testservers.tcp_proxy import FreezableProxy
+
+    with FreezableProxy(pg.port) as proxy:
+        url = pg.url.replace(f":{pg.port}/", f":{proxy.port}/") + "?connect_timeout=2"
+        db_utils.get_connection_pool(url, pool_size=2, max_overflow=0, ping_after=0, ping_timeout=0.25)
+        held = [borrow(url), borrow(url)]
+        for conn in held:
+            backend_pid(conn)
+            conn.close()
+        proxy.freeze()
+        with pytest.raises(psycopg2.OperationalError):  # ping timed out, then the reconnect timed out
+            borrow(url)
+        before = figures()
+        proxy.thaw()
+        # Both records: the one whose ping failed reconnects; the other is replaced without a ping.
+        held = [borrow(url), borrow(url)]
+        for conn in held:
+            backend_pid(conn)
+            conn.close()
+        after = figures()
+    assert (before["pings"], before["ping_failures"]) == (1, 1)
+    assert after["pings"] == before["pings"]
+    assert after["invalidated"] == before["invalidated"] + 1
+    assert after["recycled"] == 0

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import psycopg2
 import pytest
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 import db_utils
 import db_utils.postgres.api
 from db_utils import PoolTimeoutError
+from tests.pg_helpers import terminate_and_wait
 
 pytestmark = pytest.mark.postgres
 
@@ -45,11 +47,12 @@ def test_success_reports_result_and_one_attempt():
     }
 
 
-def test_succeeds_on_retry_after_backends_are_terminated(pg):
+def test_terminated_backends_never_reach_the_operation(pg):
+    # Inside the ping window: the closed sockets are seen at checkout, so not even a retry is needed.
     warm_pool(3)
-    assert pg.terminate_backends() == 3
+    assert terminate_and_wait(pg) == 3
     outcome = db_utils.execute_with_pool_connection(select_one, backoff=0.001)
-    assert outcome == {"status": "success", "result": 1, "attempts": 2}
+    assert outcome == {"status": "success", "result": 1, "attempts": 1}
 
 
 def test_disconnect_mid_operation_is_retried_on_a_fresh_connection(pg, table):
@@ -136,6 +139,8 @@ def test_exhaustion_raises_clear_timeout_naming_size_overflow_timeout():
         pass
     message = str(info.value)
     assert isinstance(info.value, SATimeoutError)
+    # A migrated helper's `except psycopg2.OperationalError: return None` must still see "no connection".
+    assert isinstance(info.value, psycopg2.OperationalError)
     assert "pool size 1" in message
     assert "max overflow 1" in message
     assert "timeout 0.2 s" in message
@@ -146,3 +151,54 @@ def test_exhaustion_raises_clear_timeout_naming_size_overflow_timeout():
     for conn in holders:
         conn.close()
     assert db_utils.execute_with_pool_connection(select_one)["status"] == "success"
+
+
+def kill_own_backend(pg, conn) -> None:
+    """Terminate the server process behind ``conn`` and wait until it has exited."""
+    pg.query("SELECT pg_terminate_backend(%s, 10000)", (conn.get_backend_pid(),))
+
+
+def test_retries_are_bounded_by_the_deadline_not_a_count(pg, clean_env):
+    clean_env.setenv("DATABASE_URL", pg.url.replace(f":{pg.port}/", ":1/"))
+    clean_env.setenv("DB_RETRY_DEADLINE", "0.5")
+    outcome = db_utils.execute_with_pool_connection(select_one, backoff=0.001, max_backoff=0.01)
+    assert outcome["status"] == "error"
+    assert outcome["attempts"] > 4  # the old fixed count was 3 retries
+
+
+def test_a_disconnect_during_the_final_commit_is_not_retried(pg, table):
+    calls = []
+
+    def operation(conn):
+        calls.append(1)
+        conn.cursor().execute(f"INSERT INTO {table} VALUES (1)")
+        kill_own_backend(pg, conn)  # the COMMIT sent after the operation meets a dead connection
+
+    outcome = db_utils.execute_with_pool_connection(operation, backoff=0.001)
+    assert (outcome["status"], outcome["attempts"], calls) == ("error", 1, [1])
+
+
+@pytest.mark.parametrize("commits", ["commit()", "autocommit"])
+def test_work_that_may_have_committed_is_not_retried(pg, table, commits):
+    calls = []
+
+    def operation(conn):
+        calls.append(1)
+        if commits == "autocommit":
+            conn.autocommit = True
+        conn.cursor().execute(f"INSERT INTO {table} VALUES (1)")
+        if commits == "commit()":
+            conn.commit()
+        kill_own_backend(pg, conn)
+        conn.cursor().execute("SELECT 1")
+
+    outcome = db_utils.execute_with_pool_connection(operation, backoff=0.001)
+    assert (outcome["status"], outcome["attempts"], calls) == ("error", 1, [1])
+    assert pg.query(f"SELECT count(*) FROM {table}") == [(1,)]  # a retry would have hit a duplicate key
+
+
+def test_a_refused_password_is_not_retried_until_the_deadline(pg, clean_env):
+    clean_env.setenv("DATABASE_URL", pg.url.replace(f":{pg.password}@", ":not-the-password@"))
+    outcome = db_utils.execute_with_pool_connection(select_one, backoff=0.001)
+    assert (outcome["status"], outcome["attempts"]) == ("error", 1)
+    assert "authentication failed" in outcome["message"]

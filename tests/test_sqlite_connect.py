@@ -193,14 +193,14 @@ def _dirtying_calls() -> list[tuple[str, Any]]:
         ("set_trace_callback", lambda c: c.set_trace_callback(lambda s: None)),
         ("setlimit", lambda c: c.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1000)),
         ("deserialize", lambda c: c.deserialize(c.serialize())),
-        ("pragma query_only", lambda c: c.execute("PRAGMA query_only = ON")),
-        ("pragma foreign_keys", lambda c: c.execute("pragma foreign_keys=1")),
-        ("pragma call form", lambda c: c.execute("PRAGMA main.cache_size(100)")),
+        ("pragma locking_mode", lambda c: c.execute("PRAGMA locking_mode = EXCLUSIVE")),
+        ("pragma of the temp schema", lambda c: c.execute("pragma temp.cache_size=1")),
+        ("pragma call form", lambda c: c.execute("PRAGMA main.cache_spill(100)")),
         ("attach", lambda c: c.execute("ATTACH DATABASE ':memory:' AS other")),
         ("temp table", lambda c: c.execute("CREATE TEMP TABLE scratch (x)")),
         ("temp schema table", lambda c: c.execute('CREATE TABLE "temp".scratch (x)')),
-        ("executescript", lambda c: c.executescript("SELECT 1; /* x */ PRAGMA query_only=1;")),
-        ("cursor execute", lambda c: c.cursor().execute("PRAGMA recursive_triggers = 1")),
+        ("executescript", lambda c: c.executescript("SELECT 1; /* x */ PRAGMA writable_schema=1;")),
+        ("cursor execute", lambda c: c.cursor().execute("PRAGMA cache_spill = 0")),
     ]
     if hasattr(sqlite3.Connection, "create_window_function"):
         calls.append(("create_window_function", lambda c: c.create_window_function("leak", 1, _Sum)))
@@ -255,6 +255,8 @@ def _assert_pristine(conn: Any) -> None:
     assert conn.execute("PRAGMA query_only").fetchone() == (0,)
     assert conn.execute("PRAGMA foreign_keys").fetchone() == (0,)
     assert conn.execute("PRAGMA recursive_triggers").fetchone() == (0,)
+    assert conn.execute("PRAGMA locking_mode").fetchone() == ("normal",)
+    assert conn.execute("PRAGMA writable_schema").fetchone() == (0,)
     assert [row[1] for row in conn.execute("PRAGMA database_list")] == ["main"]
     assert conn.execute("SELECT count(*) FROM temp.sqlite_master").fetchone() == (0,)
     assert conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH) > 1000

@@ -1,8 +1,9 @@
 """Real HTTP/1.1 keep-alive servers on 127.0.0.1 for tests and benchmarks.
 
 One handler serves every endpoint the HTTP tests need; the server counts accepted TCP connections and
-connections it closed, records every request it read, and can close idle connections or speak TLS with a
-certificate made on the spot (see :func:`make_certificates`).
+connections it closed, records every request it read, and can close idle connections, speak TLS with a
+certificate made on the spot (see :func:`make_certificates`), or leave Nagle's algorithm on
+(``nodelay=False``, as Python's own ``http.server`` does).
 
 Endpoints (any method):
     /echo                    JSON: method, path, headers (ordered pairs), body, conn_id, request_no
@@ -65,10 +66,17 @@ class PoolTestServer(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 128  # socketserver's 5 resets connections when 32 client threads connect at once
 
-    def __init__(self, *, tls: ssl.SSLContext | None = None, idle_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        tls: ssl.SSLContext | None = None,
+        idle_timeout: float | None = None,
+        nodelay: bool = True,
+    ) -> None:
         super().__init__((HOST, 0), PoolTestHandler)
         self.tls = tls
         self.idle_timeout = idle_timeout
+        self.nodelay = nodelay
         self.counters = ServerCounters()
         self.release = threading.Event()
         self.arrived = threading.Event()
@@ -99,9 +107,12 @@ class PoolTestServer(ThreadingHTTPServer):
     # -- counting ------------------------------------------------------------------------------------
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = super().get_request()
-        # Like production servers: without it, Nagle holds the body back until the client's delayed ACK
-        # (40 ms) whenever headers and body go out as separate writes on a kept-alive connection.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Like production servers: without it, Nagle holds the body back until the client acknowledges the
+        # headers, which go out as a separate write (end_headers, then the body). nodelay=False is
+        # http.server's own configuration, the one a new user's keep-alive server has (see
+        # db_utils/http/keepalive.py for what the client does about it).
+        if self.nodelay:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls is not None:
             # Handshake lazily in the handler thread, so a client that never handshakes can't stall accept().
             sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
@@ -153,8 +164,11 @@ class PoolTestHandler(BaseHTTPRequestHandler):
     _conn_id_lock = threading.Lock()  # guards the class-wide connection id counter
 
     def setup(self) -> None:
-        self.timeout = self.server.idle_timeout  # StreamRequestHandler applies it to the socket
         super().setup()
+        # Blocking until the first request has been served. An accepted socket inherits
+        # socket.getdefaulttimeout(), which some tests set very short for the *client*; and a client that a
+        # busy machine slows between connect and send is not idle (see handle_one_request).
+        self.connection.settimeout(None)
         with PoolTestHandler._conn_id_lock:
             PoolTestHandler._next_conn_id += 1
             self.conn_id = PoolTestHandler._next_conn_id
@@ -165,6 +179,9 @@ class PoolTestHandler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         self.request_no += 1
+        if self.request_no > 1 and self.server.idle_timeout is not None:
+            # Idle = no next request within idle_timeout after an answer (what production servers close).
+            self.connection.settimeout(self.server.idle_timeout)
         super().handle_one_request()
 
     def __getattr__(self, name: str) -> Any:

@@ -19,7 +19,7 @@ from testservers.http import Certificates, PoolTestServer, make_certificates
 
 @pytest.fixture
 def http_server_factory() -> Iterator[Callable[..., PoolTestServer]]:
-    """Start servers with options (``tls=``, ``idle_timeout=``); all stopped after the test."""
+    """Start servers with options (``tls=``, ``idle_timeout=``, ``nodelay=``); all stopped after the test."""
     started: list[PoolTestServer] = []
 
     def factory(**options: Any) -> PoolTestServer:
@@ -36,6 +36,16 @@ def http_server_factory() -> Iterator[Callable[..., PoolTestServer]]:
 def http_server(http_server_factory: Callable[..., PoolTestServer]) -> PoolTestServer:
     """A plain HTTP/1.1 keep-alive server on 127.0.0.1."""
     return http_server_factory()
+
+
+@pytest.fixture
+def http_server_nagle(http_server_factory: Callable[..., PoolTestServer]) -> PoolTestServer:
+    """Python's http.server as a new user configures it: HTTP/1.1 keep-alive, no ``TCP_NODELAY``.
+
+    It writes the headers and the body as two writes, the second of which Nagle holds back until the
+    client acknowledges the first: the configuration of the delayed-ACK stall.
+    """
+    return http_server_factory(nodelay=False)
 
 
 @pytest.fixture(scope="session")

@@ -68,7 +68,8 @@ class ConnectArgumentCheck:
         )
 
     def connect_differences(self, connect: cst.Call) -> list[str]:
-        if not self.names_of(connect.func) & {"psycopg2.connect"}:
+        # PS100 may already have pooled the call: db_utils.postgres.connect takes the same arguments.
+        if not self.names_of(connect.func) & {"psycopg2.connect", "db_utils.postgres.connect"}:
             return [f"it calls {code_of(connect.func)}, not psycopg2.connect"]
         return self._argument_differences(connect)
 

@@ -1,10 +1,11 @@
 """Is a legacy helper equivalent to ``db_utils.get_postgres_connection``?
 
-Routing a helper's callers to the shim (PS102) or to the pool (PS101) preserves behavior only when the
-helper connects like the shim *and* keeps its contract: ``None`` on a failed connect, nothing else done
-to the connection. This module checks the contract (the helper's control flow); :mod:`.connect_arguments`
-checks the connection parameters. Every difference found is a sentence for the report, because the user
-decides what to do about it.
+Routing a helper's callers to the shim (PS102) preserves behavior only when the helper connects like the shim
+*and* keeps its contract: ``None`` on a failed connect, nothing else done to the connection. PS101, which
+keeps calling the helper (on its own pool), needs only the contract, and only when the caller has ``except``
+blocks (``contract_only``). This module checks the contract (the helper's control flow);
+:mod:`.connect_arguments` checks the connection parameters. Every difference found is a sentence for the
+report, because the user decides what to do about it.
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ _LOG_METHODS = frozenset({"debug", "info", "warning", "warn", "error", "exceptio
 
 
 def analyse_legacy_helpers(
-    sources: Mapping[str, str], module_names: Mapping[str, str], helpers: Sequence[str]
+    sources: Mapping[str, str],
+    module_names: Mapping[str, str],
+    helpers: Sequence[str],
+    *,
+    contract_only: bool = False,
 ) -> dict[str, tuple[str, ...]]:
     """FQN -> what differs from the shim (empty tuple: equivalent) for every helper found in ``sources``.
 
@@ -57,13 +62,15 @@ def analyse_legacy_helpers(
         path = by_module.get(module_name)
         if path is None or path not in sources:
             continue
-        differences = helper_differences(sources[path], function_name)
+        differences = helper_differences(sources[path], function_name, contract_only=contract_only)
         if differences is not None:
             verdicts[helper] = differences
     return verdicts
 
 
-def helper_differences(source: str, function_name: str) -> tuple[str, ...] | None:
+def helper_differences(
+    source: str, function_name: str, *, contract_only: bool = False
+) -> tuple[str, ...] | None:
     """What the helper ``function_name`` in ``source`` does differently from the shim; None if not defined.
 
     Equivalent means: no parameters, no decorators; its body (after the docstring) builds the parameters
@@ -71,6 +78,10 @@ def helper_differences(source: str, function_name: str) -> tuple[str, ...] | Non
     ``try: return psycopg2.connect(**params) except <connect failure>: <log>; return None`` (or assigns
     the connection and returns it), where every parameter is read from ``POSTGRES_*`` with the shim's
     default. Anything else is a difference, spelled out for the report.
+
+    ``contract_only`` leaves out the connection parameters (and the helper's own parameters): what is
+    left says whether the helper keeps the contract "a connection, or None when connecting fails" that
+    PS101's rewrite relies on when the caller has ``except`` blocks.
     """
     module = parse_or_none(source)
     if module is None:
@@ -80,7 +91,7 @@ def helper_differences(source: str, function_name: str) -> tuple[str, ...] | Non
     functions = [f for f in module_level_functions(module) if f.name.value == function_name]
     if not functions:
         return None
-    analysis = _HelperAnalysis(module, qualified)
+    analysis = (_ContractAnalysis if contract_only else _HelperAnalysis)(module, qualified)
     if len(functions) > 1:
         return ("it is defined more than once",)
     return tuple(analysis.differences_of(functions[0]))
@@ -89,13 +100,15 @@ def helper_differences(source: str, function_name: str) -> tuple[str, ...] | Non
 class _HelperAnalysis(ConnectArgumentCheck):
     """Walks one helper's body: what it runs before, inside and after its ``try``."""
 
+    CONTRACT_ONLY = False
+
     def differences_of(self, function: cst.FunctionDef) -> list[str]:
         differences: list[str] = []
         if function.decorators:
             differences.append("it is decorated")
         if function.asynchronous is not None:
             differences.append("it is async")
-        if has_parameters(function.params):
+        if has_parameters(function.params) and not self.CONTRACT_ONLY:
             differences.append("it takes parameters")
         body = strip_docstring(suite_statements(function.body))
         tries = [statement for statement in body if isinstance(statement, cst.Try)]
@@ -188,6 +201,15 @@ class _HelperAnalysis(ConnectArgumentCheck):
         if isinstance(node, cst.Tuple):
             return any(self._catches_connect_failure(element.value) for element in node.elements)
         return bool(names & _CONNECT_FAILURE_CATCHERS)
+
+
+class _ContractAnalysis(_HelperAnalysis):
+    """The same walk, blind to connection parameters: only the control flow counts."""
+
+    CONTRACT_ONLY = True
+
+    def connect_differences(self, connect: cst.Call) -> list[str]:
+        return [d for d in super().connect_differences(connect) if d.endswith("not psycopg2.connect")]
 
 
 def _connect_call(body: list[cst.BaseStatement]) -> tuple[cst.Call | None, list[cst.CSTNode]]:

@@ -17,7 +17,11 @@ from codemods.legacy_helpers.equivalence import helper_differences
 
 
 class HelperDifferences:
-    """Per-file cache: each helper's differences from the shim (runner's analysis, this file, or the disk)."""
+    """Per-file cache: each helper's differences from the shim (runner's analysis, this file, or the disk).
+
+    With ``contract_only`` only the helper's contract counts (a connection, or None on a failed connect),
+    not its connection parameters; ``known`` is then the runner's contract analysis.
+    """
 
     def __init__(
         self,
@@ -26,11 +30,13 @@ class HelperDifferences:
         filename: str | None,
         module_name: str | None,
         known: Mapping[str, Sequence[str]],
+        contract_only: bool = False,
     ) -> None:
         self.module = module
         self.filename = filename
         self.module_name = module_name
         self.known = known
+        self.contract_only = contract_only
         self.cache: dict[str, Sequence[str] | None] = {}
 
     def of(self, helper: str) -> Sequence[str] | None:
@@ -44,9 +50,11 @@ class HelperDifferences:
             return self.known[helper]
         helper_module, _, function_name = helper.rpartition(".")
         if helper_module == self.module_name:
-            return helper_differences(self.module.code, function_name)
+            return helper_differences(self.module.code, function_name, contract_only=self.contract_only)
         source = self._read_from_disk(helper_module)
-        return helper_differences(source, function_name) if source is not None else None
+        if source is None:
+            return None
+        return helper_differences(source, function_name, contract_only=self.contract_only)
 
     def _read_from_disk(self, helper_module: str) -> str | None:
         """The helper module's text, found next to this file (root = filename minus module path)."""

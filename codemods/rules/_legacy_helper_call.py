@@ -1,7 +1,7 @@
 """The base of the two rules that rewrite legacy-helper calls, PS101 (pooled) and PS102 (compat).
 
 Both find the helper's calls the same way, refuse the same calls for the same reasons (a name that may be
-something else, arguments the replacement does not take, a helper not shown equivalent to the shim) and
+something else, arguments the replacement does not take, a helper whose definition was not found) and
 prune the imports their rewrites free. Written once here, the two rules cannot drift apart on which
 call is safe to touch; each keeps only what it does differently.
 """
@@ -17,7 +17,7 @@ from codemods.cst.imports.dunder_all import exported_names
 from codemods.cst.imports.pruning import ImportPruner, PrunesImportsInBlocks, unused_after_rewrite
 from codemods.legacy_helpers.lookup import HelperDifferences
 from codemods.legacy_helpers.uses import HelperUse, collect_helper_uses
-from codemods.rules.base import SUPPRESSED_MESSAGE, PoolshiftRule, Verdict
+from codemods.rules.base import SUPPRESSED_MESSAGE, PoolshiftRule
 
 
 class LegacyHelperCallRule(PrunesImportsInBlocks, PoolshiftRule):
@@ -35,13 +35,18 @@ class LegacyHelperCallRule(PrunesImportsInBlocks, PoolshiftRule):
             self.context.full_package_name,
         )
 
-    def helper_differences(self, module: cst.Module) -> HelperDifferences:
-        """The per-file cache of what each helper does differently from the shim."""
+    def helper_differences(self, module: cst.Module, *, contract_only: bool = False) -> HelperDifferences:
+        """The per-file cache of what each helper does differently from the shim (or from its contract)."""
         return HelperDifferences(
             module,
             filename=self.context.filename,
             module_name=self.context.full_module_name,
-            known=self.options.legacy_helper_differences,
+            known=(
+                self.options.legacy_helper_contracts
+                if contract_only
+                else self.options.legacy_helper_differences
+            ),
+            contract_only=contract_only,
         )
 
     def report_unrewritable_call(self, use: HelperUse, no_arguments: str) -> bool:
@@ -61,31 +66,17 @@ class LegacyHelperCallRule(PrunesImportsInBlocks, PoolshiftRule):
             return True
         return False
 
-    def report_unequivalent_helper(self, use: HelperUse, differences: HelperDifferences) -> bool:
-        """Record the call and return True when its helper is not shown to connect like the shim."""
-        verdict = self._helper_verdict(use.helper, differences)
-        if verdict.migrate:
+    def report_unknown_helper(self, use: HelperUse, lookup: HelperDifferences, needed_for: str) -> bool:
+        """Record the call and return True when the helper's definition was not found."""
+        if lookup.of(use.helper) is not None:
             return False
-        self.record(use.node, "reported", verdict.reason, verdict.message)
+        self.record(
+            use.node,
+            "reported",
+            "unknown-helper",
+            f"the definition of {use.helper} was not found, so poolshift cannot show {needed_for}",
+        )
         return True
-
-    def _helper_verdict(self, helper: str, lookup: HelperDifferences) -> Verdict:
-        """May calls of ``helper`` be routed to the shim? The user's ``trust_legacy_helpers`` says yes."""
-        if self.options.trust_legacy_helpers:
-            return Verdict(True)
-        differences = lookup.of(helper)
-        if differences is None:
-            return Verdict(
-                False,
-                "unknown-helper",
-                f"the definition of {helper} was not found, so poolshift cannot show it connects like the "
-                "shim (set trust_legacy_helpers = true in [tool.poolshift] if it does)",
-            )
-        if differences:
-            return Verdict(
-                False, "custom-factory", f"{helper} differs from the shim: " + "; ".join(differences)
-            )
-        return Verdict(True)
 
     def prune_imports_freed_by(self, module: cst.Module, rewritten: Sequence[cst.CSTNode]) -> set[Scope]:
         """Plan dropping the imports only ``rewritten`` used (``__all__`` re-exports stay); returns scopes."""

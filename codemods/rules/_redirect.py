@@ -34,14 +34,17 @@ from libcst.codemod.visitors import AddImportsVisitor, GatherExportsVisitor, Rem
 from libcst.helpers import get_full_name_for_node
 from libcst.metadata import (
     Assignment,
+    ClassScope,
     ExpressionContext,
     ExpressionContextProvider,
+    GlobalScope,
     ImportAssignment,
     ParentNodeProvider,
     PositionProvider,
     QualifiedName,
     QualifiedNameProvider,
     QualifiedNameSource,
+    Scope,
     ScopeProvider,
 )
 
@@ -65,6 +68,22 @@ COMMON_REASON_CODES: Mapping[str, str] = {
     "name-conflict": "`db_utils` is bound to something else where the call is, so the rewrite cannot name it",
     "unsupported-argument": "the argument list is outside what the rule knows to be equivalent",
 }
+
+
+def name_is_taken(scope: Scope | None, root: str) -> bool:
+    """Whether ``root`` (``db_utils``) is bound in ``scope`` to anything but the package itself."""
+    if scope is None or root not in scope:
+        return False
+    return not all(_is_plain_import_of(assignment, root) for assignment in scope[root])
+
+
+def _is_plain_import_of(assignment: object, root: str) -> bool:
+    """``import db_utils`` / ``import db_utils.x`` (no alias): binds the real package."""
+    if not isinstance(assignment, Assignment) or not isinstance(assignment.node, cst.Import):
+        return False
+    return any(
+        alias.asname is None and alias.evaluated_name.split(".")[0] == root for alias in assignment.node.names
+    )
 
 
 class _NodeCollector(cst.CSTVisitor):
@@ -147,6 +166,23 @@ class RedirectCallRule(PoolshiftRule):
         for call, verdict in migratable.items():
             if call.func in retargeted or self._place_attribute_rewrite(call):
                 self.record(call, "migrated", verdict.reason, verdict.message)
+
+    def stored_where(self, call: cst.Call) -> str | None:
+        """Where the call's result is kept beyond the call (an attribute, a container, a module or class
+        attribute), for the report; None when it is only bound to a local name or not stored at all."""
+        parent = self._parents.get(call)
+        targets: list[cst.BaseExpression] = []
+        if isinstance(parent, cst.Assign) and parent.value is call:
+            targets = [target.target for target in parent.targets]
+        elif isinstance(parent, cst.AnnAssign) and parent.value is call:
+            targets = [parent.target]
+        if not targets:
+            return None
+        if any(isinstance(target, (cst.Attribute, cst.Subscript)) for target in targets):
+            return "on an object or in a container"
+        if isinstance(self.get_metadata(ScopeProvider, call, None), (GlobalScope, ClassScope)):
+            return "in a module or class attribute"
+        return None
 
     def _qualified(self, node: cst.CSTNode) -> set[QualifiedName]:
         return set(self.get_metadata(QualifiedNameProvider, node, set()))
@@ -319,20 +355,7 @@ class RedirectCallRule(PoolshiftRule):
 
     def _db_utils_is_taken(self, node: cst.CSTNode) -> bool:
         scope = self.get_metadata(ScopeProvider, node, None)
-        root = self.REPLACEMENT_MODULE.split(".")[0]
-        if scope is None or root not in scope:
-            return False
-        return not all(self._is_plain_import_of(assignment, root) for assignment in scope[root])
-
-    @staticmethod
-    def _is_plain_import_of(assignment: object, root: str) -> bool:
-        """``import db_utils`` / ``import db_utils.x`` (no alias): binds the real package."""
-        if not isinstance(assignment, Assignment) or not isinstance(assignment.node, cst.Import):
-            return False
-        return any(
-            alias.asname is None and alias.evaluated_name.split(".")[0] == root
-            for alias in assignment.node.names
-        )
+        return name_is_taken(scope, self.REPLACEMENT_MODULE.split(".")[0])
 
     def _line(self, node: cst.CSTNode) -> int:
         return int(self.get_metadata(PositionProvider, node).start.line)

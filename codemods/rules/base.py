@@ -100,14 +100,19 @@ class RuleOptions:
     the helper's own definition that still refers to a legacy helper, across the whole tree.
     ``legacy_helper_differences`` is the runner's whole-tree analysis (helper -> what differs from the shim;
     empty: equivalent), so a call in another module than the helper's can be judged; a helper missing
-    there is looked up from the file being transformed. ``trust_legacy_helpers`` is the user's statement
-    (``[tool.poolshift]``) that every legacy helper behaves like the shim.
+    there is looked up from the file being transformed.
     """
 
     legacy_helpers: tuple[str, ...] = ()
     remaining_legacy_references: tuple[str, ...] = ()
     legacy_helper_differences: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    trust_legacy_helpers: bool = False
+    #: The same analysis limited to the helper's contract (a connection, or None when connecting fails),
+    #: connection parameters aside: what PS101 needs when the caller has ``except`` blocks.
+    legacy_helper_contracts: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    #: The helpers the cleanup may delete once unreferenced; None: every legacy helper. The runner passes
+    #: the configured ones and those named ``get_postgres_connection``: a helper found only by what it
+    #: does may be public API that nothing in the tree calls.
+    removable_helpers: tuple[str, ...] | None = None
     #: The project's own top-level module names: an import of one of them is first party, so a new import
     #: is placed the way isort and ruff sort (:mod:`codemods.cst.imports.placement`).
     first_party: frozenset[str] = frozenset()
@@ -131,6 +136,12 @@ class PoolshiftRule(VisitorBasedCodemodCommand):
     REASON_CODES: ClassVar[Mapping[str, str]] = {}
     #: The cleanup rule runs after all others and only in the final phase.
     RUNS_LAST: ClassVar[bool] = False
+    #: False: an opt-in rule, run only when ``select`` (``[tool.poolshift]`` or ``--select``) names its ID.
+    DEFAULT_ENABLED: ClassVar[bool] = True
+    #: True: whenever any phase runs, the rule runs on every non-excluded file of the tree, not only that
+    #: phase's files (for rewrites that are correct before and after the others, and that code in one
+    #: phase may need because of another phase's rewrite).
+    TREE_WIDE: ClassVar[bool] = False
 
     METADATA_DEPENDENCIES = (PositionProvider, QualifiedNameProvider, ScopeProvider)
 

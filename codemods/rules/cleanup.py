@@ -8,12 +8,20 @@ adds what the same function finds in the helper's own module (a cheap second che
 * references remain -> the file is not touched; every reference is reported (``helper-still-referenced``)
   so the user sees exactly what still blocks the cleanup;
 * none remain -> the helper's ``def`` goes, with its entry in ``__all__`` and the imports only it used
-  (``import psycopg2``, ``import os``...). Module-level names it used that are defined in the module
-  (``_settings()``, ``log``) stay: other code may import them. The file itself is never deleted.
+  (``import psycopg2``, ``import os``...). Everything else at module level stays: names it used that are
+  defined in the module (``_settings()``, ``log``), which other code may import, and every statement that
+  does anything (``load_dotenv()``, logging setup...); the report lists what was kept and why.
+
+The file itself is never deleted, and never emptied: a module left with nothing (not even a docstring)
+would be a 0-byte file that still imports, silently, so the helper then stays and the site is reported
+(``module-would-be-empty``). Only helpers the user named (``legacy_helpers``) or called
+``get_postgres_connection`` are removed (``RuleOptions.removable_helpers``): one found only by what it does
+may be public API that nothing in the tree calls.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar
 
 import libcst as cst
@@ -22,6 +30,7 @@ from libcst.metadata import Scope, ScopeProvider
 from codemods.cst.imports.dunder_all import all_assignments, exported_names
 from codemods.cst.imports.pruning import ImportPruner, PrunesImportsInBlocks, unused_after_rewrite
 from codemods.cst.literals import literal_string
+from codemods.cst.syntax import code_of, strip_docstring
 from codemods.legacy_helpers.discovery import DEFAULT_HELPER_NAME
 from codemods.legacy_helpers.references import find_legacy_references
 from codemods.rules.base import PoolshiftRule
@@ -41,6 +50,7 @@ class LegacyHelperCleanupRule(PrunesImportsInBlocks, PoolshiftRule):
     LEGACY_HELPER_PREFILTER = True
     REASON_CODES: ClassVar[dict[str, str]] = {
         "helper-still-referenced": "the helper is still used somewhere in the tree (the message says where)",
+        "module-would-be-empty": "removing the helper would leave its module empty (no docstring): kept",
     }
 
     def visit_Module(self, node: cst.Module) -> bool:
@@ -50,11 +60,15 @@ class LegacyHelperCleanupRule(PrunesImportsInBlocks, PoolshiftRule):
         module_name = self.context.full_module_name
         if not module_name:
             return False
+        removable = self.options.removable_helpers
+        if removable is None:
+            removable = self.options.legacy_helpers
         definitions = [
             statement
             for statement in node.body
             if isinstance(statement, cst.FunctionDef)
             and f"{module_name}.{statement.name.value}" in self.options.legacy_helpers
+            and f"{module_name}.{statement.name.value}" in removable
         ]
         if not definitions:
             return False
@@ -73,9 +87,29 @@ class LegacyHelperCleanupRule(PrunesImportsInBlocks, PoolshiftRule):
         self.doomed_strings = self._all_entries(node, names)
         scopes = {scope for scope in self.metadata[ScopeProvider].values() if isinstance(scope, Scope)}
         self.pruner = ImportPruner(unused_after_rewrite(scopes, definitions, exported_names(node) - names))
+        kept = _kept_statements(node, self.doomed)
+        note = f"; kept at module level, as they do more than connect: {kept}" if kept else ""
         for definition in definitions:
-            self.record(definition, "migrated", None, f"removed {module_name}.{definition.name.value}")
+            self.record(definition, "migrated", None, f"removed {module_name}.{definition.name.value}{note}")
         return True
+
+    def transform_module_impl(self, tree: cst.Module) -> cst.Module:
+        """Never leave an empty module behind: then keep the helper and say why."""
+        result = super().transform_module_impl(tree)
+        if result is tree or result.body or not self.doomed:
+            return result
+        self.sites = [
+            replace(
+                site,
+                status="reported",
+                reason="module-would-be-empty",
+                message=site.message.split(";")[0].replace("removed", "kept", 1)
+                + ": removing it would leave an empty module (give the module a docstring, or delete "
+                "the file yourself)",
+            )
+            for site in self.sites
+        ]
+        return tree
 
     @staticmethod
     def _all_entries(module: cst.Module, names: set[str]) -> set[int]:
@@ -131,3 +165,27 @@ class LegacyHelperCleanupRule(PrunesImportsInBlocks, PoolshiftRule):
         if id(original_node) in self.doomed:
             return cst.RemoveFromParent()
         return updated_node
+
+
+def _kept_statements(module: cst.Module, doomed: set[int]) -> str:
+    """The module-level statements that stay and do something: not imports, ``__all__`` or removed defs."""
+    kept: list[str] = []
+    for statement in strip_docstring(list(module.body)):
+        if id(statement) in doomed or isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
+            continue
+        if isinstance(statement, cst.SimpleStatementLine) and all(
+            isinstance(small, (cst.Import, cst.ImportFrom)) or _is_dunder_all(small)
+            for small in statement.body
+        ):
+            continue
+        kept.append(f"`{code_of(statement)}`")
+    return ", ".join(kept)
+
+
+def _is_dunder_all(small: cst.BaseSmallStatement) -> bool:
+    targets: list[cst.BaseExpression] = []
+    if isinstance(small, cst.Assign):
+        targets = [target.target for target in small.targets]
+    elif isinstance(small, (cst.AugAssign, cst.AnnAssign)):
+        targets = [small.target]
+    return any(isinstance(target, cst.Name) and target.value == "__all__" for target in targets)

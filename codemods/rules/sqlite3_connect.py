@@ -5,7 +5,8 @@ Name resolution, shadowing, import handling and reporting are shared with PS301 
 is PS201's own is which argument lists the pooling drop-in is shown to match: a literal in-memory
 database is never pooled, a custom ``factory=`` cannot come from the pool, and ``*args``/``**kwargs`` may
 hide either; a connection stored beyond the call is migrated but reported, because it holds a pool slot
-until it is closed.
+until it is closed. Every migrated site carries :data:`WAL_NOTE`: the pool's switch to WAL changes the
+user's file for good, which nobody should learn from their backups.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import libcst as cst
-from libcst.metadata import ClassScope, GlobalScope, ScopeProvider
 
 from codemods.cst.arguments import bind_arguments
 from codemods.cst.literals import literal_string
@@ -33,6 +33,12 @@ SQLITE_POSITIONAL = (
     "uri",
 )
 SQLITE_KEYWORD_ONLY = ("autocommit",)
+
+#: The message on every migrated site (db_utils/sqlite/pool.py says when the switch happens).
+WAL_NOTE = (
+    "note: the file database is switched to WAL on first use, for good; "
+    "SQLITE_POOL_WAL=false keeps its journal mode (migration_guide/sqlite.md#wal)"
+)
 
 
 def is_memory_database(text: str) -> bool:
@@ -81,23 +87,12 @@ class Sqlite3ConnectRule(RedirectCallRule):
 
     def _stored_verdict(self, call: cst.Call) -> Verdict:
         """Migrate; say so when the connection outlives the call (it then holds a pool slot that long)."""
-        parent = self._parents.get(call)
-        targets: list[cst.BaseExpression] = []
-        if isinstance(parent, cst.Assign) and parent.value is call:
-            targets = [target.target for target in parent.targets]
-        elif isinstance(parent, cst.AnnAssign) and parent.value is call:
-            targets = [parent.target]
-        if not targets:
-            return Verdict(True)
-        if any(isinstance(target, (cst.Attribute, cst.Subscript)) for target in targets):
-            where = "on an object or in a container"
-        elif isinstance(self.get_metadata(ScopeProvider, call, None), (GlobalScope, ClassScope)):
-            where = "in a module or class attribute"
-        else:
-            return Verdict(True)
+        where = self.stored_where(call)
+        if where is None:
+            return Verdict(True, message=WAL_NOTE)
         return Verdict(
             True,
             "conn-stored",
             f"the connection is stored {where}: it holds a pooled connection until closed; "
-            "close it when done so it returns to the pool",
+            f"close it when done so it returns to the pool; {WAL_NOTE}",
         )

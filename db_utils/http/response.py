@@ -1,10 +1,11 @@
 """The response object returned by the pooled ``urlopen``: urllib's response API over a pooled connection.
 
-Body reads go straight to the ``http.client.HTTPResponse`` that urllib3 parsed, so reading behaves exactly
-as with urllib (same chunked decoding, same ``IncompleteRead``, same timeouts, no content decoding). The
-only addition is bookkeeping: the connection goes back to the pool when the body has been read to its end,
-and is closed instead when the caller closes (or drops) the response before that, because unread bytes
-left on the socket would be read as the next response.
+Body reads go straight to the ``http.client.HTTPResponse`` that parsed the answer (the direct path's own,
+or the one urllib3 parsed), so reading behaves exactly as with urllib (same chunked decoding, same
+``IncompleteRead``, same timeouts, no content decoding). The only addition is bookkeeping: the connection
+goes back to the pool when the body has been read to its end, and is closed instead when the caller closes
+(or drops) the response before that, because unread bytes left on the socket would be read as the next
+response.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import http.client
 import io
 from collections.abc import Callable
 from typing import Any, TypeVar
-
-import urllib3
 
 from db_utils.http.wire import counters
 
@@ -27,14 +26,16 @@ class PooledResponse(io.BufferedIOBase):
     As in urllib, ``msg`` is the reason phrase and ``headers``/``info()`` the ``http.client.HTTPMessage``.
     Attributes not defined here (``length``, ``chunked``, ``will_close``...) are read from the underlying
     ``http.client.HTTPResponse``.
+
+    ``release(reusable)`` hands the connection back exactly once: ``True`` when the body was read to its
+    end (the connection may carry another request), ``False`` when it must be closed.
     """
 
-    def __init__(self, response: urllib3.BaseHTTPResponse, url: str, method: str) -> None:
-        raw: http.client.HTTPResponse | None = getattr(response, "_original_response", None)
-        if raw is None:  # pragma: no cover - urllib3 always sets it for responses read from a socket
-            raise RuntimeError("urllib3 returned a response without its http.client response")
-        self._pooled = response
-        self._raw: http.client.HTTPResponse = raw
+    def __init__(
+        self, raw: http.client.HTTPResponse, url: str, method: str, release: Callable[[bool], None]
+    ) -> None:
+        self._release = release
+        self._raw = raw
         self._settled = False
         self._broken = False
         self.url = url
@@ -122,12 +123,67 @@ class PooledResponse(io.BufferedIOBase):
 
     def _settle(self) -> None:
         """Hand the connection back once: to the pool if the body was fully read, else closed first."""
-        if self._settled or not hasattr(self, "_pooled"):
+        if self._settled or not hasattr(self, "_release"):
             return
         self._settled = True
         if self._finished():
             self._raw.close()  # no-op when http.client already reached the end itself
+            self._release(True)
         else:
             counters.add(discarded=1)
-            self._pooled.close()  # closes the socket: its unread bytes belong to this response only
-        self._pooled.release_conn()  # returns the pool slot even for a closed connection
+            self._release(False)  # the socket is closed: its unread bytes belong to this response only
+
+
+class DirectResponse(http.client.HTTPResponse):
+    """The direct path's response: urllib's own ``http.client.HTTPResponse``, which hands its connection back.
+
+    urllib returns the ``http.client.HTTPResponse`` itself (with ``url`` and ``msg`` set on it); so does the
+    direct path, with no wrapper in between. http.client calls ``_close_conn()`` when the body has been
+    read to its end, when a read finds it cut short (``IncompleteRead``), and on ``close()``: that is
+    where the connection goes back, through ``release(complete)``. Complete means the whole body came
+    (a known length read down to 0, or a chunked body with its trailer) and the caller did not close it
+    early; anything else closes the connection, because its unread bytes belong to this response only.
+    """
+
+    release: Callable[[bool], None] | None = None
+    _trailer_read = False
+    _abandoned = False
+
+    def read(self, amt: int | None = None) -> bytes:
+        # io's convention (and urllib's effective behavior, its server closes the connection after the
+        # body) is that a negative size reads everything; http.client would instead read the socket until
+        # EOF, which on a kept-alive connection waits for the server's idle timeout.
+        return super().read(None if amt is not None and amt < 0 else amt)
+
+    # read1() and readline() count a known length down without calling _close_conn() at 0.
+    def read1(self, n: int = -1) -> bytes:
+        data = super().read1(n)
+        self._finish_if_read()
+        return data
+
+    def readline(self, limit: int | None = -1) -> bytes:
+        data = super().readline(-1 if limit is None else limit)
+        self._finish_if_read()
+        return data
+
+    def _finish_if_read(self) -> None:
+        if self.fp is not None and not self.chunked and self.length == 0:
+            self._close_conn()
+
+    def close(self) -> None:
+        if self.fp is not None:
+            self._abandoned = True  # closed with the body (or part of it) still unread
+        super().close()
+
+    def _read_and_discard_trailer(self) -> None:
+        super()._read_and_discard_trailer()  # type: ignore[misc]
+        self._trailer_read = True
+
+    def _close_conn(self) -> None:
+        complete = not self._abandoned and (self._trailer_read if self.chunked else not self.length)
+        super()._close_conn()  # type: ignore[misc]
+        release, self.release = self.release, None
+        if release is not None:
+            if not complete:
+                counters.add(discarded=1)
+            release(complete)

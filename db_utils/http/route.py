@@ -70,10 +70,34 @@ def route(
     return request
 
 
+# The opener last found to be urllib's default one, with its handler count then. Any plain
+# urllib.request.urlopen call installs such an opener, and judging it takes ten handler checks per call,
+# so the verdict is kept while the same object, with as many handlers and the default addheaders, is
+# installed. (Handlers added with add_handler, a new addheaders or install_opener() of another opener are
+# seen at once; what is kept is only that urllib's own handlers carry urllib's defaults, which urllib sets
+# when it builds them and never changes.)
+_known_stock: tuple[urllib.request.OpenerDirector, int] | None = None
+
+
 def installed_opener_is_custom() -> bool:
     """True when ``urllib.request.install_opener`` installed something other than urllib's default opener."""
+    global _known_stock  # noqa: PLW0603 - one slot, rebound atomically (see current_proxies' cache)
     opener = getattr(urllib.request, "_opener", None)  # urllib's own global (not in typeshed); read only
-    return opener is not None and not _is_stock_opener(opener)
+    if opener is None:
+        return False
+    handlers: list[urllib.request.BaseHandler] = getattr(opener, "handlers", [])
+    known = _known_stock
+    if (
+        known is not None
+        and known[0] is opener
+        and known[1] == len(handlers)
+        and opener.addheaders == DEFAULT_ADDHEADERS
+    ):
+        return False
+    if not _is_stock_opener(opener):
+        return True
+    _known_stock = (opener, len(handlers))
+    return False
 
 
 def _is_stock_opener(opener: urllib.request.OpenerDirector) -> bool:

@@ -15,29 +15,29 @@ from __future__ import annotations
 
 import contextvars
 import http.client
-import socket
 import ssl
 import threading
-import types
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any, cast
 
 import urllib3
 from urllib3.exceptions import ClosedPoolError, EmptyPoolError, ReadTimeoutError
 from urllib3.util import Timeout
 
+from db_utils.http import direct
+from db_utils.http.direct import (
+    DEAD_SOCKET_ERRORS,
+    IDEMPOTENT_METHODS,
+    resolve_timeout,
+    split_host_port,
+    why_not_direct,
+    wire_headers,
+)
 from db_utils.http.manager import current_settings, default_tls_context, pool_manager
 from db_utils.http.response import PooledResponse
 from db_utils.http.wire import Attempt, counters, current_attempt, original_error
-
-# RFC 9110 idempotent methods, urllib3's Retry.DEFAULT_ALLOWED_METHODS: only these may be sent twice.
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-
-# What a kept-alive socket closed by the server looks like: the write fails, or the response never comes.
-# Timeouts are deliberately absent: a slow server is not a dead connection, and resending would double
-# the wait the caller asked for.
-_DEAD_SOCKET_ERRORS = (ConnectionError, http.client.RemoteDisconnected, ssl.SSLEOFError)
 
 
 def send(request: urllib.request.Request, scheme: str, context: ssl.SSLContext | None) -> PooledResponse:
@@ -75,32 +75,26 @@ def send(request: urllib.request.Request, scheme: str, context: ssl.SSLContext |
             raise as_urllib_error(attempt, exc) from None
         finally:
             current_attempt.reset(token)
-        return PooledResponse(response, request.get_full_url(), method)
+        return PooledResponse(
+            _parsed_by_http_client(response), request.get_full_url(), method, _releaser(response)
+        )
     raise AssertionError("unreachable: the second attempt returns or raises")  # pragma: no cover
 
 
-def split_host_port(host: str, scheme: str) -> tuple[str, int]:
-    """``host[:port]`` parsed exactly as http.client parses it (IPv6 brackets, empty port, bad port)."""
-    default_port = http.client.HTTPS_PORT if scheme == "https" else http.client.HTTP_PORT
-    # _get_hostport only reads self.default_port; reusing it keeps urllib's InvalidURL messages.
-    parsed: tuple[str, int] = http.client.HTTPConnection._get_hostport(  # type: ignore[attr-defined]
-        types.SimpleNamespace(default_port=default_port), host, None
-    )
-    return parsed
+def _parsed_by_http_client(response: urllib3.BaseHTTPResponse) -> http.client.HTTPResponse:
+    raw: http.client.HTTPResponse | None = getattr(response, "_original_response", None)
+    if raw is None:  # pragma: no cover - urllib3 always sets it for responses read from a socket
+        raise RuntimeError("urllib3 returned a response without its http.client response")
+    return raw
 
 
-def wire_headers(request: urllib.request.Request) -> dict[str, str]:
-    """The header dict urllib's ``do_open`` sends, without its forced ``Connection: close``."""
-    headers = dict(request.unredirected_hdrs)
-    headers.update({k: v for k, v in request.headers.items() if k not in headers})
-    return {name.title(): value for name, value in headers.items()}
+def _releaser(response: urllib3.BaseHTTPResponse) -> Callable[[bool], None]:
+    def release(reusable: bool) -> None:
+        if not reusable:
+            response.close()  # closes the socket
+        response.release_conn()  # returns the pool slot even for a closed connection
 
-
-def resolve_timeout(timeout: Any) -> float | None:
-    """An omitted timeout means ``socket.getdefaulttimeout()`` now, as in socket.create_connection."""
-    if timeout is socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
-        return socket.getdefaulttimeout()
-    return timeout  # type: ignore[no-any-return]
+    return release
 
 
 def tls_kwargs(scheme: str, context: ssl.SSLContext | None) -> dict[str, Any] | None:
@@ -126,7 +120,7 @@ def _may_resend(attempt: Attempt, exc: Exception, method: str, body: Any) -> boo
         attempt.reused
         and method in IDEMPOTENT_METHODS
         and replayable
-        and isinstance(attempt.error, _DEAD_SOCKET_ERRORS)
+        and isinstance(attempt.error, DEAD_SOCKET_ERRORS)
     )
 
 
@@ -171,7 +165,7 @@ class PooledHTTPHandler(urllib.request.HTTPHandler):
     def http_open(self, req: urllib.request.Request) -> Any:
         if req.has_proxy():  # a redirect hop the opener's ProxyHandler routed through a proxy
             return super().http_open(req)
-        return send(req, "http", None)
+        return send_pooled(req, "http", None)
 
 
 class PooledHTTPSHandler(urllib.request.HTTPSHandler):
@@ -179,7 +173,14 @@ class PooledHTTPSHandler(urllib.request.HTTPSHandler):
         context = call_context.get()
         if req.has_proxy():
             return self.do_open(http.client.HTTPSConnection, req, context=context)
-        return send(req, "https", context)
+        return send_pooled(req, "https", context)
+
+
+def send_pooled(request: urllib.request.Request, scheme: str, context: ssl.SSLContext | None) -> Any:
+    """A redirect hop (or a whole call the direct path does not take): direct when it can, else urllib3."""
+    if why_not_direct(request, current_settings()) is None:
+        return direct.send(request, scheme, context)
+    return send(request, scheme, context)
 
 
 _openers: dict[tuple[tuple[str, str], ...], urllib.request.OpenerDirector] = {}

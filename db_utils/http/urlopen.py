@@ -4,17 +4,26 @@ Same signature, same behavior, same exceptions; connections are reused across ca
 of paying a TCP (and TLS) handshake per call. Calls the pool cannot serve identically go to urllib
 unchanged: non-http(s) URLs, a globally installed opener, a proxy that applies to the URL, the deprecated
 ``cafile``/``capath``/``cadefault`` arguments, or ``HTTP_POOL_ENABLED=false``. See migration_guide/http.md.
+
+The common call takes the direct path (:func:`_open_direct`): urllib's ``OpenerDirector.open``, step for
+step, but with its handler chain (``default_open``, ``ProxyHandler``, ``http_open``, urllib3's request
+path) replaced by one send over a kept-alive ``http.client`` connection. urllib's own request processors
+(``do_request_``: the default headers) and response processors (``HTTPErrorProcessor``, hence redirects and
+``HTTPError``, through the opener's handlers) still run, so only the transport differs. The rest goes
+through the opener with the urllib3 transport (transport.py), for the reasons ``direct.why_not_direct``
+names.
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
+import sys
 import urllib.request
 from typing import Any
 
 from db_utils import stats
-from db_utils.http import manager
+from db_utils.http import direct, keepalive, manager
 from db_utils.http.route import current_proxies, route
 from db_utils.http.transport import call_context, opener_for
 from db_utils.http.wire import counters
@@ -43,12 +52,38 @@ def urlopen(
             url, data, timeout, cafile=cafile, capath=capath, cadefault=cadefault, context=context
         )
     counters.add(calls=1)
-    token = call_context.set(context)
+    opener = opener_for(proxies)
+    token = call_context.set(context)  # for redirect hops, which go through the opener's handlers
     try:
+        indirect = direct.why_not_direct(routed, settings)
+        if indirect is None:
+            return _open_direct(opener, routed, data, timeout, context)
+        counters.tally("opener_path", indirect)
         # The parsed Request, not the string: OpenerDirector.open would build an identical one from it.
-        return opener_for(proxies).open(routed, data, timeout)
+        return opener.open(routed, data, timeout)
     finally:
         call_context.reset(token)
+
+
+def _open_direct(
+    opener: urllib.request.OpenerDirector,
+    request: urllib.request.Request,
+    data: Any,
+    timeout: Any,
+    context: ssl.SSLContext | None,
+) -> Any:
+    """``OpenerDirector.open`` (CPython's Lib/urllib/request.py), its ``_open`` replaced by a direct send."""
+    if data is not None:
+        request.data = data
+    request.timeout = timeout
+    protocol = request.type
+    for processor in opener.process_request.get(protocol, ()):  # type: ignore[attr-defined]
+        request = getattr(processor, protocol + "_request")(request)
+    sys.audit("urllib.Request", request.full_url, request.data, request.headers, request.get_method())
+    response: Any = direct.send(request, protocol, context)
+    for processor in opener.process_response.get(protocol, ()):  # type: ignore[attr-defined]
+        response = getattr(processor, protocol + "_response")(request, response)
+    return response
 
 
 def dispose() -> None:
@@ -57,11 +92,14 @@ def dispose() -> None:
     Responses still being read keep their connection until closed; it is then discarded, not pooled.
     """
     manager.dispose()
+    keepalive.dispose()
 
 
 def http_stats() -> dict[str, Any]:
     """Counters and settings of the HTTP pool, as included in ``pool_status()["http"]``."""
-    return {**counters.snapshot(), **manager.status()}
+    figures = {**counters.snapshot(), **manager.status()}
+    figures["pools"] += keepalive.pool_count()
+    return figures
 
 
 stats.register_source("http", http_stats)

@@ -22,11 +22,20 @@ from db_utils.stats import PoolCounters
 
 #: The HTTP transport's figures, reported by ``pool_status()`` under ``"http"``. ``calls`` counts every
 #: ``urlopen`` call, ``requests`` the ones sent over the pool (a redirect or a stale-socket retry sends
-#: more than one), and ``fallbacks`` the calls handed to urllib, by reason.
+#: more than one), ``fallbacks`` the calls handed to urllib, by reason, and ``opener_path`` the pooled calls
+#: sent through urllib's opener and urllib3 instead of the direct path (db_utils.http.direct), by reason.
 counters = PoolCounters(
-    {"calls": 0, "requests": 0, "connections_created": 0, "reuses": 0, "stale_retries": 0, "discarded": 0},
+    {
+        "calls": 0,
+        "requests": 0,
+        "connections_created": 0,
+        "connect_failures": 0,
+        "reuses": 0,
+        "stale_retries": 0,
+        "discarded": 0,
+    },
     reuse_of="requests",
-    tallies=("fallbacks",),
+    tallies=("fallbacks", "opener_path"),
 )
 
 
@@ -79,6 +88,7 @@ class TrackedHTTPConnection(HTTPConnection):
             super().connect()
         except BaseException as exc:
             _record(exc, "send")  # urllib connects inside h.request(): a connect error is a send error
+            counters.add(connect_failures=1)
             raise
         self._requests_on_socket = 0
         counters.add(connections_created=1)

@@ -68,8 +68,8 @@ FIGURES: tuple[Figure, ...] = (
 )  # fmt: skip
 
 # Shared figure -> the source's key. A key absent from a reader, or from the source's dict, reads as None.
-# Entries naming keys no source reports yet (``connect_failures``, ``waiting``, ``queries``,
-# ``query_time_total``, HTTP ``checked_out``/``idle``) are the contract for the counters still to be added.
+# Entries naming keys no source reports yet (``queries``, ``query_time_total``, HTTP ``checked_out``/``idle``)
+# are the contract for the counters still to be added.
 _POSTGRES = {
     "size": "pool_size",
     "max_overflow": "max_overflow",

@@ -16,12 +16,13 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import psycopg2
 import psycopg2.extensions as pgext
 
-from db_utils.postgres.statements import CLEAN, SESSION_STATE, classify_query
+from db_utils.postgres.statements import CLEAN, SESSION_STATE, classify_query, database_ddl_target
 
 _UUID_OID = 2950
 _UUID_ARRAY_OID = 2951
@@ -29,6 +30,12 @@ _UUID_ARRAY_OID = 2951
 _live: weakref.WeakSet[TrackedConnection] = weakref.WeakSet()
 # WeakSet is not thread-safe for concurrent add/iterate; connects happen on many threads.
 _live_lock = threading.Lock()
+
+
+#: Called with a database name before a statement that needs that database free of other sessions
+#: (``DROP DATABASE``...; see :func:`~db_utils.postgres.statements.database_ddl_target`). The registry
+#: installs the hook that closes its pools' idle connections to that database.
+before_database_ddl: Callable[[str], object] | None = None
 
 
 class _TrackingCursorMixin:
@@ -40,6 +47,11 @@ class _TrackingCursorMixin:
         effect = classify_query(query, self.connection)
         if effect:  # Optimisation: CLEAN (0) cannot raise the maximum, skip the read-modify-write
             self.connection.session_effect = max(self.connection.session_effect, effect)
+        hook = before_database_ddl
+        if hook is not None:
+            target = database_ddl_target(query, self.connection)
+            if target is not None:
+                hook(target)
         return super().execute(query, vars)  # type: ignore[misc]
 
     def executemany(self, query: Any, vars_list: Any) -> Any:
@@ -75,6 +87,9 @@ _TRACKED_CURSOR = tracked_cursor_class(pgext.cursor)
 class TrackedConnection(pgext.connection):  # type: ignore[misc]
     """A real psycopg2 connection whose cursors report session-state changes in ``session_effect``."""
 
+    #: True while the pool is still opening the connection (see :class:`_PoolOpeningFront`).
+    poolshift_opening = False
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.session_effect = CLEAN
@@ -97,6 +112,54 @@ class TrackedConnection(pgext.connection):  # type: ignore[misc]
             # A factory we cannot subclass: statements go untracked, so assume the worst.
             self.session_effect = max(self.session_effect, SESSION_STATE)
         return super().cursor(*args, **kwargs)
+
+
+class _PoolOpeningFront:
+    """First in the MRO of the classes :func:`tracked_connection_class` builds for ``connect()``'s pools.
+
+    While the pool opens a connection (``poolshift_opening``, cleared by the pool's connect listener), the
+    dialect runs its own queries: they must get a plain tuple cursor, not the user's factory's
+    (``LoggingConnection.cursor()`` refuses to work before ``initialize()``; a ``RealDictCursor`` row has
+    no ``row[0]``). Afterwards every call goes to the user's factory, then to the tracking class.
+    """
+
+    poolshift_opening = True
+
+    session_effect: int
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        if self.poolshift_opening:
+            return pgext.connection.cursor(self, cursor_factory=_TRACKED_CURSOR)
+        cursor = super().cursor(*args, **kwargs)  # type: ignore[misc]
+        if not isinstance(cursor, _TrackingCursorMixin):
+            # The user's cursor() bypassed the tracking class: its statements go unseen, assume the worst.
+            self.session_effect = max(self.session_effect, SESSION_STATE)
+        return cursor
+
+
+_connection_classes: dict[tuple[type | None, type], type] = {}
+
+
+def tracked_connection_class(factory: type | None, base: type = TrackedConnection) -> type:
+    """The class the pool opens connections with, for a user's ``connection_factory`` (None: psycopg2's).
+
+    Built once per (factory, base) and cached: ``(front, factory, base)``, where ``base`` is
+    :class:`TrackedConnection` or a subclass (the PgBouncer mode's), so the real connection ``isinstance``
+    the user's class, its methods (``LoggingConnection.initialize()``, ``filter()``) work, and its
+    ``cursor()`` picks its cursor class before the tracking subclass of that class is made. ``factory``
+    must be a subclass of ``psycopg2.extensions.connection``.
+    """
+    key = (factory, base)
+    built = _connection_classes.get(key)
+    if built is None:
+        with _tracked_classes_lock:
+            built = _connection_classes.get(key)
+            if built is None:
+                bases = (base,) if factory is None else (factory, base)
+                name = "PooledPsycopg2Connection" if factory is None else f"Pooled{factory.__name__}"
+                built = type(name, (_PoolOpeningFront, *bases), {})
+                _connection_classes[key] = built
+    return built
 
 
 def plain_cursor(connection: pgext.connection) -> Any:

@@ -72,7 +72,8 @@ class FairQueuePool(QueuePool):
 
     def waiting(self) -> int:
         """How many checkouts are waiting in line for a connection right now."""
-        return len(self._waiters)
+        with self._handoff_lock:
+            return len(self._waiters)
 
     def _do_get(self) -> ConnectionPoolEntry:
         with self._handoff_lock:
@@ -90,6 +91,26 @@ class FairQueuePool(QueuePool):
         if isinstance(handed, _NewConnectionSlot):
             return self._open_in_slot()
         return handed
+
+    def close_idle(self) -> int:
+        """Close every idle connection (checked-out ones are untouched); returns how many were closed.
+
+        Unlike ``dispose()``, the pool stays in service with its accounting intact: each closed
+        connection frees its slot, which goes to the oldest waiter if any.
+        """
+        idle: list[ConnectionPoolEntry] = []
+        with self._handoff_lock:
+            while True:
+                try:
+                    idle.append(self._pool.get(False))
+                except sqla_queue.Empty:
+                    break
+        for record in idle:  # I/O outside the lock
+            try:
+                record.close()
+            finally:
+                self._dec_overflow()
+        return len(idle)
 
     def _take_without_waiting(self) -> _Handoff | None:
         """An idle connection or a new overflow slot, unless someone is already waiting (lock held)."""

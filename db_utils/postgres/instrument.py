@@ -3,14 +3,19 @@
 Listeners (installed once per engine, they survive ``engine.dispose()`` because SQLAlchemy hands the same
 dispatcher to the recreated pool):
 
-- ``connect``: restore plain-psycopg2 typecasters, remember the connection's baseline state and pid;
-  count creations and recycles.
-- ``checkout``: validate a connection that sat idle longer than ``ping_after`` (HikariCP's trick, see
-  :func:`_on_checkout`), refuse connections inherited across ``fork()``; count checkouts and reuses.
+- ``connect``: end the connection's opening phase (see :mod:`db_utils.postgres.driver`), restore
+  plain-psycopg2 typecasters, remember the connection's baseline state, pid and database; count creations
+  and recycles.
+- ``checkout``: refuse a connection whose socket shows the server closed it (no round trip), validate
+  one that sat idle longer than ``ping_after`` with a ping bounded by ``ping_timeout`` (HikariCP's
+  trick, see :func:`_check_out`), refuse connections inherited across ``fork()``; count checkouts and
+  reuses.
 - ``reset`` (SQLAlchemy's own reset is switched off with ``pool_reset_on_return=None``): run
   :func:`db_utils.postgres.reset.reset_connection`; a connection that cannot be reset is invalidated here,
   never raised about (a raising reset listener makes SQLAlchemy log an ERROR).
 - ``invalidate``: count broken connections.
+- ``checkin``: count returns of connections whose checkout was counted (SQLAlchemy also "checks in" a
+  record whose connect or reconnect failed during checkout).
 
 Waits and timeouts have no event: :class:`InstrumentedQueuePool` counts them from
 :class:`~db_utils.postgres.fair_queue.FairQueuePool`'s wait and turns the timeout into
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import time
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -30,8 +36,10 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
-from db_utils.postgres.driver import restore_plain_psycopg2_typecasters
+from db_utils.postgres.deadline import Deadline
+from db_utils.postgres.driver import plain_cursor, restore_plain_psycopg2_typecasters
 from db_utils.postgres.fair_queue import FairQueuePool
+from db_utils.postgres.leases import holders, watch_for_leaks
 from db_utils.postgres.reset import Baseline, reset_connection
 from db_utils.postgres.settings import PoolSettings
 from db_utils.stats import PoolCounters
@@ -46,10 +54,17 @@ _LAST_RETURNED = "poolshift_last_returned"
 _DISCARDING = "poolshift_discarding"
 _EVER_CONNECTED = "poolshift_ever_connected"
 _WAS_INVALIDATED = "poolshift_was_invalidated"
+_CONNECTED_AT = "poolshift_connected_at"  # time.time() of the record's latest connect, as SQLAlchemy's
+_CHECKED_OUT = "poolshift_checked_out"  # the checkout event ran and was counted; the checkin must be too
 
 
-class PoolTimeoutError(exc.TimeoutError):
-    """No connection became free within the pool timeout (a subclass of SQLAlchemy's TimeoutError)."""
+class PoolTimeoutError(exc.TimeoutError, psycopg2.OperationalError):  # type: ignore[misc]
+    """No connection became free within the pool timeout.
+
+    Also a ``psycopg2.OperationalError``: a migrated helper's ``except psycopg2.OperationalError: return
+    None`` (the legacy contract for "no connection") must still catch it, as it caught a failed connect.
+    It stays a subclass of SQLAlchemy's ``TimeoutError`` for code written against the pool.
+    """
 
 
 @dataclass
@@ -59,14 +74,19 @@ class PoolState:
     display_url: str
     settings: PoolSettings
     counters: PoolCounters = field(default_factory=PoolCounters)
+    #: The database its connections are connected to, as the server reports it (None until the first).
+    database: str | None = None
+    #: ``time.monotonic()`` of the last checkout request (pools of ``db_utils.postgres.connect``: LRU).
+    last_used: float = 0.0
 
-    def timeout_message(self) -> str:
+    def timeout_message(self, held_by: str = "") -> str:
         s = self.settings
+        where = f"; held by {held_by}" if held_by else ""
         return (
             f"no pooled connection free for {self.display_url} within the pool timeout: pool size "
             f"{s.pool_size}, max overflow {s.max_overflow}, timeout {s.timeout:g} s (all "
-            f"{s.pool_size + s.max_overflow} connections checked out). Connections are probably held too "
-            "long or leaked (not closed); otherwise raise DB_POOL_SIZE/DB_MAX_OVERFLOW within the "
+            f"{s.pool_size + s.max_overflow} connections checked out{where}). Connections are probably held "
+            "too long or leaked (not closed); otherwise raise DB_POOL_SIZE/DB_MAX_OVERFLOW within the "
             "server's max_connections"
         )
 
@@ -75,6 +95,22 @@ class InstrumentedQueuePool(FairQueuePool):
     """Fair QueuePool that counts waits and timeouts and raises :class:`PoolTimeoutError` with context."""
 
     poolshift_state: PoolState | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Every connect and reconnect of this pool's records goes through _invoke_creator: count failures.
+        create = self._invoke_creator
+
+        def counting_creator(record: Any) -> Any:
+            try:
+                return create(record)
+            except Exception:
+                state = self.poolshift_state
+                if state is not None:
+                    state.counters.add(connect_failures=1)
+                raise
+
+        self._invoke_creator = counting_creator  # type: ignore[assignment]
 
     def _record_wait(self, waited: float) -> None:
         state = self.poolshift_state
@@ -86,7 +122,7 @@ class InstrumentedQueuePool(FairQueuePool):
         if state is None:
             super()._raise_timeout(waited)
         state.counters.add(waits=1, wait_time_total=waited, timeouts=1)
-        message = state.timeout_message()
+        message = state.timeout_message(holders(self))
         logger.warning("pool timeout: %s", message)
         raise PoolTimeoutError(message) from None
 
@@ -100,44 +136,35 @@ class InstrumentedQueuePool(FairQueuePool):
 def install(engine: Engine, state: PoolState) -> None:
     """Attach ``state`` to the engine's pool and register the listeners."""
     engine.pool.poolshift_state = state  # type: ignore[attr-defined]
-    dialect = engine.dialect
+    if state.settings.leak_threshold > 0:
+        watch_for_leaks()
     # Listeners read state.counters on each event (not a captured local) because a forked child swaps in
     # fresh counters: the inherited ones describe the parent, and their lock may have been held at fork.
 
     @event.listens_for(engine.pool, "connect")
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        # The dialect's listeners (registered before this one) have run: the borrower's class takes over.
+        dbapi_connection.poolshift_opening = False
         restore_plain_psycopg2_typecasters(dbapi_connection)
+        state.database = dbapi_connection.info.dbname
         record.info[_BASELINE] = Baseline.of(dbapi_connection)
         record.info[_PID] = os.getpid()
         lifetime = record.record_info
         if lifetime is not None:
             if lifetime.get(_EVER_CONNECTED) and not lifetime.pop(_WAS_INVALIDATED, False):
-                state.counters.add(recycled=1)
+                # Replaced without an invalidate event: for age (recycle), or because a disconnect
+                # elsewhere marked every older connection of the pool as suspect (pool._invalidate).
+                if lifetime.get(_CONNECTED_AT, 0.0) < getattr(engine.pool, "_invalidate_time", 0):
+                    state.counters.add(invalidated=1)
+                else:
+                    state.counters.add(recycled=1)
             lifetime[_EVER_CONNECTED] = True
+            lifetime[_CONNECTED_AT] = time.time()
         state.counters.add(connections_created=1)
 
     @event.listens_for(engine.pool, "checkout")
     def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
-        """Validate only connections idle longer than ``ping_after`` seconds.
-
-        SQLAlchemy's ``pool_pre_ping`` costs a round trip on *every* checkout. HikariCP skips validation
-        for connections used within the last 500 ms: such a connection just proved itself alive, and the
-        rare one that died in between fails like any mid-request disconnect (which
-        ``execute_with_pool_connection`` retries). A connection idle longer, where firewalls, PgBouncer
-        and failovers strike, is pinged; a failed ping raises DisconnectionError, on which the pool
-        replaces the connection transparently.
-        """
-        info = record.info
-        if info.get(_PID) != os.getpid():
-            raise exc.DisconnectionError("connection inherited from the parent process after fork()")
-        last_returned = info.get(_LAST_RETURNED)
-        counters = state.counters
-        if last_returned is None:
-            counters.on_checkout(reused=False)
-            return
-        if state.settings.pre_ping and time.monotonic() - last_returned >= state.settings.ping_after:
-            _ping(dialect, dbapi_connection, counters)
-        counters.on_checkout(reused=True)
+        _check_out(state, dbapi_connection, record)
 
     @event.listens_for(engine.pool, "reset")
     def _on_reset(dbapi_connection: Any, record: ConnectionPoolEntry, reset_state: Any) -> None:
@@ -161,7 +188,9 @@ def install(engine: Engine, state: PoolState) -> None:
 
     @event.listens_for(engine.pool, "checkin")
     def _on_checkin(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        state.counters.on_checkin()
+        lifetime = record.record_info
+        if lifetime is not None and lifetime.pop(_CHECKED_OUT, False):
+            state.counters.on_checkin()
 
     @event.listens_for(engine.pool, "invalidate")
     def _on_invalidate(dbapi_connection: Any, record: ConnectionPoolEntry, exception: Any) -> None:
@@ -172,11 +201,69 @@ def install(engine: Engine, state: PoolState) -> None:
             state.counters.add(invalidated=1)
 
 
-def _ping(dialect: Any, dbapi_connection: Any, counters: PoolCounters) -> None:
-    counters.add(pings=1)
+def _check_out(state: PoolState, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    """Validate a reused connection without a round trip, and with one only if idle past ``ping_after``.
+
+    SQLAlchemy's ``pool_pre_ping`` costs a round trip on *every* checkout. HikariCP skips validation for
+    connections used within the last 500 ms: such a connection just proved itself alive. One whose
+    backend was terminated in between is caught without a round trip: the server's goodbye (or a reset)
+    makes the idle socket readable at once (go-sql-driver's ``conncheck``). A connection idle longer,
+    where firewalls, PgBouncer and failovers strike, is pinged, within ``ping_timeout``. A failed check
+    raises DisconnectionError, on which the pool replaces the connection transparently.
+    """
+    info = record.info
+    if info.get(_PID) != os.getpid():
+        raise exc.DisconnectionError("connection inherited from the parent process after fork()")
+    last_returned = info.get(_LAST_RETURNED)
+    counters = state.counters
+    if last_returned is not None:
+        if _socket_closed(dbapi_connection):
+            raise exc.DisconnectionError("the server closed the connection while it was idle")
+        settings = state.settings
+        if settings.pre_ping and time.monotonic() - last_returned >= settings.ping_after:
+            _ping(dbapi_connection, counters, settings.ping_timeout)
+    counters.on_checkout(reused=last_returned is not None)
+    lifetime = record.record_info
+    if lifetime is not None:
+        lifetime[_CHECKED_OUT] = True
+
+
+_READABLE = select.POLLIN | select.POLLPRI
+
+
+def _socket_closed(dbapi_connection: Any) -> bool:
+    """True if the idle connection's socket is readable or in error right now: closed or reset.
+
+    An idle connection, reset on return, has nothing to read: the server only talks when asked (LISTEN,
+    which leaves unsolicited messages, marks the session for DISCARD ALL). Readable therefore means the
+    server's FATAL goodbye or EOF. A non-blocking poll costs no round trip.
+    """
     try:
-        dialect.do_ping(dbapi_connection)
+        poller = select.poll()
+        poller.register(dbapi_connection.fileno(), _READABLE)
+        return bool(poller.poll(0))
+    except (OSError, ValueError, psycopg2.Error):  # no socket any more
+        return True
+
+
+def _ping(dbapi_connection: Any, counters: PoolCounters, timeout: float) -> None:
+    """``SELECT 1`` on a plain cursor, within ``timeout``: a user's connection class may refuse
+    ``cursor()`` (``LoggingConnection`` before ``initialize()``) or return rows of another shape."""
+    counters.add(pings=1)
+    guard = Deadline(dbapi_connection.fileno(), timeout)
+    try:
+        with guard, plain_cursor(dbapi_connection) as cursor:
+            cursor.execute("SELECT 1")
     except psycopg2.Error as error:
+        if not guard.fired:
+            counters.add(ping_failures=1)
+            # Any failure means the connection is unusable: let the pool replace it.
+            raise exc.DisconnectionError(f"pre-ping failed: {type(error).__name__}") from None
+    if guard.fired:
         counters.add(ping_failures=1)
-        # Any failure means the connection is unusable: let the pool replace it.
-        raise exc.DisconnectionError(f"pre-ping failed: {type(error).__name__}") from None
+        # A server (or path) that does not answer at all hangs every connection to it, not just this one:
+        # every connection older than now is replaced at its next checkout, through connect_timeout,
+        # instead of being handed out within the ping window to hang its caller.
+        raise exc.InvalidatePoolError(
+            f"pre-ping failed: no answer within {timeout:g} s (DB_POOL_PING_TIMEOUT)"
+        )

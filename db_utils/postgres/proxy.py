@@ -6,13 +6,21 @@ stale reference kept after ``close()`` would still reach a connection that now b
 This handle forwards reads and writes, and after ``close()`` every use raises psycopg2's
 ``InterfaceError`` exactly like a closed psycopg2 connection.
 
-A handle garbage-collected without ``close()`` is returned to the pool by a ``weakref.finalize`` callback
+A handle garbage-collected without ``close()`` is returned to the pool by a weak reference callback
 (never leaked), with a ``ResourceWarning`` naming where it was checked out.
+
+Cursors belong to the lease: a cursor handed out through this handle keeps the handle alive (so
+``return get_postgres_connection().cursor()`` cannot give its connection to the next borrower while the
+cursor is in use), and every such cursor still open when the lease ends is closed, so a stale cursor
+raises ``InterfaceError`` as with a closed psycopg2 connection. The cursors are psycopg2's own (no
+wrapper): they carry a reference to the handle in an attribute, and the handle keeps weak references
+to them.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import sys
 import warnings
@@ -22,26 +30,31 @@ from typing import Any
 
 import psycopg2
 
+from db_utils.postgres.leases import Lease, borrower_location, outstanding
+
 logger = logging.getLogger("db_utils.pool")
 
 _CLOSED_MESSAGE = "connection already closed"
+_PRUNE_EVERY = 64  # cursors handed out on one lease between two sweeps of the dead ones
 
 
 class PooledConnection:
     """A pooled psycopg2 connection. Same API as ``psycopg2.extensions.connection``; see module docs."""
 
-    __slots__ = ("__weakref__", "_display_url", "_fairy", "_finalizer", "_raw")
+    __slots__ = ("__weakref__", "_committing", "_cursors", "_display_url", "_fairy", "_finalizer", "_raw")
 
     def __init__(self, fairy: Any, display_url: str, checked_out_at: str | None = None) -> None:
         set_own = object.__setattr__
         set_own(self, "_fairy", fairy)
         set_own(self, "_raw", fairy.dbapi_connection)
         set_own(self, "_display_url", display_url)
-        # Optimisation: a bare weakref whose callback finds what to return in _outstanding does what
+        set_own(self, "_cursors", None)  # weak references to the cursors handed out, once there are any
+        set_own(self, "_committing", False)  # a COMMIT was sent through this handle (see may_have_committed)
+        # Optimisation: a bare weakref whose callback finds what to return in the lease registry does what
         # weakref.finalize(self, _return_dropped, ...) did here for a fraction of the cost (finalize builds
         # an info object and takes a class-wide registry slot on every checkout).
         finalizer = weakref.ref(self, _return_dropped)
-        _outstanding[finalizer] = (fairy, display_url, checked_out_at)
+        outstanding[finalizer] = Lease(fairy, display_url, checked_out_at or borrower_location())
         set_own(self, "_finalizer", finalizer)
 
     # -- the parts that differ from a plain psycopg2 connection --------------------------------------
@@ -50,8 +63,9 @@ class PooledConnection:
         """Return the connection to the pool (uncommitted work is rolled back there). Idempotent."""
         if self._raw is None:
             return
+        self._close_cursors()
         object.__setattr__(self, "_raw", None)
-        _outstanding.pop(self._finalizer, None)
+        outstanding.pop(self._finalizer, None)
         self._fairy.close()
         object.__setattr__(self, "_fairy", None)
 
@@ -65,10 +79,22 @@ class PooledConnection:
         """Close the underlying connection for real instead of returning it (e.g. after a disconnect)."""
         if self._raw is None:
             return
+        self._close_cursors()
         object.__setattr__(self, "_raw", None)
-        _outstanding.pop(self._finalizer, None)
+        outstanding.pop(self._finalizer, None)
         self._fairy.invalidate()
         object.__setattr__(self, "_fairy", None)
+
+    def _close_cursors(self) -> None:
+        """Close the cursors of this lease still open (named ones release their server-side portal)."""
+        cursors = self._cursors
+        if not cursors:
+            return
+        for ref in cursors:
+            cursor = ref()
+            if cursor is not None and not cursor.closed:
+                with contextlib.suppress(psycopg2.Error):  # broken: the pool discards it anyway
+                    cursor.close()
 
     @property
     def dbapi_connection(self) -> Any:
@@ -87,10 +113,32 @@ class PooledConnection:
     # -- everything else is the real connection's --------------------------------------------------
 
     def cursor(self, *args: Any, **kwargs: Any) -> Any:
-        return self._connection().cursor(*args, **kwargs)
+        cursor = self._connection().cursor(*args, **kwargs)
+        # The cursor keeps the lease (and its connection) alive. A cursor class without a __dict__ cannot
+        # (rare: every factory psycopg2 ships has one); it is still closed when the lease ends.
+        with contextlib.suppress(AttributeError):
+            cursor.poolshift_lease = self
+        cursors = self._cursors
+        if cursors is None:
+            object.__setattr__(self, "_cursors", [weakref.ref(cursor)])
+        else:
+            if len(cursors) % _PRUNE_EVERY == 0:  # a long lease making many cursors: forget the dead ones
+                cursors[:] = [ref for ref in cursors if ref() is not None]
+            cursors.append(weakref.ref(cursor))
+        return cursor
 
     def commit(self) -> None:
-        self._connection().commit()
+        raw = self._connection()
+        object.__setattr__(self, "_committing", True)
+        raw.commit()
+
+    @property
+    def may_have_committed(self) -> bool:
+        """True once work on this lease may have been committed: a COMMIT was sent (``commit()``, the end
+        of ``with conn:``) or the connection runs in autocommit mode. A disconnect after that may have
+        lost only the server's answer, so the work must not be retried blindly."""
+        raw = self._raw
+        return self._committing or (raw is not None and bool(raw.autocommit))
 
     def rollback(self) -> None:
         self._connection().rollback()
@@ -109,11 +157,29 @@ class PooledConnection:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._connection().__exit__(exc_type, exc, tb)
+        raw = self._connection()
+        if exc_type is None:
+            object.__setattr__(self, "_committing", True)
+        raw.__exit__(exc_type, exc, tb)
 
     def __repr__(self) -> str:
         state = "closed" if self._raw is None else "open"
         return f"<PooledConnection {state} to {self._display_url}>"
+
+
+def driver_connection(obj: Any) -> Any:
+    """The real psycopg2 connection behind a pooled handle; anything else is returned unchanged.
+
+    For psycopg2's C functions that type-check their connection argument (``sql.Composable.as_string``,
+    ``quote_ident``, ``adapt(x).prepare``, ``register_type``, ``extras.register_uuid``/``_json``/
+    ``_jsonb``/``hstore``/``composite``, ``encrypt_password``): the codemod wraps their argument in this
+    call, which is correct before pooling (a plain connection or cursor passes through) and after. A
+    typecaster registered on the real connection makes it unresettable: it is closed on return, so the
+    next borrower never inherits it. Cursors are never wrapped: a pooled handle's cursors are real.
+    """
+    if isinstance(obj, PooledConnection):
+        return obj._connection()
+    return obj
 
 
 def checkout_location(depth: int) -> str:
@@ -125,10 +191,6 @@ def checkout_location(depth: int) -> str:
     return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 
-# Handles checked out and not yet closed: weakref -> (fairy, display URL, checkout location). Holding the
-# weakref here keeps it alive after its handle dies, so its callback runs (a weakref that dies together
-# with its referent never calls back). Single dict operations are atomic under the GIL: no lock.
-_outstanding: dict[weakref.ref[PooledConnection], tuple[Any, str, str | None]] = {}
 # At interpreter exit the pools go away anyway: no warning storm (weakref.finalize's atexit=False).
 _exiting = False
 
@@ -143,17 +205,15 @@ atexit.register(_at_exit)
 
 def _return_dropped(finalizer: weakref.ref[PooledConnection]) -> None:
     """Weakref callback of a handle dropped without close(): return the connection, then say so."""
-    entry = _outstanding.pop(finalizer, None)
-    if entry is None or _exiting:
+    lease = outstanding.pop(finalizer, None)
+    if lease is None or _exiting:
         return
-    fairy, display_url, checked_out_at = entry
-    where = f" (checked out at {checked_out_at})" if checked_out_at else ""
     message = (
-        f"pooled connection to {display_url}{where} was garbage-collected without close(); "
-        "it was returned to the pool and its uncommitted work rolled back"
+        f"pooled connection to {lease.display_url} (checked out at {lease.location()}) was "
+        "garbage-collected without close(); it was returned to the pool and its uncommitted work rolled back"
     )
     try:
-        fairy.close()
+        lease.fairy.close()
     finally:
         logger.warning(message)
         warnings.warn(message, ResourceWarning, stacklevel=2)

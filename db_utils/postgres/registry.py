@@ -1,14 +1,22 @@
-"""One SQLAlchemy engine (a dialect-built QueuePool) per database URL: registry, fork safety, stats.
+"""One SQLAlchemy engine (a dialect-built QueuePool) per database URL, and one per set of
+``db_utils.postgres.connect`` parameters: registry, fork safety, stats, idle connections before
+``DROP DATABASE``.
 
 Engines are created lazily on first use and kept for the life of the process, because the point of a
 pool is to outlive any single call. ``dispose_pools()`` closes them all (tests, shutdown, reconfiguring).
-Where the URL and the settings come from is :mod:`db_utils.postgres.settings`.
+Where the URL and the settings come from is :mod:`db_utils.postgres.settings`. Pools keyed by
+``connect()`` parameters are bounded (``DB_CONNECT_MAX_POOLS``): parameters that vary per call must not
+grow pools without end.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import threading
+import time
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from sqlalchemy import create_engine
@@ -16,16 +24,20 @@ from sqlalchemy.engine import URL, Engine
 
 from db_utils import stats
 from db_utils.config import ConfigError
+from db_utils.postgres import driver
 from db_utils.postgres.driver import TrackedConnection, neutralize_inherited_connections
 from db_utils.postgres.instrument import InstrumentedQueuePool, PoolState, install
 from db_utils.postgres.pgbouncer import TransactionPooledConnection
 from db_utils.postgres.settings import (
     PoolSettings,
+    connect_pool_limit,
     default_url_signature,
     redact_url,
     resolve_settings,
     resolve_url,
 )
+
+logger = logging.getLogger("db_utils.pool")
 
 # Registry guarded by _registry_lock: creation must happen once per URL even when many threads make
 # their first call at the same moment. The hot path reads _by_argument without the lock (a dict read
@@ -37,6 +49,8 @@ _registry_lock = threading.Lock()
 # rest of a checkout, so only a change of those values costs a parse.
 _by_argument: dict[object, tuple[Engine, PoolState]] = {}
 _ARGUMENT_CACHE_LIMIT = 256
+# Pools of db_utils.postgres.connect, keyed by its parameters (guarded and read like _engines).
+_by_parameters: dict[Hashable, tuple[Engine, PoolState]] = {}
 
 
 def get_connection_pool(url: str | URL | None = None, **settings: Any) -> Engine:
@@ -90,6 +104,11 @@ def _check_same_settings(state: PoolState, settings: PoolSettings) -> None:
 
 
 def _create(url: URL, settings: PoolSettings) -> tuple[Engine, PoolState]:
+    connection_class = _CONNECTION_CLASSES[settings.mode]
+    return _build(url, settings, redact_url(url), connect_args={"connection_factory": connection_class})
+
+
+def _build(url: URL | str, settings: PoolSettings, display: str, **options: Any) -> tuple[Engine, PoolState]:
     engine = create_engine(
         url,
         poolclass=InstrumentedQueuePool,
@@ -108,9 +127,9 @@ def _create(url: URL, settings: PoolSettings) -> tuple[Engine, PoolState]:
         hide_parameters=True,
         # Legacy psycopg2 code sees hstore as text: do not let the dialect register its typecaster.
         use_native_hstore=False,
-        connect_args={"connection_factory": _CONNECTION_CLASSES[settings.mode]},
+        **options,
     )
-    state = PoolState(display_url=redact_url(url), settings=settings)
+    state = PoolState(display_url=display, settings=settings)
     install(engine, state)
     return engine, state
 
@@ -120,6 +139,75 @@ def _create(url: URL, settings: PoolSettings) -> tuple[Engine, PoolState]:
 _CONNECTION_CLASSES: dict[str, type] = {"local": TrackedConnection, "pgbouncer": TransactionPooledConnection}
 
 
+def parameters_pool(
+    key: Hashable, display: Callable[[], str], open_as: Callable[[type], Any]
+) -> tuple[Engine, PoolState] | None:
+    """The pool of ``db_utils.postgres.connect`` for ``key``, created on first use.
+
+    ``open_as(base)`` opens one connection whose class derives from ``base``, the pool's connection class
+    for its ``DB_POOL_MODE`` (as for URL pools). ``display`` gives the password-free name shown in
+    ``pool_status()`` and errors. At the ``DB_CONNECT_MAX_POOLS`` bound, the least recently used pool
+    with nothing checked out is disposed to make room; if every pool has connections checked out,
+    returns None (the caller does not pool).
+    """
+    entry = _by_parameters.get(key)
+    if entry is None:
+        evicted: Engine | None = None
+        with _registry_lock:
+            entry = _by_parameters.get(key)
+            if entry is None:
+                if len(_by_parameters) >= connect_pool_limit():
+                    evicted = _evict_least_recently_used()
+                    if evicted is None:
+                        return None
+                # A "postgresql+psycopg2://" URL with a creator: the dialect (pre-ping, is_disconnect)
+                # without a URL; the connection parameters stay exactly the caller's.
+                settings = resolve_settings()
+                creator = functools.partial(open_as, _CONNECTION_CLASSES[settings.mode])
+                entry = _build("postgresql+psycopg2://", settings, display(), creator=creator)
+                _by_parameters[key] = entry
+        if evicted is not None:
+            evicted.dispose()  # closing its connections is I/O: outside the lock
+    entry[1].last_used = time.monotonic()
+    return entry
+
+
+def _evict_least_recently_used() -> Engine | None:
+    """Forget the least recently used idle ``connect()`` pool (lock held) and return it; None if none is."""
+    idle = [
+        (state.last_used, key)
+        for key, (engine, state) in _by_parameters.items()
+        if engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    ]
+    if not idle:
+        return None
+    engine, state = _by_parameters.pop(min(idle, key=lambda pair: pair[0])[1])
+    logger.info("disposing the least recently used pool %s (DB_CONNECT_MAX_POOLS reached)", state.display_url)
+    return engine
+
+
+def close_idle_connections_to(database: str) -> int:
+    """Close the idle connections of every pool connected to ``database``; returns how many.
+
+    Called before ``DROP DATABASE``, ``ALTER DATABASE ... RENAME`` or ``CREATE DATABASE ... TEMPLATE``
+    names it: these fail while other sessions are connected, and idle pooled connections are sessions
+    the legacy code never had. Checked-out connections are left alone (the server's error is then the
+    one legacy code got too). Pools are matched by database name only: on another server a same-named
+    database's pool merely reconnects.
+    """
+    closed = 0
+    for engine, state in registered_pools():
+        if state.database == database:
+            closed += engine.pool.close_idle()  # type: ignore[attr-defined]
+    if closed:
+        logger.info(
+            "closed %d idle pooled connection(s) to database %r before it is dropped/renamed",
+            closed,
+            database,
+        )
+    return closed
+
+
 def dispose_pools() -> int:
     """Close every pool's idle connections and forget all pools; returns how many were disposed.
 
@@ -127,9 +215,10 @@ def dispose_pools() -> int:
     the ``DB_POOL_*`` sizing settings again.
     """
     with _registry_lock:
-        entries = list(_engines.values())
+        entries = [*_engines.values(), *_by_parameters.values()]
         _engines.clear()
         _by_argument.clear()
+        _by_parameters.clear()
     for engine, _state in entries:
         engine.dispose()
     # The SQLite and HTTP pools too, if the app imported them: they registered their disposers.
@@ -139,7 +228,7 @@ def dispose_pools() -> int:
 
 def registered_pools() -> list[tuple[Engine, PoolState]]:
     """Every live (engine, state) pair, for status and health reporting."""
-    return list(_engines.values())
+    return [*_engines.values(), *_by_parameters.values()]
 
 
 def _pool_figures(engine: Engine, state: PoolState) -> dict[str, Any]:
@@ -154,6 +243,7 @@ def _pool_figures(engine: Engine, state: PoolState) -> dict[str, Any]:
         timeout=state.settings.timeout,
         checked_out=checked_out,
         idle=pool.checkedin(),  # type: ignore[attr-defined]
+        waiting=pool.waiting(),  # type: ignore[attr-defined]
         # QueuePool.overflow() starts at -pool_size: only connections beyond the core count are overflow.
         overflow=max(0, pool.overflow()),  # type: ignore[attr-defined]
         utilization=round(checked_out / (size + max_overflow), 4),
@@ -180,10 +270,11 @@ def _after_fork_in_child() -> None:
     global _registry_lock  # noqa: PLW0603 - a lock held by another thread at fork() stays held forever
     _registry_lock = threading.Lock()
     neutralize_inherited_connections()
-    for engine, state in list(_engines.values()):
+    for engine, state in registered_pools():
         state.counters = state.counters.fresh()
         engine.dispose(close=False)  # new pool, same listeners; never closes the parent's connections
 
 
+driver.before_database_ddl = close_idle_connections_to
 stats.register_source("postgres", postgres_stats)
 os.register_at_fork(after_in_child=_after_fork_in_child)

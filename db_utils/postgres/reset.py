@@ -6,8 +6,10 @@ able to tell the difference. The reset therefore restores everything a borrower 
 - server side: the open transaction (rolled back, so no locks survive) and, when the borrower's
   statements touched session state, ``DISCARD ALL`` (see :mod:`db_utils.postgres.statements`);
 - client side (psycopg2 keeps these in the connection object, so restoring them costs no round trip):
-  ``autocommit``, ``set_session`` settings (isolation level, read-only, deferrable), ``cursor_factory``,
-  and the ``notices``/``notifies`` lists.
+  ``autocommit``, ``set_session`` settings (isolation level, read-only, deferrable), ``cursor_factory``
+  (to the one given to ``db_utils.postgres.connect``, if any), the ``notices``/``notifies`` lists, and
+  attributes a borrower added to the connection object (``LoggingConnection.initialize()``'s logger: a
+  fresh connection has none, so the next borrower must initialize it again, as before pooling).
 
 What cannot be restored reliably leads to a discard (the caller closes the connection): a changed client
 encoding, typecasters registered on the connection, two-phase/async states, ``LOAD``, a broken link.
@@ -39,6 +41,9 @@ class Baseline:
     #: DateStyle as psycopg2 left it after connecting: on a non-ISO server psycopg2 runs
     #: ``SET DATESTYLE TO 'ISO'`` (it parses ISO dates only), a SET that DISCARD ALL would undo.
     datestyle: str | None
+    cursor_factory: Any
+    #: Names in the connection object's ``__dict__``: any other was added by a borrower.
+    attributes: frozenset[str]
 
     @classmethod
     def of(cls, connection: Any) -> Baseline:
@@ -47,6 +52,8 @@ class Baseline:
             dict(connection.string_types),
             dict(connection.binary_types),
             connection.info.parameter_status("DateStyle"),
+            connection.cursor_factory,
+            frozenset(vars(connection)),
         )
 
 
@@ -62,7 +69,7 @@ def reset_connection(connection: Any, baseline: Baseline) -> str | None:
                 return reason
         if connection.session_effect == SESSION_STATE:
             _discard_session_state(connection, baseline)
-        _restore_client_settings(connection)
+        _restore_client_settings(connection, baseline)
     except Exception as exc:  # any failure here means the connection's state is unknown
         return f"reset failed ({type(exc).__name__})"
     return None
@@ -77,9 +84,19 @@ def _unresettable_reason(connection: Any, baseline: Baseline) -> str | None:
         return "two-phase or asynchronous state"
     if connection.encoding != baseline.encoding:
         return "client encoding changed"
-    if connection.string_types != baseline.string_types or connection.binary_types != baseline.binary_types:
+    if not _same_typecasters(connection.string_types, baseline.string_types) or not _same_typecasters(
+        connection.binary_types, baseline.binary_types
+    ):
         return "typecasters registered on the connection"
     return None
+
+
+def _same_typecasters(current: dict[Any, Any], baseline: dict[Any, Any]) -> bool:
+    """Compared by identity: psycopg2 typecasters compare equal when their OIDs do, so ``!=`` would miss
+    ``register_uuid(None, conn)`` replacing the pool's own UUID-as-text caster for the same OIDs."""
+    if len(current) != len(baseline):
+        return False
+    return all(baseline.get(oid) is caster for oid, caster in current.items())
 
 
 def _end_transaction(connection: Any) -> str | None:
@@ -113,7 +130,7 @@ def _discard_session_state(connection: Any, baseline: Baseline) -> None:
     connection.session_effect = CLEAN
 
 
-def _restore_client_settings(connection: Any) -> None:
+def _restore_client_settings(connection: Any, baseline: Baseline) -> None:
     if connection.autocommit:
         connection.autocommit = False
     if (
@@ -122,9 +139,13 @@ def _restore_client_settings(connection: Any) -> None:
         or connection.deferrable is not None
     ):
         connection.set_session(isolation_level="DEFAULT", readonly="DEFAULT", deferrable="DEFAULT")
-    if connection.cursor_factory is not None:
-        connection.cursor_factory = None
+    if connection.cursor_factory is not baseline.cursor_factory:
+        connection.cursor_factory = baseline.cursor_factory
     if type(connection.notices) is not list or connection.notices:
         connection.notices = []
     if type(connection.notifies) is not list or connection.notifies:
         connection.notifies = []
+    attributes = vars(connection)
+    if len(attributes) != len(baseline.attributes):
+        for name in attributes.keys() - baseline.attributes:
+            del attributes[name]

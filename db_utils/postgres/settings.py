@@ -125,6 +125,15 @@ def parse_database_url(raw: str, *, source: str = "DATABASE_URL") -> URL:
         url = make_url(text)
     except ArgumentError:
         raise ConfigError(f"{source} is not a valid database URL: {_mask_unparsed(text)}") from None
+    except ValueError:  # SQLAlchemy's int() of a port that is not a number
+        raise ConfigError(f"{source} has a port that is not a number: {_mask_unparsed(text)}") from None
+    if url.host and "@" in url.host:
+        # ``user:p@ss@host``: the parser splits at the first ``@`` and the password's tail becomes part of
+        # the host, then of every display of the URL. Nothing of it is shown here.
+        raise ConfigError(
+            f"{source} has an unencoded '@' in its user name or password: write it as %40 "
+            "(urllib.parse.quote(password, safe=''))"
+        )
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg2")
     if not url.drivername.startswith(("postgresql", "sqlite")):
@@ -201,6 +210,14 @@ class PoolSettings:
     pre_ping: bool = _knob(True, "DB_POOL_PRE_PING", env_bool, alias="pool_pre_ping")
     ping_after: float = _knob(0.5, "DB_POOL_PING_AFTER", env_float, minimum=0.0)
     mode: str = _knob("local", "DB_POOL_MODE", env_pool_mode)
+    #: Bound on the checkout ping and health_check()'s query: past it the socket is shut down, the
+    #: connection invalidated and the caller gets a fresh connection or an error (a hung server must not
+    #: hang callers forever).
+    ping_timeout: float = _knob(5.0, "DB_POOL_PING_TIMEOUT", env_float, minimum=0.25)
+    #: HikariCP's leakDetectionThreshold: warn once per lease held longer than this (0: off).
+    leak_threshold: float = _knob(0.0, "DB_POOL_LEAK_THRESHOLD", env_float, minimum=0.0)
+    #: How long execute_with_pool_connection keeps retrying connection failures (seconds).
+    retry_deadline: float = _knob(10.0, "DB_RETRY_DEADLINE", env_float, minimum=0.0)
 
     def __post_init__(self) -> None:
         if self.mode not in POOL_MODES:
@@ -231,6 +248,14 @@ def resolve_settings(**explicit: Any) -> PoolSettings:
             minimum = knob.metadata["minimum"]
             resolved[name] = value if minimum is None else check_minimum(name, value, minimum)
     return PoolSettings(**resolved)
+
+
+def connect_pool_limit() -> int:
+    """How many pools ``db_utils.postgres.connect`` keeps (one per distinct set of parameters).
+
+    Read when a pool is about to be created; beyond it the least recently used idle pool is disposed.
+    """
+    return env_int("DB_CONNECT_MAX_POOLS", 16, minimum=1)
 
 
 def _from_environment(metadata: Mapping[str, Any], default: Any) -> Any:

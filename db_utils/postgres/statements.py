@@ -96,17 +96,65 @@ def _is_transaction_scoped(statement: str, match: re.Match[str] | None) -> bool:
     return rest.startswith(_TRANSACTION_SCOPED_SET)
 
 
-def classify_query(query: object, connection: object) -> int:
-    """Classify what psycopg2 accepts as a query: ``str``, ``bytes`` or a ``psycopg2.sql.Composable``."""
+def query_text(query: object, connection: object) -> str | None:
+    """The SQL text of what psycopg2 accepts as a query (``str``, ``bytes``, ``sql.Composable``), or None."""
     if isinstance(query, str):
-        return classify(query)
+        return query
     if isinstance(query, (bytes, bytearray, memoryview)):
         # Keywords are ASCII: latin-1 decodes any byte string without failing.
-        return classify(bytes(query).decode("latin-1"))
+        return bytes(query).decode("latin-1")
     as_string = getattr(query, "as_string", None)
     if as_string is None:
-        return SESSION_STATE  # unknown query object: assume the worst
+        return None
     try:
-        return classify(as_string(connection))
+        text = as_string(connection)
     except Exception:  # the driver will report the real problem when it executes the query
-        return SESSION_STATE
+        return None
+    return text if isinstance(text, str) else None
+
+
+def classify_query(query: object, connection: object) -> int:
+    """Classify what psycopg2 accepts as a query: ``str``, ``bytes`` or a ``psycopg2.sql.Composable``."""
+    if isinstance(query, str):  # Optimisation: the everyday case, without a call
+        return classify(query)
+    text = query_text(query, connection)
+    return SESSION_STATE if text is None else classify(text)  # unknown query object: assume the worst
+
+
+# -- statements that need a database free of other sessions ----------------------------------------------
+# DROP DATABASE, ALTER DATABASE ... RENAME / SET TABLESPACE and CREATE DATABASE ... TEMPLATE x fail while
+# any other session is connected to the database they name. Idle pooled connections are such sessions,
+# so the pool closes its idle connections to that database before the statement runs.
+_IDENTIFIER = r'("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_DATABASE_DDL = re.compile(
+    r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(?:"
+    rf"drop\s+database\s+(?:if\s+exists\s+)?{_IDENTIFIER}"
+    rf"|alter\s+database\s+{_IDENTIFIER}\s+(?:rename\b|set\s+tablespace\b)"
+    rf"|create\s+database\s+{_IDENTIFIER}.*?\btemplate\s*(?:=\s*)?{_IDENTIFIER}"
+    r")",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def database_ddl_target(query: object, connection: object) -> str | None:
+    """The database a statement needs free of other sessions (see above), or None for any other statement.
+
+    Names come back as the server stores them: unquoted identifiers folded to lower case, quoted ones
+    verbatim.
+    """
+    if isinstance(query, str):  # Optimisation: the everyday case, without a call
+        return _ddl_target(query) if len(query) <= _CACHED_LENGTH else None
+    text = query_text(query, connection)
+    return None if text is None or len(text) > _CACHED_LENGTH else _ddl_target(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _ddl_target(statement: str) -> str | None:
+    match = _DATABASE_DDL.match(statement)
+    if match is None:
+        return None
+    dropped, altered, _created, template = match.groups()
+    name = dropped or altered or template
+    if name.startswith('"'):
+        return name[1:-1].replace('""', '"')
+    return name.lower()

@@ -2,7 +2,8 @@
 
 Layers, each importing only those below it: ``connect`` (the drop-in) -> ``proxy`` (the connection
 object callers hold) -> ``cursor``, ``registry`` (pools by database, fork safety, stats) -> ``pool`` (idle
-connections, reset, WAL) -> ``target`` (what a call opens), ``statements`` (which SQL leaves state behind).
+connections, reset, WAL) -> ``target`` (what a call opens), ``statements`` (which SQL leaves state behind)
+-> ``pragmas`` (the per-connection pragmas the pool reads back and restores).
 """
 
 from db_utils.sqlite.connect import connect

@@ -40,8 +40,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from db_utils.config import check_minimum, env_bool, env_int
+from db_utils.sqlite import pragmas
 from db_utils.sqlite.target import Target
-from db_utils.stats import PoolCounters
+from db_utils.stats import POOL_FIGURES, PoolCounters
+
+#: The pool figures, plus how many pragma values were written back on return (see pragmas.py).
+SQLITE_FIGURES = {**POOL_FIGURES, "pragmas_restored": 0}
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,7 @@ class SQLitePool:
         self.options = options
         self.settings = settings
         self.generation = generation
-        self.counters = PoolCounters()
+        self.counters = PoolCounters(SQLITE_FIGURES)
         self._idle: deque[sqlite3.Connection] = deque()
         # Guards the idle bound (check length, then append). Reentrant because a proxy's finalizer may run
         # on this thread, from the garbage collector, while the lock is held, and it returns a connection.
@@ -120,6 +124,10 @@ class SQLitePool:
         self.wal_switched = False
         self._isolation_baseline: Any = None
         self._have_baseline = False
+        # Per raw connection (sqlite3 connections cannot be weakly referenced, so entries are dropped
+        # where the pool closes or sets aside a connection): the value each restorable pragma had before
+        # a borrower first changed it, i.e. what a fresh connection with these options has.
+        self._pragma_baselines: dict[sqlite3.Connection, dict[str, int]] = {}
 
     # -- checkout ---------------------------------------------------------------------------------------
     def checkout(self) -> sqlite3.Connection:
@@ -127,7 +135,11 @@ class SQLitePool:
         try:
             raw = self._idle.pop()  # deque.pop is atomic: no lock needed to take a connection
         except IndexError:
-            raw = self.options.open(self.target.open_name)
+            try:
+                raw = self.options.open(self.target.open_name)
+            except Exception:
+                self.counters.add(connect_failures=1)
+                raise
             self.adopt_new(raw)
             self.counters.on_checkout(reused=False)
             return raw
@@ -147,30 +159,75 @@ class SQLitePool:
                     self._wal_pending = outcome is WalOutcome.RETRY
                     self.wal_switched = outcome is WalOutcome.SWITCHED
 
+    def pragmas_to_restore(
+        self, raw: sqlite3.Connection, writes: tuple[tuple[str, int | None], ...]
+    ) -> list[str] | None:
+        """Before a borrower's pragma ``writes`` run on ``raw``: the names that must be restored on return.
+
+        A value not yet noted for ``raw`` is read now, so it is still the fresh connection's (any earlier
+        change was noted first and undone on return). A write of a literal equal to the noted value needs
+        no restore. None if a value could not be read: the caller then marks the connection dirty.
+        """
+        baseline = self._pragma_baselines.get(raw)
+        if baseline is None:
+            baseline = self._pragma_baselines[raw] = {}
+        changed = []
+        try:
+            for name, value in writes:
+                noted = baseline.get(name)
+                if noted is None:
+                    noted = baseline[name] = pragmas.read(raw, name)
+                if value != noted:
+                    changed.append(name)
+        except sqlite3.Error:
+            return None
+        return changed
+
     # -- checkin ----------------------------------------------------------------------------------------
-    def checkin(self, raw: sqlite3.Connection, *, dirty: bool, current_generation: int) -> None:
-        """Reset and keep ``raw``, or close it if it cannot be made indistinguishable from a fresh one."""
+    def checkin(
+        self,
+        raw: sqlite3.Connection,
+        *,
+        dirty: str | None,
+        current_generation: int,
+        touched: frozenset[str] | set[str] = frozenset(),
+    ) -> str:
+        """Reset and keep ``raw``, or close it if it cannot be made indistinguishable from a fresh one.
+
+        ``dirty`` says what the borrower did that cannot be undone (None: nothing); ``touched`` names the
+        restorable pragmas it set. Returns what happened, in words, for the dropped-connection warning.
+        """
         self.counters.on_checkin()
         if current_generation != self.generation:
+            self._forget(raw)
             abandon(raw)  # inherited across fork(): never used, never closed here (see registry.py)
-            return
-        if dirty:
+            return "set aside, not pooled: it was inherited across fork()"
+        if dirty is not None:
             self.counters.add(discarded_dirty=1)
-            _close_quietly(raw)
-            return
-        if not self._reset(raw):
+            self._close(raw)
+            return f"closed: its state could not be reset ({dirty})"
+        failure = self._reset(raw, touched)
+        if failure:
             self.counters.add(invalidated=1)
-            _close_quietly(raw)
-            return
+            self._close(raw)
+            return f"closed: its state could not be reset ({failure})"
         with self._lock:
             keep = len(self._idle) < self.settings.idle_size
             if keep:
                 self._idle.append(raw)
         if not keep:
-            _close_quietly(raw)
+            self._close(raw)
+            return self._full_message()
+        return "returned to the pool"
 
-    def _reset(self, raw: sqlite3.Connection) -> bool:
-        """Roll back and restore the attributes a borrower may have changed; False if that failed."""
+    def _full_message(self) -> str:
+        size = self.settings.idle_size
+        if size == 0:
+            return "closed: the pool keeps no idle connections (SQLITE_POOL_SIZE=0, or pools disposed)"
+        return f"closed: the pool already keeps {size} idle connection(s) (SQLITE_POOL_SIZE)"
+
+    def _reset(self, raw: sqlite3.Connection, touched: frozenset[str] | set[str]) -> str:
+        """Roll back and restore what a borrower may have changed; what failed, or "" if all went well."""
         try:
             if raw.in_transaction:
                 raw.rollback()
@@ -182,9 +239,21 @@ class SQLitePool:
             if raw.text_factory is not str:
                 raw.text_factory = str
             # autocommit=False (3.12+) reopens a transaction after every rollback by design.
-            return not raw.in_transaction or dict(self.options.extra).get("autocommit") is False
-        except sqlite3.Error:
-            return False  # closed behind our back, or the rollback failed: do not reuse
+            if raw.in_transaction and dict(self.options.extra).get("autocommit") is not False:
+                return "a transaction is still open after rollback"
+            return self._restore_pragmas(raw, touched) if touched else ""
+        except sqlite3.Error as exc:
+            return f"{type(exc).__name__}: {exc}"  # closed behind our back, or the rollback failed
+
+    def _restore_pragmas(self, raw: sqlite3.Connection, touched: frozenset[str] | set[str]) -> str:
+        """After the rollback (some pragmas cannot change inside a transaction): write back the values."""
+        if raw.in_transaction:  # autocommit=False keeps one open: foreign_keys would silently stay set
+            return "a transaction stays open (autocommit=False), so pragmas cannot be restored"
+        baseline = self._pragma_baselines[raw]
+        for name in touched:
+            pragmas.write(raw, name, baseline[name])
+        self.counters.add(pragmas_restored=len(touched))
+        return ""
 
     # -- maintenance ------------------------------------------------------------------------------------
     def caller_sets_journal_mode(self) -> None:
@@ -199,16 +268,25 @@ class SQLitePool:
                 raw = self._idle.pop()
             except IndexError:
                 return
-            _close_quietly(raw)
+            self._close(raw)
 
     def take_idle(self) -> list[sqlite3.Connection]:
         """Remove and return every idle connection without closing it (used after fork)."""
-        taken = []
+        taken: list[sqlite3.Connection] = []
         while True:
             try:
-                taken.append(self._idle.pop())
+                raw = self._idle.pop()
             except IndexError:
                 return taken
+            self._forget(raw)
+            taken.append(raw)
+
+    def _close(self, raw: sqlite3.Connection) -> None:
+        self._forget(raw)
+        _close_quietly(raw)
+
+    def _forget(self, raw: sqlite3.Connection) -> None:
+        self._pragma_baselines.pop(raw, None)
 
     def snapshot(self) -> dict[str, Any]:
         data = self.counters.snapshot()

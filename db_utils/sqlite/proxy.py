@@ -5,8 +5,10 @@ every later use raises sqlite3's ``ProgrammingError("Cannot operate on a closed 
 caller's ``check_same_thread`` is enforced here because the raw connection is shared across threads.
 
 What could outlive a borrower is tracked: cursors and blobs are closed on return (an unfinished ``SELECT``
-would otherwise keep a read lock on a pooled connection), and anything that changes the connection in a
-way a rollback cannot undo marks it *dirty*, so the pool closes it instead of reusing it.
+would otherwise keep a read lock on a pooled connection), the restorable pragmas a borrower sets are
+noted so the pool writes their values back (:mod:`db_utils.sqlite.pragmas`), and anything else that
+changes the connection in a way a rollback cannot undo marks it *dirty*, with the reason, so the pool
+closes it instead of reusing it.
 
 One lock per proxy (reentrant, because row factories, functions and callbacks run inside an operation and
 may call back into the connection) makes "check open, then use raw" atomic against ``close()`` from
@@ -26,7 +28,7 @@ from typing import Any, cast
 from db_utils.sqlite import registry
 from db_utils.sqlite.cursor import PooledCursor, pooled_cursor_class
 from db_utils.sqlite.pool import SQLitePool
-from db_utils.sqlite.statements import SqlEffect, sql_effect
+from db_utils.sqlite.statements import SqlEffect, analyze
 
 _CLOSED = "Cannot operate on a closed database."
 _WRONG_THREAD = (
@@ -61,6 +63,7 @@ class PooledConnection:
         "_raw",
         "_row_factory",
         "_text_factory",
+        "_touched",
     )
 
     Warning = sqlite3.Warning
@@ -78,7 +81,8 @@ class PooledConnection:
         self._pool = pool
         self._raw: sqlite3.Connection | None = raw
         self._owner = threading.get_ident() if check_same_thread else None
-        self._dirty = False
+        self._dirty: str | None = None  # why the connection cannot be reused, once it cannot
+        self._touched: set[str] | None = None  # restorable pragmas set during this lease
         self._children: list[weakref.ref[Any]] = []
         self._prune_at = _PRUNE_AT
         self._lock = threading.RLock()
@@ -108,12 +112,24 @@ class PooledConnection:
         return raw
 
     def _note_sql(self, sql: object) -> None:
-        if isinstance(sql, str):
-            effect = sql_effect(sql)
-            if effect:
-                self._dirty = True
-                if effect & SqlEffect.JOURNAL_MODE:
-                    self._pool.caller_sets_journal_mode()
+        """Called with the lock held, before ``sql`` runs: note what it will leave behind."""
+        if not isinstance(sql, str):
+            return
+        # Plain attribute tests, not IntFlag arithmetic (a Python-level call each): this runs per execute.
+        analysis = analyze(sql)
+        if analysis.reason:  # set exactly when the SQL makes the connection dirty
+            self._dirty = self._dirty or analysis.reason
+            if analysis.effect & SqlEffect.JOURNAL_MODE:
+                self._pool.caller_sets_journal_mode()
+        raw = self._raw  # None for a closed cursor of a closed proxy: sqlite3 then raises its own error
+        if analysis.pragmas and self._dirty is None and raw is not None:
+            changed = self._pool.pragmas_to_restore(raw, analysis.pragmas)
+            if changed is None:
+                self._dirty = "a pragma's value could not be read before it was changed"
+            elif changed:
+                if self._touched is None:
+                    self._touched = set()
+                self._touched.update(changed)
 
     def _track(self, child: Any) -> None:
         # Weak references: a cursor the caller dropped must be freed (and its statement reset) right away.
@@ -133,7 +149,8 @@ class PooledConnection:
     def _new_cursor(self, raw: sqlite3.Connection, factory: Any) -> Any:
         cls = PooledCursor if factory is sqlite3.Cursor else pooled_cursor_class(factory)
         if cls is None:
-            self._dirty = True  # the factory sees the raw connection and may keep it: never reuse
+            # The factory sees the raw connection and may keep it: never reuse.
+            self._dirty = self._dirty or "a cursor factory received the raw connection"
             cursor = raw.cursor(factory)
         else:
             cursor = raw.cursor(cls)
@@ -191,13 +208,19 @@ class PooledConnection:
         if raw is not None:
             self._release(raw)
 
-    def _release(self, raw: sqlite3.Connection) -> None:
+    def _release(self, raw: sqlite3.Connection) -> str:
+        """Hand ``raw`` back to the pool; what the pool did with it, in words."""
         children, self._children = self._children, []
         for ref in children:
             child = ref()
             if child is not None:
                 _close_child(child)
-        self._pool.checkin(raw, dirty=self._dirty, current_generation=registry.current_generation())
+        return self._pool.checkin(
+            raw,
+            dirty=self._dirty,
+            current_generation=registry.current_generation(),
+            touched=self._touched or frozenset(),
+        )
 
     def __del__(self) -> None:
         raw = getattr(self, "_raw", None)
@@ -205,10 +228,10 @@ class PooledConnection:
             return
         self._raw = None
         try:
-            self._release(raw)  # first, so a warnings filter set to "error" cannot leak the connection
+            outcome = self._release(raw)  # first, so a warnings filter set to "error" cannot leak it
             warnings.warn(
                 f"pooled SQLite connection to {self._pool.target.label!r} was garbage-collected without "
-                "close(); it has been returned to the pool",
+                f"close(); {outcome}",
                 ResourceWarning,
                 stacklevel=2,
             )
@@ -273,13 +296,15 @@ class PooledConnection:
             with self._lock:
                 raw = self._checked_raw()
                 raw.autocommit = value
-                self._dirty = True  # changing it commits/opens transactions: do not try to restore it
+                # Changing it commits/opens transactions: do not try to restore it.
+                self._dirty = self._dirty or "autocommit was changed"
 
     # -- methods that change the connection beyond a rollback: forward and mark dirty --------------------
     def _forward_dirty(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         with self._lock:
             raw = self._checked_raw()
-            self._dirty = True  # before the call: even a failed registration may have changed something
+            # Before the call: even a failed registration may have changed something.
+            self._dirty = self._dirty or f"{name}() was called"
             return getattr(raw, name)(*args, **kwargs)
 
     def create_function(self, *args: Any, **kwargs: Any) -> None:

@@ -3,8 +3,9 @@
 A pooled SQLite connection is only safe to hand to the next borrower if it is indistinguishable from a
 fresh one after rollback. A few statements change the *connection* rather than the database: pragma
 assignments (``query_only``, ``foreign_keys``, ``busy_timeout``...), ``ATTACH``/``DETACH`` and temporary
-objects (``CREATE TEMP TABLE``, ``CREATE TABLE temp.x``). Seeing any of them marks the connection dirty,
-and a dirty connection is closed on return instead of reused.
+objects (``CREATE TEMP TABLE``, ``CREATE TABLE temp.x``). The pragmas :mod:`db_utils.sqlite.pragmas` can
+read back and restore are reported by name, and the pool restores them on return; anything else marks
+the connection dirty, and a dirty connection is closed on return instead of reused.
 
 The check errs on the side of "dirty": a false positive only costs one reconnect, a false negative leaks
 state into another caller's connection. It runs on every ``execute``, so it is cached per SQL string and a
@@ -16,6 +17,9 @@ from __future__ import annotations
 import enum
 import functools
 import re
+from dataclasses import dataclass
+
+from db_utils.sqlite.pragmas import RESTORABLE, literal_value
 
 _MAYBE_STATEFUL = re.compile(r"pragma|attach|detach|temp", re.IGNORECASE)
 
@@ -24,7 +28,8 @@ _NOISE = re.compile(
     r"""--[^\n]*|/\*.*?(?:\*/|\Z)|'(?:[^']|'')*(?:'|\Z)|"(?:[^"]|"")*(?:"|\Z)|`(?:[^`]|``)*(?:`|\Z)|\[[^\]]*(?:\]|\Z)""",
     re.DOTALL,
 )
-_TOKEN = re.compile(r"[A-Za-z_][A-Za-z_0-9$]*|[=(.;]")
+# Numbers and signs are tokens of their own so a pragma's value is only read when it is exactly a literal.
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z_0-9$]*|[0-9]+|[=(.;+-]")
 
 # Pragmas that take a parenthesised argument but only *read*: used by iterdump() and schema inspection,
 # which must stay cheap. Every other pragma with an argument, or with ``=``, marks the connection dirty.
@@ -43,6 +48,8 @@ _READ_ONLY_PRAGMAS = frozenset(
         "wal_checkpoint",
     }
 )
+# Pragmas that write the database file, not the connection: transactional like any other write.
+_DATABASE_PRAGMAS = frozenset({"user_version", "application_id"})
 
 
 class SqlEffect(enum.IntFlag):
@@ -51,17 +58,43 @@ class SqlEffect(enum.IntFlag):
     NONE = 0
     DIRTY = 1  # per-connection state a rollback cannot undo
     JOURNAL_MODE = 2  # the caller chooses the journal mode itself (so poolshift must not)
+    PRAGMA = 4  # sets pragmas the pool restores on return (SqlAnalysis.pragmas names them)
+
+
+@dataclass(frozen=True)
+class SqlAnalysis:
+    """``effect``; why it makes the connection dirty (for messages; non-empty exactly when ``DIRTY``); the
+    restorable pragmas it sets, in order, each with the value it stores when that is a plain literal (None
+    when it is not; non-empty exactly when ``PRAGMA``)."""
+
+    effect: SqlEffect = SqlEffect.NONE
+    reason: str = ""
+    pragmas: tuple[tuple[str, int | None], ...] = ()
+
+
+_NOTHING = SqlAnalysis()
 
 
 @functools.lru_cache(maxsize=2048)
-def sql_effect(sql: str) -> SqlEffect:
+def analyze(sql: str) -> SqlAnalysis:
     """The combined effect of every statement in ``sql`` (a script may hold several)."""
     if not isinstance(sql, str) or not _MAYBE_STATEFUL.search(sql):
-        return SqlEffect.NONE
-    effect = SqlEffect.NONE
+        return _NOTHING
+    effect, reasons, pragmas = SqlEffect.NONE, list[str](), list[tuple[str, int | None]]()
     for statement in _statements(sql):
-        effect |= _statement_effect(statement)
-    return effect
+        statement_effect, detail, value = _statement_effect(statement)
+        effect |= statement_effect
+        if statement_effect & SqlEffect.DIRTY:
+            reasons.append(detail)
+        elif statement_effect & SqlEffect.PRAGMA:
+            pragmas.append((detail, value))
+    if effect is SqlEffect.NONE:
+        return _NOTHING
+    return SqlAnalysis(effect, ", ".join(dict.fromkeys(reasons)), tuple(pragmas))
+
+
+def sql_effect(sql: str) -> SqlEffect:
+    return analyze(sql).effect
 
 
 def _statements(sql: str) -> list[list[str]]:
@@ -84,30 +117,43 @@ def _blank(match: re.Match[str]) -> str:
     return " ? "
 
 
-def _statement_effect(tokens: list[str]) -> SqlEffect:
+Effect = tuple[SqlEffect, str, int | None]
+_NO_EFFECT: Effect = (SqlEffect.NONE, "", None)
+
+
+def _statement_effect(tokens: list[str]) -> Effect:
+    """One statement's effect; with the dirty reason, or the restorable pragma's name and literal value."""
     head = tokens[0]
     if head == "PRAGMA":
         return _pragma_effect(tokens[1:])
     if head in ("ATTACH", "DETACH"):
-        return SqlEffect.DIRTY
+        return SqlEffect.DIRTY, head, None
     if head == "CREATE" and ("TEMP" in tokens or "TEMPORARY" in tokens):
         # CREATE TEMP TABLE / CREATE TEMPORARY VIEW / CREATE TABLE temp.x: the temp schema belongs to
         # the connection and survives a rollback once committed.
-        return SqlEffect.DIRTY
-    return SqlEffect.NONE
+        return SqlEffect.DIRTY, "a temporary object (CREATE TEMP ...)", None
+    return _NO_EFFECT
 
 
-def _pragma_effect(tokens: list[str]) -> SqlEffect:
+def _pragma_effect(tokens: list[str]) -> Effect:
     # PRAGMA [schema.]name [= value | (value)]
+    schema = ""
     if len(tokens) >= 3 and tokens[1] == ".":
-        tokens = tokens[2:]
+        schema, tokens = tokens[0].lower(), tokens[2:]
     if not tokens:
-        return SqlEffect.NONE
+        return _NO_EFFECT
     name, rest = tokens[0].lower(), tokens[1:]
     if not rest:
-        return SqlEffect.NONE  # a bare ``PRAGMA name`` only reads the setting
-    if rest[0] == "(" and name in _READ_ONLY_PRAGMAS:
-        return SqlEffect.NONE
+        return _NO_EFFECT  # a bare ``PRAGMA name`` only reads the setting
+    # The temp schema's header belongs to the connection (its temp database), so only main's is database
+    # content; another attached schema already made the connection dirty with its ATTACH.
+    if (rest[0] == "(" and name in _READ_ONLY_PRAGMAS) or (name in _DATABASE_PRAGMAS and schema != "temp"):
+        return _NO_EFFECT
     if name == "journal_mode":
-        return SqlEffect.DIRTY | SqlEffect.JOURNAL_MODE
-    return SqlEffect.DIRTY
+        return SqlEffect.DIRTY | SqlEffect.JOURNAL_MODE, "PRAGMA journal_mode", None
+    # ``main.`` names what an unqualified pragma sets; another schema (temp, an attached one) is not
+    # what the pool reads back, so it stays dirty.
+    if name in RESTORABLE and schema in ("", "main"):
+        value = literal_value(name, rest[1:]) if rest[0] in ("=", "(") else None
+        return SqlEffect.PRAGMA, name, value
+    return SqlEffect.DIRTY, f"PRAGMA {schema + '.' if schema else ''}{name}", None

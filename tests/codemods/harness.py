@@ -73,7 +73,7 @@ def load_options(case_dir: Path, case: str, default: RuleOptions | None = None) 
 
     Besides RuleOptions fields the JSON may hold ``"path"`` (relative posix path the snippet pretends to
     be, default ``app/module.py``) so relative-import cases can live in a package. The fields about legacy
-    helpers (``trust_legacy_helpers``, ``legacy_helper_differences``) sit in an ``"extra"`` table.
+    helpers (``legacy_helper_differences``, ``legacy_helper_contracts``) sit in an ``"extra"`` table.
     """
     options = default or RuleOptions()
     path = DEFAULT_PATH

@@ -347,7 +347,7 @@ def test_bad_plan_is_a_clear_error(tmp_path: Path) -> None:
 @pytest.mark.skipif("PS901" not in all_rules(), reason="the cleanup rule PS901 is not in the tree yet")
 def test_cleanup_is_blocked_while_the_helper_is_used_then_allowed(tmp_path: Path) -> None:
     helper = (
-        b"import os\n\nimport psycopg2\n\n\ndef get_postgres_connection():\n"
+        b'"""Database access."""\n\nimport os\n\nimport psycopg2\n\n\ndef get_postgres_connection():\n'
         b"    try:\n        return psycopg2.connect(host=os.environ.get('POSTGRES_HOST', 'localhost'))\n"
         b"    except psycopg2.Error:\n        return None\n"
     )

@@ -34,19 +34,25 @@ def example(tmp_path: Path) -> Path:
 
 
 def test_one_record_per_call_site_names_the_handling_rule_and_the_alternatives(example: Path) -> None:
-    completed = poolshift("scan", ".", "--format", "json", cwd=example)
+    # PS102 is opt-in: selected, it and PS101 both judge every call of the helper.
+    completed = poolshift("scan", ".", "--format", "json", "--select", "PS101,PS102,PS901", cwd=example)
     assert completed.returncode == 0, completed.stderr.decode()
     sites = json.loads(completed.stdout)["sites"]
     positions = [(s["path"], s["line"], s["column"]) for s in sites]
     assert len(positions) == len(set(positions)), "a call site appears twice"
     both = [s for s in sites if s["alternatives"]]
     assert both, "the example has calls that PS101 and PS102 both judge"
+    judged = [{site["rule"], *(a["rule"] for a in site["alternatives"])} for site in both]
+    assert sum(rules == {"PS101", "PS102"} for rules in judged) > 1
     for site in both:
-        assert site["rule"] == "PS102"
-        assert site["status"] == "migratable"
-        assert [a["rule"] for a in site["alternatives"]] == ["PS101"]
-    cleanup = [s for s in sites if s["rule"] == "PS901"]
-    assert len(cleanup) == 1  # one record for the helper, however many references remain
+        if site["status"] == "reported":  # a rule that rewrites the call would handle it instead
+            assert all(a["status"] == "reported" for a in site["alternatives"])
+    text = poolshift("scan", ".", "--select", "PS101,PS102,PS901", cwd=example).stdout.decode()
+    assert "(also: PS102 reported: custom-factory)" in text
+    assert text.count("differs from the shim") <= 1  # PS102's long message is not repeated per call
+    verdicts = [v for s in sites for v in (s, *s["alternatives"])]
+    cleanup = [v for v in verdicts if v["rule"] == "PS901"]
+    assert len(cleanup) == 1  # one verdict on the helper, however many references remain
     assert len(cleanup[0]["details"]) > 3
     assert cleanup[0]["message"].startswith(f"{len(cleanup[0]['details'])} places: ")
 
@@ -164,3 +170,18 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(tmp_path: Path) -> No
     assert "\x1b[" in _run_on_a_terminal(["scan", "."], root, env)
     assert "\x1b[" not in _run_on_a_terminal(["scan", "."], root, {**env, "NO_COLOR": "1"})
     assert b"\x1b[" not in poolshift("scan", ".", cwd=root).stdout  # a pipe
+
+
+def test_explain_without_the_checkout_prints_what_the_code_knows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From a wheel (no migration_guide/ beside the package) explain still answers, and says where to read."""
+    from codemods import guide
+
+    monkeypatch.setattr(guide, "guide_dir", lambda: None)
+    assert guide.explain("PS201") == (
+        "PS201 (sqlite3-connect): sqlite3.connect(...) -> db_utils.sqlite.connect(...), keeping every "
+        "argument\n(full page: migration_guide/ in the poolshift repository)\n"
+    )
+    memory = guide.explain("memory-database")
+    assert memory is not None
+    assert "never pooled" in memory
+    assert guide.explain("no-such-code") is None

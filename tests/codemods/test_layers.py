@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("codemods.transform",),  # one file's bytes through the rules
     ("codemods.plan", "codemods.files", "codemods.project"),  # what a run looks at
     ("codemods.runner", "codemods.report"),  # phases, execution and writes; what the user reads
-    ("codemods.status", "codemods.guide"),  # progress; the rule table and the guide's text
+    ("codemods.status", "codemods.helper_summary", "codemods.guide"),  # progress; scan's helper lines; rules
     ("codemods.cli", "codemods.__main__"),  # the command line
 )
 

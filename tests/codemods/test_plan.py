@@ -91,7 +91,7 @@ def test_excludes(tmp_path: Path) -> None:
         ("[[tool.poolshift.phases]]\nname = 'a'\n", "non-empty paths"),
         ("[[tool.poolshift.phases]]\nname = 'a'\npaths = ['a']\nglob = 1\n", "unknown keys \\['glob'\\]"),
         ("[tool.poolshift\n", "not valid TOML"),
-        ("[tool.poolshift]\ntrust_legacy_helpers = 'yes'\n", "must be true or false"),
+        ("[tool.poolshift]\ntrust_legacy_helpers = true\n", "trust_legacy_helpers was removed"),
     ],
 )
 def test_bad_plans_are_explained(tmp_path: Path, text: str, message: str) -> None:

@@ -21,7 +21,7 @@ REPORT = Report(SITES, [FileError("c.py", "syntax-error", "line 1:4: bad", "rest
 
 def test_json_schema_is_stable() -> None:
     data = json.loads(render(REPORT, "json"))
-    assert set(data) == {"version", "sites", "totals", "errors", "warnings"}
+    assert set(data) == {"version", "sites", "totals", "errors", "warnings", "notes"}
     assert data["version"] == 2
     assert [(s["path"], s["line"]) for s in data["sites"]] == [("a.py", 2), ("a.py", 9), ("b.py", 3)]
     assert set(data["sites"][0]) == {

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from codemods.rules import all_rules
 from codemods.suppressions import find_suppressions
+from tests.codemods.harness import run_rules
 from tests.codemods.test_cli import make_tree, poolshift, snapshot
 
 KEPT = """\
@@ -87,3 +89,18 @@ def test_suppression_comment_forms() -> None:
         "x = 1  # poolshift: ignore\n# poolshift: ignore[PS101,PS201]\ny = 2\ns = '# poolshift: ignore'\n"
     )
     assert [(s.line, s.covers, sorted(s.codes)) for s in found] == [(1, 1, []), (2, 3, ["PS101", "PS201"])]
+
+
+def test_every_rewriting_rule_honours_a_suppression() -> None:
+    """PS103 (tree-wide, its own visitor) keeps a suppressed call too, and the transform marks it."""
+    source = (
+        "import psycopg2.extensions as ext\n\n\n"
+        "def names(conn, name):\n"
+        "    kept = ext.quote_ident(name, conn)  # poolshift: ignore[PS103]\n"
+        "    return kept, ext.quote_ident(name, conn)\n"
+    )
+    result = run_rules(source, [all_rules()["PS103"]])
+    output = (result.output or b"").decode()
+    assert "kept = ext.quote_ident(name, conn)  # poolshift" in output
+    assert "ext.quote_ident(name, db_utils.postgres" in output
+    assert sorted((s.line, s.status) for s in result.sites) == [(5, "suppressed"), (6, "migrated")]

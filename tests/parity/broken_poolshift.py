@@ -1,4 +1,7 @@
-"""poolshift with a deliberately broken PS102: besides routing the helper call, it drops `.commit()` calls.
+"""poolshift with a deliberately broken PS103: besides its own rewrites, it drops `.commit()` calls.
+
+PS103 runs on every file the first phase visits (it is TREE_WIDE) and, with PS100, is what every
+PostgreSQL file goes through now that PS102 is opt-in; so it is the rule whose breakage matters most.
 
 Used only by tests/parity/test_parity.py to prove that the parity session notices a rule that changes
 behavior. Run as ``python tests/parity/broken_poolshift.py <poolshift arguments>``.
@@ -11,7 +14,7 @@ import sys
 import libcst as cst
 
 from codemods import cli
-from codemods.rules.postgres_compat import PostgresCompatRule
+from codemods.rules.psycopg2_c_api import Psycopg2CApiRule
 
 
 class _DropCommits(cst.CSTTransformer):
@@ -31,19 +34,16 @@ class _DropCommits(cst.CSTTransformer):
         return updated_node
 
 
-_original_leave_module = PostgresCompatRule.leave_Module
+_original_leave_module = Psycopg2CApiRule.leave_Module
 
 
 def _broken_leave_module(
-    self: PostgresCompatRule, original_node: cst.Module, updated_node: cst.Module
+    self: Psycopg2CApiRule, original_node: cst.Module, updated_node: cst.Module
 ) -> cst.Module:
-    module = _original_leave_module(self, original_node, updated_node)
-    if any(site.status == "migrated" for site in self.sites):
-        module = module.visit(_DropCommits())
-    return module
+    return _original_leave_module(self, original_node, updated_node).visit(_DropCommits())
 
 
-PostgresCompatRule.leave_Module = _broken_leave_module  # type: ignore[method-assign]
+Psycopg2CApiRule.leave_Module = _broken_leave_module  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     argv = sys.argv[1:]

@@ -1,4 +1,4 @@
-"""PS101 postgres-pooled: the seed pattern -> ``with get_pooled_connection() as conn:``, where proven safe.
+"""PS101 postgres-pooled: the seed pattern -> ``with get_pooled_connection(helper) as conn:``, where proven.
 
 The seed pattern, at the top level of a function body::
 
@@ -12,9 +12,13 @@ The seed pattern, at the top level of a function body::
     finally:
         conn.close()
 
-``with get_pooled_connection() as conn:`` is *not* a drop-in for it, in two ways, and the rule rewrites
-only when it can show that neither is observable (otherwise PS102's compat rewrite applies and this rule
-records a ``reported`` site with the reason):
+The helper itself is passed (``get_pooled_connection(get_postgres_connection)``): the pooled block calls
+it, so it borrows from the helper's own pool (PS100 pooled its ``psycopg2.connect``) with the helper's own
+parameters, and the helper need not resemble the shim at all. The block commits on a clean exit, rolls
+back on an exception, always returns the connection, and raises ``psycopg2.OperationalError`` when the
+helper returns ``None``. That is *not* a drop-in for the seed, in three ways, and the rule rewrites only
+when it can show that none is observable (otherwise the call stays as it is, already pooled by PS100, and
+this rule records a ``reported`` site with the reason):
 
 * **transactions**: the pooled block commits on a clean exit, while closing a legacy connection rolls back
   uncommitted work. Every normal exit of BODY must therefore have nothing uncommitted: it runs only
@@ -24,6 +28,10 @@ records a ``reported`` site with the reason):
 * **the None guard**: the pooled block raises ``psycopg2.OperationalError`` where the legacy code took the
   guard. The guard must end in ``return`` and the first handler of the seed's own ``try`` that catches
   ``OperationalError`` must run the very same statements. Otherwise: ``none-guard-differs``.
+* **the helper's own exceptions**: the helper is now called inside the seed's ``try``, so when the seed has
+  ``except`` blocks, a helper that may raise (rather than return ``None`` on a failed connect) would have
+  its exception caught by them. The helper's contract must be shown (``try: return connect(...) except
+  <connect failure>: return None``). Otherwise: ``helper-may-raise`` (or ``unknown-helper``).
 
 And the connection must stay inside the block: not returned, stored, passed to a function, yielded or
 captured (``conn-escapes-scope``), not touched after the ``try`` or in an ``except`` block that now runs
@@ -55,7 +63,7 @@ from libcst.metadata import (
 )
 
 from codemods.cst.imports.pruning import ImportPruner
-from codemods.cst.syntax import simple_assignment, suite_statements
+from codemods.cst.syntax import code_of, simple_assignment, suite_statements
 from codemods.legacy_helpers.discovery import DEFAULT_HELPER_NAME
 from codemods.legacy_helpers.lookup import HelperDifferences
 from codemods.legacy_helpers.uses import HelperUse
@@ -104,8 +112,11 @@ class PostgresPooledRule(LegacyHelperCallRule):
         "unsupported-connection-use": (
             "the connection is used in a way the proof does not cover (attributes, `with conn:` inside...)"
         ),
-        "custom-factory": "the legacy helper connects differently from the shim",
-        "unknown-helper": "the legacy helper's definition was not found",
+        "helper-may-raise": (
+            "the seed has except blocks and the helper may raise instead of returning None: they would "
+            "catch its exception once it is called inside the block"
+        ),
+        "unknown-helper": "the legacy helper's definition was not found (needed when the seed has except)",
         "unsupported-argument": "the helper is called with arguments",
         "dynamic-callee": "the name may be the helper or something else",
     }
@@ -116,23 +127,25 @@ class PostgresPooledRule(LegacyHelperCallRule):
         if not self.options.legacy_helpers:
             return False
         uses = [use for use in self.helper_uses(node) if use.is_call and not use.in_definition]
-        differences = self.helper_differences(node)
+        contracts = self.helper_differences(node, contract_only=True)
         candidates = _Candidates({id(use.node) for use in uses})
         node.visit(candidates)
         by_call = {id(call): (function, index, name) for function, index, name, call in candidates.found}
         rewritten: list[cst.CSTNode] = []
         for use in uses:
-            if self._decide(use, differences, by_call.get(id(use.node))):
+            if self._decide(use, contracts, by_call.get(id(use.node))):
                 assert isinstance(use.node, cst.Call)
                 rewritten.append(use.node.func)
         if rewritten:
-            self.pooled_call = self._pooled_callee(self.prune_imports_freed_by(node, rewritten))
+            # The helper stays referenced (it is passed to the pooled block): no import is freed.
+            scopes = {s for s in self.metadata[ScopeProvider].values() if isinstance(s, Scope)}
+            self.pooled_call = self._pooled_callee(scopes)
         return True
 
     def _decide(
         self,
         use: HelperUse,
-        differences: HelperDifferences,
+        contracts: HelperDifferences,
         candidate: tuple[cst.FunctionDef, int, str] | None,
     ) -> bool:
         assert isinstance(use.node, cst.Call)
@@ -146,16 +159,40 @@ class PostgresPooledRule(LegacyHelperCallRule):
                 "not `conn = helper()` at the top of a function body",
             )
             return False
-        if self.report_unequivalent_helper(use, differences):
-            return False
         function, index, name = candidate
         try:
             plan = SeedProof(function, index, name, self._line_of, self._names_of).prove()
         except Refusal as refusal:
             self.record(use.node, "reported", refusal.reason, refusal.message)
             return False
+        if self._has_handlers(function, index) and self._report_broken_contract(use, contracts):
+            return False
         self.plans.setdefault(id(function.body), []).append(plan)
-        self.record(use.node, "migrated", None, f"seed pattern -> with {POOLED}() as {name}:")
+        callee = code_of(use.node.func)
+        # The message starts with the helper's name: scan counts PS101's rewrites per helper by it.
+        self.record(
+            use.node, "migrated", None, f"{use.helper}: seed pattern -> with {POOLED}({callee}) as {name}:"
+        )
+        return True
+
+    @staticmethod
+    def _has_handlers(function: cst.FunctionDef, index: int) -> bool:
+        attempt = suite_statements(function.body)[index + 2]
+        return isinstance(attempt, cst.Try) and bool(attempt.handlers)
+
+    def _report_broken_contract(self, use: HelperUse, contracts: HelperDifferences) -> bool:
+        """Record and return True when the helper may raise where the seed's handlers would catch it."""
+        if self.report_unknown_helper(use, contracts, "that it returns None instead of raising"):
+            return True
+        broken = contracts.of(use.helper)
+        if not broken:
+            return False
+        self.record(
+            use.node,
+            "reported",
+            "helper-may-raise",
+            f"{use.helper} may raise where the seed's except blocks would now catch it: " + "; ".join(broken),
+        )
         return True
 
     def _line_of(self, node: cst.CSTNode) -> int:

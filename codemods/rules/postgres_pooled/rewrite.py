@@ -1,4 +1,4 @@
-"""Building the ``with get_pooled_connection() as conn:`` statement for a proven seed.
+"""Building the ``with get_pooled_connection(helper) as conn:`` statement for a proven seed.
 
 The proof (:mod:`~codemods.rules.postgres_pooled.seed_proof`) decides and records a :class:`SeedPlan`; this
 module only assembles the new statement from the old ones, keeping every comment of the removed lines and
@@ -41,10 +41,13 @@ def rewrite_seed(body: list[cst.BaseStatement], plan: SeedPlan, pooled_call: str
         assert isinstance(inner.body, cst.IndentedBlock)
         # The `try:` line's trailing comment stays on the line that replaces it.
         block = inner.body.with_changes(header=block.header)
+    # The helper, spelled as the seed called it: the block borrows from the helper's own pool.
+    seed_call = first.body[0].value if isinstance(first.body[0], cst.Assign) else None
+    assert isinstance(seed_call, cst.Call)
     with_node = cst.With(
         items=[
             cst.WithItem(
-                item=cst.Call(func=cst.parse_expression(pooled_call)),
+                item=cst.Call(func=cst.parse_expression(pooled_call), args=[cst.Arg(seed_call.func)]),
                 asname=cst.AsName(name=cst.Name(plan.conn)),
             )
         ],

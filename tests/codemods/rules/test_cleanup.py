@@ -80,3 +80,20 @@ def test_whole_tree_after_compat_then_cleanup() -> None:
     assert "import psycopg2" not in output
     assert "import os" not in output
     assert "import db_utils" in output
+
+
+def test_cleanup_lists_the_module_level_statements_it_kept() -> None:
+    source = (CASES / "keeps_side_effects.before.py").read_text(encoding="utf-8")
+    result = run_rules(source, [LegacyHelperCleanupRule], path="app/db.py", options=OPTIONS)
+    (site,) = result.sites
+    assert '`load_dotenv(".env.local")`' in site.message
+    assert "do more than connect" in site.message
+
+
+def test_a_helper_found_only_by_behavior_is_never_removed() -> None:
+    """Unreferenced in the tree may mean public API: only named (or classically named) helpers go."""
+    source = (CASES / "keeps_side_effects.before.py").read_text(encoding="utf-8")
+    options = RuleOptions(legacy_helpers=(HELPER,), removable_helpers=())
+    result = run_rules(source, [LegacyHelperCleanupRule], path="app/db.py", options=options)
+    assert result.output is None
+    assert result.sites == []

@@ -17,7 +17,7 @@ from tests.codemods.harness import check_fixture, fixture_cases, run_rules
 
 CASES = Path(__file__).parent / "fixtures" / "postgres_compat"
 HELPER = "app.db.get_postgres_connection"
-TRUSTED = RuleOptions(legacy_helpers=(HELPER,), trust_legacy_helpers=True)
+TRUSTED = RuleOptions(legacy_helpers=(HELPER,), legacy_helper_differences={HELPER: ()})
 
 
 @pytest.mark.parametrize("case", fixture_cases(CASES))
@@ -39,7 +39,10 @@ def test_custom_factory_message_says_what_differs() -> None:
     result = run_rules(
         source, [PostgresCompatRule], path="app/db.py", options=RuleOptions(legacy_helpers=(HELPER,))
     )
-    (site,) = result.sites
+    definition, call = sorted(result.sites, key=lambda s: s.line)
+    assert (definition.reason, call.reason) == ("custom-factory", "custom-factory")
+    assert "listed at its definition" in call.message  # one list per helper, not one per call
+    site = definition
     for expected in (
         "conn.autocommit = True",
         "host is read from DB_HOST",
@@ -97,5 +100,17 @@ def test_helper_found_on_disk_next_to_the_file(tmp_path: Path, monkeypatch: pyte
     result = run_rules(source, [PostgresCompatRule], options=RuleOptions(legacy_helpers=(HELPER,)))
     (site,) = result.sites
     assert (site.status, site.reason) == ("reported", "custom-factory")
+    assert "listed at its definition" in site.message
+    # The definition itself carries every difference, once, when PS102 visits the helper's module.
+    definition = run_rules(
+        (tmp_path / "app" / "db.py").read_text("utf-8"), [PostgresCompatRule], path="app/db.py",
+        options=RuleOptions(legacy_helpers=(HELPER,)),
+    )  # fmt: skip
+    (site,) = definition.sites
+    assert (site.line, site.reason) == (3, "custom-factory")
     assert "sslmode='require'" in site.message
     assert "connection errors propagate" in site.message
+
+
+def test_is_opt_in() -> None:
+    assert PostgresCompatRule.DEFAULT_ENABLED is False

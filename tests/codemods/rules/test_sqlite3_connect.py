@@ -171,3 +171,22 @@ def test_relative_imports_do_not_break_the_rewrite_without_a_package_name() -> N
         (24, "reported", "memory-database"),
         (45, "migrated", None),
     ]
+
+
+def test_every_migrated_site_says_wal_changes_the_file() -> None:
+    """Issue 13: the switch to WAL is persistent, so the report says so on each migrated site."""
+    source = (
+        "import sqlite3\n"
+        "from sqlite3 import connect\n\n"
+        "STORE = sqlite3.connect('app.db')\n\n"
+        "def f(path):\n"
+        "    return connect(path), sqlite3.connect(':memory:')\n"
+    )
+    result = run_rules(source, [Sqlite3ConnectRule])
+    migrated = [site for site in result.sites if site.status == "migrated"]
+    assert len(migrated) == 2
+    assert all("WAL" in site.message and "SQLITE_POOL_WAL=false" in site.message for site in migrated)
+    assert "close it when done" in next(s.message for s in migrated if s.reason == "conn-stored")
+    (reported,) = [site for site in result.sites if site.status == "reported"]
+    assert reported.reason == "memory-database"
+    assert "WAL" not in reported.message

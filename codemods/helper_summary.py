@@ -1,0 +1,87 @@
+"""``scan``'s one line per legacy helper: where it is and what the migration will do with it.
+
+A user who runs ``scan`` on a real project first wants to know whether poolshift understood the code:
+which helpers it found (by behavior, whatever their names), that their own ``psycopg2.connect`` gets
+pooled, how many places keep calling them, and how many of those PS101 can turn into the idiomatic form.
+When nothing at all was found, the line says what was looked for and how to point poolshift at a helper,
+instead of an empty report that reads like "nothing to do".
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from codemods.legacy_helpers.discovery import FoundHelper, prefilter_names
+from codemods.legacy_helpers.references import find_legacy_references
+from codemods.project import Project, decoded_sources
+from codemods.runner import RunResult
+
+__all__ = ["NO_CANDIDATE", "helper_lines"]
+
+NO_CANDIDATE = (
+    "no candidate found. poolshift looked for calls of psycopg2.connect, sqlite3.connect and "
+    "urllib.request.urlopen, and for functions returning psycopg2.connect (helpers, any name). If your "
+    "code connects through a helper poolshift cannot see, name it in pyproject.toml: [tool.poolshift] "
+    'legacy_helpers = ["package.module.function"]'
+)
+
+
+def helper_lines(project: Project, result: RunResult) -> list[str]:
+    """One line per helper; or the no-candidate line when there is neither a helper nor a site."""
+    if not project.found_helpers:
+        return [] if result.sites else [NO_CANDIDATE]
+    uses = _uses_per_helper(project)
+    idiomatic = Counter(
+        site.message.partition(":")[0]
+        for site in result.sites
+        if site.rule == "PS101" and site.status in ("migratable", "migrated")
+    )
+    return [_line(helper, uses[helper.name], idiomatic[helper.name]) for helper in project.found_helpers]
+
+
+def _line(helper: FoundHelper, uses: int, idiomatic: int) -> str:
+    where = f"{helper.path}:{helper.line}" if helper.path else "definition not found"
+    return (
+        f"helper {helper.name} ({where}): {_what_it_returns(helper)}; {uses} place(s) keep calling it; "
+        f"PS101 can rewrite {idiomatic} of them"
+    )
+
+
+def _what_it_returns(helper: FoundHelper) -> str:
+    if not helper.path:
+        return "named in legacy_helpers, but poolshift did not find it returning a connection"
+    origins = set(helper.returns_from)
+    said: list[str] = []
+    if "psycopg2.connect" in origins:
+        said.append("its psycopg2.connect is pooled by PS100")
+    if "db_utils.postgres.connect" in origins:
+        said.append("its connect is already pooled (db_utils.postgres.connect)")
+    others = sorted(origins - {"psycopg2.connect", "db_utils.postgres.connect"})
+    if others:
+        said.append("it returns the connection of " + ", ".join(others))
+    return " and ".join(said)
+
+
+def _uses_per_helper(project: Project) -> Counter[str]:
+    """References to each helper in the whole tree, outside its own definition (imports excluded)."""
+    names = [helper.name for helper in project.found_helpers]
+    needles = [name.encode() for name in prefilter_names(names)]
+    files = {
+        path: entry[2]
+        for path, entry in project.snapshot.items()
+        if any(needle in entry[2] for needle in needles)
+    }
+    sources = decoded_sources(files)
+    modules = {path: project.module_of(path)[0] for path in sources}
+    counts: Counter[str] = Counter()
+    for reference in find_legacy_references(sources, modules, names):
+        for name in _referenced(reference, names):
+            counts[name] += 1
+    return counts
+
+
+def _referenced(reference: str, names: Sequence[str]) -> list[str]:
+    """The helper a ``find_legacy_references`` line refers to, when it is a use (not an import)."""
+    what = reference.split(": ", 1)[-1]
+    return [name for name in names if what.startswith(f"refers to {name} (")]

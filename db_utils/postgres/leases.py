@@ -1,0 +1,117 @@
+"""Who holds which pooled connection: the lease registry behind leak warnings and exhaustion errors.
+
+Every handle checked out and not yet closed has a :class:`Lease` in :data:`outstanding`, keyed by the
+handle's weak reference (whose callback returns a dropped handle's connection). A lease records where
+it was taken (the first frame outside ``db_utils``) and when, so that:
+
+- a pool that runs out of connections can say which call sites hold them (:func:`holders`);
+- with ``DB_POOL_LEAK_THRESHOLD`` set, a lease held longer is reported once, naming its borrower
+  (HikariCP's ``leakDetectionThreshold``), by one daemon thread that looks every fraction of the
+  threshold instead of a timer per checkout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+import weakref
+from collections import Counter
+from typing import Any
+
+logger = logging.getLogger("db_utils.pool")
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+class Lease:
+    """One checked-out connection: its pool's fairy, where and when it was borrowed."""
+
+    __slots__ = ("display_url", "fairy", "since", "warned", "where")
+
+    def __init__(self, fairy: Any, display_url: str, where: str | tuple[str, int] | None) -> None:
+        self.fairy = fairy
+        self.display_url = display_url
+        self.where = where
+        self.since = time.monotonic()
+        self.warned = False
+
+    def location(self) -> str:
+        where = self.where
+        if where is None:
+            return "<unknown>"
+        return where if isinstance(where, str) else f"{where[0]}:{where[1]}"
+
+
+# Handle weakref -> its lease. Holding the weakref here keeps it alive after its handle dies, so its
+# callback runs. Single dict operations are atomic under the GIL; readers on other threads copy it first.
+outstanding: dict[weakref.ref[Any], Lease] = {}
+
+
+def borrower_location() -> tuple[str, int] | None:
+    """(file, line) of the first caller outside ``db_utils``: cheap (no stack capture, no formatting)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+    return None if frame is None else (frame.f_code.co_filename, frame.f_lineno)
+
+
+def holders(pool: Any, limit: int = 5) -> str:
+    """The call sites holding ``pool``'s connections, most frequent first: ``a.py:3 (2), b.py:9 (1)``."""
+    counts = Counter(
+        lease.location()
+        for lease in outstanding.copy().values()
+        if getattr(lease.fairy, "_pool", None) is pool
+    )
+    shown = ", ".join(f"{where} ({n})" for where, n in counts.most_common(limit))
+    more = len(counts) - limit
+    return shown + (f" and {more} more call site(s)" if more > 0 else "")
+
+
+# -- leak detection -------------------------------------------------------------------------------------
+
+_sweeper_lock = threading.Lock()
+_sweeper_pid: int | None = None
+
+
+def watch_for_leaks() -> None:
+    """Start the leak sweeper of this process, once (a forked child starts its own on first use)."""
+    global _sweeper_pid  # noqa: PLW0603 - one thread per process
+    if _sweeper_pid == os.getpid():
+        return
+    with _sweeper_lock:
+        if _sweeper_pid != os.getpid():
+            _sweeper_pid = os.getpid()
+            threading.Thread(target=_sweep_forever, name="poolshift-leaks", daemon=True).start()
+
+
+def _sweep_forever() -> None:
+    while True:
+        time.sleep(_sweep())
+
+
+def _sweep() -> float:
+    """Warn about every lease over its pool's threshold not yet reported; returns how long to sleep."""
+    now, period = time.monotonic(), 1.0
+    for lease in outstanding.copy().values():
+        threshold = _threshold(lease)
+        if threshold <= 0:
+            continue
+        period = min(period, threshold / 4)
+        if not lease.warned and now - lease.since >= threshold:
+            lease.warned = True
+            logger.warning(
+                "possible connection leak: a pooled connection to %s checked out at %s has been held for "
+                "more than %g s (DB_POOL_LEAK_THRESHOLD) and not closed",
+                lease.display_url,
+                lease.location(),
+                threshold,
+            )
+    return max(period, 0.05)
+
+
+def _threshold(lease: Lease) -> float:
+    state = getattr(getattr(lease.fairy, "_pool", None), "poolshift_state", None)
+    return float(state.settings.leak_threshold) if state is not None else 0.0

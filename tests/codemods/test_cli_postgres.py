@@ -1,0 +1,192 @@
+"""The PostgreSQL migration through the real CLI: PS100 first, PS103 on the whole tree, helpers by behavior.
+
+Each test writes a small project (no git: the file walk is enough) and runs ``python -m codemods`` on it,
+so the runner, the project loading and the report are the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.codemods.test_cli import poolshift
+
+PHASED = """\
+[tool.poolshift]
+exclude = ["tests/**"]
+
+[[tool.poolshift.phases]]
+name = "api"
+paths = ["app/api/**"]
+
+[[tool.poolshift.phases]]
+name = "rest"
+paths = ["app/**"]
+"""
+
+DB = '''\
+"""Database access."""
+
+import os
+
+import psycopg2
+from dotenv import load_dotenv
+
+load_dotenv(".env.local")
+
+
+def get_db_connection():
+    try:
+        return psycopg2.connect(dbname=os.environ.get("POSTGRES_DATABASE", "app"), connect_timeout=5)
+    except psycopg2.OperationalError:
+        return None
+'''
+
+HANDLER = """\
+import psycopg2
+
+
+def handler(dsn):
+    conn = psycopg2.connect(dsn)
+    try:
+        return conn.cursor().execute("SELECT 1")
+    finally:
+        conn.close()
+"""
+
+REPORTING = """\
+from psycopg2 import sql
+from psycopg2.extras import register_default_jsonb
+
+from app.db import get_db_connection
+
+
+def report(table):
+    conn = get_db_connection()
+    register_default_jsonb(conn)
+    return sql.Identifier(table).as_string(conn)
+"""
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for relpath, text in files.items():
+        path = root / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root
+
+
+def project(tmp_path: Path, pyproject: str = PHASED) -> Path:
+    return write(
+        tmp_path / "shop",
+        {
+            "pyproject.toml": pyproject,
+            "app/__init__.py": "",
+            "app/db.py": DB,
+            "app/api/__init__.py": "",
+            "app/api/handlers.py": HANDLER,
+            "app/reporting.py": REPORTING,
+            "tests/test_reporting.py": REPORTING,
+        },
+    )
+
+
+def test_phase_one_pools_its_connects_and_wraps_c_api_arguments_in_the_whole_tree(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    completed = poolshift("migrate", ".", "--phase", "1", "--format", "json", cwd=root)
+    assert completed.returncode == 0, completed.stderr.decode()
+    assert "db_utils.postgres.connect(dsn)" in (root / "app/api/handlers.py").read_text()
+    # Phase 2's own connect waits for phase 2 ...
+    assert "psycopg2.connect(dbname=" in (root / "app/db.py").read_text()
+    # ... but PS103 is TREE_WIDE: phase 2's as_string/register_* already get the real connection.
+    reporting = (root / "app/reporting.py").read_text()
+    assert "register_default_jsonb(db_utils.postgres.driver_connection(conn))" in reporting
+    assert "as_string(db_utils.postgres.driver_connection(conn))" in reporting
+    # Excluded files stay as they are.
+    assert (root / "tests/test_reporting.py").read_text() == REPORTING
+    sites = json.loads(completed.stdout)["sites"]
+    assert sorted((s["rule"], s["path"]) for s in sites if s["status"] == "migrated") == [
+        ("PS100", "app/api/handlers.py"),
+        ("PS103", "app/reporting.py"),
+        ("PS103", "app/reporting.py"),
+    ]
+    assert {s["phase"] for s in sites if s["rule"] == "PS103"} == {"rest"}
+    # Phase 2 then pools the helper's own recipe; PS103 finds nothing left to do.
+    again = poolshift("migrate", ".", "--phase", "rest", "--format", "json", cwd=root)
+    assert again.returncode == 0, again.stderr.decode()
+    db = (root / "app/db.py").read_text()
+    assert (
+        'db_utils.postgres.connect(dbname=os.environ.get("POSTGRES_DATABASE", "app"), connect_timeout=5)'
+        in db
+    )
+    assert 'load_dotenv(".env.local")' in db
+    assert not [s for s in json.loads(again.stdout)["sites"] if s["rule"] == "PS103"]
+
+
+def test_scan_says_what_it_will_do_with_each_helper(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    text = poolshift("scan", ".", cwd=root).stdout.decode()
+    assert (
+        "note: helper app.db.get_db_connection (app/db.py:11): its psycopg2.connect is pooled by PS100; "
+        "2 place(s) keep calling it; PS101 can rewrite 0 of them"
+    ) in text
+    # PS103 ran with phase 1 (TREE_WIDE) but its sites are labelled with their file's own phase.
+    assert "By phase: api 1, rest 4" in text
+    notes = json.loads(poolshift("scan", ".", "--format", "json", cwd=root).stdout)["notes"]
+    assert len(notes) == 1
+    assert notes[0].startswith("helper app.db.get_db_connection")
+
+
+def test_scan_with_no_candidate_says_what_it_looked_for(tmp_path: Path) -> None:
+    root = write(tmp_path / "empty", {"app/__init__.py": "", "app/x.py": "def f():\n    return 1\n"})
+    text = poolshift("scan", ".", cwd=root).stdout.decode()
+    assert "note: no candidate found" in text
+    for pattern in ("psycopg2.connect", "sqlite3.connect", "urlopen", "functions returning psycopg2.connect"):
+        assert pattern in text
+    assert "legacy_helpers" in text
+
+
+def test_migrate_without_phase_never_runs_the_cleanup(tmp_path: Path) -> None:
+    """One work phase: migrate runs it and stops; the helper and its module's side effects stay."""
+    unused_helper = DB.replace("def get_db_connection", "def get_postgres_connection")
+    root = write(
+        tmp_path / "one",
+        {"pyproject.toml": '[tool.poolshift]\nlegacy_helpers = ["app.db.get_postgres_connection"]\n',
+         "app/__init__.py": "", "app/db.py": unused_helper},
+    )  # fmt: skip
+    completed = poolshift("migrate", ".", cwd=root)
+    assert completed.returncode == 0, completed.stderr.decode()
+    assert b"cleanup phase was not run" in completed.stderr
+    db = (root / "app/db.py").read_text()
+    assert "def get_postgres_connection" in db
+    assert "db_utils.postgres.connect(" in db
+    # The explicit cleanup removes the unreferenced helper, keeps the side effect, and says so.
+    cleaned = poolshift("migrate", ".", "--phase", "cleanup", cwd=root)
+    assert cleaned.returncode == 0, cleaned.stderr.decode()
+    db = (root / "app/db.py").read_text()
+    assert "def get_postgres_connection" not in db
+    assert db.startswith('"""Database access."""')
+    assert 'load_dotenv(".env.local")' in db
+    assert "kept at module level" in cleaned.stdout.decode()
+
+
+def test_ps102_runs_only_when_selected_by_id(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    default = json.loads(poolshift("scan", ".", "--format", "json", cwd=root).stdout)
+    assert "PS102" not in default["totals"]["by_rule"]
+    family = json.loads(poolshift("scan", ".", "--format", "json", "--select", "PS1", cwd=root).stdout)
+    assert "PS102" not in family["totals"]["by_rule"]
+    selected = json.loads(poolshift("scan", ".", "--format", "json", "--select", "PS102", cwd=root).stdout)
+    assert [(s["reason"], s["path"]) for s in selected["sites"]] == [
+        ("custom-factory", "app/db.py"),  # every difference, once, at the helper
+        ("custom-factory", "app/reporting.py"),
+    ]
+
+
+def test_trust_legacy_helpers_is_refused_with_the_reason(tmp_path: Path) -> None:
+    root = project(
+        tmp_path, PHASED.replace("[tool.poolshift]\n", "[tool.poolshift]\ntrust_legacy_helpers = true\n")
+    )
+    completed = poolshift("scan", ".", cwd=root)
+    assert completed.returncode == 2
+    assert b"trust_legacy_helpers was removed" in completed.stderr
