@@ -37,7 +37,8 @@ def test_scraped_metrics_match_the_pool_under_load(pg_pools, prometheus):
 
     registry = prometheus.CollectorRegistry()
     register_collector(registry)
-    db_utils.get_connection_pool(pool_size=3, max_overflow=2, timeout=0.05)
+    # max_connecting=5: all five open at once, so the only checkout that waits is the one that times out.
+    db_utils.get_connection_pool(pool_size=3, max_overflow=2, timeout=0.05, max_connecting=5)
     load = PostgresLoad(5)  # every connection busy: the next checkout times out
     try:
         with pytest.raises(db_utils.PoolTimeoutError), db_utils.get_pooled_connection():

@@ -30,9 +30,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from testservers.postgres import PostgresServer, _run_as, free_port
+from testservers.postgres import Endpoint, PostgresServer, _run_as, free_port
 
 HOST = "127.0.0.1"
 ADMIN_DATABASE = "pgbouncer"  # PgBouncer's admin console (SHOW POOLS, SHOW STATS...)
@@ -58,7 +57,7 @@ def find_pgbouncer() -> Path:
 
 
 @dataclass
-class PgBouncerServer:
+class PgBouncerServer(Endpoint):
     """One running PgBouncer. Use :func:`start_pgbouncer` (a context manager) or :func:`launch_pgbouncer`."""
 
     host: str
@@ -73,26 +72,6 @@ class PgBouncerServer:
     default_pool_size: int
     max_client_conn: int
     _role_dropped: bool = field(default=False, repr=False)
-
-    @property
-    def url(self) -> str:
-        """SQLAlchemy URL (psycopg2 driver) through PgBouncer, with the password in it: never print it."""
-        return (
-            f"postgresql+psycopg2://{quote(self.user)}:{quote(self.password, safe='')}"
-            f"@{self.host}:{self.port}/{self.database}"
-        )
-
-    @property
-    def libpq_url(self) -> str:
-        """``postgresql://`` URL as psycopg2 / libpq / ``DATABASE_URL`` users write it."""
-        return self.url.replace("postgresql+psycopg2://", "postgresql://", 1)
-
-    @property
-    def dsn(self) -> str:
-        return (
-            f"host={self.host} port={self.port} dbname={self.database} "
-            f"user={self.user} password={self.password}"
-        )
 
     @property
     def log(self) -> Path:

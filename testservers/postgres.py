@@ -72,19 +72,14 @@ def _run_as() -> str | None:
     return "postgres"
 
 
-@dataclass
-class PostgresServer:
-    """One running server. Use :func:`start_postgres` (a context manager) to get one."""
+class Endpoint:
+    """Where a client connects, in the forms clients need (the server itself, or PgBouncer in front)."""
 
     host: str
     port: int
     user: str
-    password: str = field(repr=False)
+    password: str
     database: str
-    tmpdir: Path
-    process: subprocess.Popen[bytes] = field(repr=False)
-    #: Sessions this object opened itself (query(), connect()): subtracted when counting the app's sessions.
-    own_sessions: int = field(default=0, repr=False)
 
     @property
     def url(self) -> str:
@@ -105,6 +100,21 @@ class PostgresServer:
             f"host={self.host} port={self.port} dbname={self.database} "
             f"user={self.user} password={self.password}"
         )
+
+
+@dataclass
+class PostgresServer(Endpoint):
+    """One running server. Use :func:`start_postgres` (a context manager) to get one."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    database: str
+    tmpdir: Path
+    process: subprocess.Popen[bytes] = field(repr=False)
+    #: Sessions this object opened itself (query(), connect()): subtracted when counting the app's sessions.
+    own_sessions: int = field(default=0, repr=False)
 
     def env(self) -> dict[str, str]:
         """The environment variables a legacy app reads (POSTGRES_* and libpq PG*)."""

@@ -134,8 +134,19 @@ def execute_with_pool(operation: Callable[[Any], T], url: Source = None) -> T:
 
     ``url`` is any source :class:`get_pooled_connection` accepts (a URL, None, or a callable returning a
     connection)."""
-    with get_pooled_connection(url) as connection:
-        return operation(connection)
+    # Optimisation: get_pooled_connection's __enter__/__exit__ written out (no context-manager object).
+    connection = open_source(url)
+    try:
+        result = operation(connection)
+    except BaseException:
+        connection.close()  # rolls back (the pool's reset does), as get_pooled_connection's __exit__
+        raise
+    try:
+        if not connection.closed:
+            connection.commit()
+    finally:
+        connection.close()
+    return result
 
 
 def execute_with_pool_connection(

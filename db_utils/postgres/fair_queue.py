@@ -45,6 +45,26 @@ class _Waiter:
         self.wakeup = threading.Condition(lock)
 
 
+class _IdleConnections(sqla_queue.Queue[ConnectionPoolEntry]):
+    """QueuePool's queue of idle connections, used only without blocking: FairQueuePool does all waiting.
+
+    The base class wakes a possible waiter on each put and get; nobody ever waits on this queue, so
+    those notifications are skipped.
+    """
+
+    def put(self, item: ConnectionPoolEntry, block: bool = True, timeout: float | None = None) -> None:
+        with self.mutex:
+            if self._full():
+                raise sqla_queue.Full
+            self._put(item)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> ConnectionPoolEntry:
+        with self.mutex:
+            if self._empty():
+                raise sqla_queue.Empty
+            return self._get()
+
+
 class FairQueuePool(QueuePool):
     """QueuePool that hands a returned connection straight to the oldest waiting thread (FIFO).
 
@@ -63,6 +83,8 @@ class FairQueuePool(QueuePool):
     ``_overflow_lock``, never the reverse. No I/O happens under it (opening and closing connections are
     done after releasing it).
     """
+
+    _queue_class = _IdleConnections
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -123,9 +145,27 @@ class FairQueuePool(QueuePool):
             return self._pool.get(False)  # LIFO over idle connections, as configured
         except sqla_queue.Empty:
             pass
-        if self._inc_overflow():
+        if self._may_open_now() and self._inc_overflow():
             return _NEW_CONNECTION
         return None
+
+    def _may_open_now(self) -> bool:
+        """Hook: may a checkout that found no idle connection start opening one right now?
+
+        When not, it waits in line like everybody else; :meth:`_open_for_oldest_waiter` lets the line
+        grow the pool when an attempt ends.
+        """
+        return True
+
+    def _open_for_oldest_waiter(self) -> None:
+        """A new connection was made: if threads wait, the oldest may open the next one (capacity allowing).
+
+        Waiting threads are then served by whichever comes first, a returned connection or their own new
+        one, as psycopg_pool's waiting clients are by its growing pool.
+        """
+        with self._handoff_lock:
+            if self._waiters and self._may_open_now() and self._inc_overflow():
+                self._hand_to_oldest(_NEW_CONNECTION)
 
     def _wait_for_turn(self, waiter: _Waiter, deadline: float) -> _Handoff | None:
         """What was handed to ``waiter`` before ``deadline``, or None after leaving the line.
@@ -167,11 +207,14 @@ class FairQueuePool(QueuePool):
 
     def _open_in_slot(self) -> ConnectionPoolEntry:
         try:
-            return self._create_connection()
+            record = self._create_connection()
         except BaseException:
             with util.safe_reraise():
                 self._dec_overflow()  # frees the slot: it goes to the oldest waiter, if any
             raise
+        if self._waiters:  # unlocked peek: the common case (nobody waits) takes no lock
+            self._open_for_oldest_waiter()
+        return record
 
     def _hand_to_oldest(self, handed: _Handoff) -> bool:
         """Give ``handed`` to the oldest waiter and wake it; False if nobody waits (lock held)."""

@@ -14,8 +14,10 @@ dispatcher to the recreated pool):
   :func:`db_utils.postgres.reset.reset_connection`; a connection that cannot be reset is invalidated here,
   never raised about (a raising reset listener makes SQLAlchemy log an ERROR).
 - ``invalidate``: count broken connections.
-- ``checkin``: count returns of connections whose checkout was counted (SQLAlchemy also "checks in" a
-  record whose connect or reconnect failed during checkout).
+
+Checkins (of connections whose checkout was counted) are counted by
+:meth:`InstrumentedQueuePool._return_conn`, the call SQLAlchemy makes right after the ``checkin`` event
+(a listener would cost an event dispatch on every return).
 
 Waits and timeouts have no event: :class:`InstrumentedQueuePool` counts them from
 :class:`~db_utils.postgres.fair_queue.FairQueuePool`'s wait and turns the timeout into
@@ -36,6 +38,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
+from db_utils.postgres.connecting import ConnectGate, WarmUp
 from db_utils.postgres.deadline import Deadline
 from db_utils.postgres.driver import plain_cursor, restore_plain_psycopg2_typecasters
 from db_utils.postgres.fair_queue import FairQueuePool
@@ -56,6 +59,19 @@ _EVER_CONNECTED = "poolshift_ever_connected"
 _WAS_INVALIDATED = "poolshift_was_invalidated"
 _CONNECTED_AT = "poolshift_connected_at"  # time.time() of the record's latest connect, as SQLAlchemy's
 _CHECKED_OUT = "poolshift_checked_out"  # the checkout event ran and was counted; the checkin must be too
+
+
+# os.getpid() is a system call (glibc stopped caching it), and the pid is compared on every checkout and
+# return; it only changes in a forked child, where the hook below sets it before anything else runs there.
+_this_process = os.getpid()
+
+
+def _note_pid_after_fork() -> None:
+    global _this_process  # noqa: PLW0603 - set once per process, read on the hot path
+    _this_process = os.getpid()
+
+
+os.register_at_fork(after_in_child=_note_pid_after_fork)
 
 
 class PoolTimeoutError(exc.TimeoutError, psycopg2.OperationalError):  # type: ignore[misc]
@@ -92,9 +108,44 @@ class PoolState:
 
 
 class InstrumentedQueuePool(FairQueuePool):
-    """Fair QueuePool that counts waits and timeouts and raises :class:`PoolTimeoutError` with context."""
+    """Fair QueuePool that counts waits and timeouts and raises :class:`PoolTimeoutError` with context.
+
+    It also caps its simultaneous connection attempts (:class:`~db_utils.postgres.connecting.ConnectGate`)
+    and stops its warm-up, if one runs, when disposed.
+    """
 
     poolshift_state: PoolState | None = None
+    connect_gate: ConnectGate | None = None
+    warm_up: WarmUp | None = None
+
+    def attach(self, state: PoolState) -> None:
+        """Make this pool ``state``'s: counters and the connect cap (every connect and reconnect)."""
+        self.poolshift_state = state
+        self.connect_gate = ConnectGate(state.settings.max_connecting)
+        self._invoke_creator = self.connect_gate.wrap(self._invoke_creator)  # type: ignore[assignment]
+
+    def _return_conn(self, record: ConnectionPoolEntry) -> None:
+        # What a "checkin" listener would do, without the event dispatch: SQLAlchemy calls this from the
+        # record's checkin right after that event, for every checkin and only for checkins.
+        # Only checkins of counted checkouts: SQLAlchemy also "checks in" a record whose connect or
+        # reconnect failed during checkout.
+        state = self.poolshift_state
+        lifetime = record.record_info
+        if state is not None and lifetime is not None and lifetime.pop(_CHECKED_OUT, False):
+            state.counters.on_checkin()
+        super()._return_conn(record)
+
+    def _may_open_now(self) -> bool:
+        # A racy read, on purpose: the gate itself enforces the cap; this only decides whether a checkout
+        # waits in line (served by whatever comes first) rather than queueing for an attempt slot.
+        gate = self.connect_gate
+        return gate is None or gate.connecting < gate.limit
+
+    def dispose(self) -> None:
+        warm_up = self.warm_up
+        if warm_up is not None:
+            warm_up.stop()
+        super().dispose()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -129,13 +180,22 @@ class InstrumentedQueuePool(FairQueuePool):
     def recreate(self) -> QueuePool:
         # engine.dispose() (and fork handling) recreate the pool: keep the same counters.
         pool = super().recreate()
-        pool.poolshift_state = self.poolshift_state  # type: ignore[attr-defined]
+        if self.poolshift_state is not None:
+            pool.attach(self.poolshift_state)  # type: ignore[attr-defined]
         return pool
+
+    def _reset_after_fork(self) -> None:
+        # The parent's warm-up thread and connection attempts do not exist in the child: nothing of theirs
+        # may hold a slot or a lock here.
+        super()._reset_after_fork()
+        self.warm_up = None
+        if self.connect_gate is not None:
+            self.connect_gate.reset_after_fork()
 
 
 def install(engine: Engine, state: PoolState) -> None:
     """Attach ``state`` to the engine's pool and register the listeners."""
-    engine.pool.poolshift_state = state  # type: ignore[attr-defined]
+    engine.pool.attach(state)  # type: ignore[attr-defined]
     if state.settings.leak_threshold > 0:
         watch_for_leaks()
     # Listeners read state.counters on each event (not a captured local) because a forked child swaps in
@@ -148,7 +208,7 @@ def install(engine: Engine, state: PoolState) -> None:
         restore_plain_psycopg2_typecasters(dbapi_connection)
         state.database = dbapi_connection.info.dbname
         record.info[_BASELINE] = Baseline.of(dbapi_connection)
-        record.info[_PID] = os.getpid()
+        record.info[_PID] = _this_process
         lifetime = record.record_info
         if lifetime is not None:
             if lifetime.get(_EVER_CONNECTED) and not lifetime.pop(_WAS_INVALIDATED, False):
@@ -172,7 +232,7 @@ def install(engine: Engine, state: PoolState) -> None:
             return  # detached: SQLAlchemy closes it right after
         info = record.info
         baseline = info.get(_BASELINE)
-        if info.get(_PID) != os.getpid():
+        if info.get(_PID) != _this_process:
             reason: str | None = "connection inherited from the parent process after fork()"
         elif baseline is None:
             reason = "connection not opened by this pool"
@@ -185,12 +245,6 @@ def install(engine: Engine, state: PoolState) -> None:
         info[_DISCARDING] = True
         state.counters.add(discarded_dirty=1)
         record.invalidate()  # closes it now; the record reconnects on its next checkout
-
-    @event.listens_for(engine.pool, "checkin")
-    def _on_checkin(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        lifetime = record.record_info
-        if lifetime is not None and lifetime.pop(_CHECKED_OUT, False):
-            state.counters.on_checkin()
 
     @event.listens_for(engine.pool, "invalidate")
     def _on_invalidate(dbapi_connection: Any, record: ConnectionPoolEntry, exception: Any) -> None:
@@ -212,7 +266,7 @@ def _check_out(state: PoolState, dbapi_connection: Any, record: ConnectionPoolEn
     raises DisconnectionError, on which the pool replaces the connection transparently.
     """
     info = record.info
-    if info.get(_PID) != os.getpid():
+    if info.get(_PID) != _this_process:
         raise exc.DisconnectionError("connection inherited from the parent process after fork()")
     last_returned = info.get(_LAST_RETURNED)
     counters = state.counters

@@ -25,6 +25,7 @@ from sqlalchemy.engine import URL, Engine
 from db_utils import stats
 from db_utils.config import ConfigError
 from db_utils.postgres import driver
+from db_utils.postgres.connecting import WarmUp
 from db_utils.postgres.driver import TrackedConnection, neutralize_inherited_connections
 from db_utils.postgres.instrument import InstrumentedQueuePool, PoolState, install
 from db_utils.postgres.pgbouncer import TransactionPooledConnection
@@ -131,7 +132,16 @@ def _build(url: URL | str, settings: PoolSettings, display: str, **options: Any)
     )
     state = PoolState(display_url=display, settings=settings)
     install(engine, state)
+    _start_warm_up(engine, state)
     return engine, state
+
+
+def _start_warm_up(engine: Engine, state: PoolState) -> None:
+    """Open ``min_idle`` connections in the background; only the first ``pool_size`` are kept, so no more."""
+    target = min(state.settings.min_idle, state.settings.pool_size)
+    if target > 0:
+        pool = engine.pool
+        pool.warm_up = WarmUp(pool, target, state.display_url, engine.url.password).start()  # type: ignore[attr-defined]
 
 
 # What a pool's connections are, by DB_POOL_MODE: behind a transaction-pooling PgBouncer, ones whose
@@ -243,6 +253,9 @@ def _pool_figures(engine: Engine, state: PoolState) -> dict[str, Any]:
         timeout=state.settings.timeout,
         checked_out=checked_out,
         idle=pool.checkedin(),  # type: ignore[attr-defined]
+        # Connection attempts in flight, and waiting for a slot under DB_POOL_MAX_CONNECTING.
+        connecting=pool.connect_gate.connecting,  # type: ignore[attr-defined]
+        connect_queued=pool.connect_gate.queued,  # type: ignore[attr-defined]
         waiting=pool.waiting(),  # type: ignore[attr-defined]
         # QueuePool.overflow() starts at -pool_size: only connections beyond the core count are overflow.
         overflow=max(0, pool.overflow()),  # type: ignore[attr-defined]

@@ -192,6 +192,11 @@ def env_pool_mode(variable: str, default: str) -> str:
     return env_choice(variable, default, POOL_MODES)
 
 
+# Chosen from bench/bench_load.py runs (bench/README.md, "Warm-up and the connect cap").
+MIN_IDLE_DEFAULT = 0
+MAX_CONNECTING_DEFAULT = 4
+
+
 @dataclass(frozen=True)
 class PoolSettings:
     """Sizing and health settings of one PostgreSQL pool. Field docs are the README's settings table.
@@ -210,6 +215,12 @@ class PoolSettings:
     pre_ping: bool = _knob(True, "DB_POOL_PRE_PING", env_bool, alias="pool_pre_ping")
     ping_after: float = _knob(0.5, "DB_POOL_PING_AFTER", env_float, minimum=0.0)
     mode: str = _knob("local", "DB_POOL_MODE", env_pool_mode)
+    #: Connections opened in the background when the pool is created, and kept (psycopg_pool's
+    #: ``min_size``, HikariCP's ``minimumIdle``); at most ``pool_size`` of them, since only those are kept.
+    min_idle: int = _knob(MIN_IDLE_DEFAULT, "DB_POOL_MIN_IDLE", env_int, minimum=0)
+    #: Connection attempts of one pool in flight at once: a burst queues for a handshake slot instead of
+    #: running every scram handshake at the same time.
+    max_connecting: int = _knob(MAX_CONNECTING_DEFAULT, "DB_POOL_MAX_CONNECTING", env_int, minimum=1)
     #: Bound on the checkout ping and health_check()'s query: past it the socket is shut down, the
     #: connection invalidated and the caller gets a fresh connection or an error (a hung server must not
     #: hang callers forever).
