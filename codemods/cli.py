@@ -8,7 +8,9 @@ stderr only when it is a terminal.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,12 +18,15 @@ from typing import Any
 
 from codemods import __version__
 from codemods.files import FileDiscoveryError, git_toplevel
+from codemods.guide import explain, rules_table
 from codemods.helper_summary import helper_lines
 from codemods.plan import Phase, PlanError
 from codemods.project import Project, load_project
 from codemods.report import FORMATS, FileError, Report, render, unified_diff
+from codemods.rules import all_rules
 from codemods.runner import RunResult, phases_for_migrate, phases_up_to, run
 from codemods.status import phase_statuses, render_status
+from codemods.suppressions import UNUSED_CODE
 from codemods.transform import CRASH_CODES
 
 __all__ = ["EXIT_CLEAN", "EXIT_CRASH", "EXIT_ERROR", "EXIT_REMAINING", "main"]
@@ -37,11 +42,34 @@ exit codes:
   scan     0 report printed; 2 bad arguments or configuration
   migrate  0 done; 1 done, but some files were left untouched (listed with a reason);
            2 refused or bad arguments/configuration (nothing written)
-  check    0 clean: no migratable site in the checked phases and every file could be analysed;
-           1 migratable sites remain; 2 error (a file could not be analysed, bad configuration)
+  check    0 clean: no migratable site in the checked phases and every file could be analysed
+           (suppressed sites do not count); 1 migratable sites remain, or an unused suppression;
+           2 error (a file could not be analysed, bad configuration)
   status   0 status printed; 2 bad arguments or configuration
   any      3 poolshift crashed on a file (a bug: please report it); that file was left untouched,
            every other file was handled and the report printed
+"""
+
+CONFIG_HELP = """\
+configuration:
+  [tool.poolshift] in pyproject.toml, or a poolshift.toml passed with --config: legacy_helpers,
+  exclude, select, ignore, and [[phases]] (name, paths). Every key with its default and an example:
+  README.md, section "Configuration". Suppress one call with
+  `# poolshift: ignore[PS201]`; `poolshift rules` lists the rules, `poolshift explain CODE` explains a
+  rule or a reason code.
+"""
+
+
+def _rules_help() -> str:
+    lines = [f"  {rule_id}  {rule.NAME}: {rule.DESCRIPTION}" for rule_id, rule in all_rules().items()]
+    return "rules:\n" + "\n".join(lines) + "\n"
+
+
+PHASES_HELP = """\
+phases:
+  --phase takes a number or a name from [[tool.poolshift.phases]] (in order; a file belongs to the first
+  phase whose globs match); `cleanup` is the implicit last phase, where only the cleanup rule runs.
+  Without phases there is one, `all`. `poolshift status PATH` lists a project's phases.
 """
 
 SHADOW_WARNING = (
@@ -58,12 +86,32 @@ def _split(values: list[str] | None) -> tuple[str, ...]:
 
 def _add_common(parser: argparse.ArgumentParser, *, formats: bool = True, rules: bool = True) -> None:
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or directories")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "-q", "--quiet", action="store_true", help="text report: the summary only; no progress line"
+    )
+    loudness.add_argument(
+        "-v", "--verbose", action="store_true", help="text report: every place of a merged site too"
+    )
     parser.add_argument("--root", type=Path, help="project root (default: nearest pyproject.toml or .git)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="a poolshift.toml with [tool.poolshift]'s keys at top level, instead of pyproject.toml "
+        "(globs relative to its directory)",
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="skip files matching GLOB (relative to the project root; repeatable; adds to the config's)",
+    )
     parser.add_argument("-j", "--jobs", type=int, default=0, help="worker processes (default: CPU count)")
     parser.add_argument(
         "--no-cache", action="store_true", help="neither read nor write the .poolshift_cache/ directory"
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress line on stderr")
     if formats:
         parser.add_argument("--format", choices=FORMATS, default="text", help="report format")
     if rules:
@@ -77,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="poolshift",
         description="Move legacy Python code from connect-per-call onto pooled connections, in phases.",
-        epilog=EXIT_CODES_HELP,
+        epilog=EXIT_CODES_HELP + "\n" + CONFIG_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"poolshift {__version__}")
@@ -86,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan = commands.add_parser(
         "scan",
         help="read-only inventory of every candidate site",
-        epilog=EXIT_CODES_HELP,
+        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_common(scan)
@@ -94,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser(
         "migrate",
         help="rewrite files in place (or print a diff)",
-        epilog=EXIT_CODES_HELP,
+        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_common(migrate)
@@ -111,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check",
         help="CI gate: fail while migratable sites remain",
-        epilog=EXIT_CODES_HELP,
+        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_common(check)
@@ -120,11 +168,22 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser(
         "status",
         help="progress per phase (migrated vs remaining vs reported)",
-        epilog=EXIT_CODES_HELP,
+        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_common(status, rules=False)
+
+    rules = commands.add_parser("rules", help="list the rules: id, name, safety, phase, one line")
+    rules.add_argument("--format", choices=FORMATS, default="text", help="table format")
+    explain_ = commands.add_parser(
+        "explain", help="print the guide's text for a rule id or a reason code (e.g. PS201, memory-database)"
+    )
+    explain_.add_argument("code", metavar="CODE")
     return parser
+
+
+def _epilog() -> str:
+    return "\n".join([_rules_help(), PHASES_HELP, CONFIG_HELP, EXIT_CODES_HELP])
 
 
 def _project(args: argparse.Namespace) -> Project:
@@ -133,6 +192,8 @@ def _project(args: argparse.Namespace) -> Project:
         select=_split(getattr(args, "select", None)),
         ignore=_split(getattr(args, "ignore", None)),
         root=args.root,
+        config=args.config,
+        exclude=args.exclude,
     )
 
 
@@ -166,6 +227,38 @@ def _crashed(result: RunResult, code: int) -> int:
     return EXIT_CRASH if any(o.result.error in CRASH_CODES for o in result.errors) else code
 
 
+_SITE_LINE = re.compile(r"^\S+:\d+:\d+: PS\d+ \[")
+_COLOURS = {"migratable": "33", "migrated": "32", "reported": "35", "suppressed": "2", "error": "31"}
+
+
+def _use_colour(stream: Any) -> bool:
+    """Colour only for a terminal, and never when ``NO_COLOR`` is set (https://no-color.org)."""
+    return bool(getattr(stream, "isatty", lambda: False)()) and not os.environ.get("NO_COLOR")
+
+
+def _colour(line: str) -> str:
+    match = re.search(r"\[(migratable|migrated|reported|suppressed|error)\b", line) or re.search(
+        r": (error) \[", line
+    )
+    if match is None:
+        return line
+    code = _COLOURS[match.group(1)]
+    return line[: match.start(1)] + f"\x1b[{code}m{match.group(1)}\x1b[0m" + line[match.end(1) :]
+
+
+def _emit(report: Report, args: argparse.Namespace, stream: Any) -> None:
+    """The report in ``--format``; the text one shortened by ``--quiet``, coloured on a terminal."""
+    if args.format != "text":
+        stream.write(render(report, args.format))
+        return
+    lines = render(report, "text", verbose=args.verbose).splitlines()
+    if args.quiet:
+        lines = [line for line in lines if not _SITE_LINE.match(line) and not line.startswith("note")]
+    if _use_colour(stream):
+        lines = [_colour(line) for line in lines]
+    stream.write("\n".join(lines) + "\n")
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     project = _project(args)
     _shadow_banner(project)
@@ -174,7 +267,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     )
     report = _report(project, result, "poolshift scan")
     report.notes = helper_lines(project, result)
-    sys.stdout.write(render(report, args.format))
+    _emit(report, args, sys.stdout)
     return _crashed(result, EXIT_CLEAN)
 
 
@@ -208,15 +301,35 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     report = _report(project, result, "poolshift migrate")
     if args.diff:
         prefix = _diff_prefix(project)
-        for path in sorted(result.finals):
-            sys.stdout.buffer.write(unified_diff(prefix + path, result.originals[path], result.finals[path]))
-        sys.stdout.flush()
-        sys.stderr.write(render(report, "text"))
+        diffs = {
+            path: unified_diff(prefix + path, result.originals[path], result.finals[path])
+            for path in sorted(result.finals)
+        }
+        _emit_diff(report, diffs, args)
     else:
-        sys.stdout.write(render(report, args.format))
+        _emit(report, args, sys.stdout)
         written = sum(outcome.written for outcome in result.outcomes)
         sys.stderr.write(f"poolshift: {written} file(s) rewritten\n")
     return _crashed(result, EXIT_REMAINING if result.errors else EXIT_CLEAN)
+
+
+def _emit_diff(report: Report, diffs: dict[str, bytes], args: argparse.Namespace) -> None:
+    """``--diff``: text puts the patch alone on stdout (the report on stderr); JSON and markdown carry
+    the report and the diff of each file together on stdout."""
+    text = {path: diff.decode("utf-8", "surrogateescape") for path, diff in diffs.items() if diff}
+    if args.format == "json":
+        data = report.to_dict()
+        data["diffs"] = text
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    elif args.format == "markdown":  # for people: undecodable bytes shown as U+FFFD
+        readable = {path: diff.decode("utf-8", "replace") for path, diff in diffs.items() if diff}
+        blocks = [f"### `{path}`\n\n```diff\n{diff}```\n" for path, diff in readable.items()]
+        sys.stdout.write(render(report, "markdown") + "\n## Diff\n\n" + "\n".join(blocks))
+    else:
+        for diff in diffs.values():
+            sys.stdout.buffer.write(diff)
+        sys.stdout.flush()
+        _emit(report, args, sys.stderr)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -227,10 +340,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     result = run(
         project, phases, dry_run=True, chain=False, include_unassigned=phase is None, **_run_kwargs(args)
     )
-    sys.stdout.write(render(_report(project, result, "poolshift check"), args.format))
+    _emit(_report(project, result, "poolshift check"), args, sys.stdout)
     if result.errors:
         return _crashed(result, EXIT_ERROR)
-    if any(site.status == "migratable" for site in result.sites):
+    if any(site.status == "migratable" or site.reason == UNUSED_CODE for site in result.sites):
         return EXIT_REMAINING
     return EXIT_CLEAN
 
@@ -245,13 +358,36 @@ def cmd_status(args: argparse.Namespace) -> int:
     return _crashed(result, EXIT_CLEAN)
 
 
-COMMANDS = {"scan": cmd_scan, "migrate": cmd_migrate, "check": cmd_check, "status": cmd_status}
+def cmd_rules(args: argparse.Namespace) -> int:
+    sys.stdout.write(rules_table(args.format))
+    return EXIT_CLEAN
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    text = explain(args.code)
+    if text is None:
+        sys.stderr.write(
+            f"poolshift: error: no rule or reason code {args.code!r}; `poolshift rules` lists the rules\n"
+        )
+        return EXIT_ERROR
+    sys.stdout.write(text)
+    return EXIT_CLEAN
+
+
+COMMANDS = {
+    "scan": cmd_scan,
+    "migrate": cmd_migrate,
+    "check": cmd_check,
+    "status": cmd_status,
+    "rules": cmd_rules,
+    "explain": cmd_explain,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.jobs < 0:
+    if getattr(args, "jobs", 0) < 0:
         parser.error("--jobs must be >= 0")
     try:
         return COMMANDS[args.command](args)

@@ -7,6 +7,7 @@ computed once (:func:`load_project`) and handed down to the runner as a :class:`
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 from codemods.files import find_project_root, list_python_files
 from codemods.legacy_helpers.discovery import DEFAULT_HELPER_NAME, FoundHelper, find_helpers
 from codemods.legacy_helpers.equivalence import analyse_legacy_helpers
-from codemods.plan import Phase, Plan, load_plan, select_rule_ids
+from codemods.plan import Phase, Plan, PlanError, load_plan, plan_from_table, select_rule_ids
 from codemods.rules import all_rules
 from codemods.rules.base import PoolshiftRule, RuleOptions
 from codemods.transform import SourceError, decode_source
@@ -77,6 +78,7 @@ class Project:
                 if helper in (self.plan.legacy_helpers or ())
                 or helper.rpartition(".")[2] == DEFAULT_HELPER_NAME
             ),
+            first_party=frozenset(self.module_of(path)[0].partition(".")[0] for path in self.all_files),
         )
 
 
@@ -168,16 +170,47 @@ def _legacy_helpers(
     return tuple(found[name] for name in helpers), differences, contracts
 
 
+def load_config_file(path: Path, root: Path) -> Plan:
+    """The plan in a ``poolshift.toml`` (``--config``): the keys of ``[tool.poolshift]``, at top level.
+
+    A file with a ``[tool.poolshift]`` table (a pyproject.toml passed as ``--config``) is read from there.
+    Globs are relative to ``root`` (the file's directory unless ``--root`` says otherwise).
+    """
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PlanError(f"{path}: cannot read the configuration: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PlanError(f"{path}: not valid TOML: {exc}") from exc
+    tool = document.get("tool")
+    table = tool["poolshift"] if isinstance(tool, dict) and "poolshift" in tool else document
+    if not isinstance(table, dict):
+        raise PlanError(f"{path}: [tool.poolshift] must be a table")
+    return plan_from_table(table, root=root, config_path=path)
+
+
 def load_project(
     targets: Sequence[Path],
     *,
     select: Sequence[str] = (),
     ignore: Sequence[str] = (),
     root: Path | None = None,
+    config: Path | None = None,
+    exclude: Sequence[str] = (),
 ) -> Project:
-    """Find the root and plan, list files, pick rules and legacy helpers. Raises ValueError subclasses."""
-    root = (root or find_project_root(targets)).resolve()
-    plan = load_plan(root)
+    """Find the root and plan, list files, pick rules and legacy helpers. Raises ValueError subclasses.
+
+    ``config`` replaces the pyproject.toml's ``[tool.poolshift]``; ``exclude`` globs add to the plan's.
+    """
+    if config is not None:
+        config = config.resolve()
+        root = (root or config.parent).resolve()
+        plan = load_config_file(config, root)
+    else:
+        root = (root or find_project_root(targets)).resolve()
+        plan = load_plan(root)
+    if exclude:
+        plan = replace(plan, exclude=(*plan.exclude, *exclude))
     all_files = list_python_files(root, [root])
     target_files = [path for path in list_python_files(root, targets) if not plan.is_excluded(path)]
     rules = _selected_rules(plan, select, ignore)

@@ -31,8 +31,10 @@ from libcst.codemod import Codemod, CodemodCommand, CodemodContext, SkipFile
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 from libcst.metadata import MetadataWrapper
 
+from codemods.cst.imports.placement import GroupedAddImports, place_changed_imports
 from codemods.limits import FileTimeout
-from codemods.rules.base import PoolshiftRule, RuleOptions, Site
+from codemods.rules.base import SUPPRESSIONS_KEY, PoolshiftRule, RuleOptions, Site
+from codemods.suppressions import MARKER, apply_suppressions
 
 __all__ = [
     "CRASH_CODES",
@@ -328,13 +330,12 @@ def _transform_with_shared_metadata(rule: PoolshiftRule, wrapper: MetadataWrappe
             tree = rule.transform_module_impl(wrapper.module)
         finally:
             rule.context = replace(rule.context, wrapper=None)
-    for key, visitor in (
-        (AddImportsVisitor.CONTEXT_KEY, AddImportsVisitor),
-        (RemoveImportsVisitor.CONTEXT_KEY, RemoveImportsVisitor),
-    ):
-        if key in rule.context.scratch:
-            tree = _apply(visitor(rule.context), tree)
-    return tree
+    # New imports go where isort would put them (LibCST's own visitor appends them after the block).
+    if AddImportsVisitor.CONTEXT_KEY in rule.context.scratch:
+        tree = _apply(GroupedAddImports(rule.context, rule.options.first_party), tree)
+    if RemoveImportsVisitor.CONTEXT_KEY in rule.context.scratch:
+        tree = _apply(RemoveImportsVisitor(rule.context), tree)
+    return place_changed_imports(wrapper.module, tree, rule.options.first_party)
 
 
 def _apply(codemod: Codemod, tree: cst.Module) -> cst.Module:
@@ -380,6 +381,7 @@ def _run_rules(
         # A fresh context per rule: CodemodContext.scratch carries AddImports/RemoveImports requests,
         # and sharing it would replay one rule's import edits inside the next rule.
         context = CodemodContext(filename=path, full_module_name=module_name, full_package_name=package_name)
+        context.scratch[SUPPRESSIONS_KEY] = MARKER in original_code
         rule = rule_class(context, options)
         try:
             if _uses_standard_driver(rule):
@@ -439,6 +441,8 @@ def transform_bytes(
             module_name=module_name,
             package_name=package_name,
         )
+        sites, unused = apply_suppressions(text, sites, [rule.RULE_ID for rule in rules])
+        sites += [Site.unused_suppression(path, suppression) for suppression in unused]
         output: bytes | None = None
         if new_text != text:
             if module.code != text:

@@ -17,7 +17,7 @@ from codemods.cst.imports.dunder_all import exported_names
 from codemods.cst.imports.pruning import ImportPruner, PrunesImportsInBlocks, unused_after_rewrite
 from codemods.legacy_helpers.lookup import HelperDifferences
 from codemods.legacy_helpers.uses import HelperUse, collect_helper_uses
-from codemods.rules.base import PoolshiftRule
+from codemods.rules.base import SUPPRESSED_MESSAGE, PoolshiftRule
 
 
 class LegacyHelperCallRule(PrunesImportsInBlocks, PoolshiftRule):
@@ -54,6 +54,9 @@ class LegacyHelperCallRule(PrunesImportsInBlocks, PoolshiftRule):
 
         ``no_arguments`` says, for the report, why arguments stop this rule's rewrite.
         """
+        if self.is_suppressed(use.node):
+            self.record(use.node, "reported", None, SUPPRESSED_MESSAGE)
+            return True
         if use.ambiguous:
             self.record(use.node, "reported", "dynamic-callee", f"the name may not be {use.helper}")
             return True

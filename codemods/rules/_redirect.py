@@ -57,7 +57,13 @@ from codemods.cst.imports.rewriting import (
 )
 from codemods.cst.literals import literal_string
 from codemods.legacy_helpers.discovery import absolute_name
-from codemods.rules.base import PoolshiftRule, RuleOptions, Verdict, through_module_aliases
+from codemods.rules.base import (
+    SUPPRESSED_MESSAGE,
+    PoolshiftRule,
+    RuleOptions,
+    Verdict,
+    through_module_aliases,
+)
 
 #: Reason codes every redirect rule can emit (each rule adds its own argument-level codes).
 COMMON_REASON_CODES: Mapping[str, str] = {
@@ -283,6 +289,8 @@ class RedirectCallRule(PoolshiftRule):
         return migratable, called
 
     def _verdict(self, call: cst.Call, unique: bool, patched_at: int | None) -> Verdict:
+        if self.is_suppressed(call):
+            return Verdict(False, None, SUPPRESSED_MESSAGE)
         if not unique:
             return Verdict(
                 False,

@@ -24,7 +24,19 @@ import libcst as cst
 from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
 from libcst.metadata import PositionProvider, QualifiedNameProvider, ScopeProvider
 
-SiteStatus = Literal["migrated", "migratable", "reported"]
+from codemods.suppressions import (
+    UNUSED_CODE,
+    UNUSED_RULE,
+    Suppression,
+    find_suppressions,
+    suppressed_at,
+)
+
+#: ``context.scratch`` key: False when the file has no suppression comment (the rule then skips looking).
+SUPPRESSIONS_KEY = "poolshift.suppressions"
+#: The message of a site a suppression comment keeps as it is.
+SUPPRESSED_MESSAGE = "kept as is by a `# poolshift: ignore` comment"
+SiteStatus = Literal["migrated", "migratable", "reported", "suppressed"]
 
 
 @dataclass(frozen=True)
@@ -32,10 +44,11 @@ class Site:
     """One candidate call site and what the rule did (or would do) about it.
 
     ``status`` is ``migrated`` when the file was rewritten, ``migratable`` in a dry run (scan, diff) for a
-    site the rule would rewrite, and ``reported`` for a site left alone; ``reason`` is then a reason code
-    documented on the rule's page, ``migration_guide/rules/<RULE_ID>.md``. ``reason`` may also be set on a
-    migrated site when the rule applied only its conservative variant (e.g. compat instead of idiomatic)
-    and wants to say why.
+    site the rule would rewrite, ``suppressed`` for a site a ``# poolshift: ignore`` comment keeps as it
+    is (see :mod:`codemods.suppressions`), and ``reported`` for a site left alone; ``reason`` is then a
+    reason code documented on the rule's page, ``migration_guide/rules/<RULE_ID>.md``. ``reason`` may
+    also be set on a migrated site when the rule applied only its conservative variant (e.g. compat
+    instead of idiomatic) and wants to say why.
     """
 
     rule: str
@@ -49,6 +62,19 @@ class Site:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def unused_suppression(cls, path: str, suppression: Suppression) -> Site:
+        """The report of a ``# poolshift: ignore`` comment that kept no site from being rewritten."""
+        return cls(
+            rule=UNUSED_RULE,
+            path=path,
+            line=suppression.line,
+            column=suppression.column,
+            status="reported",
+            reason=UNUSED_CODE,
+            message=suppression.unused_message(),
+        )
 
 
 @dataclass(frozen=True)
@@ -91,6 +117,9 @@ class RuleOptions:
     #: the configured ones and those named ``get_postgres_connection``: a helper found only by what it
     #: does may be public API that nothing in the tree calls.
     removable_helpers: tuple[str, ...] | None = None
+    #: The project's own top-level module names: an import of one of them is first party, so a new import
+    #: is placed the way isort and ruff sort (:mod:`codemods.cst.imports.placement`).
+    first_party: frozenset[str] = frozenset()
 
 
 def through_module_aliases(name: str, aliases: Mapping[str, str]) -> str:
@@ -136,6 +165,24 @@ class PoolshiftRule(VisitorBasedCodemodCommand):
         super().__init__(context)
         self.options = options or RuleOptions()
         self.sites: list[Site] = []
+        self._suppressions: list[Suppression] | None = None
+
+    def is_suppressed(self, node: cst.CSTNode) -> bool:
+        """Whether a ``# poolshift: ignore`` comment keeps this rule from rewriting ``node``.
+
+        A rule asks before it decides to rewrite, and records a suppressed site as ``reported`` with the
+        reason it would otherwise have (the transform marks it ``suppressed``). The comments are read from
+        the tree the rule is looking at, so lines shifted by an earlier rule's edits still match.
+        """
+        if self._suppressions is None:
+            wrapper = self.context.wrapper
+            marked = self.context.scratch.get(SUPPRESSIONS_KEY, True)  # the transform says if any exist
+            code = wrapper.module.code if wrapper is not None and marked else ""
+            self._suppressions = find_suppressions(code)
+        if not self._suppressions:
+            return False
+        line = self.get_metadata(PositionProvider, node).start.line
+        return suppressed_at(self._suppressions, line, self.RULE_ID)
 
     def record(
         self,

@@ -30,7 +30,7 @@ from libcst.metadata import QualifiedNameProvider, ScopeProvider
 
 from codemods.cst.literals import MISSING, literal, literal_string
 from codemods.rules._redirect import name_is_taken
-from codemods.rules.base import PoolshiftRule
+from codemods.rules.base import SUPPRESSED_MESSAGE, PoolshiftRule
 
 WRAPPER_MODULE = "db_utils.postgres"
 WRAPPER = f"{WRAPPER_MODULE}.driver_connection"
@@ -88,6 +88,9 @@ class Psycopg2CApiRule(PoolshiftRule):
     def visit_Call(self, node: cst.Call) -> None:
         argument = self._connection_argument(node)
         if argument is None or self._leave_alone(argument.value):
+            return
+        if self.is_suppressed(node):
+            self.record(node, "reported", None, SUPPRESSED_MESSAGE)
             return
         if name_is_taken(self.get_metadata(ScopeProvider, node, None), "db_utils"):
             self.record(

@@ -122,7 +122,7 @@ def test_scan_inventories_sites_with_phases_and_respects_ignores(tree: Path) -> 
     before = snapshot(tree)
     report = scan_json(tree)
     assert snapshot(tree) == before, "scan must not write anything"
-    assert report["version"] == 1
+    assert report["version"] == 2
     paths = {site["path"] for site in report["sites"]}
     assert "app/generated/gen.py" not in paths  # .gitignore'd
     assert "tests/test_store.py" not in paths  # excluded by the plan
@@ -178,7 +178,7 @@ def test_diff_applied_with_git_apply_equals_in_place_migrate(tmp_path: Path) -> 
     patched = make_tree(tmp_path / "patched")
     diff = poolshift("migrate", ".", "--all", "--diff", cwd=patched)
     assert diff.returncode == 0, diff.stderr.decode()
-    assert diff.stdout.startswith(b"--- a/")
+    assert diff.stdout.startswith(b"diff --git a/")
     assert snapshot(patched) == snapshot(in_place), "--diff must not write"
     subprocess.run([*GIT, "-C", str(patched), "apply", "-"], input=diff.stdout, check=True)
     assert poolshift("migrate", ".", "--all", cwd=in_place).returncode == 0

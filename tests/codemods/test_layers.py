@@ -21,6 +21,7 @@ ROOT = PACKAGE_DIR.parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("codemods",),  # the package itself: its version, nothing else
     ("codemods.cst",),  # generic LibCST helpers
+    ("codemods.suppressions",),  # `# poolshift: ignore` comments (rules ask, the transform marks)
     ("codemods.legacy_helpers",),  # facts about the project's own connection helpers
     ("codemods.rules",),  # the rule contract, private bases and one module (or package) per rule
     ("codemods.limits",),  # per-file size, time and memory guards (standard library only)
@@ -28,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("codemods.first_pass", "codemods.detached"),  # the ast pass and read-only verdicts, before LibCST
     ("codemods.plan", "codemods.files", "codemods.project", "codemods.cache"),  # what a run looks at
     ("codemods.runner", "codemods.report"),  # phases, execution and writes; what the user reads
-    ("codemods.status", "codemods.helper_summary"),  # progress; scan's line per helper
+    ("codemods.status", "codemods.helper_summary", "codemods.guide"),  # progress; scan's helper lines; rules
     ("codemods.cli", "codemods.__main__"),  # the command line
 )
 

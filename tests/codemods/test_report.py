@@ -22,9 +22,20 @@ REPORT = Report(SITES, [FileError("c.py", "syntax-error", "line 1:4: bad", "rest
 def test_json_schema_is_stable() -> None:
     data = json.loads(render(REPORT, "json"))
     assert set(data) == {"version", "sites", "totals", "errors", "warnings", "notes"}
-    assert data["version"] == 1
+    assert data["version"] == 2
     assert [(s["path"], s["line"]) for s in data["sites"]] == [("a.py", 2), ("a.py", 9), ("b.py", 3)]
-    assert set(data["sites"][0]) == {"rule", "path", "line", "column", "status", "reason", "message", "phase"}
+    assert set(data["sites"][0]) == {
+        "rule",
+        "path",
+        "line",
+        "column",
+        "status",
+        "reason",
+        "message",
+        "phase",
+        "alternatives",
+        "details",
+    }
     assert data["totals"] == {
         "by_rule": {"PS201": 2, "PS301": 1},
         "by_phase": {"rest": 1, "api": 2},
@@ -48,7 +59,7 @@ def test_text_is_ruff_like_and_every_reported_site_has_its_reason() -> None:
 
 def test_markdown_tables_escape_pipes() -> None:
     text = render(REPORT, "markdown")
-    assert "| `a.py:9:1` | PS201 | api | reported | memory-database | in-memory \\| never pooled |" in text
+    assert "| `a.py:9:1` | PS201 | api | reported | memory-database | in-memory \\| never pooled |  |" in text
     assert "## Files left untouched" in text
     assert "> **Warning:** careful" in text
 
@@ -75,6 +86,34 @@ def test_diff_applies_with_git_apply(tmp_path: Path, before: bytes, after: bytes
     target = tmp_path / "pkg" / "m.py"
     target.write_bytes(before)
     patch = unified_diff("pkg/m.py", before, after)
-    assert patch.startswith(b"--- a/pkg/m.py\n+++ b/pkg/m.py\n")
+    assert patch.startswith(b"diff --git a/pkg/m.py b/pkg/m.py\n--- a/pkg/m.py\n+++ b/pkg/m.py\n")
     subprocess.run(["git", "-C", str(tmp_path), "apply", "-"], input=patch, check=True)
     assert target.read_bytes() == after
+
+
+def test_one_record_per_call_site_with_the_other_rules_verdicts_and_shared_messages_once() -> None:
+    differs = "get_conn differs from the shim: sets search_path; autocommit on; a 400-character story"
+    sites = [
+        Site("PS101", "a.py", 3, 5, "reported", "custom-factory", differs),
+        Site("PS102", "a.py", 3, 5, "reported", "custom-factory", differs),
+        Site("PS101", "a.py", 5, 5, "reported", "custom-factory", differs),
+        Site("PS101", "a.py", 8, 5, "reported", "not-seed-pattern", "not the shape"),
+        Site("PS102", "a.py", 8, 5, "migratable"),
+        *[Site("PS901", "db.py", 1, 1, "reported", "helper-still-referenced", f"x.py:{n}") for n in range(5)],
+    ]
+    report = Report(sites)
+    data = report.to_dict()
+    assert [(s["path"], s["line"], s["rule"]) for s in data["sites"]] == [
+        ("a.py", 3, "PS101"), ("a.py", 5, "PS101"), ("a.py", 8, "PS102"), ("db.py", 1, "PS901")
+    ]  # fmt: skip
+    assert [a["rule"] for a in data["sites"][2]["alternatives"]] == ["PS101"]
+    assert data["sites"][3]["details"] == [f"x.py:{n}" for n in range(5)]
+    assert data["sites"][3]["message"] == "5 places: x.py:0; x.py:1; x.py:2; and 2 more (JSON lists all)"
+    assert data["totals"]["by_status"] == {"migratable": 1, "reported": 3}
+    text = render(report, "text")
+    assert text.count("sets search_path") == 1
+    assert (
+        "a.py:3:5: PS101 [reported: custom-factory] (note 1) (also: PS102 reported: custom-factory)" in text
+    )
+    assert f"note 1: {differs}" in text
+    assert "a.py:8:5: PS102 [migratable] (also: PS101 reported: not-seed-pattern)" in text

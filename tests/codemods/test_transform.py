@@ -14,7 +14,7 @@ from tests.codemods.toy_rules import BrokenOutputRule, CrashingRule, RewriteLati
 
 SOURCE = "import sqlite3\n\n\ndef open_db(path):\n    return sqlite3.connect(path)\n"
 EXPECTED = (
-    "import sqlite3\nimport db_utils.sqlite\n\n\n"
+    "import sqlite3\n\nimport db_utils.sqlite\n\n\n"
     "def open_db(path):\n    return db_utils.sqlite.connect(path)\n"
 )
 

@@ -70,7 +70,7 @@ def test_import_stays_while_something_else_still_uses_it() -> None:
     )
     result = run_rules(source, [PostgresCompatRule], options=TRUSTED)
     output = (result.output or b"").decode()
-    assert output.startswith("from app.db import get_postgres_connection\n")
+    assert output.startswith("import db_utils\nfrom app.db import get_postgres_connection\n")
     assert "return db_utils.get_postgres_connection()" in output
     assert [(s.status, s.reason) for s in result.sites] == [
         ("migrated", None),

@@ -158,10 +158,10 @@ def test_relative_imports_do_not_break_the_rewrite_without_a_package_name() -> N
     assert result.error is None
     assert result.output is not None
     assert result.output.decode() == (
+        "import db_utils.sqlite\n\n"
         "from . import helpers\n"
         "from .db import connect as local_connect\n"
-        "from sqlite3 import connect\n"
-        "import db_utils.sqlite\n\n\n"
+        "from sqlite3 import connect\n\n\n"
         "def f(p):\n"
         '    return db_utils.sqlite.connect(p), connect(":memory:"), db_utils.sqlite.connect(p), '
         "local_connect(p), helpers.x\n"

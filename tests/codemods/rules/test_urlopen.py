@@ -72,7 +72,7 @@ def test_both_simple_rules_together_rewrite_one_file() -> None:
     result = run_rules(source, [all_rules()["PS201"], UrlopenRule])
     assert result.output is not None
     assert result.output.decode() == (
-        "import db_utils.sqlite\nimport db_utils.http\n\n\n"
+        "import db_utils.http\nimport db_utils.sqlite\n\n\n"
         "def sync(path, url):\n"
         "    conn = db_utils.sqlite.connect(path)\n"
         "    return conn, db_utils.http.urlopen(url), db_utils.http.urlopen(url)\n"

@@ -25,6 +25,8 @@ def fetch_price_list():
     url = os.environ.get("SERVICE_URL", "http://127.0.0.1:8080").rstrip("/") + "/prices"
     req = ur.Request(url, headers={"Accept": "application/json", "User-Agent": clients.USER_AGENT})
     try:
+        # Kept on urllib on purpose: one request a night, so a pooled connection buys nothing.
+        # poolshift: ignore[PS301]
         with ur.urlopen(req, timeout=10) as resp:
             return json.load(resp)["prices"]
     except HTTPError as e:
