@@ -23,11 +23,14 @@ from libcst.codemod import CodemodContext
 from codemods.first_pass import TargetSet, binding_resolver
 from codemods.rules._redirect import STORED_IN_MODULE, STORED_IN_OBJECT, RedirectCallRule
 from codemods.rules.base import RuleOptions, Site, SiteStatus
+from codemods.suppressions import MARKER
 
 __all__ = ["detached_sites"]
 
 #: Text that makes a file need the full analysis (star imports, a db_utils binding).
-_NEEDS_METADATA = ("db_utils", "import *")
+# A suppression comment is judged where the rules run (transform.apply_suppressions): such files take the
+# LibCST path, so `# poolshift: ignore` means the same to scan/check as to migrate.
+_NEEDS_METADATA = ("db_utils", "import *", MARKER)
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.ListComp, ast.SetComp,
            ast.DictComp, ast.GeneratorExp)  # fmt: skip
 

@@ -35,6 +35,7 @@ from codemods.plan import Phase, Plan
 from codemods.project import Project, decoded_sources
 from codemods.rules._redirect import RedirectCallRule
 from codemods.rules.base import PoolshiftRule, RuleOptions, Site
+from codemods.suppressions import MARKER
 from codemods.transform import (
     FileResult,
     PositionMap,
@@ -59,6 +60,8 @@ UNASSIGNED = "unassigned"
 MIN_BYTES_FOR_POOL = 32 * 1024
 #: Errors that mean a per-file limit was reached (codemods.limits), not that the file or a rule is at fault.
 LIMIT_CODES = frozenset({"timeout", "memory-limit", "file-too-large"})
+
+_SUPPRESSION_MARKER = MARKER.encode()
 
 
 @dataclass
@@ -544,8 +547,15 @@ class _PhaseFiles:
             if facts.error is None:
                 extra = _first_pass_sites(matching, path, facts)
                 resolved = {c.target for c in facts.candidates if c.kind == "resolved"}
+                # A suppression comment is judged by the rules themselves (an unused one is reported), so
+                # in a file that has one, a rule whose own words are there runs even without a candidate.
+                judges = _SUPPRESSION_MARKER in data
                 matching = tuple(
-                    rule for rule in matching if not _targets_of(rule) or _targets_of(rule) & resolved
+                    rule
+                    for rule in matching
+                    if not _targets_of(rule)
+                    or _targets_of(rule) & resolved
+                    or (judges and self.context.state.contains(path, data, self.needles[rule]))
                 )
         if not matching and not extra:
             self.context.progress.advance()
