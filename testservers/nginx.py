@@ -17,7 +17,6 @@ missing, so callers can skip cleanly.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
 import socket
@@ -28,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testservers.binaries import find_binary
 from testservers.http import HOST, Certificates, pattern
 from testservers.postgres import free_port
 
@@ -43,15 +43,7 @@ class NginxUnavailable(RuntimeError):
 
 def find_nginx() -> Path:
     """``$NGINX_BIN``, else ``nginx`` on PATH, else Debian's ``/usr/sbin/nginx`` (not on a user's PATH)."""
-    explicit = os.environ.get("NGINX_BIN")
-    candidates = [explicit] if explicit else [shutil.which("nginx"), "/usr/sbin/nginx"]
-    for candidate in candidates:
-        if candidate and os.access(candidate, os.X_OK):
-            return Path(candidate)
-    raise NginxUnavailable(
-        "nginx not found (looked at $NGINX_BIN, PATH and /usr/sbin/nginx); install the Debian package "
-        "'nginx-light'"
-    )
+    return find_binary("nginx", "NGINX_BIN", "nginx-light", NginxUnavailable)
 
 
 @dataclass

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from testservers.binaries import find_binary
 from testservers.postgres import Endpoint, PostgresServer, _run_as, free_port
 
 HOST = "127.0.0.1"
@@ -45,15 +46,7 @@ class PgBouncerUnavailable(RuntimeError):
 
 def find_pgbouncer() -> Path:
     """``$PGBOUNCER_BIN``, else ``pgbouncer`` on PATH, else Debian's ``/usr/sbin/pgbouncer``."""
-    explicit = os.environ.get("PGBOUNCER_BIN")
-    candidates = [explicit] if explicit else [shutil.which("pgbouncer"), "/usr/sbin/pgbouncer"]
-    for candidate in candidates:
-        if candidate and os.access(candidate, os.X_OK):
-            return Path(candidate)
-    raise PgBouncerUnavailable(
-        "pgbouncer not found (looked at $PGBOUNCER_BIN, PATH and /usr/sbin/pgbouncer); install the Debian "
-        "package 'pgbouncer'"
-    )
+    return find_binary("pgbouncer", "PGBOUNCER_BIN", "pgbouncer", PgBouncerUnavailable)
 
 
 @dataclass
