@@ -66,6 +66,16 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 @pytest.fixture
+def sqlite_pools(clean_env: pytest.MonkeyPatch) -> Iterator[None]:
+    """No SQLite pool surviving from another test, and none left for the next one."""
+    import db_utils.sqlite
+
+    db_utils.sqlite.dispose()
+    yield
+    db_utils.sqlite.dispose()
+
+
+@pytest.fixture
 def pg_pools(postgres: PostgresServer, clean_env: pytest.MonkeyPatch) -> Iterator[PostgresServer]:
     """``DATABASE_URL`` pointing at the session server, and no pool surviving from another test."""
     clean_env.setenv("DATABASE_URL", postgres.url)

@@ -17,13 +17,6 @@ from testservers.postgres import free_port
 TOKEN = "s3cr3t-Monitor_token~42"
 
 
-@pytest.fixture
-def sqlite_pools():
-    db_utils.sqlite.dispose()
-    yield
-    db_utils.sqlite.dispose()
-
-
 def by_kind(document, kind):
     return [pool for pool in document["pools"] if pool["kind"] == kind]
 

@@ -11,7 +11,6 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,9 @@ from db_utils.config import ConfigError
 from db_utils.stats import collect
 from tests.test_sqlite_support import figures, make_db, raw_of
 
+pytestmark = pytest.mark.usefixtures("sqlite_pools")
+
 CLOSED = "Cannot operate on a closed database."
-
-
-@pytest.fixture(autouse=True)
-def _fresh_pools(clean_env: pytest.MonkeyPatch) -> Iterator[None]:
-    pooled.dispose()
-    yield
-    pooled.dispose()
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from db_utils.sqlite import pragmas
 from db_utils.sqlite.statements import analyze
 from tests.test_sqlite_support import figures, make_db, raw_of
 
+pytestmark = pytest.mark.usefixtures("sqlite_pools")
+
 # Values differing from SQLite's default for every restorable pragma; the first that differs from the
 # connection's value is used (defaults depend on how SQLite was compiled), and the test checks it took.
 CHANGED: dict[str, int | tuple[int, ...]] = {
@@ -45,13 +47,6 @@ CHANGED: dict[str, int | tuple[int, ...]] = {
     "trusted_schema": 0,
     "wal_autocheckpoint": 10,
 }
-
-
-@pytest.fixture(autouse=True)
-def _fresh_pools(clean_env: pytest.MonkeyPatch) -> Iterator[None]:
-    pooled.dispose()
-    yield
-    pooled.dispose()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,12 +13,7 @@ from db_utils import sqlite as pooled
 from db_utils.sqlite.statements import SqlEffect, sql_effect
 from tests.test_sqlite_support import figures, make_db, raw_of
 
-
-@pytest.fixture(autouse=True)
-def _fresh_pools(clean_env: pytest.MonkeyPatch) -> Iterator[None]:
-    pooled.dispose()
-    yield
-    pooled.dispose()
+pytestmark = pytest.mark.usefixtures("sqlite_pools")
 
 
 def _journal_mode(path: Path) -> str:

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testservers.binaries import find_binary
+from testservers.binaries import find_binary, stop_process
 from testservers.http import HOST, Certificates, pattern
 from testservers.postgres import free_port
 
@@ -73,14 +73,8 @@ class NginxServer:
         return (result.stderr or result.stdout).strip().removeprefix("nginx version: ")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            # SIGQUIT is nginx's graceful shutdown: finish in-flight requests, close idle keep-alive ones.
-            self.process.send_signal(signal.SIGQUIT)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        # SIGQUIT is nginx's graceful shutdown: finish in-flight requests, close idle keep-alive ones.
+        stop_process(self.process, signal.SIGQUIT, STOP_TIMEOUT)
         shutil.rmtree(self.prefix, ignore_errors=True)
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from testservers.binaries import find_binary
+from testservers.binaries import find_binary, stop_process
 from testservers.postgres import Endpoint, PostgresServer, _run_as, free_port
 
 HOST = "127.0.0.1"
@@ -70,16 +70,6 @@ class PgBouncerServer(Endpoint):
     def log(self) -> Path:
         return self.tmpdir / "pgbouncer.log"
 
-    def env(self) -> dict[str, str]:
-        """The environment variables a legacy app reads (POSTGRES_*), pointing at PgBouncer."""
-        return {
-            "POSTGRES_HOST": self.host,
-            "POSTGRES_PORT": str(self.port),
-            "POSTGRES_DB": self.database,
-            "POSTGRES_USER": self.user,
-            "POSTGRES_PASSWORD": self.password,
-        }
-
     def connect(self, **kwargs: Any) -> Any:
         """A plain psycopg2 connection through PgBouncer, outside any pool."""
         import psycopg2
@@ -113,14 +103,8 @@ class PgBouncerServer(Endpoint):
 
     def stop(self) -> None:
         """Stop PgBouncer, wait for PostgreSQL to see its connections go, drop its role, remove its files."""
-        if self.process.poll() is None:
-            # SIGTERM is PgBouncer's immediate shutdown; SIGINT would wait for every client to leave.
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        # SIGTERM is PgBouncer's immediate shutdown; SIGINT would wait for every client to leave.
+        stop_process(self.process, signal.SIGTERM, STOP_TIMEOUT)
         if not self._role_dropped and self.postgres.process.poll() is None:
             _wait_server_connections_gone(self, time.monotonic() + STOP_TIMEOUT)
             _drop_role(self.postgres, self.user)

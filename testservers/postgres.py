@@ -89,6 +89,16 @@ class Endpoint:
             f"@{self.host}:{self.port}/{self.database}"
         )
 
+    def env(self) -> dict[str, str]:
+        """The POSTGRES_* variables a legacy app reads, pointing here."""
+        return {
+            "POSTGRES_HOST": self.host,
+            "POSTGRES_PORT": str(self.port),
+            "POSTGRES_DB": self.database,
+            "POSTGRES_USER": self.user,
+            "POSTGRES_PASSWORD": self.password,
+        }
+
     @property
     def libpq_url(self) -> str:
         """``postgresql://`` URL as psycopg2 / libpq / ``DATABASE_URL`` users write it."""
@@ -115,16 +125,6 @@ class PostgresServer(Endpoint):
     process: subprocess.Popen[bytes] = field(repr=False)
     #: Sessions this object opened itself (query(), connect()): subtracted when counting the app's sessions.
     own_sessions: int = field(default=0, repr=False)
-
-    def env(self) -> dict[str, str]:
-        """The environment variables a legacy app reads (POSTGRES_* and libpq PG*)."""
-        return {
-            "POSTGRES_HOST": self.host,
-            "POSTGRES_PORT": str(self.port),
-            "POSTGRES_DB": self.database,
-            "POSTGRES_USER": self.user,
-            "POSTGRES_PASSWORD": self.password,
-        }
 
     def connect(self, **kwargs: object) -> object:
         """A plain psycopg2 connection, outside any pool: the 'second connection' tests look through."""

@@ -21,13 +21,14 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from db_utils import sqlite as pooled
+
+pytestmark = pytest.mark.usefixtures("sqlite_pools")
 
 BUSY_TIMEOUT_S = 10.0  # the bound on one write: SQLite's busy timeout (the connect() timeout)
 SURVIVOR_WRITES = 20  # before the crash, and again after it
@@ -53,13 +54,6 @@ conn.executemany(
 print("inside", flush=True)
 sys.stdin.read()  # hold the transaction open until killed
 """
-
-
-@pytest.fixture(autouse=True)
-def _fresh_pools(clean_env: pytest.MonkeyPatch) -> Iterator[None]:
-    pooled.dispose()
-    yield
-    pooled.dispose()
 
 
 class Survivor:
