@@ -142,8 +142,18 @@ def test_progress_shows_files_and_sites_on_a_terminal_only() -> None:
         progress.advance(1, 2)
         progress.advance(2, 1)
         progress.finish()
-        shown = os.read(leader, 1024).decode()
+    # Read until the terminal is drained: one read() may return only the first write.
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 1024)
+        except OSError:  # EIO: the follower side is closed and everything has been read
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
     os.close(leader)
+    shown = b"".join(chunks).decode()
     assert "poolshift: 3/3 files, 3 sites" in shown
     piped = io.StringIO()
     quiet = _Progress(3, piped)
