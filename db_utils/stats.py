@@ -6,6 +6,11 @@ so a module that is never imported (say ``db_utils.http``) costs nothing and sim
 SQLite and HTTP register a *disposer* the same way, which ``dispose_pools()`` calls: an app that never
 imported them never pays for them (their import cost, their at-fork hooks).
 
+Pools also *notify* their lifecycle (:class:`PoolEvent`: created, exhausted, recovered, disposed) to the
+listeners added with :func:`add_listener` (the monitor's log lines, for one). Only state changes notify,
+never a checkout: a pool is exhausted when a checkout has to queue for a connection, which is already
+the slow path.
+
 Counters are plain numbers updated under one lock per :class:`PoolCounters`: the increments happen on
 checkout/checkin paths that are already serialised by the pool's own lock most of the time, so the extra
 uncontended lock is cheap and keeps the figures exact under free-threaded builds too.
@@ -17,7 +22,8 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 StatsSource = Callable[[], dict[str, Any]]
 Disposer = Callable[[], object]
@@ -37,6 +43,60 @@ def register_disposer(kind: str, dispose: Disposer) -> None:
     """Register (or replace) what closes one kind of pool's idle connections, for ``dispose_pools()``."""
     with _sources_lock:
         _disposers[kind] = dispose
+
+
+LifecycleEvent = Literal["created", "exhausted", "recovered", "disposed"]
+
+
+@dataclass(frozen=True)
+class PoolEvent:
+    """One change in a pool's life, as the pool itself saw it happen.
+
+    ``event``: ``created`` (the pool exists, no connection opened yet), ``exhausted`` (a checkout found
+    every connection in use and queued for one), ``recovered`` (no checkout is queued any more: the
+    last one was served or gave up), ``disposed`` (the pool was closed: ``dispose_pools()``, or evicted at
+    ``DB_CONNECT_MAX_POOLS``). ``pool`` is the password-free name ``pool_status()`` uses; ``figures``
+    the counts that explain the change (``active``, ``max``, ``waiting``, ``waits``, ``timeouts``...).
+    """
+
+    event: LifecycleEvent
+    kind: str
+    pool: str
+    figures: Mapping[str, Any] = field(default_factory=dict)
+
+
+PoolListener = Callable[[PoolEvent], object]
+
+_listeners: tuple[PoolListener, ...] = ()  # replaced whole under _sources_lock; read without it
+_listener_logger = logging.getLogger("db_utils.stats")
+
+
+def add_listener(listener: PoolListener) -> Callable[[], None]:
+    """Call ``listener(event)`` at every pool's lifecycle change; returns the function that removes it.
+
+    The listener runs in the thread whose call changed the state (a checkout that queues,
+    ``dispose_pools()``), so it must be quick and must not check out a connection itself. An exception it
+    raises is logged on ``db_utils.stats`` and swallowed: a listener never breaks a pool.
+    """
+    global _listeners  # noqa: PLW0603 - a copy-on-write tuple, so notify() reads it without a lock
+    with _sources_lock:
+        _listeners = (*_listeners, listener)
+
+    def remove() -> None:
+        global _listeners  # noqa: PLW0603
+        with _sources_lock:
+            _listeners = tuple(known for known in _listeners if known is not listener)
+
+    return remove
+
+
+def notify(event: PoolEvent) -> None:
+    """Tell every listener about ``event`` (nothing to do, and no lock taken, without listeners)."""
+    for listener in _listeners:
+        try:
+            listener(event)
+        except Exception:
+            _listener_logger.exception("pool listener %r failed on %s", listener, event.event)
 
 
 def collect() -> dict[str, dict[str, Any]]:

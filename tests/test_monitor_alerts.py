@@ -147,58 +147,73 @@ def test_broken_connections_after_a_server_side_kill_raise_an_invalidation_storm
     assert "DB_POOL_RECYCLE" in alert["recommendation"]
 
 
+def pool_events(caplog, pool):
+    """The lifecycle lines of one pool (earlier tests' pools may be disposed meanwhile)."""
+    mine = [r for r in caplog.records if getattr(r, "poolshift", {}).get("pool") == pool]
+    return [r for r in mine if r.poolshift["event"].startswith("pool_")]
+
+
+def lifecycle_state(monitor, name):
+    (pool,) = [pool for pool in monitor.connection_pools()["pools"] if pool["name"] == name]
+    return pool["lifecycle"]["state"]
+
+
 def test_lifecycle_lines_once_per_change_never_per_checkout(pg_pools, monitor_log):
-    db_utils.get_connection_pool(pool_size=2, max_overflow=0)
-    monitor = Monitor(databases=())
-    monitor.observe()
+    from tests.test_pool_fairness import wait_until
+
+    monitor = Monitor(databases=())  # the lifecycle lines are logged from the first monitor on
+    db_utils.get_connection_pool(pool_size=2, max_overflow=0, timeout=60)
+    (name,) = db_utils.pool_status()["postgres"]
     for _ in range(20):
         with db_utils.get_pooled_connection() as conn:
             conn.cursor().execute("SELECT 1")
-    monitor.observe()
-    load = PostgresLoad(2)
-    monitor.observe()
-    monitor.observe()
-    load.release()
-    monitor.observe()
-    monitor.observe()
-    # Five lines for 24 checkouts and six observations: the pool's three changes, the alert's two.
-    records = [r for r in monitor_log.records if about_postgres(r)]  # earlier tests may leave an HTTP pool
+    load = PostgresLoad(2)  # every connection in use, but nobody waits yet: not exhausted
+    assert [r.poolshift["event"] for r in pool_events(monitor_log, name)] == ["pool_created"]
+    waiter = threading.Thread(target=lambda: db_utils.get_postgres_connection().close())
+    waiter.start()
+    wait_until(lambda: len(pool_events(monitor_log, name)) == 2, "the queued checkout is logged")
+    assert lifecycle_state(monitor, name) == "exhausted"
+    load.release()  # the first connection returned goes to the waiter: nobody waits any more
+    waiter.join(STARTUP_DEADLINE)
+    assert lifecycle_state(monitor, name) == "serving"
+    db_utils.dispose_pools()
+
+    # Four lines for 23 checkouts, none of them from an observation: the pool notified each change.
+    records = pool_events(monitor_log, name)
     assert [r.poolshift["event"] for r in records] == [
         "pool_created",
         "pool_exhausted",
-        "alert_raised",
         "pool_recovered",
-        "alert_cleared",
+        "pool_disposed",
     ]
-    created, exhausted, _raised, recovered, _cleared = (r.poolshift for r in records)
-    assert created["kind"] == "postgres"
-    assert created["size"] == 2
-    assert created["max"] == 2
-    assert (exhausted["active"], exhausted["max"]) == (2, 2)
-    assert recovered["active"] == 0
+    created, exhausted, recovered, disposed = (r.poolshift for r in records)
+    assert (created["kind"], created["size"], created["max"], created["mode"]) == ("postgres", 2, 2, "local")
+    assert (exhausted["active"], exhausted["max"], exhausted["waiting"]) == (2, 2, 1)
+    assert (recovered["waiting"], recovered["waits"], recovered["timeouts"]) == (0, 1, 0)
+    assert disposed["checkouts"] == 23
     line = records[1].getMessage()
-    assert line.startswith("event=pool_exhausted kind=postgres pool=postgresql+psycopg2://")
-    assert "active=2 max=2 waits=0 timeouts=0" in line
+    assert line.startswith(f"event=pool_exhausted kind=postgres pool={name} ")
+    assert "active=2 max=2 waiting=1 waits=0 timeouts=0" in line
+    assert records[1].levelno == logging.WARNING
 
 
-def test_a_bound_hit_between_two_observations_is_still_logged(pg_pools, monitor_log):
+def test_a_checkout_that_times_out_is_logged_without_any_observation(pg_pools, monitor_log):
+    Monitor(databases=())
     db_utils.get_connection_pool(pool_size=1, max_overflow=0, timeout=0.05)
-    monitor = Monitor(databases=())
-    monitor.observe()
+    (name,) = db_utils.pool_status()["postgres"]
     held = db_utils.get_postgres_connection()
     with pytest.raises(db_utils.PoolTimeoutError), db_utils.get_pooled_connection():
         pass
     held.close()
-    monitor.observe()  # nothing is checked out now, but a checkout timed out since the last look
-    monitor.observe()
     exhausted, recovered = events(monitor_log, "pool_exhausted"), events(monitor_log, "pool_recovered")
-    assert [(e["active"], e["timeouts"]) for e in exhausted] == [(0, 1)]
-    assert len(recovered) == 1
+    assert [(e["pool"], e["active"], e["waiting"], e["timeouts"]) for e in exhausted] == [(name, 1, 1, 0)]
+    # The waiter gave up: nobody waits any more, though the one connection is still checked out.
+    assert [(e["pool"], e["active"], e["waiting"], e["timeouts"]) for e in recovered] == [(name, 1, 0, 1)]
 
 
-def test_the_watcher_logs_changes_nobody_asked_about(pg_pools):
+def test_the_watcher_logs_alerts_nobody_asked_about(pg_pools):
     db_utils.get_connection_pool(pool_size=2, max_overflow=0)
-    seen = {name: threading.Event() for name in ("pool_exhausted", "pool_recovered")}
+    seen = {name: threading.Event() for name in ("alert_raised", "alert_cleared")}
 
     class Catch(logging.Handler):
         def emit(self, record):
@@ -213,9 +228,9 @@ def test_the_watcher_logs_changes_nobody_asked_about(pg_pools):
     watcher = watch(interval=0.05, monitor=Monitor(databases=()))
     try:
         load = PostgresLoad(2)
-        assert seen["pool_exhausted"].wait(STARTUP_DEADLINE)
+        assert seen["alert_raised"].wait(STARTUP_DEADLINE)
         load.release()
-        assert seen["pool_recovered"].wait(STARTUP_DEADLINE)
+        assert seen["alert_cleared"].wait(STARTUP_DEADLINE)
     finally:
         watcher.stop(STARTUP_DEADLINE)
         logger.removeHandler(handler)

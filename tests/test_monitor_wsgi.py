@@ -10,7 +10,7 @@ import db_utils
 import db_utils.http
 import db_utils.sqlite
 from db_utils.monitor import Monitor, make_wsgi_app
-from db_utils.monitor.figures import FIGURES
+from db_utils.monitor.figures import DESCRIPTIONS, FIGURES
 from tests.monitor_support import PostgresLoad, request, wsgi_server
 from testservers.postgres import free_port
 
@@ -51,7 +51,7 @@ def test_connection_pools_reports_every_kind_in_one_vocabulary(
     assert reply.status == 200
     assert reply.headers["Content-Type"] == "application/json"
     document = reply.json()
-    expected_keys = {"kind", "name"} | {figure.key for figure in FIGURES}
+    expected_keys = {"kind", "name", "lifecycle", *DESCRIPTIONS} | {figure.key for figure in FIGURES}
     assert all(set(pool) == expected_keys for pool in document["pools"])
     (postgres,) = by_kind(document, "postgres")
     assert f"127.0.0.1:{pg_pools.port}" in postgres["name"]

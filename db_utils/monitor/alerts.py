@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from db_utils.monitor.conditions import WATCHED_COUNTERS, Finding, findings
-from db_utils.monitor.figures import Pool, component
+from db_utils.monitor.conditions import WATCHED_COUNTERS, Finding, findings, server_budget_exceeded
+from db_utils.monitor.figures import Pool, component, read_servers
 from db_utils.monitor.logline import log_event
 
 #: Seconds an event counter's growth keeps its alert active.
@@ -74,10 +74,15 @@ class AlertBook:
 
     def evaluate(self, pools: Iterable[Pool]) -> list[dict[str, Any]]:
         """Update the active alerts from ``pools``; return them, most severe first, as JSON-ready dicts."""
+        pools = list(pools)
         with self._lock:
             now = self._clock()
             found: dict[_Key, Finding] = {}
             seen: set[tuple[str, str]] = set()
+            for server in read_servers(pools):  # conditions across the pools of one server
+                budget = server_budget_exceeded(server)
+                if budget is not None:
+                    found[budget.component, budget.condition] = budget
             for pool in pools:
                 name = component(pool)
                 recent = {

@@ -24,11 +24,7 @@ WATCHED_COUNTERS = ("timeouts", "invalidated", "failed")
 #: Broken connections within one window that make a storm (a restart or failover breaks many at once).
 INVALIDATION_STORM = 3
 
-_BUDGET = (
-    "Budget: every process may open DB_POOL_SIZE + DB_MAX_OVERFLOW connections; keep processes x {bound} "
-    "below the server's max_connections (SHOW max_connections) minus superuser_reserved_connections, or "
-    "put PgBouncer in front."
-)
+_SHOW_POOLS = "PgBouncer's SHOW POOLS (cl_waiting, maxwait)"
 
 
 @dataclass(frozen=True)
@@ -52,15 +48,30 @@ def high_utilization(pool: Mapping[str, Any], recent: Mapping[str, int], window:
         return None
     needed = smallest_bound_below_threshold(active)
     size, raise_by = pool["size"], needed - bound
+    raise_pool = (
+        f"raise DB_POOL_SIZE by {raise_by}, from {size} to {size + raise_by}, so {active} busy connections "
+        f"stay below {HIGH_UTILIZATION:.0%} of the bound (DB_MAX_OVERFLOW absorbs bursts, but its "
+        f"connections are closed when returned). "
+    )
+    if _pooling(pool) == "transaction":
+        advice = (
+            f"Behind PgBouncer the busy connections may be queued in the bouncer, not working: if "
+            f"{_SHOW_POOLS} shows clients waiting, the server side is short, and the knob is PgBouncer's "
+            f"default_pool_size, not DB_POOL_SIZE. Otherwise, if connections are not held longer than "
+            f"needed, " + raise_pool + _budget(pool, needed)
+        )
+    else:
+        advice = (
+            "If connections are not held longer than needed (slow queries, work done while holding one), "
+            + raise_pool
+            + _budget(pool, needed)
+        )
     return Finding(
         "high_utilization",
         "warning",
         component(pool),
         f"pool utilization {active / bound:.0%}: {active} of {bound} connections checked out",
-        f"If connections are not held longer than needed (slow queries, work done while holding one), "
-        f"raise DB_POOL_SIZE by {raise_by}, from {size} to {size + raise_by}, so {active} busy connections "
-        f"stay below {HIGH_UTILIZATION:.0%} of the bound (DB_MAX_OVERFLOW absorbs bursts, but its "
-        f"connections are closed when returned). " + _BUDGET.format(bound=needed),
+        advice,
     )
 
 
@@ -77,7 +88,7 @@ def checkout_timeouts(pool: Mapping[str, Any], recent: Mapping[str, int], window
         f"{count} checkout(s) timed out in the last {window:g} s: all {bound} connections were in use",
         f"Look for connections held too long or never closed first; if the load is genuine, raise "
         f"DB_POOL_SIZE by {raise_by} (a quarter of the bound), from {size} to {size + raise_by}, and keep "
-        f"DB_POOL_TIMEOUT below the request timeout. " + _BUDGET.format(bound=bound + raise_by),
+        f"DB_POOL_TIMEOUT below the request timeout. " + _budget(pool, bound + raise_by),
     )
 
 
@@ -91,12 +102,17 @@ def invalidation_storm(pool: Mapping[str, Any], recent: Mapping[str, int], windo
         return None
     if pool["kind"] == "sqlite":
         advice = "SQLite connections failed their reset on return: look for errors logged by the application."
+    elif _pooling(pool) is not None:
+        advice = (
+            "If PgBouncer did not restart (or its server fail over), it or something in between closes "
+            "idle client connections: set DB_POOL_RECYCLE below PgBouncer's client_idle_timeout (and any "
+            "firewall's idle cut-off), for example 300 for a 5-minute cut-off, and keep DB_POOL_PRE_PING on."
+        )
     else:
         advice = (
             "If the server did not restart or fail over, something between the service and the server "
-            "(firewall, load balancer, PgBouncer's server_idle_timeout) closes idle connections: set "
-            "DB_POOL_RECYCLE below its idle cut-off (for example 300 for a 5-minute cut-off) and keep "
-            "DB_POOL_PRE_PING on."
+            "(firewall, load balancer) closes idle connections: set DB_POOL_RECYCLE below its idle "
+            "cut-off (for example 300 for a 5-minute cut-off) and keep DB_POOL_PRE_PING on."
         )
     return Finding(
         "invalidation_storm",
@@ -112,7 +128,15 @@ def connection_failures(pool: Mapping[str, Any], recent: Mapping[str, int], wind
     count = recent.get("failed", 0)
     if count <= 0:
         return None
-    if pool["kind"] == "postgres":
+    if pool["kind"] == "postgres" and _pooling(pool) is not None:
+        advice = (
+            "Check that PgBouncer is up and reachable. If the errors say 'no more connections allowed "
+            "(max_client_conn)', the client connections of all processes exceed PgBouncer's "
+            f"max_client_conn: raise it, or lower DB_POOL_SIZE + DB_MAX_OVERFLOW (now {pool['max']} per "
+            "process). If they say PgBouncer cannot connect to the server, check the server and that "
+            f"bouncers x default_pool_size fits its {_server_budget(pool)}."
+        )
+    elif pool["kind"] == "postgres":
         advice = (
             "Check that the server is up and reachable. If the errors say 'too many clients', the "
             f"connections of all processes exceed max_connections: lower DB_POOL_SIZE + DB_MAX_OVERFLOW "
@@ -131,6 +155,47 @@ def connection_failures(pool: Mapping[str, Any], recent: Mapping[str, int], wind
     )
 
 
+def _pooling(pool: Mapping[str, Any]) -> str | None:
+    """The PgBouncer pool mode the pool runs behind (``transaction``/``session``), None for PostgreSQL."""
+    pgbouncer = pool.get("pgbouncer")
+    return None if not pgbouncer else pgbouncer["pooling"]
+
+
+def _server_budget(pool: Mapping[str, Any]) -> str:
+    """The server's connection budget, with its numbers once the pool has connected."""
+    server = pool.get("server")
+    if not server:
+        return "max_connections minus superuser_reserved_connections (SHOW max_connections)"
+    return (
+        f"max_connections ({server['max_connections']}) minus its {server['reserved_connections']} reserved "
+        f"connections: {server['budget']}"
+    )
+
+
+def _budget(pool: Mapping[str, Any], bound: int) -> str:
+    """The budget a new per-process bound ``bound`` draws on, for the mode the pool runs in."""
+    pooling = _pooling(pool)
+    if pooling == "transaction":
+        return (
+            f"Budget: behind PgBouncer in transaction pooling the bound counts client connections, which "
+            f"are cheap: keep processes x {bound} within PgBouncer's max_client_conn. Server connections "
+            f"are PgBouncer's default_pool_size (per database and user): keep bouncers x default_pool_size "
+            f"within the server's {_server_budget(pool)}."
+        )
+    if pooling == "session":
+        return (
+            f"Budget: behind PgBouncer in session pooling every client connection holds a server "
+            f"connection: keep processes x {bound} within PgBouncer's max_client_conn and its "
+            f"default_pool_size (per database and user; clients beyond it wait in the bouncer), and "
+            f"bouncers x default_pool_size within the server's {_server_budget(pool)}. Transaction pooling "
+            f"(DB_POOL_MODE=pgbouncer) shares server connections between transactions instead."
+        )
+    return (
+        f"Budget: every process may open DB_POOL_SIZE + DB_MAX_OVERFLOW connections; keep processes x "
+        f"{bound} below the server's {_server_budget(pool)}, or put PgBouncer in front."
+    )
+
+
 CONDITIONS: tuple[Condition, ...] = (
     high_utilization,
     checkout_timeouts,
@@ -142,6 +207,38 @@ CONDITIONS: tuple[Condition, ...] = (
 def findings(pool: Mapping[str, Any], recent: Mapping[str, int], window: float) -> list[Finding]:
     """Every condition that holds for ``pool`` now."""
     return [finding for check in CONDITIONS if (finding := check(pool, recent, window)) is not None]
+
+
+def server_budget_exceeded(server: Mapping[str, Any]) -> Finding | None:
+    """This process's pools on one server may together open more connections than the server allows.
+
+    Each pool is bounded, but ``db_utils.postgres.connect`` makes one pool per distinct set of connection
+    parameters (up to ``DB_CONNECT_MAX_POOLS``), and each URL has its own: their bounds add up. Pools
+    behind a pooler are left out: there the sum counts client connections, which PgBouncer bounds.
+    """
+    total, budget = server["pools_max"], server["budget"]
+    if server["behind_pooler"] or total <= budget:
+        return None
+    pools = server["pools"]
+    per_pool = max(1, budget // pools)
+    return Finding(
+        "server_budget_exceeded",
+        "warning",
+        server_component(server),
+        f"{pools} pool(s) of this process may open {total} connections to {server['address']}, more than "
+        f"its {budget} (max_connections {server['max_connections']} minus {server['reserved_connections']} "
+        f"reserved), and other processes need some too",
+        f"Lower DB_POOL_SIZE + DB_MAX_OVERFLOW to at most {per_pool} per pool ({pools} pools, and less "
+        f"with several processes: processes x pools x bound must fit {budget}); if the pools come from "
+        f"db_utils.postgres.connect() with parameters that vary (application_name, options...), pass them "
+        f"one way so fewer pools exist, or lower DB_CONNECT_MAX_POOLS; or put PgBouncer in front "
+        f"(DB_POOL_MODE=pgbouncer), which bounds the server side by its default_pool_size.",
+    )
+
+
+def server_component(server: Mapping[str, Any]) -> str:
+    """The name alerts use for a server: ``postgres-server:host:port``."""
+    return f"postgres-server:{server['address']}"
 
 
 def smallest_bound_below_threshold(active: int) -> int:

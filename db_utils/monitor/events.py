@@ -1,71 +1,82 @@
-"""Pool lifecycle log lines: ``pool_created``, ``pool_exhausted``, ``pool_recovered``, one per change.
+"""Pool lifecycle log lines (``pool_created``, ``pool_exhausted``, ``pool_recovered``, ``pool_disposed``),
+one per change, as the pools themselves notify it (:func:`db_utils.stats.add_listener`).
 
-The pools have no lifecycle hook today, so changes are found by comparing successive observations of
-``pool_status()`` (each endpoint request, and the watcher's ticks, observe once); nothing is logged per
-checkout. A pool is *exhausted* when all its connections are checked out, or when a checkout waited or
-timed out since the previous observation (the bound was hit in between). It has *recovered* once it is
-back below the alert threshold with no new wait: the gap between the two levels keeps a pool hovering at
-its bound from logging a pair of lines per observation. ``pool_created`` means first observed: with a hook
-in the pools it would be logged at creation itself, through the same :func:`log_event`.
+The pools tell their changes when they happen, on paths a checkout that finds a free connection never
+takes: *exhausted* when a checkout finds every connection in use and queues, *recovered* when no checkout
+is queued any more (see :class:`db_utils.stats.PoolEvent`). Nothing is logged per checkout, and nothing is
+missed between two looks at ``pool_status()``. The process has one :class:`StateLog`, listening from the
+first :class:`~db_utils.monitor.views.Monitor` on (creating an app creates the default one); it also
+remembers each pool's current state for ``/connection-pools``. PostgreSQL pools notify; SQLite and HTTP
+pools do not yet, so they have no lifecycle lines.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
+import os
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import Any
 
-from db_utils.monitor.figures import Pool
+from db_utils import stats
 from db_utils.monitor.logline import log_event
-from db_utils.stats import HIGH_UTILIZATION
 
-
-@dataclass
-class _Seen:
-    exhausted: bool
-    waits: int
-    timeouts: int
+_LEVELS = {
+    "created": logging.INFO,
+    "exhausted": logging.WARNING,
+    "recovered": logging.INFO,
+    "disposed": logging.INFO,
+}
 
 
 class StateLog:
-    """What each pool looked like at the previous observation. Thread-safe: one lock guards it."""
+    """Logs each :class:`~db_utils.stats.PoolEvent`; remembers each pool's latest. Thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._seen: dict[tuple[str, str], _Seen] = {}
+        self._states: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def observe(self, pools: Iterable[Pool]) -> None:
-        """Log every change since the previous observation; forget pools that are gone."""
+    def __call__(self, event: stats.PoolEvent) -> None:
+        name, level = f"pool_{event.event}", _LEVELS[event.event]
+        log_event(level, name, kind=event.kind, pool=event.pool, **event.figures)
+        key = (event.kind, event.pool)
         with self._lock:
-            current: dict[tuple[str, str], _Seen] = {}
-            for pool in pools:
-                key = (pool["kind"], pool["name"])
-                current[key] = self._observe_one(pool, self._seen.get(key))
-            self._seen = current
+            if event.event == "disposed":
+                self._states.pop(key, None)
+            else:
+                state = "exhausted" if event.event == "exhausted" else "serving"
+                since = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+                self._states[key] = {"state": state, "since": since.replace("+00:00", "Z")}
 
-    def _observe_one(self, pool: Pool, before: _Seen | None) -> _Seen:
-        waits, timeouts = pool["waits"] or 0, pool["timeouts"] or 0
-        if before is None:
-            before = _Seen(exhausted=False, waits=waits, timeouts=timeouts)
-            log_event(logging.INFO, "pool_created", kind=pool["kind"], pool=pool["name"], size=pool["size"],
-                      max=pool["max"])  # fmt: skip
-        if not pool["max"] or pool["active"] is None:
-            return _Seen(exhausted=False, waits=waits, timeouts=timeouts)
-        hit_bound = pool["active"] >= pool["max"] or waits > before.waits or timeouts > before.timeouts
-        if before.exhausted:
-            exhausted = hit_bound or pool["active"] / pool["max"] >= HIGH_UTILIZATION
-        else:
-            exhausted = hit_bound
-        if exhausted != before.exhausted:
-            log_event(
-                logging.WARNING if exhausted else logging.INFO,
-                "pool_exhausted" if exhausted else "pool_recovered",
-                kind=pool["kind"],
-                pool=pool["name"],
-                active=pool["active"],
-                max=pool["max"],
-                waits=waits,
-                timeouts=timeouts,
-            )
-        return _Seen(exhausted=exhausted, waits=waits, timeouts=timeouts)
+    def state(self, kind: str, name: str) -> dict[str, Any] | None:
+        """``{"state": "serving" | "exhausted", "since": ISO time}``, None if the pool never notified."""
+        with self._lock:
+            found = self._states.get((kind, name))
+            return None if found is None else dict(found)
+
+    def after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+
+
+_log: StateLog | None = None
+_log_lock = threading.Lock()
+
+
+def lifecycle_log() -> StateLog:
+    """The process's :class:`StateLog`, listening to the pools from the first call on."""
+    global _log  # noqa: PLW0603 - one listener per process, or each line would be logged twice
+    with _log_lock:
+        if _log is None:
+            _log = StateLog()
+            stats.add_listener(_log)
+        return _log
+
+
+def _after_fork_in_child() -> None:
+    global _log_lock  # noqa: PLW0603 - a lock held by another thread at fork() stays held forever
+    _log_lock = threading.Lock()
+    if _log is not None:
+        _log.after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -10,12 +10,17 @@ appears everywhere with no other change; a new figure is one :data:`FIGURES` row
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 Pool = dict[str, Any]
-"""One pool's figures: ``kind``, ``name`` and every :data:`FIGURES` key (``None`` when unknown)."""
+"""One pool's figures: ``kind``, ``name``, every :data:`FIGURES` key (``None`` when unknown), and for
+PostgreSQL what it runs behind: ``pgbouncer`` (the mode and what it changes) and ``server`` (address and
+``max_connections`` budget), each ``None`` where not known (other kinds, a pool not connected yet)."""
+
+#: Entries of a pool that are not figures but descriptions, passed through from the source as they are.
+DESCRIPTIONS = ("pgbouncer", "server")
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,22 @@ def read_pools(status: Mapping[str, Any]) -> list[Pool]:
     return sorted(pools, key=lambda pool: (pool["kind"], pool["name"]))
 
 
+def read_servers(pools: Iterable[Pool]) -> list[dict[str, Any]]:
+    """The servers the PostgreSQL pools connect to, each with the pools on it and the sum of their bounds.
+
+    ``{"address", "behind_pooler", "max_connections", "reserved_connections", "budget", "pools",
+    "pools_max", "pool_names"}``, sorted by address: the source's ``server`` entry (which counted the
+    pools and summed their bounds), plus the pools' names. Pools not connected yet have no ``server``.
+    """
+    servers: dict[str, dict[str, Any]] = {}
+    for pool in pools:
+        server = pool.get("server")
+        if server:
+            entry = servers.setdefault(server["address"], {**server, "pool_names": []})
+            entry["pool_names"].append(pool["name"])
+    return [servers[address] for address in sorted(servers)]
+
+
 def component(pool: Mapping[str, Any]) -> str:
     """The name alerts and health checks use for a pool: ``kind:name``."""
     return f"{pool['kind']}:{pool['name']}"
@@ -146,6 +167,8 @@ def _read(kind: str, name: str, raw: Mapping[str, Any], reader: Mapping[str, str
     for figure in FIGURES:
         source_key = reader.get(figure.key)
         pool[figure.key] = None if source_key is None else raw.get(source_key)
+    for key in DESCRIPTIONS:
+        pool[key] = raw.get(key)
     return _derive(pool)
 
 

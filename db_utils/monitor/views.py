@@ -1,8 +1,9 @@
 """The three monitoring documents, built once here for the WSGI app, the ASGI app and any framework view.
 
 Every document starts from one ``pool_status()`` snapshot read into the shared vocabulary
-(:mod:`db_utils.monitor.figures`); the same snapshot feeds the lifecycle log (:mod:`.events`) and the
-alerts (:mod:`.alerts`), so whoever asks (a request, the watcher) also keeps the log and the alerts current.
+(:mod:`db_utils.monitor.figures`); the same snapshot feeds the alerts (:mod:`.alerts`), so whoever asks (a
+request, the watcher) also keeps the alerts current. The lifecycle log (:mod:`.events`) needs no asking:
+the pools notify it, and each pool shows its latest state.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any
 
 import db_utils
 from db_utils.monitor.alerts import AlertBook
-from db_utils.monitor.events import StateLog
-from db_utils.monitor.figures import Pool, read_pools
+from db_utils.monitor.events import lifecycle_log
+from db_utils.monitor.figures import Pool, read_pools, read_servers
 from db_utils.monitor.health import Database, Pinger, exhausted_pools, system_health
 
 
@@ -30,19 +31,21 @@ class Monitor:
         self, *, databases: Iterable[Database] = (None,), alert_book: AlertBook | None = None
     ) -> None:
         self.alert_book = alert_book or AlertBook()
-        self._state_log = StateLog()
+        self._state_log = lifecycle_log()
         self._pinger = Pinger(databases)
 
     def observe(self) -> tuple[list[Pool], list[dict[str, Any]]]:
-        """Read every pool once, log lifecycle changes, update the alerts; return pools and alerts."""
+        """Read every pool once (with its lifecycle state), update the alerts; return pools and alerts."""
         pools = read_pools(db_utils.pool_status())
-        self._state_log.observe(pools)
+        for pool in pools:
+            pool["lifecycle"] = self._state_log.state(pool["kind"], pool["name"])
         return pools, self.alert_book.evaluate(pools)
 
     def connection_pools(self) -> dict[str, Any]:
-        """``{"pools": [{"kind", "name", "size", "max_overflow", "max", "active", ...}, ...]}``."""
+        """``{"pools": [{"kind", "name", "size", ..., "pgbouncer", "server", "lifecycle"}, ...],
+        "servers": [{"address", "budget", "pools_max", ...}, ...]}``."""
         pools, _alerts = self.observe()
-        return {"pools": pools}
+        return {"pools": pools, "servers": read_servers(pools)}
 
     def alerts(self) -> dict[str, Any]:
         """``{"alerts": [{"severity", "component", "condition", "message", "recommendation", "since"}]}``."""

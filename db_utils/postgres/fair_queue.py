@@ -104,6 +104,7 @@ class FairQueuePool(QueuePool):
                 waiter = _Waiter(self._handoff_lock)
                 self._waiters.append(waiter)
         if handed is None:
+            self._line_changed()  # only a checkout that waits: the line may have just formed
             started = time.monotonic()
             handed = self._wait_for_turn(waiter, started + self._timeout)
             waited = time.monotonic() - started
@@ -246,6 +247,9 @@ class FairQueuePool(QueuePool):
             if not self._hand_to_oldest(_NEW_CONNECTION):
                 super()._dec_overflow()
         return True
+
+    def _line_changed(self) -> None:
+        """Hook: a checkout joined the line (called outside the lock, by that checkout's thread)."""
 
     def _record_wait(self, waited: float) -> None:
         """Hook: a checkout got a connection after waiting ``waited`` seconds in line."""

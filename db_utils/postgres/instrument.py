@@ -43,8 +43,10 @@ from db_utils.postgres.deadline import Deadline
 from db_utils.postgres.driver import plain_cursor, restore_plain_psycopg2_typecasters
 from db_utils.postgres.fair_queue import FairQueuePool
 from db_utils.postgres.leases import holders, watch_for_leaks
+from db_utils.postgres.lifecycle import LineWatch
 from db_utils.postgres.reset import Baseline, reset_connection
 from db_utils.postgres.settings import PoolSettings
+from db_utils.postgres.upstream import UpstreamProbe
 from db_utils.stats import PoolCounters
 
 logger = logging.getLogger("db_utils.pool")
@@ -94,6 +96,8 @@ class PoolState:
     database: str | None = None
     #: ``time.monotonic()`` of the last checkout request (pools of ``db_utils.postgres.connect``: LRU).
     last_used: float = 0.0
+    #: What the pool's first connection found at the other end (see :mod:`db_utils.postgres.upstream`).
+    upstream: UpstreamProbe | None = None
 
     def timeout_message(self, held_by: str = "") -> str:
         s = self.settings
@@ -149,6 +153,7 @@ class InstrumentedQueuePool(FairQueuePool):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.line_watch = LineWatch()
         # Every connect and reconnect of this pool's records goes through _invoke_creator: count failures.
         create = self._invoke_creator
 
@@ -167,15 +172,22 @@ class InstrumentedQueuePool(FairQueuePool):
         state = self.poolshift_state
         if state is not None:
             state.counters.add(waits=1, wait_time_total=waited)
+            self.line_watch.line_changed(self, state)
 
     def _raise_timeout(self, waited: float) -> NoReturn:
         state = self.poolshift_state
         if state is None:
             super()._raise_timeout(waited)
         state.counters.add(waits=1, wait_time_total=waited, timeouts=1)
+        self.line_watch.line_changed(self, state)
         message = state.timeout_message(holders(self))
         logger.warning("pool timeout: %s", message)
         raise PoolTimeoutError(message) from None
+
+    def _line_changed(self) -> None:
+        state = self.poolshift_state
+        if state is not None:
+            self.line_watch.line_changed(self, state)
 
     def recreate(self) -> QueuePool:
         # engine.dispose() (and fork handling) recreate the pool: keep the same counters.

@@ -84,6 +84,41 @@ UNRESETTABLE_STATE = (
 )
 
 
+# -- what pool_status() says about a pool's mode (one home for the behaviour each mode changes) ----------
+
+#: What ``DB_POOL_MODE=pgbouncer`` does differently, as ``pool_status()`` reports it.
+TRANSACTION_POOLING = {
+    "session_state": "undone inside the caller's transaction, before COMMIT (" + UNDO_BEFORE_COMMIT + ")",
+    "prepared_statements": "deallocated before COMMIT, and in the same message as a ROLLBACK",
+    "reset_on_return": "rollback only: session state never outlives its transaction",
+    "refused": "LISTEN, WITH HOLD cursors, SET SESSION AUTHORIZATION, LOAD, client encoding set in SQL, "
+    "session state and set_session() in autocommit mode",
+}
+#: ``DB_POOL_MODE=local``: a session is the pool's own (PostgreSQL itself, or PgBouncer in session pooling).
+SESSION_POOLING = {
+    "session_state": "kept until the connection is returned to the pool",
+    "prepared_statements": "kept until the connection is returned to the pool",
+    "reset_on_return": "rollback; DISCARD ALL when the borrower changed session state",
+    "refused": "nothing",
+}
+
+
+def describe_mode(mode: str, pooler: bool | None) -> dict[str, Any]:
+    """The ``pgbouncer`` entry of a pool's figures.
+
+    ``pooler``: whether the pool's first connection found a pooler in front of PostgreSQL (None before
+    it). ``pooling`` is the PgBouncer pool mode the shim works with: ``transaction`` in
+    ``DB_POOL_MODE=pgbouncer``; ``session`` for ``local`` behind a pooler (the mode ``local`` is safe
+    with); None when the pool talks to PostgreSQL itself.
+    """
+    if mode == "pgbouncer":
+        pooling: str | None = "transaction"
+    else:
+        pooling = "session" if pooler else None
+    changes = TRANSACTION_POOLING if mode == "pgbouncer" else SESSION_POOLING
+    return {"detected": pooler, "pooling": pooling, "db_pool_mode": mode, **changes}
+
+
 class SessionStateNotSupported(psycopg2.NotSupportedError):  # type: ignore[misc]
     """Session state a transaction-pooling PgBouncer would leak to other clients; refused, never sent."""
 

@@ -24,11 +24,11 @@ from sqlalchemy.engine import URL, Engine
 
 from db_utils import stats
 from db_utils.config import ConfigError
-from db_utils.postgres import driver
+from db_utils.postgres import driver, lifecycle, upstream
 from db_utils.postgres.connecting import WarmUp
 from db_utils.postgres.driver import TrackedConnection, neutralize_inherited_connections
 from db_utils.postgres.instrument import InstrumentedQueuePool, PoolState, install
-from db_utils.postgres.pgbouncer import TransactionPooledConnection
+from db_utils.postgres.pgbouncer import TransactionPooledConnection, describe_mode
 from db_utils.postgres.settings import (
     PoolSettings,
     connect_pool_limit,
@@ -132,6 +132,8 @@ def _build(url: URL | str, settings: PoolSettings, display: str, **options: Any)
     )
     state = PoolState(display_url=display, settings=settings)
     install(engine, state)
+    state.upstream = upstream.watch(engine.pool)
+    lifecycle.created(state)
     _start_warm_up(engine, state)
     return engine, state
 
@@ -162,7 +164,7 @@ def parameters_pool(
     """
     entry = _by_parameters.get(key)
     if entry is None:
-        evicted: Engine | None = None
+        evicted: tuple[Engine, PoolState] | None = None
         with _registry_lock:
             entry = _by_parameters.get(key)
             if entry is None:
@@ -177,12 +179,13 @@ def parameters_pool(
                 entry = _build("postgresql+psycopg2://", settings, display(), creator=creator)
                 _by_parameters[key] = entry
         if evicted is not None:
-            evicted.dispose()  # closing its connections is I/O: outside the lock
+            evicted[0].dispose()  # closing its connections is I/O: outside the lock
+            lifecycle.disposed(evicted[1])
     entry[1].last_used = time.monotonic()
     return entry
 
 
-def _evict_least_recently_used() -> Engine | None:
+def _evict_least_recently_used() -> tuple[Engine, PoolState] | None:
     """Forget the least recently used idle ``connect()`` pool (lock held) and return it; None if none is."""
     idle = [
         (state.last_used, key)
@@ -193,7 +196,7 @@ def _evict_least_recently_used() -> Engine | None:
         return None
     engine, state = _by_parameters.pop(min(idle, key=lambda pair: pair[0])[1])
     logger.info("disposing the least recently used pool %s (DB_CONNECT_MAX_POOLS reached)", state.display_url)
-    return engine
+    return engine, state
 
 
 def close_idle_connections_to(database: str) -> int:
@@ -229,8 +232,9 @@ def dispose_pools() -> int:
         _engines.clear()
         _by_argument.clear()
         _by_parameters.clear()
-    for engine, _state in entries:
+    for engine, state in entries:
         engine.dispose()
+        lifecycle.disposed(state)
     # The SQLite and HTTP pools too, if the app imported them: they registered their disposers.
     stats.dispose_registered()
     return len(entries)
@@ -264,6 +268,11 @@ def _pool_figures(engine: Engine, state: PoolState) -> dict[str, Any]:
         if figures["waits"]
         else 0.0,
     )
+    found = None if state.upstream is None else state.upstream.upstream
+    figures.update(
+        pgbouncer=describe_mode(state.settings.mode, None if found is None else found.pooler),
+        server=upstream.server_figures(found),
+    )
     return figures
 
 
@@ -275,6 +284,7 @@ def postgres_stats() -> dict[str, Any]:
         while key in result:  # same URL apart from the (hidden) password
             key, n = f"{state.display_url} #{n}", n + 1
         result[key] = _pool_figures(engine, state)
+    upstream.add_server_sums(result.values())
     return result
 
 
