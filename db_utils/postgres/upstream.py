@@ -13,6 +13,7 @@ port, never the database or the user), the unit whose ``max_connections`` they s
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -55,13 +56,15 @@ class UpstreamProbe:
     """The ``connect`` listener of one pool: probes the first connection, then only returns."""
 
     def __init__(self) -> None:
-        self.done = False
+        # Acquired by the first connect and never released: a one-shot flag that two connections opened
+        # at once (a warm-up and a checkout) cannot both win, and that no fork() can leave blocking.
+        self._claimed = threading.Lock()
         self.upstream: Upstream | None = None
 
     def __call__(self, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        if self.done:
+        # A failed probe is not retried either: the next connection would fail it the same way.
+        if not self._claimed.acquire(blocking=False):
             return
-        self.done = True  # a failed probe is not retried: the next connection would fail it the same way
         try:
             self.upstream = probe(dbapi_connection)
         except Exception as error:  # a monitoring probe never fails a connect
