@@ -48,6 +48,11 @@ def register_disposer(kind: str, dispose: Disposer) -> None:
 LifecycleEvent = Literal["created", "exhausted", "recovered", "disposed"]
 
 
+#: Name of the single HTTP "pool" in status and lifecycle events (db_utils.http keeps one pool manager
+#: per process).
+HTTP_POOL_NAME = "urlopen"
+
+
 @dataclass(frozen=True)
 class PoolEvent:
     """One change in a pool's life, as the pool itself saw it happen.

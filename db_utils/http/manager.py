@@ -22,6 +22,7 @@ from typing import Any
 
 import urllib3
 
+from db_utils import stats
 from db_utils.config import env_bool, env_int
 from db_utils.http.wire import POOL_CLASSES, counters
 
@@ -73,9 +74,13 @@ def current_settings() -> HttpPoolSettings:
     settings = _state.settings
     if settings is None:
         with _state.lock:
-            if _state.settings is None:
-                _state.settings = HttpPoolSettings.from_env()
             settings = _state.settings
+            created = settings is None
+            if settings is None:
+                settings = _state.settings = HttpPoolSettings.from_env()
+        if created:  # both paths (direct and urllib3) read the settings first: the pools exist from here on
+            figures = {"size": settings.maxsize, "num_pools": settings.num_pools, "block": settings.block}
+            stats.notify(stats.PoolEvent("created", "http", stats.HTTP_POOL_NAME, figures))
     return settings
 
 
@@ -130,10 +135,12 @@ def dispose() -> None:
     """Close every idle pooled connection and forget the settings (re-read from the env on next use)."""
     with _state.lock:
         manager, _state.manager = _state.manager, None
-        _state.settings = None
+        settings, _state.settings = _state.settings, None
         _state.default_contexts.clear()
     if manager is not None:
         manager.clear()
+    if settings is not None:
+        stats.notify(stats.PoolEvent("disposed", "http", stats.HTTP_POOL_NAME, {}))
 
 
 def status() -> dict[str, Any]:

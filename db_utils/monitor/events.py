@@ -6,8 +6,9 @@ takes: *exhausted* when a checkout finds every connection in use and queues, *re
 is queued any more (see :class:`db_utils.stats.PoolEvent`). Nothing is logged per checkout, and nothing is
 missed between two looks at ``pool_status()``. The process has one :class:`StateLog`, listening from the
 first :class:`~db_utils.monitor.views.Monitor` on (creating an app creates the default one); it also
-remembers each pool's current state for ``/connection-pools``. PostgreSQL pools notify; SQLite and HTTP
-pools do not yet, so they have no lifecycle lines.
+remembers each pool's current state for ``/connection-pools``. PostgreSQL pools notify all four changes;
+SQLite pools and the HTTP pool manager notify ``created`` and ``disposed`` only (their exhaustion is not
+tracked as an event yet).
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from db_utils.stats import HTTP_POOL_NAME
+
 Pool = dict[str, Any]
 """One pool's figures: ``kind``, ``name``, every :data:`FIGURES` key (``None`` when unknown), and for
 PostgreSQL what it runs behind: ``pgbouncer`` (the mode and what it changes) and ``server`` (address and
@@ -124,8 +126,6 @@ _HTTP = {
     "discarded": "discarded",
     "reuse_rate": "reuse_rate",
 }
-#: Name of the single HTTP "pool" (db_utils.http keeps one pool manager per process).
-HTTP_POOL_NAME = "urlopen"
 
 
 def read_pools(status: Mapping[str, Any]) -> list[Pool]:

@@ -20,6 +20,8 @@ from db_utils.sqlite.pool import ConnectOptions, SQLitePool, SQLitePoolSettings,
 from db_utils.sqlite.target import Target
 
 PoolKey = tuple[str, ConnectOptions]
+#: The kind the lifecycle events (:class:`db_utils.stats.PoolEvent`) name.
+KIND = "sqlite"
 
 
 class _Registry:
@@ -66,13 +68,18 @@ def borrow(
         return pool, pool.checkout()
     settings = SQLitePoolSettings.from_env()  # a bad SQLITE_POOL_* value fails here, naming the variable
     raw = options.open(target.open_name)  # before registering: a bad argument leaves no empty pool behind
+    created = False
     with registry.lock:
         pool = registry.pools.get(key)
         if pool is None:
             pool = SQLitePool(target, options, settings, registry.generation)
             registry.pools[key] = pool
+            created = True
         if target.cwd_independent:
             registry.by_arguments[arguments] = pool
+    if created:
+        figures = {"size": settings.idle_size, "wal": settings.wal}
+        stats.notify(stats.PoolEvent("created", KIND, pool_name(pool), figures))
     pool.adopt_new(raw)
     pool.counters.on_checkout(reused=False)
     return pool, raw
@@ -89,15 +96,20 @@ def dispose() -> None:
         pool.close_idle()
         # A connection still borrowed from a forgotten pool is closed on return instead of kept.
         pool.settings = SQLitePoolSettings(idle_size=0, wal=pool.settings.wal)
+        stats.notify(stats.PoolEvent("disposed", KIND, pool_name(pool), {}))
+
+
+def pool_name(pool: SQLitePool) -> str:
+    """The password-free name ``pool_status()`` and the lifecycle events use for ``pool``."""
+    extra = pool.options.describe()
+    return f"{pool.target.label} [{extra}]" if extra else pool.target.label
 
 
 def pool_figures() -> dict[str, Any]:
     """Per-database figures for ``pool_status()``: PoolCounters plus idle count and WAL state."""
     figures: dict[str, Any] = {}
-    for (_, options), pool in list(_registry.pools.items()):
-        label = pool.target.label
-        extra = options.describe()
-        figures[f"{label} [{extra}]" if extra else label] = pool.snapshot()
+    for pool in list(_registry.pools.values()):
+        figures[pool_name(pool)] = pool.snapshot()
     return {"databases": figures}
 
 
