@@ -78,4 +78,3 @@ def test_a_failing_listener_is_logged_and_never_breaks_the_pool(pg_pools, notifi
         remove()
     assert [e.event for e in notified] == ["created"]  # the others still heard it
     assert any("pool listener" in r.getMessage() and r.exc_info for r in caplog.records)
-
