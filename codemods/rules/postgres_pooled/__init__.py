@@ -66,11 +66,12 @@ from codemods.cst.imports.pruning import ImportPruner
 from codemods.cst.syntax import code_of, simple_assignment, suite_statements
 from codemods.legacy_helpers.discovery import DEFAULT_HELPER_NAME
 from codemods.legacy_helpers.lookup import HelperDifferences
+from codemods.legacy_helpers.raising_helper import NEVER_RETURNS_NONE, RUNS_ONLY_THE_CONNECT
 from codemods.legacy_helpers.uses import HelperUse
 from codemods.rules._legacy_helper_call import LegacyHelperCallRule
 from codemods.rules.postgres_pooled.body_proof import Refusal
 from codemods.rules.postgres_pooled.rewrite import apply_plans
-from codemods.rules.postgres_pooled.seed_proof import SeedPlan, SeedProof
+from codemods.rules.postgres_pooled.seed_proof import HelperFacts, SeedPlan, SeedProof
 
 POOLED = "get_pooled_connection"
 
@@ -88,6 +89,14 @@ class _Candidates(cst.CSTVisitor):
             rebind = simple_assignment(statement)
             if rebind is not None and isinstance(rebind[1], cst.Call) and id(rebind[1]) in self.calls:
                 self.found.append((node, index, rebind[0], rebind[1]))
+
+
+def _facts(contracts: HelperDifferences, use: HelperUse) -> HelperFacts:
+    """What the helper's contract analysis showed about it raising rather than returning None."""
+    sentences = contracts.of(use.helper) or ()
+    return HelperFacts(
+        never_none=NEVER_RETURNS_NONE in sentences, runs_only_connect=RUNS_ONLY_THE_CONNECT in sentences
+    )
 
 
 class PostgresPooledRule(LegacyHelperCallRule):
@@ -160,12 +169,17 @@ class PostgresPooledRule(LegacyHelperCallRule):
             )
             return False
         function, index, name = candidate
+        proof = SeedProof(function, index, name, self._line_of, self._names_of, helper=_facts(contracts, use))
         try:
-            plan = SeedProof(function, index, name, self._line_of, self._names_of).prove()
+            plan = proof.prove()
         except Refusal as refusal:
             self.record(use.node, "reported", refusal.reason, refusal.message)
             return False
-        if self._has_handlers(function, index) and self._report_broken_contract(use, contracts):
+        if (
+            proof.needs_none_contract
+            and self._has_handlers(function, plan)
+            and self._report_broken_contract(use, contracts)
+        ):
             return False
         self.plans.setdefault(id(function.body), []).append(plan)
         callee = code_of(use.node.func)
@@ -176,8 +190,8 @@ class PostgresPooledRule(LegacyHelperCallRule):
         return True
 
     @staticmethod
-    def _has_handlers(function: cst.FunctionDef, index: int) -> bool:
-        attempt = suite_statements(function.body)[index + 2]
+    def _has_handlers(function: cst.FunctionDef, plan: SeedPlan) -> bool:
+        attempt = suite_statements(function.body)[plan.index + plan.length - 1]
         return isinstance(attempt, cst.Try) and bool(attempt.handlers)
 
     def _report_broken_contract(self, use: HelperUse, contracts: HelperDifferences) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from codemods.legacy_helpers.equivalence import analyse_legacy_helpers
+from codemods.legacy_helpers.raising_helper import NEVER_RETURNS_NONE, RUNS_ONLY_THE_CONNECT
 from codemods.rules.base import RuleOptions
 from codemods.rules.postgres_compat import PostgresCompatRule
 from codemods.rules.postgres_pooled import PostgresPooledRule
@@ -71,6 +72,7 @@ def test_every_reason_code_has_a_near_miss_fixture() -> None:
         "WITH recent AS (SELECT id FROM orders ORDER BY id DESC LIMIT 5) SELECT count(*) FROM recent",
         "SELECT id FROM users WHERE note = 'please update; delete'  -- insert into x",
         "(SELECT 1)",
+        "SELECT current_setting('application_name'), current_database()",
     ],
 )
 def test_read_only_sql(sql: str) -> None:
@@ -90,6 +92,7 @@ def test_read_only_sql(sql: str) -> None:
         "SELECT * INTO backup FROM t",
         "SELECT id FROM t FOR UPDATE",
         "select set_config('search_path', 'x', false)",
+        "SELECT current_setting('x'), audit_read()",  # a built-in beside a user-defined function
         "VACUUM",
         "",
     ],
@@ -137,7 +140,8 @@ def test_helper_that_may_raise_blocks_a_seed_with_except_blocks() -> None:
     result = run_rules(_source("read_only_select"), [PostgresPooledRule], options=options)
     assert result.output is None
     assert [(s.status, s.reason) for s in result.sites] == [("reported", "helper-may-raise")]
-    assert "is not `try: return psycopg2.connect(...)`" in result.sites[0].message
+    # It raises rather than return None, and the seed's `except Exception` would now see that.
+    assert "could reach this `except Exception`" in result.sites[0].message
 
 
 def test_helper_that_may_raise_is_fine_without_except_blocks() -> None:
@@ -159,6 +163,37 @@ def test_helper_that_may_raise_is_fine_without_except_blocks() -> None:
     result = run_rules(source, [PostgresPooledRule], options=options)
     reasons = [(s.status, s.reason) for s in result.sites]
     assert ("reported", "helper-may-raise") not in reasons
+
+
+def _contracts(*facts: str) -> RuleOptions:
+    return RuleOptions(legacy_helpers=(HELPER,), legacy_helper_contracts={HELPER: ("it raises", *facts)})
+
+
+def test_raising_helper_handlers_that_would_catch_its_failure_stay_reported() -> None:
+    """The near misses of the raising_helper fixture, with a helper that runs nothing but its connect.
+
+    ``except Exception``/``OperationalError`` (or a re-raise shadowing a later handler) would now see the
+    helper's connect failure; ``except IntegrityError`` cannot, so only that seed is rewritten.
+    """
+    pure = _contracts(NEVER_RETURNS_NONE, RUNS_ONLY_THE_CONNECT)
+    result = run_rules(_source("raising_helper_near_miss"), [PostgresPooledRule], options=pure)
+    assert [(s.line, s.status, s.reason) for s in result.sites] == [
+        (7, "reported", "helper-may-raise"),
+        (19, "reported", "helper-may-raise"),
+        (31, "reported", "helper-may-raise"),
+        (45, "migrated", None),
+    ]
+    assert "could reach this `except psycopg2.OperationalError`" in result.sites[1].message
+
+
+def test_no_guard_needs_the_never_none_fact() -> None:
+    """Without it (a helper that may return None, or one not analysed) the legacy code fails on None."""
+    source = _source("raising_helper")
+    for options in (_contracts(RUNS_ONLY_THE_CONNECT), TRUSTED):
+        result = run_rules(source, [PostgresPooledRule], options=options)
+        reasons = [(s.line, s.reason) for s in result.sites if s.status == "reported"]
+        # setting()'s guard is no longer dead code, and it has no except returning what the guard does.
+        assert reasons == [(line, "none-guard-differs") for line in (7, 17, 32, 44)]
 
 
 def test_unknown_helper_is_reported_not_rewritten() -> None:
