@@ -371,3 +371,137 @@ def test_rewritten_functions_behave_like_the_legacy_ones(
                 sys.modules.pop(name, None)
             else:
                 sys.modules[name] = value
+
+
+RAISING_HELPER = """
+import os
+
+import psycopg2
+
+
+def get_postgres_connection():
+    return psycopg2.connect(
+        host=os.environ.get("POSTGRES_HOST", "localhost"),
+        port=os.environ.get("POSTGRES_PORT", "5432"),
+        dbname=os.environ.get("POSTGRES_DB", "postgres"),
+        user=os.environ.get("POSTGRES_USER", "postgres"),
+        password=os.environ.get("POSTGRES_PASSWORD"),
+    )
+"""
+
+RAISING_MODULE = """
+import psycopg2
+
+from app.db import get_postgres_connection
+
+
+def count_rows():
+    conn = get_postgres_connection()
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM ps101_items")
+        return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def add_item(name):
+    conn = get_postgres_connection()
+    try:
+        cur = conn.cursor()
+        cur.execute("INSERT INTO ps101_items (name) VALUES (%s) RETURNING id", (name,))
+        conn.commit()
+    except psycopg2.IntegrityError:
+        conn.rollback()
+        return "duplicate"
+    finally:
+        conn.close()
+    return True
+
+
+def rename(old, new):
+    conn = get_postgres_connection()
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("UPDATE ps101_items SET name = %s WHERE name = %s", (new, old))
+            if cur.rowcount != 1:
+                raise LookupError(old)
+    except Exception:
+        conn.rollback()
+        raise
+    finally:
+        conn.close()
+    return True
+"""
+
+
+def _outcome(call: object) -> object:
+    try:
+        return call()  # type: ignore[operator]
+    except Exception as error:
+        return type(error).__name__
+
+
+@pytest.mark.postgres
+def test_rewritten_raising_helper_callers_behave_like_the_legacy_ones(
+    postgres: object, clean_env: pytest.MonkeyPatch
+) -> None:
+    """No guard, a helper that raises: same rows, same answers, the same exception when the database is down."""
+    import db_utils
+
+    contracts = analyse_legacy_helpers(
+        {"app/db.py": RAISING_HELPER}, {"app/db.py": "app.db"}, (HELPER,), contract_only=True
+    )
+    assert {NEVER_RETURNS_NONE, RUNS_ONLY_THE_CONNECT} <= set(contracts[HELPER])
+    options = RuleOptions(legacy_helpers=(HELPER,), legacy_helper_contracts=contracts)
+    result = run_rules(RAISING_MODULE, [PostgresPooledRule], options=options)
+    assert [s.status for s in result.sites] == ["migrated"] * 3, result.sites
+    after = (result.output or b"").decode()
+    assert "conn.close()" not in after and "except Exception" not in after
+
+    saved = {name: sys.modules.get(name) for name in ("app", "app.db")}
+    try:
+        for name, value in postgres.env().items():  # type: ignore[attr-defined]
+            clean_env.setenv(name, value)
+        db_utils.dispose_pools()
+        runs = []
+        for name, source in (("legacy_raising", RAISING_MODULE), ("pooled_raising", after)):
+            module = _load(name, source, RAISING_HELPER)
+            postgres.query("DROP TABLE IF EXISTS ps101_items")  # type: ignore[attr-defined]
+            postgres.query("CREATE TABLE ps101_items (id serial PRIMARY KEY, name text UNIQUE)")  # type: ignore[attr-defined]
+            runs.append(
+                [
+                    _outcome(module.count_rows),
+                    _outcome(lambda m=module: m.add_item("a")),
+                    _outcome(lambda m=module: m.add_item("a")),
+                    _outcome(lambda m=module: m.rename("a", "b")),
+                    _outcome(lambda m=module: m.rename("missing", "c")),
+                    _outcome(module.count_rows),
+                    postgres.query("SELECT name FROM ps101_items ORDER BY id"),  # type: ignore[attr-defined]
+                ]
+            )
+        assert runs[0] == runs[1]
+        assert runs[0][:6] == [0, True, "duplicate", True, "LookupError", 1]
+
+        clean_env.setenv("POSTGRES_PORT", "1")  # the database is down: the helper raises in both forms
+        db_utils.dispose_pools()
+        down = [
+            _load(name, source, RAISING_HELPER)
+            for name, source in (("legacy_down", RAISING_MODULE), ("pooled_down", after))
+        ]
+        answers = [
+            [
+                _outcome(m.count_rows),
+                _outcome(lambda m=m: m.add_item("x")),
+                _outcome(lambda m=m: m.rename("a", "b")),
+            ]
+            for m in down
+        ]
+        assert answers[0] == answers[1] == ["OperationalError"] * 3
+    finally:
+        db_utils.dispose_pools()
+        for name, value in saved.items():
+            if value is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = value
