@@ -27,11 +27,15 @@ this rule records a ``reported`` site with the reason):
   Otherwise: ``implicit-transaction``.
 * **the None guard**: the pooled block raises ``psycopg2.OperationalError`` where the legacy code took the
   guard. The guard must end in ``return`` and the first handler of the seed's own ``try`` that catches
-  ``OperationalError`` must run the very same statements. Otherwise: ``none-guard-differs``.
+  ``OperationalError`` must run the very same statements. Otherwise: ``none-guard-differs``. A helper
+  shown to *never* return None (it raises; :mod:`codemods.legacy_helpers.raising_helper`) needs no guard:
+  its failure reaches the caller in both forms, and a guard it has is dead code.
 * **the helper's own exceptions**: the helper is now called inside the seed's ``try``, so when the seed has
   ``except`` blocks, a helper that may raise (rather than return ``None`` on a failed connect) would have
   its exception caught by them. The helper's contract must be shown (``try: return connect(...) except
-  <connect failure>: return None``). Otherwise: ``helper-may-raise`` (or ``unknown-helper``).
+  <connect failure>: return None``), or, for a helper that never returns None, every handler must leave
+  its exception alone (``raise`` alone; ``except IntegrityError``/``DataError`` when it runs only its
+  connect). Otherwise: ``helper-may-raise`` (or ``unknown-helper``).
 
 And the connection must stay inside the block: not returned, stored, passed to a function, yielded or
 captured (``conn-escapes-scope``), not touched after the ``try`` or in an ``except`` block that now runs
