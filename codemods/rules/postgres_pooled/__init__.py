@@ -67,6 +67,7 @@ from libcst.metadata import (
 )
 
 from codemods.cst.imports.pruning import ImportPruner
+from codemods.cst.literals import MISSING, literal
 from codemods.cst.syntax import code_of, simple_assignment, suite_statements
 from codemods.legacy_helpers.discovery import DEFAULT_HELPER_NAME
 from codemods.legacy_helpers.lookup import HelperDifferences
@@ -74,7 +75,7 @@ from codemods.legacy_helpers.raising_helper import NEVER_RETURNS_NONE, RUNS_ONLY
 from codemods.legacy_helpers.uses import HelperUse
 from codemods.rules._legacy_helper_call import LegacyHelperCallRule
 from codemods.rules.postgres_pooled.body_proof import Refusal
-from codemods.rules.postgres_pooled.rewrite import apply_plans
+from codemods.rules.postgres_pooled.rewrite import apply_plans, plain_arguments, pooled_source
 from codemods.rules.postgres_pooled.seed_proof import HelperFacts, SeedPlan, SeedProof
 
 POOLED = "get_pooled_connection"
@@ -130,7 +131,7 @@ class PostgresPooledRule(LegacyHelperCallRule):
             "catch its exception once it is called inside the block"
         ),
         "unknown-helper": "the legacy helper's definition was not found (needed when the seed has except)",
-        "unsupported-argument": "the helper is called with arguments",
+        "unsupported-argument": "the helper's arguments are not names or literals the block can pass on",
         "dynamic-callee": "the name may be the helper or something else",
     }
 
@@ -162,7 +163,11 @@ class PostgresPooledRule(LegacyHelperCallRule):
         candidate: tuple[cst.FunctionDef, int, str] | None,
     ) -> bool:
         assert isinstance(use.node, cst.Call)
-        if self.report_unrewritable_call(use, "the pooled connection takes no arguments"):
+        if self.report_unrewritable_call(
+            use,
+            "an argument is not a name or a literal (the pooled block calls `lambda: helper(...)`)",
+            arguments_allowed=plain_arguments(use.node),
+        ):
             return False
         if candidate is None:
             self.record(
@@ -179,19 +184,48 @@ class PostgresPooledRule(LegacyHelperCallRule):
         except Refusal as refusal:
             self.record(use.node, "reported", refusal.reason, refusal.message)
             return False
-        if (
-            proof.needs_none_contract
-            and self._has_handlers(function, plan)
-            and self._report_broken_contract(use, contracts)
-        ):
+        has_handlers = self._has_handlers(function, plan)
+        if proof.needs_none_contract and has_handlers and self._report_broken_contract(use, contracts):
+            return False
+        if has_handlers and self._report_arguments_in_try(use.node, function):
             return False
         self.plans.setdefault(id(function.body), []).append(plan)
-        callee = code_of(use.node.func)
+        callee = code_of(pooled_source(use.node))
         # The message starts with the helper's name: scan counts PS101's rewrites per helper by it.
         self.record(
             use.node, "migrated", None, f"{use.helper}: seed pattern -> with {POOLED}({callee}) as {name}:"
         )
         return True
+
+    def _report_arguments_in_try(self, call: cst.Call, function: cst.FunctionDef) -> bool:
+        """Inside the seed's ``try`` an argument must not raise: only parameters, imports and literals.
+
+        (A local variable could be unbound, and its NameError would now reach the seed's handlers.)
+        """
+        parameters = {
+            param.name.value
+            for param in (
+                *function.params.posonly_params,
+                *function.params.params,
+                *function.params.kwonly_params,
+            )
+        }
+        for argument in call.args:
+            value = argument.value
+            if not isinstance(value, cst.Name) or literal(value) is not MISSING or value.value in parameters:
+                continue
+            if not any(
+                q.source.name == "IMPORT" for q in self.get_metadata(QualifiedNameProvider, value, set())
+            ):
+                self.record(
+                    call,
+                    "reported",
+                    "unsupported-argument",
+                    f"`{value.value}` would be evaluated inside the seed's try: only the function's "
+                    "parameters, imported names and literals are known not to raise",
+                )
+                return True
+        return False
 
     @staticmethod
     def _has_handlers(function: cst.FunctionDef, plan: SeedPlan) -> bool:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import libcst as cst
 
+from codemods.cst.literals import MISSING, literal
 from codemods.cst.syntax import comments_in, suite_statements
 from codemods.rules.postgres_pooled.seed_proof import SeedPlan, is_bare_raise
 
@@ -49,7 +50,9 @@ def rewrite_seed(body: list[cst.BaseStatement], plan: SeedPlan, pooled_call: str
     with_node = cst.With(
         items=[
             cst.WithItem(
-                item=cst.Call(func=cst.parse_expression(pooled_call), args=[cst.Arg(seed_call.func)]),
+                item=cst.Call(
+                    func=cst.parse_expression(pooled_call), args=[cst.Arg(pooled_source(seed_call))]
+                ),
                 asname=cst.AsName(name=cst.Name(plan.conn)),
             ),
             *more_items,
@@ -76,6 +79,27 @@ def rewrite_seed(body: list[cst.BaseStatement], plan: SeedPlan, pooled_call: str
         handlers=handlers,
         finalbody=None,
         leading_lines=[*first.leading_lines, *carried, *attempt.leading_lines],
+    )
+
+
+def plain_arguments(call: cst.Call) -> bool:
+    """Arguments the pooled block can pass on unchanged: names and literals, no ``*``/``**``.
+
+    ``lambda: helper(tenant)`` evaluates them when the block opens, right where the seed called the
+    helper, with nothing run in between; anything else (a call, an attribute) could differ or raise.
+    """
+    return bool(call.args) and all(
+        not argument.star and (isinstance(argument.value, cst.Name) or literal(argument.value) is not MISSING)
+        for argument in call.args
+    )
+
+
+def pooled_source(seed_call: cst.Call) -> cst.BaseExpression:
+    """What the pooled block calls: the helper itself, or ``lambda: helper(args)`` (see plain_arguments)."""
+    if not seed_call.args:
+        return seed_call.func
+    return cst.Lambda(
+        params=cst.Parameters(), body=seed_call.with_changes(whitespace_after_func=cst.SimpleWhitespace(""))
     )
 
 
