@@ -65,10 +65,10 @@ PROJECTS = {
     for project in (
         Project("helpdesk", "helpdesk", {CONNECT_RULE: 1, POOLED_RULE: 3}),
         Project("inventory", "inventory", {CONNECT_RULE: 1, POOLED_RULE: 2}),
-        Project("ledger", "ledger", {CONNECT_RULE: 1, POOLED_RULE: 5}),
+        Project("ledger", "ledger", {CONNECT_RULE: 1, POOLED_RULE: 6}),
         Project("shortlinks", "shortlinks", {CONNECT_RULE: 6}),
         Project("salesreports", "salesreports", {CONNECT_RULE: 1, POOLED_RULE: 2}),
-        Project("tenants", "tenants", {CONNECT_RULE: 1, POOLED_RULE: 1}),
+        Project("tenants", "tenants", {CONNECT_RULE: 1, POOLED_RULE: 6}),
         Project("catalog", "catalog", {CONNECT_RULE: 1, POOLED_RULE: 2, "PS103": 2}),
     )
 }
