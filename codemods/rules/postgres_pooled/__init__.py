@@ -184,10 +184,13 @@ class PostgresPooledRule(LegacyHelperCallRule):
         except Refusal as refusal:
             self.record(use.node, "reported", refusal.reason, refusal.message)
             return False
-        has_handlers = self._has_handlers(function, plan)
-        if proof.needs_none_contract and has_handlers and self._report_broken_contract(use, contracts):
+        if (
+            proof.needs_none_contract
+            and self._has_handlers(function, plan)
+            and self._report_broken_contract(use, contracts)
+        ):
             return False
-        if has_handlers and self._report_arguments_in_try(use.node, function):
+        if self._report_unbound_arguments(use.node, function):
             return False
         self.plans.setdefault(id(function.body), []).append(plan)
         callee = code_of(pooled_source(use.node))
@@ -197,10 +200,11 @@ class PostgresPooledRule(LegacyHelperCallRule):
         )
         return True
 
-    def _report_arguments_in_try(self, call: cst.Call, function: cst.FunctionDef) -> bool:
-        """Inside the seed's ``try`` an argument must not raise: only parameters, imports and literals.
+    def _report_unbound_arguments(self, call: cst.Call, function: cst.FunctionDef) -> bool:
+        """A name passed on must be bound when the block opens: the function's parameters and imports.
 
-        (A local variable could be unbound, and its NameError would now reach the seed's handlers.)
+        (A local variable could be unbound; inside the seed's ``try`` its NameError would reach the
+        handlers, and from the lambda it is a NameError rather than an UnboundLocalError.)
         """
         parameters = {
             param.name.value
@@ -221,8 +225,8 @@ class PostgresPooledRule(LegacyHelperCallRule):
                     call,
                     "reported",
                     "unsupported-argument",
-                    f"`{value.value}` would be evaluated inside the seed's try: only the function's "
-                    "parameters, imported names and literals are known not to raise",
+                    f"`{value.value}` is neither a parameter of the function nor an import: it may be "
+                    "unbound when `lambda: helper(...)` reads it",
                 )
                 return True
         return False
