@@ -26,6 +26,7 @@ from codemods.cst.syntax import (
     suite_statements,
 )
 from codemods.legacy_helpers.connect_arguments import ConnectArgumentCheck
+from codemods.legacy_helpers.raising_helper import raising_helper_facts
 
 # Exceptions that cover a failed psycopg2.connect (it raises OperationalError).
 _CONNECT_FAILURE_CATCHERS = frozenset(
@@ -207,6 +208,13 @@ class _ContractAnalysis(_HelperAnalysis):
     """The same walk, blind to connection parameters: only the control flow counts."""
 
     CONTRACT_ONLY = True
+
+    def differences_of(self, function: cst.FunctionDef) -> list[str]:
+        # A helper that always raises instead of returning None breaks the contract, and PS101 can use
+        # that fact for callers without a None guard (see raising_helper): it is stated, not lost.
+        differences = super().differences_of(function)
+        facts = raising_helper_facts(self.module, function, self.names_of)
+        return [*differences, *facts] if differences else differences
 
     def connect_differences(self, connect: cst.Call) -> list[str]:
         return [d for d in super().connect_differences(connect) if d.endswith("not psycopg2.connect")]

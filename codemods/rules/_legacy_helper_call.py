@@ -49,10 +49,13 @@ class LegacyHelperCallRule(PrunesImportsInBlocks, PoolshiftRule):
             contract_only=contract_only,
         )
 
-    def report_unrewritable_call(self, use: HelperUse, no_arguments: str) -> bool:
+    def report_unrewritable_call(
+        self, use: HelperUse, no_arguments: str, *, arguments_allowed: bool = False
+    ) -> bool:
         """Record the call and return True when no rewrite can keep it: ambiguous callee or arguments.
 
-        ``no_arguments`` says, for the report, why arguments stop this rule's rewrite.
+        ``no_arguments`` says, for the report, why arguments stop this rule's rewrite, unless the rule
+        can keep this call's arguments (``arguments_allowed``).
         """
         if self.is_suppressed(use.node):
             self.record(use.node, "reported", None, SUPPRESSED_MESSAGE)
@@ -61,7 +64,7 @@ class LegacyHelperCallRule(PrunesImportsInBlocks, PoolshiftRule):
             self.record(use.node, "reported", "dynamic-callee", f"the name may not be {use.helper}")
             return True
         assert isinstance(use.node, cst.Call)
-        if use.node.args:
+        if use.node.args and not arguments_allowed:
             self.record(use.node, "reported", "unsupported-argument", no_arguments)
             return True
         return False

@@ -42,6 +42,8 @@ POOL_SETTINGS = {"DB_POOL_SIZE": "2", "DB_MAX_OVERFLOW": "2"}
 POOL_BOUND = int(POOL_SETTINGS["DB_POOL_SIZE"]) + int(POOL_SETTINGS["DB_MAX_OVERFLOW"])
 #: The rule that rewrites psycopg2.connect call sites (or reports them with a reason).
 CONNECT_RULE = "PS100"
+#: The rule that rewrites a legacy helper's call site into ``with get_pooled_connection(helper)``.
+POOLED_RULE = "PS101"
 #: Inherited variables that could point a project somewhere else than the database the driver gives it.
 _FOREIGN_ENV_PREFIXES = ("DB_", "POSTGRES_", "PG", "DATABASE_URL", "TEST_DATABASE_URL")
 
@@ -61,13 +63,13 @@ class Project:
 PROJECTS = {
     project.name: project
     for project in (
-        Project("helpdesk", "helpdesk", {CONNECT_RULE: 1}),
-        Project("inventory", "inventory", {CONNECT_RULE: 1}),
-        Project("ledger", "ledger", {CONNECT_RULE: 1}),
+        Project("helpdesk", "helpdesk", {CONNECT_RULE: 1, POOLED_RULE: 3}),
+        Project("inventory", "inventory", {CONNECT_RULE: 1, POOLED_RULE: 2}),
+        Project("ledger", "ledger", {CONNECT_RULE: 1, POOLED_RULE: 6}),
         Project("shortlinks", "shortlinks", {CONNECT_RULE: 6}),
-        Project("salesreports", "salesreports", {CONNECT_RULE: 1}),
-        Project("tenants", "tenants", {CONNECT_RULE: 1}),
-        Project("catalog", "catalog", {CONNECT_RULE: 1, "PS103": 2}),
+        Project("salesreports", "salesreports", {CONNECT_RULE: 1, POOLED_RULE: 2}),
+        Project("tenants", "tenants", {CONNECT_RULE: 1, POOLED_RULE: 6}),
+        Project("catalog", "catalog", {CONNECT_RULE: 1, POOLED_RULE: 2, "PS103": 2}),
     )
 }
 

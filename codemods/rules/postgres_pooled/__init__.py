@@ -27,11 +27,15 @@ this rule records a ``reported`` site with the reason):
   Otherwise: ``implicit-transaction``.
 * **the None guard**: the pooled block raises ``psycopg2.OperationalError`` where the legacy code took the
   guard. The guard must end in ``return`` and the first handler of the seed's own ``try`` that catches
-  ``OperationalError`` must run the very same statements. Otherwise: ``none-guard-differs``.
+  ``OperationalError`` must run the very same statements. Otherwise: ``none-guard-differs``. A helper
+  shown to *never* return None (it raises; :mod:`codemods.legacy_helpers.raising_helper`) needs no guard:
+  its failure reaches the caller in both forms, and a guard it has is dead code.
 * **the helper's own exceptions**: the helper is now called inside the seed's ``try``, so when the seed has
   ``except`` blocks, a helper that may raise (rather than return ``None`` on a failed connect) would have
   its exception caught by them. The helper's contract must be shown (``try: return connect(...) except
-  <connect failure>: return None``). Otherwise: ``helper-may-raise`` (or ``unknown-helper``).
+  <connect failure>: return None``), or, for a helper that never returns None, every handler must leave
+  its exception alone (``raise`` alone; ``except IntegrityError``/``DataError`` when it runs only its
+  connect). Otherwise: ``helper-may-raise`` (or ``unknown-helper``).
 
 And the connection must stay inside the block: not returned, stored, passed to a function, yielded or
 captured (``conn-escapes-scope``), not touched after the ``try`` or in an ``except`` block that now runs
@@ -63,14 +67,16 @@ from libcst.metadata import (
 )
 
 from codemods.cst.imports.pruning import ImportPruner
+from codemods.cst.literals import MISSING, literal
 from codemods.cst.syntax import code_of, simple_assignment, suite_statements
 from codemods.legacy_helpers.discovery import DEFAULT_HELPER_NAME
 from codemods.legacy_helpers.lookup import HelperDifferences
+from codemods.legacy_helpers.raising_helper import NEVER_RETURNS_NONE, RUNS_ONLY_THE_CONNECT
 from codemods.legacy_helpers.uses import HelperUse
 from codemods.rules._legacy_helper_call import LegacyHelperCallRule
 from codemods.rules.postgres_pooled.body_proof import Refusal
-from codemods.rules.postgres_pooled.rewrite import apply_plans
-from codemods.rules.postgres_pooled.seed_proof import SeedPlan, SeedProof
+from codemods.rules.postgres_pooled.rewrite import apply_plans, plain_arguments, pooled_source
+from codemods.rules.postgres_pooled.seed_proof import HelperFacts, SeedPlan, SeedProof
 
 POOLED = "get_pooled_connection"
 
@@ -88,6 +94,14 @@ class _Candidates(cst.CSTVisitor):
             rebind = simple_assignment(statement)
             if rebind is not None and isinstance(rebind[1], cst.Call) and id(rebind[1]) in self.calls:
                 self.found.append((node, index, rebind[0], rebind[1]))
+
+
+def _facts(contracts: HelperDifferences, use: HelperUse) -> HelperFacts:
+    """What the helper's contract analysis showed about it raising rather than returning None."""
+    sentences = contracts.of(use.helper) or ()
+    return HelperFacts(
+        never_none=NEVER_RETURNS_NONE in sentences, runs_only_connect=RUNS_ONLY_THE_CONNECT in sentences
+    )
 
 
 class PostgresPooledRule(LegacyHelperCallRule):
@@ -117,7 +131,7 @@ class PostgresPooledRule(LegacyHelperCallRule):
             "catch its exception once it is called inside the block"
         ),
         "unknown-helper": "the legacy helper's definition was not found (needed when the seed has except)",
-        "unsupported-argument": "the helper is called with arguments",
+        "unsupported-argument": "the helper's arguments are not names or literals the block can pass on",
         "dynamic-callee": "the name may be the helper or something else",
     }
 
@@ -149,7 +163,11 @@ class PostgresPooledRule(LegacyHelperCallRule):
         candidate: tuple[cst.FunctionDef, int, str] | None,
     ) -> bool:
         assert isinstance(use.node, cst.Call)
-        if self.report_unrewritable_call(use, "the pooled connection takes no arguments"):
+        if self.report_unrewritable_call(
+            use,
+            "an argument is not a name or a literal (the pooled block calls `lambda: helper(...)`)",
+            arguments_allowed=plain_arguments(use.node),
+        ):
             return False
         if candidate is None:
             self.record(
@@ -160,24 +178,62 @@ class PostgresPooledRule(LegacyHelperCallRule):
             )
             return False
         function, index, name = candidate
+        proof = SeedProof(function, index, name, self._line_of, self._names_of, helper=_facts(contracts, use))
         try:
-            plan = SeedProof(function, index, name, self._line_of, self._names_of).prove()
+            plan = proof.prove()
         except Refusal as refusal:
             self.record(use.node, "reported", refusal.reason, refusal.message)
             return False
-        if self._has_handlers(function, index) and self._report_broken_contract(use, contracts):
+        if (
+            proof.needs_none_contract
+            and self._has_handlers(function, plan)
+            and self._report_broken_contract(use, contracts)
+        ):
+            return False
+        if self._report_unbound_arguments(use.node, function):
             return False
         self.plans.setdefault(id(function.body), []).append(plan)
-        callee = code_of(use.node.func)
+        callee = code_of(pooled_source(use.node))
         # The message starts with the helper's name: scan counts PS101's rewrites per helper by it.
         self.record(
             use.node, "migrated", None, f"{use.helper}: seed pattern -> with {POOLED}({callee}) as {name}:"
         )
         return True
 
+    def _report_unbound_arguments(self, call: cst.Call, function: cst.FunctionDef) -> bool:
+        """A name passed on must be bound when the block opens: the function's parameters and imports.
+
+        (A local variable could be unbound; inside the seed's ``try`` its NameError would reach the
+        handlers, and from the lambda it is a NameError rather than an UnboundLocalError.)
+        """
+        parameters = {
+            param.name.value
+            for param in (
+                *function.params.posonly_params,
+                *function.params.params,
+                *function.params.kwonly_params,
+            )
+        }
+        for argument in call.args:
+            value = argument.value
+            if not isinstance(value, cst.Name) or literal(value) is not MISSING or value.value in parameters:
+                continue
+            if not any(
+                q.source.name == "IMPORT" for q in self.get_metadata(QualifiedNameProvider, value, set())
+            ):
+                self.record(
+                    call,
+                    "reported",
+                    "unsupported-argument",
+                    f"`{value.value}` is neither a parameter of the function nor an import: it may be "
+                    "unbound when `lambda: helper(...)` reads it",
+                )
+                return True
+        return False
+
     @staticmethod
-    def _has_handlers(function: cst.FunctionDef, index: int) -> bool:
-        attempt = suite_statements(function.body)[index + 2]
+    def _has_handlers(function: cst.FunctionDef, plan: SeedPlan) -> bool:
+        attempt = suite_statements(function.body)[plan.index + plan.length - 1]
         return isinstance(attempt, cst.Try) and bool(attempt.handlers)
 
     def _report_broken_contract(self, use: HelperUse, contracts: HelperDifferences) -> bool:

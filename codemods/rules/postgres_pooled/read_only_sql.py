@@ -28,6 +28,7 @@ sign sqrt power mod now date_trunc date_part extract to_char to_date to_timestam
 json_agg jsonb_agg json_build_object jsonb_build_object row_to_json to_json to_jsonb cast row_number rank
 dense_rank lag lead first_value last_value bool_and bool_or every array_length unnest generate_series lpad
 rpad split_part position strpos left right md5 format date numeric decimal varchar char interval lateral
+current_setting current_database current_schema version
 """
 _WRITE_WORDS = frozenset(_WRITE_WORDS_TEXT.split())
 _READ_ONLY_CALLABLES = frozenset(_READ_ONLY_CALLABLES_TEXT.split())

@@ -51,11 +51,15 @@ def _exception_class(name: str) -> type | None:
 
 @dataclass
 class SeedPlan:
-    """How to rewrite one proven seed: statements [index, index+3) of the function body become one."""
+    """How to rewrite one proven seed: statements [index, index+length) of the function body become one.
+
+    ``length`` is 3 (call, guard, try) or 2 (call, try: no guard, or none needed).
+    """
 
     index: int
     conn: str
-    with_conn_body: bool  # BODY was a single `with conn:` block: its body moves up one level
+    with_conn_body: bool  # BODY was a single `with conn[, more]:` block: its body moves up one level
+    length: int = 3
     drop_rollbacks: dict[int, int] = field(default_factory=dict)  # handler index -> leading rollbacks
     comments: list[str] = field(default_factory=list)
 
@@ -106,6 +110,24 @@ def _same_statements(first: Sequence[cst.BaseStatement], second: Sequence[cst.Ba
         return False
 
 
+@dataclass(frozen=True)
+class HelperFacts:
+    """What the helper's contract analysis showed (see :mod:`codemods.legacy_helpers.raising_helper`).
+
+    ``never_none``: it returns a connection or raises, never None, so the seed's guard is dead code and
+    its failure reaches the caller as an exception in both forms. ``runs_only_connect``: it cannot raise a
+    statement's error, so an ``except IntegrityError``/``DataError`` of the seed never catches it.
+    """
+
+    never_none: bool = False
+    runs_only_connect: bool = False
+
+
+# Exceptions that only a statement the server ran can raise (SQLSTATE classes 22 and 23): a helper that
+# runs nothing but the connect never raises them.
+_STATEMENT_ERRORS = ("psycopg2.IntegrityError", "psycopg2.DataError")
+
+
 class SeedProof:
     """Decides one candidate ``conn = helper()`` at ``function.body[index]``: a plan or a Refusal."""
 
@@ -116,42 +138,68 @@ class SeedProof:
         conn: str,
         line_of: Callable[[cst.CSTNode], int],
         names_of: Callable[[cst.CSTNode], set[str]],
+        *,
+        helper: HelperFacts,
     ) -> None:
         self.body = suite_statements(function.body)
         self.index = index
         self.conn = conn
         self.line_of = line_of
         self.names_of = names_of
+        self.helper = helper
 
     def prove(self) -> SeedPlan:
         guard, attempt = self._shape()
-        plan = SeedPlan(index=self.index, conn=self.conn, with_conn_body=False)
+        plan = SeedPlan(
+            index=self.index, conn=self.conn, with_conn_body=False, length=2 if guard is None else 3
+        )
         inner = suite_statements(attempt.body)
         if len(inner) == 1 and isinstance(inner[0], cst.With) and self._is_with_conn(inner[0]):
             plan.with_conn_body = True
             proof = BodyProof(self.conn, self.line_of, commits_on_exit=True)
-            inner_body = suite_statements(inner[0].body)
+            # `with conn, conn.cursor() as cur:`: the items after `conn` stay on the pooled `with`.
+            inner_body: list[cst.BaseStatement] = (
+                [inner[0].with_changes(items=inner[0].items[1:])]
+                if len(inner[0].items) > 1
+                else suite_statements(inner[0].body)
+            )
         else:
             proof = BodyProof(self.conn, self.line_of, commits_on_exit=False)
             inner_body = inner
         if proof.block(inner_body):
             proof.check_exit(attempt.body)  # falling off the end of the block is an exit too
         self._check_handlers(attempt, proof.tracked, plan)
-        self._check_guard(guard, attempt, plan)
-        self._check_surroundings(proof.tracked)
+        if self.helper.never_none:
+            self._check_raising_helper(attempt, plan)
+        elif guard is None:
+            raise Refusal(
+                "none-guard-differs",
+                "there is no `if not conn:` guard and the helper is not shown to raise rather than return "
+                "None; the legacy code fails differently",
+            )
+        else:
+            self._check_guard(guard, attempt, plan)
+        self._check_surroundings(proof.tracked, plan)
         plan.comments = self._removed_comments(guard, attempt, plan)
         return plan
 
-    def _shape(self) -> tuple[cst.If, cst.Try]:
+    @property
+    def needs_none_contract(self) -> bool:
+        """Whether the rule must still show that the helper returns None rather than raising."""
+        return not self.helper.never_none
+
+    def _shape(self) -> tuple[cst.If | None, cst.Try]:
         rest = self.body[self.index + 1 : self.index + 3]
-        if len(rest) >= 1 and isinstance(rest[0], cst.Try) and self._closes(rest[0]):
-            raise Refusal(
-                "none-guard-differs", "there is no `if not conn:` guard; the legacy code fails differently"
-            )
-        if len(rest) < 2 or not _guard_kind(rest[0], self.conn):
+        guard: cst.If | None = None
+        attempt: cst.BaseStatement = rest[0] if rest else self.body[self.index]
+        if isinstance(attempt, cst.Try) and self._closes(attempt):
+            pass  # no guard: only a helper that never returns None qualifies
+        elif len(rest) < 2 or not isinstance(rest[0], cst.If) or not _guard_kind(rest[0], self.conn):
             raise Refusal("not-seed-pattern", "the call is not followed by `if not conn: return ...`")
-        guard, attempt = rest
-        assert isinstance(guard, cst.If)
+        else:
+            guard, attempt = rest[0], rest[1]
+        if guard is not None and self._guard_uses_conn(guard):
+            raise Refusal("not-seed-pattern", "the guard's body uses the connection")
         if not isinstance(attempt, cst.Try) or not self._closes(attempt):
             raise Refusal("not-seed-pattern", "the guard is not followed by `try: ... finally: conn.close()`")
         if attempt.orelse is not None:
@@ -172,9 +220,9 @@ class SeedProof:
         return len(final) == 1 and _is_method_call_statement(final[0], self.conn, "close")
 
     def _is_with_conn(self, node: cst.With) -> bool:
+        """``with conn:`` or ``with conn, <more items>:`` (psycopg2 commits at its end)."""
         return (
-            len(node.items) == 1
-            and isinstance(node.items[0].item, cst.Name)
+            isinstance(node.items[0].item, cst.Name)
             and node.items[0].item.value == self.conn
             and node.items[0].asname is None
             and node.asynchronous is None
@@ -205,8 +253,6 @@ class SeedProof:
         guard_body = suite_statements(guard.body)
         last = guard_body[-1] if guard_body else None
         ends_in_return = isinstance(last, cst.SimpleStatementLine) and isinstance(last.body[-1], cst.Return)
-        if self._guard_uses_conn(guard):
-            raise Refusal("not-seed-pattern", "the guard's body uses the connection")
         if not ends_in_return:
             raise Refusal(
                 "none-guard-differs",
@@ -249,6 +295,44 @@ class SeedProof:
             f"legacy code took the guard (`{code_of(guard.body)}`)",
         )
 
+    def _check_raising_helper(self, attempt: cst.Try, plan: SeedPlan) -> None:
+        """The helper raises where it cannot connect; inside the pooled block the seed's handlers see that.
+
+        Each handler must leave the helper's exception as it was: it re-raises it (``raise`` alone, once
+        the leading ``conn.rollback()`` calls are dropped), or it catches only errors of a statement the
+        server ran (``IntegrityError``, ``DataError``) while the helper runs nothing but its connect.
+        """
+        for position, handler in enumerate(attempt.handlers):
+            body = suite_statements(handler.body)[plan.drop_rollbacks.get(position, 0) :]
+            if is_bare_raise(body):
+                continue
+            if self.helper.runs_only_connect and self._only_statement_errors(handler):
+                continue
+            caught = f"except {code_of(handler.type)}" if handler.type is not None else "bare except"
+            raise Refusal(
+                "helper-may-raise",
+                f"line {self.line_of(handler)}: the helper raises when it cannot connect; called inside "
+                f"the pooled block, its exception could reach this `{caught}`, which did not see it before",
+            )
+
+    def _only_statement_errors(self, handler: cst.ExceptHandler) -> bool:
+        if handler.type is None:
+            return False
+        types = (
+            [e.value for e in handler.type.elements]
+            if isinstance(handler.type, cst.Tuple)
+            else [handler.type]
+        )
+        bases = tuple(_exception_class(name) for name in _STATEMENT_ERRORS)
+        for node in types:
+            names = self.names_of(node)
+            if len(names) != 1:
+                return False
+            resolved = _exception_class(next(iter(names)))
+            if resolved is None or not any(base is not None and issubclass(resolved, base) for base in bases):
+                return False
+        return True
+
     def _guard_uses_conn(self, guard: cst.If) -> bool:
         return any(mentions(statement, {self.conn}) for statement in suite_statements(guard.body))
 
@@ -280,8 +364,8 @@ class SeedProof:
             return None  # imported from the user's code: may be an alias of a catching class
         return issubclass(failure_class, resolved)
 
-    def _check_surroundings(self, tracked: set[str]) -> None:
-        before, after = self.body[: self.index], self.body[self.index + 3 :]
+    def _check_surroundings(self, tracked: set[str], plan: SeedPlan) -> None:
+        before, after = self.body[: self.index], self.body[self.index + plan.length :]
         for statement in before:
             if (
                 isinstance(statement, cst.SimpleStatementLine)
@@ -308,22 +392,33 @@ class SeedProof:
                     f"line {self.line_of(statement)}: the connection (or a cursor) is used after the block",
                 )
 
-    def _removed_comments(self, guard: cst.If, attempt: cst.Try, plan: SeedPlan) -> list[str]:
+    def _removed_comments(self, guard: cst.If | None, attempt: cst.Try, plan: SeedPlan) -> list[str]:
         """Comments in the statements the rewrite removes; they are put above the new statement."""
         first = self.body[self.index]
         assert isinstance(first, cst.SimpleStatementLine)
-        removed: list[cst.CSTNode] = [first.trailing_whitespace, guard]
+        removed: list[cst.CSTNode] = [first.trailing_whitespace]
+        if guard is not None:
+            removed.append(guard)
         if attempt.finalbody is not None:
             removed.append(attempt.finalbody)
         if plan.with_conn_body:
             inner = suite_statements(attempt.body)[0]
             assert isinstance(inner, cst.With)
             removed.extend(inner.leading_lines)
+            removed.extend(inner.items[:1])
             if isinstance(inner.body, cst.IndentedBlock):
                 removed.append(inner.body.header)
         for position, count in plan.drop_rollbacks.items():
             removed.extend(suite_statements(attempt.handlers[position].body)[:count])
         return comments_in(removed)
+
+
+def is_bare_raise(body: Sequence[cst.BaseStatement]) -> bool:
+    """The block is ``raise`` alone: whatever it caught leaves unchanged."""
+    if len(body) != 1 or not isinstance(body[0], cst.SimpleStatementLine) or len(body[0].body) != 1:
+        return False
+    small = body[0].body[0]
+    return isinstance(small, cst.Raise) and small.exc is None
 
 
 def _captures(statement: cst.CSTNode, names: set[str]) -> bool:

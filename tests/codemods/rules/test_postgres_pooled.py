@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from codemods.legacy_helpers.equivalence import analyse_legacy_helpers
+from codemods.legacy_helpers.raising_helper import NEVER_RETURNS_NONE, RUNS_ONLY_THE_CONNECT
 from codemods.rules.base import RuleOptions
 from codemods.rules.postgres_compat import PostgresCompatRule
 from codemods.rules.postgres_pooled import PostgresPooledRule
@@ -71,6 +72,7 @@ def test_every_reason_code_has_a_near_miss_fixture() -> None:
         "WITH recent AS (SELECT id FROM orders ORDER BY id DESC LIMIT 5) SELECT count(*) FROM recent",
         "SELECT id FROM users WHERE note = 'please update; delete'  -- insert into x",
         "(SELECT 1)",
+        "SELECT current_setting('application_name'), current_database()",
     ],
 )
 def test_read_only_sql(sql: str) -> None:
@@ -90,6 +92,7 @@ def test_read_only_sql(sql: str) -> None:
         "SELECT * INTO backup FROM t",
         "SELECT id FROM t FOR UPDATE",
         "select set_config('search_path', 'x', false)",
+        "SELECT current_setting('x'), audit_read()",  # a built-in beside a user-defined function
         "VACUUM",
         "",
     ],
@@ -137,7 +140,8 @@ def test_helper_that_may_raise_blocks_a_seed_with_except_blocks() -> None:
     result = run_rules(_source("read_only_select"), [PostgresPooledRule], options=options)
     assert result.output is None
     assert [(s.status, s.reason) for s in result.sites] == [("reported", "helper-may-raise")]
-    assert "is not `try: return psycopg2.connect(...)`" in result.sites[0].message
+    # It raises rather than return None, and the seed's `except Exception` would now see that.
+    assert "could reach this `except Exception`" in result.sites[0].message
 
 
 def test_helper_that_may_raise_is_fine_without_except_blocks() -> None:
@@ -159,6 +163,37 @@ def test_helper_that_may_raise_is_fine_without_except_blocks() -> None:
     result = run_rules(source, [PostgresPooledRule], options=options)
     reasons = [(s.status, s.reason) for s in result.sites]
     assert ("reported", "helper-may-raise") not in reasons
+
+
+def _contracts(*facts: str) -> RuleOptions:
+    return RuleOptions(legacy_helpers=(HELPER,), legacy_helper_contracts={HELPER: ("it raises", *facts)})
+
+
+def test_raising_helper_handlers_that_would_catch_its_failure_stay_reported() -> None:
+    """The near misses of the raising_helper fixture, with a helper that runs nothing but its connect.
+
+    ``except Exception``/``OperationalError`` (or a re-raise shadowing a later handler) would now see the
+    helper's connect failure; ``except IntegrityError`` cannot, so only that seed is rewritten.
+    """
+    pure = _contracts(NEVER_RETURNS_NONE, RUNS_ONLY_THE_CONNECT)
+    result = run_rules(_source("raising_helper_near_miss"), [PostgresPooledRule], options=pure)
+    assert [(s.line, s.status, s.reason) for s in result.sites] == [
+        (7, "reported", "helper-may-raise"),
+        (19, "reported", "helper-may-raise"),
+        (31, "reported", "helper-may-raise"),
+        (45, "migrated", None),
+    ]
+    assert "could reach this `except psycopg2.OperationalError`" in result.sites[1].message
+
+
+def test_no_guard_needs_the_never_none_fact() -> None:
+    """Without it (a helper that may return None, or one not analysed) the legacy code fails on None."""
+    source = _source("raising_helper")
+    for options in (_contracts(RUNS_ONLY_THE_CONNECT), TRUSTED):
+        result = run_rules(source, [PostgresPooledRule], options=options)
+        reasons = [(s.line, s.reason) for s in result.sites if s.status == "reported"]
+        # setting()'s guard is no longer dead code, and it has no except returning what the guard does.
+        assert reasons == [(line, "none-guard-differs") for line in (7, 17, 32, 44)]
 
 
 def test_unknown_helper_is_reported_not_rewritten() -> None:
@@ -329,6 +364,141 @@ def test_rewritten_functions_behave_like_the_legacy_ones(
         ]
         answers = [(m.count_rows(), m.add_item("x"), m.rename("a", "b")) for m in down]
         assert answers[0] == answers[1] == (None, "down", "down")
+    finally:
+        db_utils.dispose_pools()
+        for name, value in saved.items():
+            if value is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = value
+
+
+RAISING_HELPER = """
+import os
+
+import psycopg2
+
+
+def get_postgres_connection():
+    return psycopg2.connect(
+        host=os.environ.get("POSTGRES_HOST", "localhost"),
+        port=os.environ.get("POSTGRES_PORT", "5432"),
+        dbname=os.environ.get("POSTGRES_DB", "postgres"),
+        user=os.environ.get("POSTGRES_USER", "postgres"),
+        password=os.environ.get("POSTGRES_PASSWORD"),
+    )
+"""
+
+RAISING_MODULE = """
+import psycopg2
+
+from app.db import get_postgres_connection
+
+
+def count_rows():
+    conn = get_postgres_connection()
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM ps101_items")
+        return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def add_item(name):
+    conn = get_postgres_connection()
+    try:
+        cur = conn.cursor()
+        cur.execute("INSERT INTO ps101_items (name) VALUES (%s) RETURNING id", (name,))
+        conn.commit()
+    except psycopg2.IntegrityError:
+        conn.rollback()
+        return "duplicate"
+    finally:
+        conn.close()
+    return True
+
+
+def rename(old, new):
+    conn = get_postgres_connection()
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("UPDATE ps101_items SET name = %s WHERE name = %s", (new, old))
+            if cur.rowcount != 1:
+                raise LookupError(old)
+    except Exception:
+        conn.rollback()
+        raise
+    finally:
+        conn.close()
+    return True
+"""
+
+
+def _outcome(call: object) -> object:
+    try:
+        return call()  # type: ignore[operator]
+    except Exception as error:
+        return type(error).__name__
+
+
+@pytest.mark.postgres
+def test_rewritten_raising_helper_callers_behave_like_the_legacy_ones(
+    postgres: object, clean_env: pytest.MonkeyPatch
+) -> None:
+    """No guard, a raising helper: same rows, same answers, the same exception when the database is down."""
+    import db_utils
+
+    contracts = analyse_legacy_helpers(
+        {"app/db.py": RAISING_HELPER}, {"app/db.py": "app.db"}, (HELPER,), contract_only=True
+    )
+    assert {NEVER_RETURNS_NONE, RUNS_ONLY_THE_CONNECT} <= set(contracts[HELPER])
+    options = RuleOptions(legacy_helpers=(HELPER,), legacy_helper_contracts=contracts)
+    result = run_rules(RAISING_MODULE, [PostgresPooledRule], options=options)
+    assert [s.status for s in result.sites] == ["migrated"] * 3, result.sites
+    after = (result.output or b"").decode()
+    assert "conn.close()" not in after
+    assert "except Exception" not in after  # the trailing re-raise is dropped
+
+    saved = {name: sys.modules.get(name) for name in ("app", "app.db")}
+    try:
+        for name, value in postgres.env().items():  # type: ignore[attr-defined]
+            clean_env.setenv(name, value)
+        db_utils.dispose_pools()
+        runs = []
+        for name, source in (("legacy_raising", RAISING_MODULE), ("pooled_raising", after)):
+            module = _load(name, source, RAISING_HELPER)
+            postgres.query("DROP TABLE IF EXISTS ps101_items")  # type: ignore[attr-defined]
+            postgres.query("CREATE TABLE ps101_items (id serial PRIMARY KEY, name text UNIQUE)")  # type: ignore[attr-defined]
+            runs.append(
+                [
+                    _outcome(module.count_rows),
+                    _outcome(lambda m=module: m.add_item("a")),
+                    _outcome(lambda m=module: m.add_item("a")),
+                    _outcome(lambda m=module: m.rename("a", "b")),
+                    _outcome(lambda m=module: m.rename("missing", "c")),
+                    _outcome(module.count_rows),
+                    postgres.query("SELECT name FROM ps101_items ORDER BY id"),  # type: ignore[attr-defined]
+                ]
+            )
+        assert runs[0] == runs[1]
+        assert runs[0][:6] == [0, True, "duplicate", True, "LookupError", 1]
+
+        clean_env.setenv("POSTGRES_PORT", "1")  # the database is down: the helper raises in both forms
+        db_utils.dispose_pools()
+        down = [
+            _load(name, source, RAISING_HELPER)
+            for name, source in (("legacy_down", RAISING_MODULE), ("pooled_down", after))
+        ]
+        answers = [
+            [
+                _outcome(m.count_rows),
+                _outcome(lambda m=m: m.add_item("x")),
+                _outcome(lambda m=m: m.rename("a", "b")),
+            ]
+            for m in down
+        ]
+        assert answers[0] == answers[1] == ["OperationalError"] * 3
     finally:
         db_utils.dispose_pools()
         for name, value in saved.items():
