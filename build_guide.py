@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from setuptools.command.build_py import build_py
+from setuptools.command.build_py import build_py  # type: ignore[import-untyped]  # no stubs installed
 
 GUIDE = Path(__file__).resolve().parent / "migration_guide"
 #: Where the pages go inside the ``codemods`` package (codemods/guide.py: ``PACKAGED_GUIDE``).
