@@ -46,6 +46,8 @@ exit codes:
            (suppressed sites do not count); 1 migratable sites remain, or an unused suppression;
            2 error (a file could not be analysed, bad configuration)
   status   0 status printed; 2 bad arguments or configuration
+  rules    0 table printed
+  explain  0 text printed; 2 no rule or reason code of that name
   any      3 poolshift crashed on a file (a bug: please report it); that file was left untouched,
            every other file was handled and the report printed
 """
@@ -173,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser(
         "status",
-        help="progress per phase (migrated vs remaining vs reported)",
+        help="progress per phase and in total (migrated, remaining, reported, suppressed, errors)",
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -361,6 +361,8 @@ def test_help_documents_exit_codes(tmp_path: Path) -> None:
         assert completed.returncode == 0
         assert b"exit codes:" in completed.stdout
         assert b"1 migratable sites remain" in completed.stdout
+    top = poolshift("--help", cwd=tmp_path).stdout
+    assert b"explain  0 text printed; 2 no rule or reason code" in top
 
 
 def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
