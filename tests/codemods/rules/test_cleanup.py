@@ -145,6 +145,8 @@ def test_cli_cleanup_keeps_a_suppressed_helper_and_reports_an_unused_suppression
         "reported",
         "helper-still-referenced",
     )
+    # The named code is judged only where PS901 runs; the phase's other rules leave it alone.
+    assert [line for line, rule in sites if rule == "PS000"] == [21]
     unused = sites[(21, "PS000")]
     assert (unused["status"], unused["reason"]) == ("reported", "unused-suppression")
     assert scan.returncode == 1  # the unused suppression fails check
