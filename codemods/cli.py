@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from codemods import __version__
-from codemods.files import FileDiscoveryError, git_toplevel
+from codemods.files import CONFIG_NAMES, FileDiscoveryError, find_config_file, git_toplevel
 from codemods.guide import explain, rules_table
 from codemods.helper_summary import helper_lines
 from codemods.plan import Phase, PlanError
@@ -46,17 +46,20 @@ exit codes:
            (suppressed sites do not count); 1 migratable sites remain, or an unused suppression;
            2 error (a file could not be analysed, bad configuration)
   status   0 status printed; 2 bad arguments or configuration
+  rules    0 table printed
+  explain  0 text printed; 2 no rule or reason code of that name
   any      3 poolshift crashed on a file (a bug: please report it); that file was left untouched,
            every other file was handled and the report printed
 """
 
 CONFIG_HELP = """\
 configuration:
-  [tool.poolshift] in pyproject.toml, or a poolshift.toml passed with --config: legacy_helpers,
-  exclude, select, ignore, and [[phases]] (name, paths). Every key with its default and an example:
-  README.md, section "Configuration". Suppress one call with
-  `# poolshift: ignore[PS201]`; `poolshift rules` lists the rules, `poolshift explain CODE` explains a
-  rule or a reason code.
+  The closest .poolshift.toml, poolshift.toml or pyproject.toml with [tool.poolshift] (in that order
+  within a directory), from each PATH up to the repository top, as ruff finds its own; --config FILE
+  overrides it and -v names the file used. Keys: legacy_helpers, exclude, select, ignore, and
+  [[phases]] (name, paths). Every key with its default and an example:
+  README.md, section "Configuration". Suppress one call with `# poolshift: ignore[PS201]`;
+  `poolshift rules` lists the rules, `poolshift explain CODE` explains a rule or a reason code.
 """
 
 
@@ -93,13 +96,18 @@ def _add_common(parser: argparse.ArgumentParser, *, formats: bool = True, rules:
     loudness.add_argument(
         "-v", "--verbose", action="store_true", help="text report: every place of a merged site too"
     )
-    parser.add_argument("--root", type=Path, help="project root (default: nearest pyproject.toml or .git)")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        help="project root (default: the configuration file's directory, else the nearest pyproject.toml "
+        "or .git)",
+    )
     parser.add_argument(
         "--config",
         type=Path,
         metavar="FILE",
-        help="a poolshift.toml with [tool.poolshift]'s keys at top level, instead of pyproject.toml "
-        "(globs relative to its directory)",
+        help="use this configuration file (a poolshift.toml with [tool.poolshift]'s keys at top level, or "
+        "a pyproject.toml) instead of the closest one (globs relative to its directory)",
     )
     parser.add_argument(
         "--exclude",
@@ -167,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser(
         "status",
-        help="progress per phase (migrated vs remaining vs reported)",
+        help="progress per phase and in total (migrated, remaining, reported, suppressed, errors)",
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -187,14 +195,23 @@ def _epilog() -> str:
 
 
 def _project(args: argparse.Namespace) -> Project:
-    return load_project(
+    config = args.config if args.config is not None else find_config_file(args.paths, stop=args.root)
+    project = load_project(
         args.paths,
         select=_split(getattr(args, "select", None)),
         ignore=_split(getattr(args, "ignore", None)),
         root=args.root,
-        config=args.config,
+        config=config,
         exclude=args.exclude,
     )
+    if args.verbose:
+        if config is None:
+            names = ", ".join(CONFIG_NAMES[:-1]) + f" or {CONFIG_NAMES[-1]} with [tool.poolshift]"
+            used = f"none found (no {names} from {args.paths[0]} up to {project.root}): defaults"
+        else:
+            used = f"{config.resolve()} ({'--config' if args.config is not None else 'the closest'})"
+        sys.stderr.write(f"poolshift: configuration: {used}\npoolshift: project root: {project.root}\n")
+    return project
 
 
 def _report(project: Project, result: RunResult, title: str) -> Report:

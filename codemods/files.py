@@ -1,4 +1,4 @@
-"""Which files a run looks at: the project root, and the Python files under the targets.
+"""Which files a run looks at: its configuration file, the project root, the Python files under the targets.
 
 The user's ignore rules are respected the way their tools respect them: in a git work tree git itself
 lists the files (``git ls-files -co --exclude-standard``: tracked plus untracked-but-not-ignored), so every
@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,8 +20,10 @@ from pathlib import Path
 from codemods.plan import glob_matches
 
 __all__ = [
+    "CONFIG_NAMES",
     "DEFAULT_EXCLUDED_DIRS",
     "FileDiscoveryError",
+    "find_config_file",
     "find_project_root",
     "git_toplevel",
     "list_python_files",
@@ -48,6 +51,54 @@ def find_project_root(targets: Sequence[Path]) -> Path:
         if (candidate / "pyproject.toml").is_file() or (candidate / ".git").exists():
             return candidate
     return start
+
+
+#: The configuration files looked for in each directory, in ruff's precedence order (``.ruff.toml``,
+#: ``ruff.toml``, ``pyproject.toml``): a pyproject.toml counts only when it has a ``[tool.poolshift]`` table.
+CONFIG_NAMES = (".poolshift.toml", "poolshift.toml", "pyproject.toml")
+
+
+def _has_poolshift_table(pyproject: Path) -> bool:
+    try:
+        document = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise FileDiscoveryError(f"{pyproject}: cannot read it: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise FileDiscoveryError(f"{pyproject}: not valid TOML: {exc}") from exc
+    tool = document.get("tool")
+    return isinstance(tool, dict) and "poolshift" in tool
+
+
+def _closest_config(target: Path, stop: Path | None) -> Path | None:
+    resolved = target.resolve()
+    start = resolved if resolved.is_dir() else resolved.parent
+    for directory in (start, *start.parents):
+        for name in CONFIG_NAMES:
+            candidate = directory / name
+            if candidate.is_file() and (name != "pyproject.toml" or _has_poolshift_table(candidate)):
+                return candidate
+        if directory == stop or (directory / ".git").exists():
+            return None
+    return None
+
+
+def find_config_file(targets: Sequence[Path], stop: Path | None = None) -> Path | None:
+    """The configuration file closest to the targets, the way ruff finds its own; None when there is none.
+
+    From each target's directory upwards, the first directory holding one of :data:`CONFIG_NAMES` wins
+    (within a directory, in that order). The walk stops at the repository top (a directory containing
+    ``.git``, itself searched) or at ``stop`` (``--root``), so a file above the repository never applies.
+    One run has one configuration: targets whose closest files differ are refused rather than guessed at.
+    """
+    found = {target: _closest_config(target, stop.resolve() if stop else None) for target in targets}
+    distinct = set(found.values())
+    if len(distinct) > 1:
+        listing = "; ".join(f"{target} -> {config or 'none'}" for target, config in found.items())
+        raise FileDiscoveryError(
+            f"the paths have different configuration files ({listing}): run poolshift once per "
+            "configuration, or pass --config"
+        )
+    return distinct.pop() if distinct else None
 
 
 def git_toplevel(root: Path) -> Path | None:

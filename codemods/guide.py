@@ -1,7 +1,8 @@
 """``poolshift rules`` and ``poolshift explain CODE``: the rule table and the guide's text in a terminal.
 
-The guide (``migration_guide/``) is found from the checkout poolshift runs from (an editable or source
-install); it is not shipped in the wheel. From a wheel, ``explain`` prints what the code itself knows
+The guide's pages have one home, ``migration_guide/``: read there from a checkout (an editable or source
+install), and from the copy the wheel's build puts in the package (``codemods/_guide/``, see
+``build_guide.py`` at the repository root). Without either, ``explain`` prints what the code itself knows
 (the rule's description, the reason code's one-line meaning) and says where the full page is.
 """
 
@@ -21,10 +22,17 @@ GUIDE_URL_HINT = "migration_guide/ in the poolshift repository"
 _SUPPRESSIONS = "a `# poolshift: ignore` comment that keeps no site from being rewritten; remove it"
 
 
+#: The guide pages' directory inside an installed wheel's ``codemods`` package (build_guide.PACKAGED).
+PACKAGED_GUIDE = "_guide"
+
+
 def guide_dir() -> Path | None:
-    """The checkout's ``migration_guide/`` next to the ``codemods`` package, when there is one."""
-    candidate = Path(__file__).resolve().parents[1] / "migration_guide"
-    return candidate if (candidate / "README.md").is_file() else None
+    """The checkout's ``migration_guide/`` next to the ``codemods`` package, else the wheel's copy."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package.parent / "migration_guide", package / PACKAGED_GUIDE):
+        if (candidate / "README.md").is_file():
+            return candidate
+    return None
 
 
 def rules_table(fmt: str) -> str:

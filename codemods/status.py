@@ -1,8 +1,9 @@
 """``poolshift status``: how far each phase is, measured on the code itself, rendered through the report.
 
 The code does not remember what poolshift rewrote, so progress is counted on the tree: calls that resolve
-to the ``db_utils`` API are migrated sites, whoever wrote them; migratable and reported sites come from a
-dry run of the rules. The tables use :mod:`codemods.report`'s formats.
+to the ``db_utils`` API are migrated sites, whoever wrote them; migratable, reported and suppressed sites
+come from a dry run of the rules, counted once per call site as the report lists them (the handling rule's
+verdict). The tables use :mod:`codemods.report`'s formats, with a ``total`` row.
 """
 
 from __future__ import annotations
@@ -16,11 +17,18 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, QualifiedNameProvider
 
 from codemods.project import Project, read_matching
-from codemods.report import markdown_table, text_table
+from codemods.report import markdown_table, records, text_table
 from codemods.runner import UNASSIGNED, RunResult
 from codemods.transform import decode_source
 
-__all__ = ["POOLED_API", "PhaseStatus", "count_pooled_calls", "phase_statuses", "render_status"]
+__all__ = [
+    "POOLED_API",
+    "PhaseStatus",
+    "count_pooled_calls",
+    "phase_statuses",
+    "render_status",
+    "total_status",
+]
 
 SCHEMA_VERSION = 1
 #: The calls the rules rewrite to; a call of one of these counts as a migrated site.
@@ -35,7 +43,11 @@ POOLED_API = frozenset(
         "db_utils.get_postgres_connection",
     }
 )
-FOOTNOTE = "migrated = calls already on db_utils; remaining = migratable sites\n"
+FOOTNOTE = (
+    "migrated = calls already on db_utils; remaining = migratable sites; "
+    "suppressed = kept by a `# poolshift: ignore` comment\n"
+)
+TOTAL = "total"
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,7 @@ class PhaseStatus:
     migrated: int
     remaining: int
     reported: int
+    suppressed: int
     errors: int
     state: str
 
@@ -91,9 +104,10 @@ def phase_statuses(project: Project, result: RunResult) -> list[PhaseStatus]:
 
 
 def _phase_status(project: Project, result: RunResult, name: str, migrated: int) -> PhaseStatus:
-    sites = [site for site in result.sites if site.phase == name]
+    sites = [record.site for record in records(site for site in result.sites if site.phase == name)]
     remaining = sum(site.status == "migratable" for site in sites)
     reported = sum(site.status == "reported" for site in sites)
+    suppressed = sum(site.status == "suppressed" for site in sites)
     errors = sum(1 for outcome in result.errors if outcome.phase == name)
     if name == project.plan.cleanup.name and reported:
         state = "blocked"  # the cleanup lists what still uses the legacy helper
@@ -101,16 +115,35 @@ def _phase_status(project: Project, result: RunResult, name: str, migrated: int)
         state = "done"
     else:
         state = "in progress" if migrated else "not started"
-    return PhaseStatus(name, migrated, remaining, reported, errors, state)
+    return PhaseStatus(name, migrated, remaining, reported, suppressed, errors, state)
+
+
+def total_status(rows: Sequence[PhaseStatus]) -> PhaseStatus:
+    """The sum of every phase: ``done`` only when every phase is."""
+    migrated, remaining, reported, suppressed, errors = (
+        sum(getattr(row, column) for row in rows)
+        for column in ("migrated", "remaining", "reported", "suppressed", "errors")
+    )
+    if all(row.state == "done" for row in rows):
+        state = "done"
+    else:
+        state = "in progress" if migrated else "not started"
+    return PhaseStatus(TOTAL, migrated, remaining, reported, suppressed, errors, state)
 
 
 def render_status(rows: Sequence[PhaseStatus], fmt: str) -> str:
-    """The status table as ``text``, ``json`` or ``markdown`` (the report's formats)."""
+    """The status table as ``text``, ``json`` or ``markdown`` (the report's formats), with its total."""
     columns = [field.name for field in fields(PhaseStatus)]
-    values = [astuple(row) for row in rows]
+    total = total_status(rows)
+    values = [astuple(row) for row in [*rows, total]]
     if fmt == "json":
-        phases: list[dict[str, Any]] = [dict(zip(columns, row, strict=True)) for row in values]
-        return json.dumps({"version": SCHEMA_VERSION, "phases": phases}, indent=2) + "\n"
+        phases: list[dict[str, Any]] = [dict(zip(columns, astuple(row), strict=True)) for row in rows]
+        document = {
+            "version": SCHEMA_VERSION,
+            "phases": phases,
+            "total": dict(zip(columns, astuple(total), strict=True)),
+        }
+        return json.dumps(document, indent=2) + "\n"
     if fmt == "markdown":
         return "\n".join(markdown_table([column.capitalize() for column in columns], values)) + "\n"
     return "\n".join(text_table(columns, values)) + "\n" + FOOTNOTE

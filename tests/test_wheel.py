@@ -2,7 +2,8 @@
 
 ``packages.find`` in pyproject.toml should make this automatic; the test is what keeps it so (a subpackage
 without ``__init__.py``, or an include pattern that misses a new package, would otherwise ship a wheel that
-fails only on the user's machine).
+fails only on the user's machine). ``poolshift explain`` must print the guide's pages from the installed
+wheel too: the build copies them in (build_guide.py), and the test runs the command there.
 """
 
 from __future__ import annotations
@@ -69,18 +70,62 @@ def test_the_wheel_contains_every_package(wheel: Path) -> None:
     assert not {name for name in in_wheel if name.split("/")[0] in {"tests", "testservers", "bench"}}
 
 
-def test_every_public_path_imports_from_the_installed_wheel(wheel: Path, tmp_path: Path) -> None:
-    env_dir = tmp_path / "venv"
+@pytest.fixture(scope="module")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with the wheel installed (no dependencies: see :func:`run_installed`)."""
+    env_dir = tmp_path_factory.mktemp("installed") / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True)
-    # The dependencies come from this interpreter's site-packages, appended after the fresh venv's own, so
-    # db_utils and codemods can only be found in the wheel (the checkout is not on the path: cwd is tmp).
+    return env_dir
+
+
+def run_installed(env_dir: Path, code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``code`` in the installed venv, from ``cwd`` (not the checkout, so it is not on the path).
+
+    The dependencies come from this interpreter's site-packages, appended after the fresh venv's own, so
+    db_utils and codemods can only be found in the wheel.
+    """
     dependencies = [p for p in sys.path if p.endswith("site-packages")]
-    script = f"import sys; sys.path.extend({dependencies!r})\n" + "\n".join(PUBLIC_IMPORTS) + "\n"
+    script = f"import sys; sys.path.extend({dependencies!r})\n" + code
+    command = [str(env_dir / "bin" / "python"), "-c", script]
+    return subprocess.run(command, check=False, cwd=cwd, capture_output=True, text=True)
+
+
+def test_every_public_path_imports_from_the_installed_wheel(installed: Path, tmp_path: Path) -> None:
+    script = "\n".join(PUBLIC_IMPORTS) + "\n"
     script += "import db_utils, codemods; print(db_utils.__file__); print(codemods.__file__)\n"
-    command = [str(python), "-c", script]
-    result = subprocess.run(command, check=False, cwd=tmp_path, capture_output=True, text=True)
+    result = run_installed(installed, script, tmp_path)
     assert result.returncode == 0, result.stderr
     for line in result.stdout.splitlines():
-        assert line.startswith(str(env_dir)), f"imported from outside the wheel: {line}"
+        assert line.startswith(str(installed)), f"imported from outside the wheel: {line}"
+
+
+def test_explain_prints_the_guide_from_the_installed_wheel(installed: Path, tmp_path: Path) -> None:
+    def explain(code: str) -> str:
+        script = f"from codemods.cli import main; raise SystemExit(main(['explain', {code!r}]))\n"
+        result = run_installed(installed, script, tmp_path)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    guide = ROOT / "migration_guide"
+    for page in sorted((guide / "rules").glob("*.md")):
+        assert explain(page.stem) == page.read_text(encoding="utf-8"), page.name
+    section = explain("memory-database")
+    assert section.startswith("# memory-database (PS201, sqlite3-connect)\n\n### memory-database\n")
+    assert "full page:" not in section  # the page's own text, not the one-line fallback
+    assert explain("unused-suppression").startswith("### unused-suppression")
+
+
+def test_the_guide_has_one_home_in_the_repository(wheel: Path) -> None:
+    """The wheel's copy is made at build time: the repository never holds a second one."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "codemods"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.split()
+    assert not [name for name in tracked if name.endswith(".md")]
+    with zipfile.ZipFile(wheel) as archive:
+        pages = {name for name in archive.namelist() if name.startswith("codemods/_guide/")}
+    expected = {"codemods/_guide/README.md"} | {
+        f"codemods/_guide/rules/{page.name}" for page in (ROOT / "migration_guide" / "rules").glob("*.md")
+    }
+    assert pages == expected

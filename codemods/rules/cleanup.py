@@ -16,7 +16,9 @@ The file itself is never deleted, and never emptied: a module left with nothing 
 would be a 0-byte file that still imports, silently, so the helper then stays and the site is reported
 (``module-would-be-empty``). Only helpers the user named (``legacy_helpers``) or called
 ``get_postgres_connection`` are removed (``RuleOptions.removable_helpers``): one found only by what it does
-may be public API that nothing in the tree calls.
+may be public API that nothing in the tree calls. A ``# poolshift: ignore[PS901]`` comment on the helper's
+``def`` line (or alone on the line above it) keeps that helper whatever refers to it: reported
+``suppressed``, and the comment is reported as unused when no removable helper is defined on that line.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from codemods.cst.literals import literal_string
 from codemods.cst.syntax import code_of, strip_docstring
 from codemods.legacy_helpers.discovery import DEFAULT_HELPER_NAME
 from codemods.legacy_helpers.references import find_legacy_references
-from codemods.rules.base import PoolshiftRule
+from codemods.rules.base import SUPPRESSED_MESSAGE, PoolshiftRule
 
 
 class LegacyHelperCleanupRule(PrunesImportsInBlocks, PoolshiftRule):
@@ -70,6 +72,12 @@ class LegacyHelperCleanupRule(PrunesImportsInBlocks, PoolshiftRule):
             and f"{module_name}.{statement.name.value}" in self.options.legacy_helpers
             and f"{module_name}.{statement.name.value}" in removable
         ]
+        # A helper the user keeps on purpose is reported once, never removed, and blocks nothing else.
+        kept_on_purpose = {id(definition) for definition in definitions if self.is_suppressed(definition)}
+        for definition in definitions:
+            if id(definition) in kept_on_purpose:
+                self.record(definition, "reported", None, SUPPRESSED_MESSAGE)
+        definitions = [definition for definition in definitions if id(definition) not in kept_on_purpose]
         if not definitions:
             return False
         # The runner's whole-tree list, plus this file checked here as well: defence in depth, so a
@@ -107,6 +115,8 @@ class LegacyHelperCleanupRule(PrunesImportsInBlocks, PoolshiftRule):
                 + ": removing it would leave an empty module (give the module a docstring, or delete "
                 "the file yourself)",
             )
+            if site.status == "migrated"
+            else site
             for site in self.sites
         ]
         return tree

@@ -321,7 +321,38 @@ def test_status_shows_progress_per_phase(tree: Path) -> None:
     assert after["rest"]["reported"] == 1
     assert "cleanup" in after
     text = poolshift("status", ".", cwd=tree).stdout.decode()
-    assert text.splitlines()[0].split() == ["PHASE", "MIGRATED", "REMAINING", "REPORTED", "ERRORS", "STATE"]
+    assert text.splitlines()[0].split() == [
+        "PHASE",
+        "MIGRATED",
+        "REMAINING",
+        "REPORTED",
+        "SUPPRESSED",
+        "ERRORS",
+        "STATE",
+    ]
+
+
+def test_status_counts_suppressed_sites_per_phase_and_in_total(tmp_path: Path) -> None:
+    kept = SQLITE_USER + "\n\ndef kept(path):\n    return sqlite3.connect(path)  # poolshift: ignore[PS201]\n"
+    root = make_tree(tmp_path / "shop", {"app/api/handlers.py": kept.encode(), "app/kept.py": kept.encode()})
+    completed = poolshift("status", ".", "--format", "json", cwd=root)
+    assert completed.returncode == 0, completed.stderr.decode()
+    data = json.loads(completed.stdout)
+    rows = {row["phase"]: row for row in data["phases"]}
+    assert (rows["api"]["suppressed"], rows["rest"]["suppressed"], rows["cleanup"]["suppressed"]) == (1, 1, 0)
+    total = data["total"]
+    for column in ("migrated", "remaining", "reported", "suppressed", "errors"):
+        assert total[column] == sum(row[column] for row in data["phases"]), column
+    assert total["suppressed"] == 2
+    # A suppressed site is not work left: once the rest is migrated, the phase is done.
+    assert poolshift("migrate", ".", "--phase", "api", cwd=root).returncode == 0
+    text = poolshift("status", ".", cwd=root).stdout.decode().splitlines()
+    api = next(line.split() for line in text if line.startswith("api "))
+    assert api == ["api", "3", "0", "0", "1", "0", "done"]
+    assert text[-2].split()[:6] == ["total", "3", str(total["remaining"] - 3), "1", "2", "0"]
+    markdown = poolshift("status", ".", "--format", "markdown", cwd=root).stdout.decode()
+    assert "| Suppressed |" in markdown
+    assert "| total | 3 |" in markdown
 
 
 def test_help_documents_exit_codes(tmp_path: Path) -> None:
@@ -330,6 +361,8 @@ def test_help_documents_exit_codes(tmp_path: Path) -> None:
         assert completed.returncode == 0
         assert b"exit codes:" in completed.stdout
         assert b"1 migratable sites remain" in completed.stdout
+    top = poolshift("--help", cwd=tmp_path).stdout
+    assert b"explain  0 text printed; 2 no rule or reason code" in top
 
 
 def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:

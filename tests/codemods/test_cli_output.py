@@ -114,6 +114,71 @@ def test_config_file_and_exclude_on_the_command_line(tmp_path: Path) -> None:
     assert b"cannot read the configuration" in bad.stderr
 
 
+def _scanned(root: Path, *args: str, cwd: Path | None = None) -> tuple[set[str], str]:
+    """The paths of the sites ``scan -v`` finds, and the configuration line it prints on stderr."""
+    completed = poolshift("scan", *args, "-v", "--format", "json", cwd=cwd or root)
+    assert completed.returncode == 0, completed.stderr.decode()
+    sites = json.loads(completed.stdout)["sites"]
+    line = next(
+        text
+        for text in completed.stderr.decode().splitlines()
+        if text.startswith("poolshift: configuration:")
+    )
+    return {s["path"] for s in sites}, line
+
+
+def test_the_closest_configuration_file_is_found_like_ruff_finds_its_own(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "shop")  # its pyproject.toml has [tool.poolshift] (exclude tests/**)
+    paths, used = _scanned(root, ".")
+    assert "tests/test_store.py" not in paths
+    assert used == f"poolshift: configuration: {root / 'pyproject.toml'} (the closest)"
+    # In one directory: .poolshift.toml, then poolshift.toml, then pyproject.toml (ruff's order).
+    (root / "poolshift.toml").write_text('exclude = ["app/store.py"]\n')
+    paths, used = _scanned(root, ".")
+    assert "app/store.py" not in paths
+    assert "tests/test_store.py" in paths  # pyproject.toml is not merged in: one file applies
+    assert used.endswith(f"{root / 'poolshift.toml'} (the closest)")
+    (root / ".poolshift.toml").write_text('exclude = ["app/latin.py"]\n')
+    paths, used = _scanned(root, ".")
+    assert "app/latin.py" not in paths
+    assert "app/store.py" in paths
+    assert used.endswith(f"{root / '.poolshift.toml'} (the closest)")
+    # --config overrides whatever is found.
+    paths, used = _scanned(root, ".", "--config", "pyproject.toml")
+    assert "app/latin.py" in paths
+    assert "tests/test_store.py" not in paths
+    assert used.endswith(f"{root / 'pyproject.toml'} (--config)")
+
+
+def test_the_closest_file_wins_and_pyproject_without_the_table_is_skipped(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "shop")
+    sub = root / "app" / "api"
+    # A sub-project's pyproject.toml without [tool.poolshift] does not count: the root's applies.
+    (sub / "pyproject.toml").write_text('[project]\nname = "api"\n')
+    paths, used = _scanned(root, "app/api")
+    assert used.endswith(f"{root / 'pyproject.toml'} (the closest)")
+    assert "app/api/crlf.py" in paths
+    # A poolshift.toml closer to the target wins; its globs are relative to its own directory.
+    (sub / "poolshift.toml").write_text('exclude = ["crlf.py"]\n')
+    paths, used = _scanned(root, "app/api")
+    assert used.endswith(f"{sub / 'poolshift.toml'} (the closest)")
+    assert paths == {"handlers.py", "client.py"}  # paths are relative to the configuration's directory
+    # Targets whose closest files differ: one run has one configuration, so it is refused.
+    mixed = poolshift("scan", "app/api", "app/store.py", cwd=root)
+    assert mixed.returncode == 2
+    assert b"different configuration files" in mixed.stderr
+
+
+def test_a_configuration_above_the_repository_never_applies(tmp_path: Path) -> None:
+    (tmp_path / "poolshift.toml").write_text('exclude = ["app/**"]\n')
+    root = make_tree(tmp_path / "shop")
+    (root / "pyproject.toml").write_text('[project]\nname = "shop"\n')  # no [tool.poolshift]
+    paths, used = _scanned(root, ".")
+    assert "app/store.py" in paths
+    assert "none found" in used
+    assert "tests/test_store.py" in paths  # the defaults: nothing excluded
+
+
 def test_rules_and_explain(tmp_path: Path) -> None:
     table = poolshift("rules", cwd=tmp_path).stdout.decode().splitlines()
     assert table[0].split() == ["ID", "NAME", "SAFETY", "PHASE", "DESCRIPTION"]

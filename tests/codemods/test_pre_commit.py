@@ -26,7 +26,16 @@ KEPT = (
 
 
 #: What ``pip install`` of the hook repository needs (the packages are found by setuptools).
-SHIPPED = ("pyproject.toml", "README.md", ".pre-commit-hooks.yaml", "codemods", "db_utils", "migration_guide")
+SHIPPED = (
+    "pyproject.toml",
+    "MANIFEST.in",
+    "build_guide.py",  # the build step that puts the guide pages `poolshift explain` prints in the package
+    "README.md",
+    ".pre-commit-hooks.yaml",
+    "codemods",
+    "db_utils",
+    "migration_guide",
+)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,70 @@ def test_a_helper_found_only_by_behavior_is_never_removed() -> None:
     result = run_rules(source, [LegacyHelperCleanupRule], path="app/db.py", options=options)
     assert result.output is None
     assert result.sites == []
+
+
+KEPT_HELPER = """\
+\"\"\"Database access.\"\"\"
+
+import os
+
+import psycopg2
+
+
+def get_postgres_connection():  # poolshift: ignore[PS901] -- scripts outside this repository import it
+    return psycopg2.connect(host=os.environ.get("POSTGRES_HOST", "localhost"))
+
+
+# poolshift: ignore[PS901]
+def get_report_connection():
+    return psycopg2.connect(host=os.environ.get("POSTGRES_HOST", "localhost"))
+
+
+def get_batch_connection():
+    return psycopg2.connect(host=os.environ.get("POSTGRES_HOST", "localhost"))
+
+
+LIMIT = 3  # poolshift: ignore[PS901]
+"""
+PYPROJECT = (
+    '[tool.poolshift]\nlegacy_helpers = ["app.db.get_report_connection", "app.db.get_batch_connection"]\n'
+)
+
+
+def test_cli_cleanup_keeps_a_suppressed_helper_and_reports_an_unused_suppression(tmp_path: Path) -> None:
+    """Through the real CLI: the two suppressed helpers stay (one still called), the third goes."""
+    from tests.codemods.test_cli import make_tree, poolshift
+
+    caller = "from app.db import get_report_connection\n\n\ndef rows():\n    return get_report_connection()\n"
+    files = {"pyproject.toml": PYPROJECT, "app/db.py": KEPT_HELPER, "app/use.py": caller}
+    root = make_tree(tmp_path / "shop", {path: text.encode() for path, text in files.items()})
+    scan = poolshift("check", "app/db.py", "--phase", "cleanup", "--format", "json", cwd=root)
+    sites = {(s["line"], s["rule"]): s for s in json.loads(scan.stdout)["sites"]}
+    assert (sites[(8, "PS901")]["status"], sites[(8, "PS901")]["reason"]) == ("suppressed", None)
+    # Still called from app/use.py, but kept on purpose: suppressed, not "helper-still-referenced".
+    assert sites[(13, "PS901")]["status"] == "suppressed"
+    # Not suppressed: blocked, like any helper, while a helper is still referenced.
+    assert (sites[(17, "PS901")]["status"], sites[(17, "PS901")]["reason"]) == (
+        "reported",
+        "helper-still-referenced",
+    )
+    # The named code is judged only where PS901 runs; the phase's other rules leave it alone.
+    assert [line for line, rule in sites if rule == "PS000"] == [21]
+    unused = sites[(21, "PS000")]
+    assert (unused["status"], unused["reason"]) == ("reported", "unused-suppression")
+    assert scan.returncode == 1  # the unused suppression fails check
+
+    (root / "app/db.py").write_text(KEPT_HELPER.replace("LIMIT = 3  # poolshift: ignore[PS901]", "LIMIT = 3"))
+    (root / "app/use.py").write_text("def rows():\n    return []\n")
+    migrate = poolshift("migrate", ".", "--phase", "cleanup", "--format", "json", cwd=root)
+    assert migrate.returncode == 0, migrate.stderr.decode()
+    after = (root / "app/db.py").read_text()
+    assert "def get_postgres_connection():  # poolshift: ignore[PS901]" in after
+    assert "def get_report_connection():" in after
+    assert "def get_batch_connection" not in after
+    assert "import psycopg2\n" in after  # the kept helpers still use it
+    statuses = {(s["line"], s["status"]) for s in json.loads(migrate.stdout)["sites"]}
+    assert statuses == {(8, "suppressed"), (13, "suppressed"), (17, "migrated")}
+    check = poolshift("check", "app/db.py", "--select", "PS901", cwd=root)
+    assert check.returncode == 0, check.stdout.decode()  # suppressed sites do not fail check
+    assert b"2 suppressed" in check.stdout
