@@ -39,7 +39,7 @@ SQLITE_KEYWORD_ONLY = ("autocommit",)
 
 #: The message on every migrated site (db_utils/sqlite/pool.py says when the switch happens).
 WAL_NOTE = (
-    "note: the file database is switched to WAL on first use, for good; "
+    "the file database is switched to WAL on first use, for good; "
     "SQLITE_POOL_WAL=false keeps its journal mode (migration_guide/sqlite.md#wal)"
 )
 

@@ -41,7 +41,7 @@ from typing import Any
 
 from db_utils.config import check_minimum, env_bool, env_int
 from db_utils.sqlite import pragmas
-from db_utils.sqlite.target import Target
+from db_utils.sqlite.target import Target, file_identity
 from db_utils.stats import POOL_FIGURES, PoolCounters
 
 #: The pool figures, plus how many pragma values were written back on return (see pragmas.py).
@@ -128,26 +128,56 @@ class SQLitePool:
         # where the pool closes or sets aside a connection): the value each restorable pragma had before
         # a borrower first changed it, i.e. what a fresh connection with these options has.
         self._pragma_baselines: dict[sqlite3.Connection, dict[str, int]] = {}
+        # Per raw connection, the (device, inode) of the file it opened: a connection whose path now names
+        # another file, or none, is never reused (see target.py).
+        self._files: dict[sqlite3.Connection, tuple[int, int] | None] = {}
 
     # -- checkout ---------------------------------------------------------------------------------------
     def checkout(self) -> sqlite3.Connection:
-        """An idle connection, or a new one; never waits (sqlite3.connect never does)."""
+        """An idle connection, or a new one; never waits (sqlite3.connect never does).
+
+        An idle connection is reused only while the path still names the file it opened: after the file
+        was deleted, renamed or replaced, every idle connection is stale, so they are closed and a new one
+        opens whatever is at the path now, as ``sqlite3.connect`` would.
+        """
         try:
             raw = self._idle.pop()  # deque.pop is atomic: no lock needed to take a connection
         except IndexError:
-            try:
-                raw = self.options.open(self.target.open_name)
-            except Exception:
-                self.counters.add(connect_failures=1)
-                raise
-            self.adopt_new(raw)
-            self.counters.on_checkout(reused=False)
+            return self._open_new()
+        current = file_identity(self.target.file_path)
+        if current is not None and self._files.get(raw) == current:
+            self.counters.on_checkout(reused=True)
             return raw
-        self.counters.on_checkout(reused=True)
+        self.counters.add(invalidated=1)
+        self._close(raw)
+        self._close_stale_idle(current)
+        return self._open_new()
+
+    def _open_new(self) -> sqlite3.Connection:
+        try:
+            raw = self.options.open(self.target.open_name)
+        except Exception:
+            self.counters.add(connect_failures=1)
+            raise
+        self.adopt_new(raw)
+        self.counters.on_checkout(reused=False)
         return raw
+
+    def _close_stale_idle(self, current: tuple[int, int] | None) -> None:
+        """Close the idle connections that do not have the file now at the path open."""
+        with self._lock:
+            candidates = [raw for raw in self._idle if current is None or self._files.get(raw) != current]
+        for raw in candidates:
+            try:
+                self._idle.remove(raw)
+            except ValueError:
+                continue  # another thread took it meanwhile (pop is lock-free): its checkout checks it
+            self.counters.add(invalidated=1)
+            self._close(raw)
 
     def adopt_new(self, raw: sqlite3.Connection) -> None:
         """Account for a freshly opened connection and apply the one-off WAL switch to its database."""
+        self._files[raw] = file_identity(self.target.file_path)
         if not self._have_baseline:
             self._isolation_baseline = raw.isolation_level
             self._have_baseline = True
@@ -287,6 +317,7 @@ class SQLitePool:
 
     def _forget(self, raw: sqlite3.Connection) -> None:
         self._pragma_baselines.pop(raw, None)
+        self._files.pop(raw, None)
 
     def snapshot(self) -> dict[str, Any]:
         data = self.counters.snapshot()

@@ -10,6 +10,10 @@ connection its own database, or one that vanishes with its last connection; pool
 Names starting with ``file:`` are classified as URIs even when ``uri=False``, because SQLite builds with
 ``SQLITE_USE_URI=1`` (common, including this one) interpret them as URIs anyway; classifying them as URIs
 can only make poolshift more cautious.
+
+A pooled connection keeps its file open, so a file deleted, renamed or replaced between two ``connect()``
+calls would live on in the pool: sqlite3 would open (or create) whatever is at the path now, an idle pooled
+connection still reads the old inode. :func:`file_identity` is what the pool compares before reusing one.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ class Target:
     """A poolable database: the exact name to open, the identity to pool by, and whether WAL may apply.
 
     ``identity`` differs from ``open_name`` for relative URIs: their meaning depends on the current
-    directory, so the directory is part of the identity.
+    directory, so the directory is part of the identity. ``file_path`` is the absolute path of the database
+    file itself (a URI's path part), whose :func:`file_identity` the pool checks before reusing a connection.
     """
 
     open_name: str
+    file_path: str
     identity: str
     label: str
     wal_allowed: bool
@@ -47,7 +53,12 @@ def resolve_target(database: Any, uri: object) -> Target | None:
         return _resolve_uri(name)
     path = os.path.abspath(name)
     return Target(
-        open_name=path, identity=path, label=path, wal_allowed=True, cwd_independent=os.path.isabs(name)
+        open_name=path,
+        file_path=path,
+        identity=path,
+        label=path,
+        wal_allowed=True,
+        cwd_independent=os.path.isabs(name),
     )
 
 
@@ -65,8 +76,22 @@ def _resolve_uri(name: str) -> Target | None:
     absolute = os.path.isabs(path)
     identity = name if absolute else f"{os.getcwd()}{os.sep}{name}"
     return Target(
-        open_name=name, identity=identity, label=name, wal_allowed=not read_only, cwd_independent=absolute
+        open_name=name,
+        file_path=os.path.abspath(path),
+        identity=identity,
+        label=name,
+        wal_allowed=not read_only,
+        cwd_independent=absolute,
     )
+
+
+def file_identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path`` now, or None if there is none (deleted, or unreadable)."""
+    try:
+        status = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (status.st_dev, status.st_ino)
 
 
 def _truthy(values: list[str] | None) -> bool:

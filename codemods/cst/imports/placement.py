@@ -115,13 +115,11 @@ class GroupedAddImports(AddImportsVisitor):
             return updated_node
         body: list[Statement] = list(updated_node.body)
         start, end = import_block(body)
+        gap = docstring_gap(body)
         for statement in new:
-            end = self._insert(body, start, end, statement)
+            end = insert_import(body, start, end, statement, self.first_party, docstring_gap=gap)
         separate_block(body, end)
         return updated_node.with_changes(body=body)
-
-    def _insert(self, body: list[Statement], start: int, end: int, new: cst.SimpleStatementLine) -> int:
-        return insert_import(body, start, end, new, self.first_party)
 
     def _new_statements(self, module: cst.Module) -> list[cst.SimpleStatementLine]:
         """The statements LibCST's visitor would append (what is still missing after merging)."""
@@ -170,9 +168,18 @@ def import_block(body: Sequence[cst.BaseStatement]) -> tuple[int, int]:
 
 
 def insert_import(
-    body: list[Statement], start: int, end: int, new: cst.SimpleStatementLine, first_party: Collection[str]
+    body: list[Statement],
+    start: int,
+    end: int,
+    new: cst.SimpleStatementLine,
+    first_party: Collection[str],
+    *,
+    docstring_gap: bool = False,
 ) -> int:
-    """Put ``new`` into the block ``body[start:end]`` where isort would; returns the block's new end."""
+    """Put ``new`` into the block ``body[start:end]`` where isort would; returns the block's new end.
+
+    ``docstring_gap``: the module's code was set apart from its docstring (see :func:`docstring_gap`).
+    """
     section, key = _statement_section(new, first_party), _sort_key(new)
     block = [cst.ensure_type(statement, cst.SimpleStatementLine) for statement in body[start:end]]
     same = [i for i, statement in enumerate(block) if _statement_section(statement, first_party) == section]
@@ -188,8 +195,25 @@ def insert_import(
     if end > start:  # a new last group
         body.insert(end, new.with_changes(leading_lines=[cst.EmptyLine(), *new.leading_lines]))
         return end + 1
+    if start > 0 and docstring_gap and not new.leading_lines:
+        new = new.with_changes(leading_lines=[cst.EmptyLine()])
     body.insert(end, new)  # the module's first import
     return end + 1
+
+
+def docstring_gap(body: Sequence[cst.BaseStatement]) -> bool:
+    """Whether the module's code is set apart from its docstring by a blank line (ruff format's layout).
+
+    A module's first import then keeps that blank line; without one (a comment right below the
+    docstring) it goes right below the docstring, as the user wrote the rest.
+    """
+    if len(body) < 2 or not _is_docstring(body[0]):
+        return False
+    following = body[1]
+    if not isinstance(following, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+        return False
+    lines = following.leading_lines
+    return bool(lines) and lines[0].comment is None
 
 
 def separate_block(body: list[Statement], end: int) -> None:
@@ -280,7 +304,8 @@ def place_changed_imports(
     for index in reversed(changed):  # from the end, so the indices still to take stay valid
         taken, end = _remove(body, index, start, end)
         moved.insert(0, taken)
+    gap = docstring_gap(before.body)
     for line in moved:
-        end = insert_import(body, start, end, line, first_party)
+        end = insert_import(body, start, end, line, first_party, docstring_gap=gap)
     separate_block(body, end)
     return after.with_changes(body=body)

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 import libcst as cst
 from libcst.metadata import Assignment, ImportAssignment, Scope
 
+from codemods.cst.imports.rewriting import with_blank_lines
+
 
 class _NodeIds(cst.CSTVisitor):
     def __init__(self) -> None:
@@ -136,19 +138,27 @@ class ImportPruner:
         """Remove emptied import lines; their comment lines move to the next statement (comments survive)."""
         result: list[cst.BaseStatement] = []
         carried: list[cst.EmptyLine] = []
+        blanks: list[cst.EmptyLine] = []  # above removed lines without comments: the separation they had
         for statement in body:
             if id(statement) in self.emptied and isinstance(statement, cst.SimpleStatementLine):
                 # Blank lines and comments above the import stay where they were; a comment after it
                 # gets its own line.
-                if any(line.comment is not None for line in statement.leading_lines):
-                    carried.extend(statement.leading_lines)
                 trailing = self.trailing_comments.get(id(statement))
+                if trailing is not None or any(line.comment is not None for line in statement.leading_lines):
+                    carried.extend(statement.leading_lines)
+                elif not carried:
+                    blanks = max(blanks, list(statement.leading_lines), key=len)
                 if trailing is not None:
                     carried.append(cst.EmptyLine(comment=trailing))
                 continue
-            if carried and isinstance(statement, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
-                result.append(statement.with_changes(leading_lines=[*carried, *statement.leading_lines]))
-                carried = []
+            if (carried or blanks) and isinstance(
+                statement, (cst.SimpleStatementLine, cst.BaseCompoundStatement)
+            ):
+                leading = [*carried, *statement.leading_lines]
+                if not carried:
+                    leading = with_blank_lines(statement.leading_lines, blanks)
+                result.append(statement.with_changes(leading_lines=leading))
+                carried, blanks = [], []
             else:
                 result.append(statement)
         return result, [*carried, *footer]

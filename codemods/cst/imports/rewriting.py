@@ -57,7 +57,9 @@ class CommentKeepingRemoveImports(RemoveImportsVisitor):
 
     The stock visitor drops a whole ``import sqlite3  # driver`` line, with the comment lines above it.
     Here those comments (the trailing one as a line of its own) are prepended to the next statement of the
-    same block, or become the block's footer when nothing follows.
+    same block, or become the block's footer when nothing follows. The blank lines that separated a removed
+    line from the code above it still separate the next statement, when it had none of its own (``x()``,
+    blank line, ``import sqlite3``, ``import json``: ``import json`` stays apart from ``x()``).
     """
 
     def __init__(
@@ -96,15 +98,21 @@ class CommentKeepingRemoveImports(RemoveImportsVisitor):
         remaining = iter(updated)
         for statement in original:
             if statement in self._emptied:
-                pending += self._emptied[statement]
+                removed = self._emptied[statement]
+                if any(line.comment for line in [*pending, *removed]):
+                    pending += removed
+                else:  # blank lines only: the widest separation, not their sum
+                    pending = max(pending, removed, key=len)
                 continue
             new_statement = next(remaining)
             if pending and isinstance(new_statement, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
                 leading = [*pending, *new_statement.leading_lines]
+                if not any(line.comment for line in pending):
+                    leading = with_blank_lines(new_statement.leading_lines, pending)
                 new_statement = new_statement.with_changes(leading_lines=leading)
                 pending = []
             body.append(new_statement)
-        return body, pending
+        return body, [line for line in pending if line.comment is not None]
 
 
 def removal_batches(
@@ -127,9 +135,19 @@ def removal_batches(
     return batches
 
 
+def with_blank_lines(
+    leading: Sequence[cst.EmptyLine], blanks: Sequence[cst.EmptyLine]
+) -> list[cst.EmptyLine]:
+    """``leading`` lines of a statement that follows removed ones whose only lines above were ``blanks``."""
+    if leading and leading[0].comment is None:
+        return list(leading)  # it is already set apart from what precedes it
+    return [*blanks, *leading]
+
+
 def _comment_lines(line: cst.SimpleStatementLine) -> list[cst.EmptyLine]:
-    """The comment lines above ``line`` (with the blank lines between them) and its trailing comment."""
-    lines = list(line.leading_lines) if any(empty.comment for empty in line.leading_lines) else []
+    """The lines above ``line`` (comments, and the blank lines that set it apart from the code above) and
+    its trailing comment as a line of its own."""
+    lines = list(line.leading_lines)
     trailing = line.trailing_whitespace.comment
     if trailing is not None:
         lines.append(cst.EmptyLine(comment=trailing))
