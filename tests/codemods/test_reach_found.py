@@ -1,16 +1,14 @@
 """What running poolshift on real public projects found in files the reach task does not own.
 
 Each test is the smallest synthetic reproduction (our own code, not the project's) of what was observed,
-run through the real CLI, and is marked ``xfail(strict=True)``: the owner's fix flips it to a pass, and
-then the marker comes off.
+run through the real CLI. A bug not fixed yet is marked ``xfail(strict=True)``: the owner's fix flips it to
+a pass, and then the marker comes off (as it has for every test here).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import pytest
 
 from tests.codemods.test_cli import poolshift
 
@@ -32,11 +30,6 @@ def get_db():
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reach: PS101 reports a yielded connection as none-guard-differs ('there is no `if not conn:` "
-    "guard'), advice that cannot help: with the guard added it is conn-escapes-scope, the real reason",
-)
 def test_a_yielded_connection_is_reported_as_escaping_not_as_a_missing_guard(tmp_path: Path) -> None:
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "db.py").write_bytes(YIELDED_DEPENDENCY)
