@@ -65,6 +65,8 @@ def _classify(statement: str) -> int:
     leading = match.group(1).lower() if match else ""
     if leading in _UNRESETTABLE_LEADING:
         return UNRESETTABLE
+    if leading == "show" and ";" not in statement.rstrip().rstrip(";"):
+        return CLEAN  # one SHOW only reads a setting (``SHOW client_encoding`` changes nothing)
     effect = CLEAN
     if leading in _LEADING_SESSION and not _is_transaction_scoped(statement, match):
         effect = SESSION_STATE
