@@ -124,8 +124,11 @@ class PooledConnection:
         cursor = self._connection().cursor(*args, **kwargs)
         # The cursor keeps the lease (and its connection) alive. A cursor class without a __dict__ cannot
         # (rare: every factory psycopg2 ships has one); it is still closed when the lease ends.
-        with contextlib.suppress(AttributeError):
+        # Optimisation: not contextlib.suppress, which builds a context manager on every cursor.
+        try:  # noqa: SIM105
             cursor.poolshift_lease = self
+        except AttributeError:
+            pass
         cursors = self._cursors
         if cursors is None:
             object.__setattr__(self, "_cursors", [weakref.ref(cursor)])
