@@ -108,7 +108,7 @@ class PooledConnection:
     def dbapi_connection(self) -> Any:
         """The real psycopg2 connection, for C-level APIs that reject wrappers (e.g. ``register_type``).
 
-        State set on it directly is checked on return: a connection that cannot be reset is discarded.
+        State set on it directly is reset on return; a connection that cannot be reset is discarded.
         """
         return self._connection()
 
@@ -185,8 +185,8 @@ def driver_connection(obj: Any) -> Any:
     ``quote_ident``, ``adapt(x).prepare``, ``register_type``, ``extras.register_uuid``/``_json``/
     ``_jsonb``/``hstore``/``composite``, ``encrypt_password``): the codemod wraps their argument in this
     call, which is correct before pooling (a plain connection or cursor passes through) and after. A
-    typecaster registered on the real connection makes it unresettable: it is closed on return, so the
-    next borrower never inherits it. Cursors are never wrapped: a pooled handle's cursors are real.
+    typecaster registered on the real connection is removed when it is returned, so the next borrower
+    never inherits it. Cursors are never wrapped: a pooled handle's cursors are real.
     """
     if isinstance(obj, PooledConnection):
         return obj._connection()
