@@ -328,6 +328,10 @@ def _ping(dbapi_connection: Any, counters: PoolCounters, timeout: float) -> None
     try:
         with guard, plain_cursor(dbapi_connection) as cursor:
             cursor.execute("SELECT 1")
+            if not dbapi_connection.autocommit:
+                # psycopg2 opened a transaction for the ping: end it, or the borrower's first
+                # ``conn.autocommit = True`` fails ("set_session cannot be used inside a transaction").
+                dbapi_connection.rollback()
     except psycopg2.Error as error:
         if not guard.fired:
             counters.add(ping_failures=1)
