@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import psycopg2
+import psycopg2.extensions
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
@@ -320,18 +321,29 @@ def _socket_closed(info: dict[str, Any], dbapi_connection: Any) -> bool:
         return True
 
 
+_AUTOCOMMIT: Any = psycopg2.extensions.connection.autocommit
+
+
 def _ping(dbapi_connection: Any, counters: PoolCounters, timeout: float) -> None:
     """``SELECT 1`` on a plain cursor, within ``timeout``: a user's connection class may refuse
     ``cursor()`` (``LoggingConnection`` before ``initialize()``) or return rows of another shape."""
     counters.add(pings=1)
     guard = Deadline(dbapi_connection.fileno(), timeout)
     try:
-        with guard, plain_cursor(dbapi_connection) as cursor:
-            cursor.execute("SELECT 1")
-            if not dbapi_connection.autocommit:
-                # psycopg2 opened a transaction for the ping: end it, or the borrower's first
-                # ``conn.autocommit = True`` fails ("set_session cannot be used inside a transaction").
-                dbapi_connection.rollback()
+        with guard:
+            # In autocommit mode (a client-side flag: no round trip) the ping is one round trip with no
+            # BEGIN, and leaves no transaction open: otherwise the borrower's first
+            # ``conn.autocommit = True`` fails ("set_session cannot be used inside a transaction").
+            # The base class's attribute: a connection class may guard its own (PgBouncer mode).
+            switch = not _AUTOCOMMIT.__get__(dbapi_connection)
+            if switch:
+                _AUTOCOMMIT.__set__(dbapi_connection, True)
+            try:
+                with plain_cursor(dbapi_connection) as cursor:
+                    cursor.execute("SELECT 1")
+            finally:
+                if switch:
+                    _AUTOCOMMIT.__set__(dbapi_connection, False)
     except psycopg2.Error as error:
         if not guard.fired:
             counters.add(ping_failures=1)
