@@ -10,7 +10,9 @@ caches, the pool), then ``list(map(operation, range(N)))``, so exactly the N ope
 few instructions of ``map`` per item) are counted. The PostgreSQL server is started by this script, over
 TCP with scram auth, as in ``bench_postgres.py``.
 
-    python bench/callgrind_postgres.py [--ops N] [--top K]      # writes bench/results/callgrind_postgres.json
+    python bench/callgrind_postgres.py [--ops N] [--top K] [--split]
+
+(writes bench/results/callgrind_postgres.json; ``--split`` also counts the parts of our op)
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ THREADED = "psycopg2 ThreadedConnectionPool"
 OURS_EXECUTE = "db_utils execute_with_pool"
 OURS_LEGACY = "db_utils get_postgres_connection+close"
 CONTENDERS = (LIMIT, THREADED, OURS_EXECUTE, OURS_LEGACY)
+# --split: where our instructions go (each minus the next-smaller one is one component's share).
+SPLIT_QUEUE = "split: FairQueuePool get + return"
+SPLIT_LEND = "split: checkout + return, no query"
+SPLIT_HELD = "split: SELECT 1 + rollback on a held handle"
+SPLIT = (SPLIT_QUEUE, SPLIT_LEND, SPLIT_HELD)
 WARM_UP_OPS = 20
 # Collection is on only inside this C function of CPython: the child's measured loop runs in it.
 COLLECT_INSIDE = "map_next"
@@ -68,6 +75,8 @@ def operation_for(name: str, dsn: str) -> Callable[[int], object]:
         return threaded
     if name == OURS_EXECUTE:
         return lambda _: db_utils.execute_with_pool(_run_on)
+    if name in SPLIT:
+        return _split_operation(name)
     if name == OURS_LEGACY:
 
         def legacy(_: int) -> object:
@@ -82,6 +91,39 @@ def operation_for(name: str, dsn: str) -> Callable[[int], object]:
     raise SystemExit(f"unknown contender {name!r}")
 
 
+def _split_operation(name: str) -> Callable[[int], object]:
+    """One component of our op alone, on the default pool (see SPLIT)."""
+    import db_utils
+    from bench.bench_postgres import _run_on
+    from db_utils.postgres.lending import lend
+    from db_utils.postgres.registry import pool_for
+
+    engine, state = pool_for(None)
+    if name == SPLIT_QUEUE:
+        pool: Any = engine.pool
+
+        def queue(_: int) -> object:
+            pool._do_return_conn(pool._do_get())
+            return (1,)
+
+        return queue
+    if name == SPLIT_LEND:
+
+        def lend_and_return(_: int) -> object:
+            lend(engine, state, None).close()
+            return (1,)
+
+        return lend_and_return
+    held = db_utils.get_postgres_connection()
+
+    def on_held(_: int) -> object:
+        row = _run_on(held)
+        held.rollback()
+        return row
+
+    return on_held
+
+
 def child(name: str, ops: int) -> None:
     """Run inside valgrind: warm up, then the measured loop inside ``map``."""
     operation = operation_for(name, os.environ["POOLSHIFT_BENCH_DSN"])
@@ -93,7 +135,7 @@ def child(name: str, ops: int) -> None:
 
 def count(name: str, ops: int, env: dict[str, str], workdir: Path, top: int) -> dict[str, Any]:
     """Run one contender under callgrind; instructions per op and, optionally, its top C functions."""
-    out = workdir / f"callgrind.{CONTENDERS.index(name)}.out"
+    out = workdir / f"callgrind.{(CONTENDERS + SPLIT).index(name)}.out"
     command = [
         "valgrind",
         "--tool=callgrind",
@@ -131,7 +173,7 @@ def _top_functions(out: Path, top: int) -> list[str]:
     return [line for line in lines if "PROGRAM TOTALS" not in line][:top]
 
 
-def run(ops: int, top: int) -> dict[str, Any]:
+def run(ops: int, top: int, split: bool = False) -> dict[str, Any]:
     from bench.common import environment, write_document
     from testservers.postgres import launch_postgres
 
@@ -141,7 +183,8 @@ def run(ops: int, top: int) -> dict[str, Any]:
     try:
         env = {**os.environ, "DATABASE_URL": server.url, "POOLSHIFT_BENCH_DSN": server.dsn}
         with tempfile.TemporaryDirectory() as workdir:
-            results = [count(name, ops, env, Path(workdir), top) for name in CONTENDERS]
+            names = CONTENDERS + (SPLIT if split else ())
+            results = [count(name, ops, env, Path(workdir), top) for name in names]
     finally:
         server.stop()
     by_name = {r["name"]: r["per_op"] for r in results}
@@ -173,12 +216,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--ops", type=int, default=2000, help="measured operations per contender")
     parser.add_argument("--top", type=int, default=0, help="also list each contender's top K C functions")
+    parser.add_argument(
+        "--split", action="store_true", help="also count the components of our op (queue, checkout, query)"
+    )
     parser.add_argument("--child", metavar="CONTENDER", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(args.child, args.ops)
     else:
-        run(args.ops, args.top)
+        run(args.ops, args.top, args.split)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import psycopg2
+import psycopg2.extensions
 import pytest
 from sqlalchemy.pool import QueuePool
 
@@ -59,6 +60,20 @@ def test_a_connection_killed_while_idle_is_replaced_without_a_round_trip(pg, cle
     assert stats["pings"] == 0
     assert stats["invalidated"] == 1
     assert (stats["checkouts"], stats["checkins"], stats["recycled"]) == (2, 2, 0)
+
+
+def test_a_pinged_connection_is_handed_out_outside_a_transaction(clean_env):
+    # The ping's own transaction is ended: the borrower can still switch to autocommit.
+    clean_env.setenv("DB_POOL_PING_AFTER", "0")
+    with db_utils.get_pooled_connection() as conn:
+        backend_pid(conn)
+    conn = db_utils.get_postgres_connection()
+    try:
+        assert conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        conn.autocommit = True
+    finally:
+        conn.close()
+    assert figures()["pings"] == 1
 
 
 def test_recently_used_connection_skips_the_ping(clean_env):

@@ -188,7 +188,7 @@ def test_registered_typecasters_work_and_never_reach_the_next_borrower(
     assert fetch(conn, query) == registered  # (a composite comes back as a namedtuple: equal to a tuple)
     conn.close()
     conn = borrowers(extension_db)[borrower]()
-    assert conn.info.backend_pid != pid  # closed on return, not reused
+    assert conn.info.backend_pid == pid  # reused: the reset put the connect-time typecasters back
     assert fetch(conn, query) == plain
     conn.close()
     # The same calls on a plain psycopg2 connection: driver_connection hands it through unchanged.

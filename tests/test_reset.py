@@ -182,7 +182,7 @@ def test_client_encoding_set_in_sql_is_discarded():
     assert discarded() == 1
 
 
-def test_typecaster_registered_on_the_connection_is_discarded():
+def test_typecaster_registered_on_the_connection_is_undone_and_the_connection_reused():
     conn = next_borrower()
     pid = conn.get_backend_pid()
     as_float = psycopg2.extensions.new_type(
@@ -192,11 +192,43 @@ def test_typecaster_registered_on_the_connection_is_discarded():
     assert one(conn, "SELECT 1") == 1.0
     conn.close()
     conn = next_borrower()
-    assert conn.get_backend_pid() != pid
+    assert conn.get_backend_pid() == pid
     assert one(conn, "SELECT 1") == 1
     assert isinstance(one(conn, "SELECT 1"), int)
     conn.close()
-    assert discarded() == 1
+    assert discarded() == 0
+
+
+def test_helper_registering_jsonb_on_every_connect_reuses_its_connection():
+    """The reuse hole: a helper that calls register_default_jsonb on each connection it hands out."""
+
+    def get_db():
+        conn = db_utils.get_postgres_connection()
+        psycopg2.extras.register_default_jsonb(conn.dbapi_connection, loads=lambda s: ("j", s))
+        return conn
+
+    pids = set()
+    for _ in range(5):
+        conn = get_db()
+        pids.add(conn.get_backend_pid())
+        assert one(conn, """SELECT '{"a": 1}'::jsonb""") == ("j", '{"a": 1}')
+        conn.close()
+    assert len(pids) == 1
+    assert discarded() == 0
+    conn = next_borrower()  # a borrower that registers nothing gets psycopg2's own jsonb parsing
+    assert one(conn, """SELECT '{"a": 1}'::jsonb""") == {"a": 1}
+    conn.close()
+
+
+def test_show_client_encoding_keeps_the_connection():
+    conn = next_borrower()
+    pid = conn.get_backend_pid()
+    assert one(conn, "SHOW client_encoding") == "UTF8"
+    conn.close()
+    conn = next_borrower()
+    assert conn.get_backend_pid() == pid
+    conn.close()
+    assert discarded() == 0
 
 
 def test_connection_killed_while_checked_out_is_not_reused(pg):

@@ -38,6 +38,8 @@ from sqlalchemy.engine import URL, Engine
 
 from db_utils.postgres.deadline import Deadline
 from db_utils.postgres.instrument import PoolState, PoolTimeoutError
+from db_utils.postgres.leases import borrower_location
+from db_utils.postgres.lending import lend
 from db_utils.postgres.proxy import PooledConnection
 from db_utils.postgres.registry import pool_for
 from db_utils.postgres.settings import resolve_settings
@@ -89,7 +91,7 @@ def open_source(source: Source) -> Any:
 
 
 def _checkout(engine: Engine, state: PoolState, checked_out_at: str | None = None) -> PooledConnection:
-    return PooledConnection(engine.raw_connection(), state.display_url, checked_out_at)
+    return lend(engine, state, checked_out_at or borrower_location())
 
 
 class get_pooled_connection:
@@ -229,11 +231,10 @@ def _attempt(operation: Callable[[Any], T], opener: Callable[[], Any], idempoten
         if not isinstance(error, _NEVER_RETRIED) and _is_disconnect(error, connection):
             # Retry only if the work surely died with the connection (see the module docstring).
             error.poolshift_retryable = idempotent or not _may_have_committed(connection, committing)
-            if isinstance(connection, PooledConnection) and connection._fairy is not None:
+            if isinstance(connection, PooledConnection):
                 # A disconnect usually means a restart or failover: every pooled connection older than
-                # now is suspect. Mark them all for replacement (SQLAlchemy's Connection does the same);
-                # this is the pool's long-standing internal API, with no public equivalent.
-                connection._fairy._pool._invalidate(connection._fairy, error)
+                # now is suspect. Mark them all for replacement (SQLAlchemy's Connection does the same).
+                connection._invalidate_pool(error)
         raise
     finally:
         connection.close()  # rolls back on failure; a broken connection is discarded, not reused

@@ -26,7 +26,8 @@ from sqlalchemy.engine import URL
 
 from db_utils.config import EnvironSignature
 from db_utils.postgres.driver import tracked_connection_class
-from db_utils.postgres.proxy import PooledConnection, checkout_location
+from db_utils.postgres.lending import lend
+from db_utils.postgres.proxy import checkout_location
 from db_utils.postgres.registry import parameters_pool
 from db_utils.postgres.settings import redact_url
 
@@ -125,7 +126,7 @@ def connect(
         _warn_unpooled()
         return psycopg2.connect(merged, connection_factory, cursor_factory)
     engine, state = entry
-    return PooledConnection(engine.raw_connection(), state.display_url, checkout_location(1))
+    return lend(engine, state, checkout_location(1))
 
 
 def _poolable_factory(factory: Any) -> bool:

@@ -22,7 +22,13 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions as pgext
 
-from db_utils.postgres.statements import CLEAN, SESSION_STATE, classify_query, database_ddl_target
+from db_utils.postgres.statements import (
+    CLEAN,
+    SESSION_STATE,
+    classify_query,
+    statement_facts,
+    statement_facts_cache,
+)
 
 _UUID_OID = 2950
 _UUID_ARRAY_OID = 2951
@@ -44,13 +50,14 @@ class _TrackingCursorMixin:
     connection: TrackedConnection
 
     def execute(self, query: Any, vars: Any = None) -> Any:
-        effect = classify_query(query, self.connection)
-        if effect:  # Optimisation: CLEAN (0) cannot raise the maximum, skip the read-modify-write
+        # Optimisation: the everyday statement is a str seen before: one dict read.
+        facts = statement_facts_cache.get(query) if type(query) is str else None
+        effect, target = facts if facts is not None else statement_facts(query, self.connection)
+        if effect:  # CLEAN (0) cannot raise the maximum, skip the read-modify-write
             self.connection.session_effect = max(self.connection.session_effect, effect)
-        hook = before_database_ddl
-        if hook is not None:
-            target = database_ddl_target(query, self.connection)
-            if target is not None:
+        if target is not None:
+            hook = before_database_ddl
+            if hook is not None:
                 hook(target)
         return super().execute(query, vars)  # type: ignore[misc]
 

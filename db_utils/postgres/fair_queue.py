@@ -9,6 +9,7 @@ connection straight to the oldest waiting thread instead, as psycopg_pool and Hi
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import weakref
@@ -90,6 +91,12 @@ class FairQueuePool(QueuePool):
         super().__init__(*args, **kwargs)
         self._handoff_lock = threading.Lock()
         self._waiters: deque[_Waiter] = deque()  # oldest first
+        # The idle queue's own deque and its bound, for the fast paths of _do_get and _do_return_conn.
+        idle = self._pool
+        assert isinstance(idle, _IdleConnections)
+        self._idle: deque[ConnectionPoolEntry] = idle.queue
+        self._idle_limit = idle.maxsize if idle.maxsize > 0 else sys.maxsize
+        self._lifo = idle.use_lifo
         _live_pools.add(self)
 
     def waiting(self) -> int:
@@ -99,6 +106,16 @@ class FairQueuePool(QueuePool):
 
     def _do_get(self) -> ConnectionPoolEntry:
         with self._handoff_lock:
+            # Optimisation: the everyday case (nobody waits, a connection is idle) without the queue
+            # object's calls and mutex; each deque operation is atomic. dispose() may empty the queue
+            # concurrently (it takes no hand-off lock), hence the IndexError.
+            if not self._waiters:
+                idle = self._idle
+                if idle:
+                    try:
+                        return idle.pop() if self._lifo else idle.popleft()
+                    except IndexError:
+                        pass
             handed = self._take_without_waiting()
             if handed is None:
                 waiter = _Waiter(self._handoff_lock)
@@ -228,13 +245,14 @@ class FairQueuePool(QueuePool):
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
         with self._handoff_lock:
-            if self._hand_to_oldest(record):
+            if self._waiters:
+                self._hand_to_oldest(record)
                 return
-            try:
-                self._pool.put(record, False)
+            # Optimisation: the queue's put() written out; every put happens under this lock, so the
+            # length read and the append cannot be interleaved with another put.
+            if len(self._idle) < self._idle_limit:
+                self._idle.append(record)
                 return
-            except sqla_queue.Full:
-                pass
         # Beyond pool_size with nobody waiting: close the overflow connection, as QueuePool does.
         try:
             record.close()

@@ -8,7 +8,7 @@ dispatcher to the recreated pool):
   and recycles.
 - ``checkout``: refuse a connection whose socket shows the server closed it (no round trip), validate
   one that sat idle longer than ``ping_after`` with a ping bounded by ``ping_timeout`` (HikariCP's
-  trick, see :func:`_check_out`), refuse connections inherited across ``fork()``; count checkouts and
+  trick, see :func:`check_out`), refuse connections inherited across ``fork()``; count checkouts and
   reuses.
 - ``reset`` (SQLAlchemy's own reset is switched off with ``pool_reset_on_return=None``): run
   :func:`db_utils.postgres.reset.reset_connection`; a connection that cannot be reset is invalidated here,
@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import psycopg2
+import psycopg2.extensions
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
@@ -60,6 +61,7 @@ _DISCARDING = "poolshift_discarding"
 _EVER_CONNECTED = "poolshift_ever_connected"
 _WAS_INVALIDATED = "poolshift_was_invalidated"
 _CONNECTED_AT = "poolshift_connected_at"  # time.time() of the record's latest connect, as SQLAlchemy's
+_POLLER = "poolshift_poller"  # the poll object over the connection's socket (see _socket_closed)
 _CHECKED_OUT = "poolshift_checked_out"  # the checkout event ran and was counted; the checkin must be too
 
 
@@ -219,8 +221,10 @@ def install(engine: Engine, state: PoolState) -> None:
         dbapi_connection.poolshift_opening = False
         restore_plain_psycopg2_typecasters(dbapi_connection)
         state.database = dbapi_connection.info.dbname
-        record.info[_BASELINE] = Baseline.of(dbapi_connection)
-        record.info[_PID] = _this_process
+        info = record.info
+        info[_BASELINE] = Baseline.of(dbapi_connection)
+        info[_PID] = _this_process
+        info[_POLLER] = _poller(dbapi_connection)
         lifetime = record.record_info
         if lifetime is not None:
             if lifetime.get(_EVER_CONNECTED) and not lifetime.pop(_WAS_INVALIDATED, False):
@@ -236,27 +240,12 @@ def install(engine: Engine, state: PoolState) -> None:
 
     @event.listens_for(engine.pool, "checkout")
     def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
-        _check_out(state, dbapi_connection, record)
+        check_out(state, dbapi_connection, record)
 
     @event.listens_for(engine.pool, "reset")
     def _on_reset(dbapi_connection: Any, record: ConnectionPoolEntry, reset_state: Any) -> None:
-        if reset_state.terminate_only:
-            return  # detached: SQLAlchemy closes it right after
-        info = record.info
-        baseline = info.get(_BASELINE)
-        if info.get(_PID) != _this_process:
-            reason: str | None = "connection inherited from the parent process after fork()"
-        elif baseline is None:
-            reason = "connection not opened by this pool"
-        else:
-            reason = reset_connection(dbapi_connection, baseline)
-        if reason is None:
-            info[_LAST_RETURNED] = time.monotonic()
-            return
-        logger.debug("discarding a connection to %s: %s", state.display_url, reason)
-        info[_DISCARDING] = True
-        state.counters.add(discarded_dirty=1)
-        record.invalidate()  # closes it now; the record reconnects on its next checkout
+        if not reset_state.terminate_only:  # detached: SQLAlchemy closes it right after
+            reset_on_return(state, dbapi_connection, record)
 
     @event.listens_for(engine.pool, "invalidate")
     def _on_invalidate(dbapi_connection: Any, record: ConnectionPoolEntry, exception: Any) -> None:
@@ -267,7 +256,27 @@ def install(engine: Engine, state: PoolState) -> None:
             state.counters.add(invalidated=1)
 
 
-def _check_out(state: PoolState, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+def reset_on_return(state: PoolState, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    """Reset a returned connection for its next borrower, or invalidate it (closed now, reconnected at its
+    next checkout) when it cannot be reset. Never raises about the connection: a failure is a reason."""
+    info = record.info
+    baseline = info.get(_BASELINE)
+    if info.get(_PID) != _this_process:
+        reason: str | None = "connection inherited from the parent process after fork()"
+    elif baseline is None:
+        reason = "connection not opened by this pool"
+    else:
+        reason = reset_connection(dbapi_connection, baseline)
+    if reason is None:
+        info[_LAST_RETURNED] = time.monotonic()
+        return
+    logger.debug("discarding a connection to %s: %s", state.display_url, reason)
+    info[_DISCARDING] = True
+    state.counters.add(discarded_dirty=1)
+    record.invalidate()  # closes it now; the record reconnects on its next checkout
+
+
+def check_out(state: PoolState, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
     """Validate a reused connection without a round trip, and with one only if idle past ``ping_after``.
 
     SQLAlchemy's ``pool_pre_ping`` costs a round trip on *every* checkout. HikariCP skips validation for
@@ -283,7 +292,7 @@ def _check_out(state: PoolState, dbapi_connection: Any, record: ConnectionPoolEn
     last_returned = info.get(_LAST_RETURNED)
     counters = state.counters
     if last_returned is not None:
-        if _socket_closed(dbapi_connection):
+        if _socket_closed(info, dbapi_connection):
             raise exc.DisconnectionError("the server closed the connection while it was idle")
         settings = state.settings
         if settings.pre_ping and time.monotonic() - last_returned >= settings.ping_after:
@@ -297,19 +306,34 @@ def _check_out(state: PoolState, dbapi_connection: Any, record: ConnectionPoolEn
 _READABLE = select.POLLIN | select.POLLPRI
 
 
-def _socket_closed(dbapi_connection: Any) -> bool:
+def _poller(dbapi_connection: Any) -> Any:
+    """A poll object watching the connection's socket for "readable": made once per connection (its
+    socket never changes), so the check at each checkout is one system call and no allocation."""
+    try:
+        poller = select.poll()
+        poller.register(dbapi_connection.fileno(), _READABLE)
+    except (OSError, ValueError, psycopg2.Error):  # no socket: the checkout check says "closed"
+        return None
+    return poller
+
+
+def _socket_closed(info: dict[str, Any], dbapi_connection: Any) -> bool:
     """True if the idle connection's socket is readable or in error right now: closed or reset.
 
     An idle connection, reset on return, has nothing to read: the server only talks when asked (LISTEN,
     which leaves unsolicited messages, marks the session for DISCARD ALL). Readable therefore means the
     server's FATAL goodbye or EOF. A non-blocking poll costs no round trip.
     """
-    try:
-        poller = select.poll()
-        poller.register(dbapi_connection.fileno(), _READABLE)
-        return bool(poller.poll(0))
-    except (OSError, ValueError, psycopg2.Error):  # no socket any more
+    poller = info.get(_POLLER)
+    if poller is None or dbapi_connection.closed:
         return True
+    try:
+        return bool(poller.poll(0))
+    except (OSError, ValueError):  # no socket any more
+        return True
+
+
+_AUTOCOMMIT: Any = psycopg2.extensions.connection.autocommit
 
 
 def _ping(dbapi_connection: Any, counters: PoolCounters, timeout: float) -> None:
@@ -318,8 +342,20 @@ def _ping(dbapi_connection: Any, counters: PoolCounters, timeout: float) -> None
     counters.add(pings=1)
     guard = Deadline(dbapi_connection.fileno(), timeout)
     try:
-        with guard, plain_cursor(dbapi_connection) as cursor:
-            cursor.execute("SELECT 1")
+        with guard:
+            # In autocommit mode (a client-side flag: no round trip) the ping is one round trip with no
+            # BEGIN, and leaves no transaction open: otherwise the borrower's first
+            # ``conn.autocommit = True`` fails ("set_session cannot be used inside a transaction").
+            # The base class's attribute: a connection class may guard its own (PgBouncer mode).
+            switch = not _AUTOCOMMIT.__get__(dbapi_connection)
+            if switch:
+                _AUTOCOMMIT.__set__(dbapi_connection, True)
+            try:
+                with plain_cursor(dbapi_connection) as cursor:
+                    cursor.execute("SELECT 1")
+            finally:
+                if switch:
+                    _AUTOCOMMIT.__set__(dbapi_connection, False)
     except psycopg2.Error as error:
         if not guard.fired:
             counters.add(ping_failures=1)

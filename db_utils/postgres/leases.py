@@ -27,15 +27,20 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.
 
 
 class Lease:
-    """One checked-out connection: its pool's fairy, where and when it was borrowed."""
+    """One checked-out connection: its pool, where and when it was borrowed, and how it goes back.
 
-    __slots__ = ("display_url", "fairy", "since", "warned", "where")
+    Subclasses say how a connection is returned or discarded (:mod:`db_utils.postgres.lending`): one
+    lease object per pooled connection, re-armed at each checkout, or one per checkout of SQLAlchemy's
+    own path. A lease is only ever in :data:`outstanding` while its connection is checked out.
+    """
 
-    def __init__(self, fairy: Any, display_url: str, where: str | tuple[str, int] | None) -> None:
-        self.fairy = fairy
+    __slots__ = ("display_url", "pool", "since", "warned", "where")
+
+    def __init__(self, pool: Any, display_url: str) -> None:
+        self.pool = pool
         self.display_url = display_url
-        self.where = where
-        self.since = time.monotonic()
+        self.where: str | tuple[str, int] | None = None
+        self.since = 0.0
         self.warned = False
 
     def location(self) -> str:
@@ -43,6 +48,19 @@ class Lease:
         if where is None:
             return "<unknown>"
         return where if isinstance(where, str) else f"{where[0]}:{where[1]}"
+
+    def give_back(self) -> None:
+        """Return the connection to its pool (reset there, or discarded if it cannot be)."""
+        raise NotImplementedError
+
+    def invalidate(self, error: BaseException | None = None) -> None:
+        """Close the connection for real; its pool slot is freed (the next checkout reconnects)."""
+        raise NotImplementedError
+
+    def invalidate_pool(self, error: BaseException) -> None:
+        """After a disconnect: mark every connection of the pool as old as this one for replacement, and
+        close this one (SQLAlchemy's ``Pool._invalidate``)."""
+        raise NotImplementedError
 
 
 # Handle weakref -> its lease. Holding the weakref here keeps it alive after its handle dies, so its
@@ -60,11 +78,7 @@ def borrower_location() -> tuple[str, int] | None:
 
 def holders(pool: Any, limit: int = 5) -> str:
     """The call sites holding ``pool``'s connections, most frequent first: ``a.py:3 (2), b.py:9 (1)``."""
-    counts = Counter(
-        lease.location()
-        for lease in outstanding.copy().values()
-        if getattr(lease.fairy, "_pool", None) is pool
-    )
+    counts = Counter(lease.location() for lease in outstanding.copy().values() if lease.pool is pool)
     shown = ", ".join(f"{where} ({n})" for where, n in counts.most_common(limit))
     more = len(counts) - limit
     return shown + (f" and {more} more call site(s)" if more > 0 else "")
@@ -113,5 +127,5 @@ def _sweep() -> float:
 
 
 def _threshold(lease: Lease) -> float:
-    state = getattr(getattr(lease.fairy, "_pool", None), "poolshift_state", None)
+    state = getattr(lease.pool, "poolshift_state", None)
     return float(state.settings.leak_threshold) if state is not None else 0.0

@@ -30,7 +30,7 @@ from typing import Any
 
 import psycopg2
 
-from db_utils.postgres.leases import Lease, borrower_location, outstanding
+from db_utils.postgres.leases import Lease, outstanding
 
 logger = logging.getLogger("db_utils.pool")
 
@@ -41,20 +41,19 @@ _PRUNE_EVERY = 64  # cursors handed out on one lease between two sweeps of the d
 class PooledConnection:
     """A pooled psycopg2 connection. Same API as ``psycopg2.extensions.connection``; see module docs."""
 
-    __slots__ = ("__weakref__", "_committing", "_cursors", "_display_url", "_fairy", "_finalizer", "_raw")
+    __slots__ = ("__weakref__", "_committing", "_cursors", "_finalizer", "_lease", "_raw")
 
-    def __init__(self, fairy: Any, display_url: str, checked_out_at: str | None = None) -> None:
+    def __init__(self, raw: Any, lease: Lease) -> None:
         set_own = object.__setattr__
-        set_own(self, "_fairy", fairy)
-        set_own(self, "_raw", fairy.dbapi_connection)
-        set_own(self, "_display_url", display_url)
+        set_own(self, "_raw", raw)
+        set_own(self, "_lease", lease)
         set_own(self, "_cursors", None)  # weak references to the cursors handed out, once there are any
         set_own(self, "_committing", False)  # a COMMIT was sent through this handle (see may_have_committed)
         # Optimisation: a bare weakref whose callback finds what to return in the lease registry does what
         # weakref.finalize(self, _return_dropped, ...) did here for a fraction of the cost (finalize builds
         # an info object and takes a class-wide registry slot on every checkout).
         finalizer = weakref.ref(self, _return_dropped)
-        outstanding[finalizer] = Lease(fairy, display_url, checked_out_at or borrower_location())
+        outstanding[finalizer] = lease
         set_own(self, "_finalizer", finalizer)
 
     # -- the parts that differ from a plain psycopg2 connection --------------------------------------
@@ -63,11 +62,11 @@ class PooledConnection:
         """Return the connection to the pool (uncommitted work is rolled back there). Idempotent."""
         if self._raw is None:
             return
-        self._close_cursors()
+        if self._cursors:
+            self._close_cursors()
         object.__setattr__(self, "_raw", None)
         outstanding.pop(self._finalizer, None)
-        self._fairy.close()
-        object.__setattr__(self, "_fairy", None)
+        self._lease.give_back()
 
     @property
     def closed(self) -> int:
@@ -82,8 +81,17 @@ class PooledConnection:
         self._close_cursors()
         object.__setattr__(self, "_raw", None)
         outstanding.pop(self._finalizer, None)
-        self._fairy.invalidate()
-        object.__setattr__(self, "_fairy", None)
+        self._lease.invalidate()
+
+    def _invalidate_pool(self, error: BaseException) -> None:
+        """After a disconnect (see ``api._attempt``): every connection of the pool as old as this one is
+        suspect; mark them for replacement and discard this one (SQLAlchemy's ``Pool._invalidate``)."""
+        if self._raw is None:
+            return
+        self._close_cursors()
+        object.__setattr__(self, "_raw", None)
+        outstanding.pop(self._finalizer, None)
+        self._lease.invalidate_pool(error)
 
     def _close_cursors(self) -> None:
         """Close the cursors of this lease still open (named ones release their server-side portal)."""
@@ -100,7 +108,7 @@ class PooledConnection:
     def dbapi_connection(self) -> Any:
         """The real psycopg2 connection, for C-level APIs that reject wrappers (e.g. ``register_type``).
 
-        State set on it directly is checked on return: a connection that cannot be reset is discarded.
+        State set on it directly is reset on return; a connection that cannot be reset is discarded.
         """
         return self._connection()
 
@@ -116,8 +124,11 @@ class PooledConnection:
         cursor = self._connection().cursor(*args, **kwargs)
         # The cursor keeps the lease (and its connection) alive. A cursor class without a __dict__ cannot
         # (rare: every factory psycopg2 ships has one); it is still closed when the lease ends.
-        with contextlib.suppress(AttributeError):
+        # Optimisation: not contextlib.suppress, which builds a context manager on every cursor.
+        try:  # noqa: SIM105
             cursor.poolshift_lease = self
+        except AttributeError:
+            pass
         cursors = self._cursors
         if cursors is None:
             object.__setattr__(self, "_cursors", [weakref.ref(cursor)])
@@ -164,7 +175,7 @@ class PooledConnection:
 
     def __repr__(self) -> str:
         state = "closed" if self._raw is None else "open"
-        return f"<PooledConnection {state} to {self._display_url}>"
+        return f"<PooledConnection {state} to {self._lease.display_url}>"
 
 
 def driver_connection(obj: Any) -> Any:
@@ -174,8 +185,8 @@ def driver_connection(obj: Any) -> Any:
     ``quote_ident``, ``adapt(x).prepare``, ``register_type``, ``extras.register_uuid``/``_json``/
     ``_jsonb``/``hstore``/``composite``, ``encrypt_password``): the codemod wraps their argument in this
     call, which is correct before pooling (a plain connection or cursor passes through) and after. A
-    typecaster registered on the real connection makes it unresettable: it is closed on return, so the
-    next borrower never inherits it. Cursors are never wrapped: a pooled handle's cursors are real.
+    typecaster registered on the real connection is removed when it is returned, so the next borrower
+    never inherits it. Cursors are never wrapped: a pooled handle's cursors are real.
     """
     if isinstance(obj, PooledConnection):
         return obj._connection()
@@ -213,7 +224,7 @@ def _return_dropped(finalizer: weakref.ref[PooledConnection]) -> None:
         "garbage-collected without close(); it was returned to the pool and its uncommitted work rolled back"
     )
     try:
-        lease.fairy.close()
+        lease.give_back()
     finally:
         logger.warning(message)
         warnings.warn(message, ResourceWarning, stacklevel=2)

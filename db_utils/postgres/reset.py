@@ -11,13 +11,16 @@ able to tell the difference. The reset therefore restores everything a borrower 
   attributes a borrower added to the connection object (``LoggingConnection.initialize()``'s logger: a
   fresh connection has none, so the next borrower must initialize it again, as before pooling).
 
+Typecasters registered on the connection are undone too (its typecaster dicts get their connect-time
+contents back), so a helper that registers one on every connect keeps reusing its connections.
 What cannot be restored reliably leads to a discard (the caller closes the connection): a changed client
-encoding, typecasters registered on the connection, two-phase/async states, ``LOAD``, a broken link.
+encoding, two-phase/async states, ``LOAD``, a broken link.
 The happy path (idle transaction, nothing dirty) is a handful of attribute reads and no I/O.
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,43 +63,51 @@ class Baseline:
 def reset_connection(connection: Any, baseline: Baseline) -> str | None:
     """Reset ``connection`` for the next borrower. Returns None if it is reusable, else why not."""
     try:
-        reason = _unresettable_reason(connection, baseline)
+        effect = connection.session_effect
+        reason = _unresettable_reason(connection, effect, baseline)
         if reason is not None:
             return reason
         if connection.get_transaction_status() != _IDLE:
             reason = _end_transaction(connection)
             if reason is not None:
                 return reason
-        if connection.session_effect == SESSION_STATE:
+        if effect == SESSION_STATE:
             _discard_session_state(connection, baseline)
+        _restore_typecasters(connection.string_types, baseline.string_types)
+        _restore_typecasters(connection.binary_types, baseline.binary_types)
         _restore_client_settings(connection, baseline)
     except Exception as exc:  # any failure here means the connection's state is unknown
         return f"reset failed ({type(exc).__name__})"
     return None
 
 
-def _unresettable_reason(connection: Any, baseline: Baseline) -> str | None:
+def _unresettable_reason(connection: Any, effect: int, baseline: Baseline) -> str | None:
     if connection.closed:
         return "connection closed or broken"
-    if connection.session_effect == UNRESETTABLE:
+    if effect == UNRESETTABLE:
         return "session state that DISCARD ALL cannot undo (LOAD or client encoding)"
     if connection.status not in _USABLE_STATUS:
         return "two-phase or asynchronous state"
     if connection.encoding != baseline.encoding:
         return "client encoding changed"
-    if not _same_typecasters(connection.string_types, baseline.string_types) or not _same_typecasters(
-        connection.binary_types, baseline.binary_types
-    ):
-        return "typecasters registered on the connection"
     return None
 
 
-def _same_typecasters(current: dict[Any, Any], baseline: dict[Any, Any]) -> bool:
-    """Compared by identity: psycopg2 typecasters compare equal when their OIDs do, so ``!=`` would miss
-    ``register_uuid(None, conn)`` replacing the pool's own UUID-as-text caster for the same OIDs."""
-    if len(current) != len(baseline):
-        return False
-    return all(baseline.get(oid) is caster for oid, caster in current.items())
+def _restore_typecasters(current: dict[Any, Any], baseline: dict[Any, Any]) -> None:
+    """Typecasters registered on the connection (``register_type(caster, conn)``, ``register_uuid``,
+    ``register_default_jsonb``, ``register_hstore``...) live in its ``string_types``/``binary_types``
+    dicts, which psycopg2 consults on every fetch: putting the connect-time contents back undoes them.
+
+    Compared by identity: psycopg2 typecasters compare equal when their OIDs do, so ``!=`` would miss
+    ``register_uuid(None, conn)`` replacing the pool's own UUID-as-text caster for the same OIDs.
+    """
+    if (
+        len(current) != len(baseline)
+        or not all(map(operator.is_, current.values(), baseline.values()))
+        or current.keys() != baseline.keys()
+    ):
+        current.clear()
+        current.update(baseline)
 
 
 def _end_transaction(connection: Any) -> str | None:

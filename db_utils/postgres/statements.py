@@ -65,6 +65,8 @@ def _classify(statement: str) -> int:
     leading = match.group(1).lower() if match else ""
     if leading in _UNRESETTABLE_LEADING:
         return UNRESETTABLE
+    if leading == "show" and ";" not in statement.rstrip().rstrip(";"):
+        return CLEAN  # one SHOW only reads a setting (``SHOW client_encoding`` changes nothing)
     effect = CLEAN
     if leading in _LEADING_SESSION and not _is_transaction_scoped(statement, match):
         effect = SESSION_STATE
@@ -158,3 +160,20 @@ def _ddl_target(statement: str) -> str | None:
     if name.startswith('"'):
         return name[1:-1].replace('""', '"')
     return name.lower()
+
+
+# -- both facts at once, for the tracking cursor's execute() ---------------------------------------------
+#: SQL text -> (classify, database_ddl_target): one dict read per everyday execute() instead of two calls
+#: each through an lru_cache. Bounded like those caches; cleared when full (a rare, cheap rebuild).
+statement_facts_cache: dict[str, tuple[int, str | None]] = {}
+_FACTS_LIMIT = 1024
+
+
+def statement_facts(query: object, connection: object) -> tuple[int, str | None]:
+    """``(classify_query(query), database_ddl_target(query))``, memoised for short ``str`` statements."""
+    facts = (classify_query(query, connection), database_ddl_target(query, connection))
+    if isinstance(query, str) and len(query) <= _CACHED_LENGTH:
+        if len(statement_facts_cache) >= _FACTS_LIMIT:
+            statement_facts_cache.clear()
+        statement_facts_cache[query] = facts
+    return facts
