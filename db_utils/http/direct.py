@@ -24,7 +24,7 @@ import ssl
 import types
 import urllib.error
 import urllib.request
-from typing import Any, cast
+from typing import Any
 
 from db_utils.http import keepalive
 from db_utils.http.manager import HttpPoolSettings, current_settings, default_tls_context
@@ -114,7 +114,7 @@ def _settled_response(
     conn: keepalive.DirectConnection,
 ) -> DirectResponse:
     """Set up ``raw`` as urllib's ``do_open`` does, and to hand ``conn`` back once its body is read."""
-    response = cast(DirectResponse, raw)  # the connection's response_class
+    response: DirectResponse = raw  # type: ignore[assignment]  # the connection's response_class
     settings = current_settings()
     response.release = functools.partial(_release, key, conn, settings.maxsize, settings.num_pools)
     response.url = request.get_full_url()
