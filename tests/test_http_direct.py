@@ -20,6 +20,7 @@ import pytest
 
 import db_utils.http
 from db_utils.http import http_stats, urlopen
+from db_utils.http.route import new_request
 from testservers.http import Certificates, PoolTestServer, outcome
 
 pytestmark = pytest.mark.usefixtures("fresh_http_pool")
@@ -323,3 +324,46 @@ def test_a_refused_connection_is_counted_as_a_connect_failure() -> None:
     assert isinstance(caught.value.reason, ConnectionRefusedError)
     assert http_stats()["connect_failures"] - before["connect_failures"] == 1
     assert http_stats()["opener_path"] == before["opener_path"]  # refused on the direct path
+
+
+# -- the Request built from a URL string (route.new_request) ---------------------------------------------
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/echo?q=1#frag",
+        "https://Example.COM/a%20b/?x=%C3%A9",
+        "http://user:pw@[::1]:8443/path;params?q",
+        "http://127.0.0.1",
+        "<URL:http://wrapped.example/x>",
+    ],
+)
+def test_a_kept_request_equals_urllibs_own_every_time(url: str) -> None:
+    first, second = new_request(url), new_request(url)  # built, then copied from what was kept
+    for request in (first, second):
+        assert vars(request) == vars(urllib.request.Request(url))
+        assert type(request) is urllib.request.Request
+    second.add_header("X-Once", "1")
+    second.add_unredirected_header("Host", "elsewhere")
+    assert vars(new_request(url)) == vars(urllib.request.Request(url))  # header dicts are never shared
+    assert first.headers == {}
+    assert first.unredirected_hdrs == {}
+
+
+def test_an_invalid_url_raises_urllibs_error_every_time() -> None:
+    for _ in range(2):
+        with pytest.raises(ValueError, match="unknown url type"):
+            new_request("no-scheme/path")
+
+
+def test_a_patched_request_class_is_used_as_urllib_would(
+    http_server: PoolTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = http_server.url + "/echo"
+    new_request(url)  # kept for the stock class
+
+    class Tagged(urllib.request.Request):
+        pass
+
+    monkeypatch.setattr(urllib.request, "Request", Tagged)
+    assert type(new_request(url)) is Tagged
+    assert echo(url)["path"] == "/echo"

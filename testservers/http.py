@@ -151,8 +151,12 @@ class PoolTestServer(ThreadingHTTPServer):
         with self.counters.cond:
             return [r for r in self.counters.requests if urlsplit(r.path).path == path]
 
-    def wait_closed(self, count: int, timeout: float = 5.0) -> bool:
-        """Block until the server has closed at least ``count`` connections in total."""
+    def wait_closed(self, count: int, timeout: float = 30.0) -> bool:
+        """Block until the server has closed at least ``count`` connections in total (False: not in time).
+
+        An event, not a sleep: the generous bound costs nothing when the close comes, and a loaded machine
+        can delay a server thread by seconds.
+        """
         with self.counters.cond:
             return self.counters.cond.wait_for(lambda: self.counters.closed >= count, timeout)
 

@@ -34,11 +34,18 @@ from testservers.postgres import free_port
 #: Sizes of the static files served at ``/bytes/<n>``.
 DEFAULT_SIZES = (0, 512, 4096, 65536)
 START_TIMEOUT = 10.0  # seconds for nginx to accept connections after launch
+# free_port() only finds a port free *now*: on a busy machine another server, or a client's ephemeral port,
+# can take it before nginx binds it. Then nginx starts again on another one.
+BIND_ATTEMPTS = 5
 STOP_TIMEOUT = 10.0  # seconds for a graceful stop before SIGKILL
 
 
 class NginxUnavailable(RuntimeError):
     """No nginx binary on this machine."""
+
+
+class PortTaken(RuntimeError):
+    """nginx could not bind the port :func:`free_port` found free: something took it in between."""
 
 
 def find_nginx() -> Path:
@@ -143,6 +150,16 @@ def launch_nginx(sizes: tuple[int, ...] = DEFAULT_SIZES, *, tls: Certificates | 
     the key file must be readable by the user nginx starts as (it reads it before dropping privileges).
     """
     binary = find_nginx()
+    for attempt in range(1, BIND_ATTEMPTS + 1):
+        try:
+            return _launch(binary, sizes, tls)
+        except PortTaken:
+            if attempt == BIND_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+
+def _launch(binary: Path, sizes: tuple[int, ...], tls: Certificates | None) -> NginxServer:
     prefix = Path(tempfile.mkdtemp(prefix="poolshift-nginx-"))
     try:
         write_site(prefix, sizes)
@@ -171,11 +188,20 @@ def launch_nginx(sizes: tuple[int, ...] = DEFAULT_SIZES, *, tls: Certificates | 
 
 
 def _wait_ready(server: NginxServer, deadline: float) -> None:
-    """Until the port accepts a connection; fail fast (with nginx's own words) if nginx exits."""
+    """Until nginx has bound its port and accepts connections; fail fast (with its own words) if it exits.
+
+    A connection alone proves nothing while nginx may still fail to bind: whatever took the port meanwhile
+    would answer it. nginx writes its pid file only once its listening sockets are open.
+    """
+    pid_file = server.prefix / "nginx.pid"
     while True:
         if server.process.poll() is not None:
-            raise RuntimeError(f"nginx exited with {server.process.returncode}:\n{_logs(server.prefix)}")
+            logs = _logs(server.prefix)
+            error = PortTaken if "Address already in use" in logs else RuntimeError
+            raise error(f"nginx exited with {server.process.returncode}:\n{logs}")
         try:
+            if not pid_file.exists():
+                raise ConnectionRefusedError("nginx has not bound its port yet")
             with socket.create_connection((server.host, server.port), timeout=1):
                 return
         except OSError:

@@ -24,7 +24,7 @@ import ssl
 import types
 import urllib.error
 import urllib.request
-from typing import Any, cast
+from typing import Any
 
 from db_utils.http import keepalive
 from db_utils.http.manager import HttpPoolSettings, current_settings, default_tls_context
@@ -44,27 +44,37 @@ STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS",
 DEAD_SOCKET_ERRORS = (ConnectionError, http.client.RemoteDisconnected, ssl.SSLEOFError)
 
 
-def why_not_direct(request: urllib.request.Request, settings: HttpPoolSettings) -> str | None:
-    """``None`` when the direct path sends ``request``, else why urllib's opener must (a stats key).
+def why_not_direct(request: urllib.request.Request, method: str, settings: HttpPoolSettings) -> str | None:
+    """``None`` when the direct path sends ``request`` (``method``: its ``get_method()``), else why urllib's
+    opener must (a stats key).
 
     Called for requests the pool serves at all (route.py has ruled out other schemes, installed openers,
     environment proxies and ``cafile``).
     """
     if settings.block:
         return "block"  # HTTP_POOL_BLOCK's wait for a free connection is urllib3's
-    if request.get_method() not in STANDARD_METHODS:
+    if method not in STANDARD_METHODS:
         return "method"
     if request.has_proxy():
         return "request-proxy"  # Request.set_proxy() was called on it
     return None
 
 
-def send(request: urllib.request.Request, scheme: str, context: ssl.SSLContext | None) -> DirectResponse:
-    """Send ``request`` (already through urllib's ``do_request_``) and return its response."""
+def send(
+    request: urllib.request.Request,
+    scheme: str,
+    context: ssl.SSLContext | None,
+    method: str | None = None,
+) -> DirectResponse:
+    """Send ``request`` (already through urllib's ``do_request_``) and return its response.
+
+    ``method`` is ``request.get_method()``, when the caller has it already.
+    """
     host, port = split_host_port(request.host, scheme)
     tls = (context if context is not None else default_tls_context()) if scheme == "https" else None
     key: keepalive.Key = (scheme, host, port, tls)
-    method = request.get_method()
+    if method is None:
+        method = request.get_method()
     headers = wire_headers(request)
     body = request.data
     chunked = request.has_header("Transfer-encoding")
@@ -104,7 +114,7 @@ def _settled_response(
     conn: keepalive.DirectConnection,
 ) -> DirectResponse:
     """Set up ``raw`` as urllib's ``do_open`` does, and to hand ``conn`` back once its body is read."""
-    response = cast(DirectResponse, raw)  # the connection's response_class
+    response: DirectResponse = raw  # type: ignore[assignment]  # the connection's response_class
     settings = current_settings()
     response.release = functools.partial(_release, key, conn, settings.maxsize, settings.num_pools)
     response.url = request.get_full_url()
@@ -150,8 +160,10 @@ def split_host_port(host: str, scheme: str) -> tuple[str, int]:
 
 def wire_headers(request: urllib.request.Request) -> dict[str, str]:
     """The header dict urllib's ``do_open`` sends, without its forced ``Connection: close``."""
-    headers = dict(request.unredirected_hdrs)
-    headers.update({k: v for k, v in request.headers.items() if k not in headers})
+    headers = request.unredirected_hdrs
+    if request.headers:  # else, the common case, no merged copy is needed
+        headers = dict(headers)
+        headers.update({k: v for k, v in request.headers.items() if k not in headers})
     return {name.title(): value for name, value in headers.items()}
 
 

@@ -58,7 +58,7 @@ def route(
     if cafile or capath or cadefault:  # the same truth test urllib.request.urlopen applies
         return "cafile"
     try:
-        request = url if isinstance(url, urllib.request.Request) else urllib.request.Request(url)  # noqa: S310 - parsed only
+        request = url if isinstance(url, urllib.request.Request) else new_request(url)
     except ValueError:
         return "invalid-url"  # urllib raises its own error for it; let it
     if request.type not in ("http", "https"):
@@ -67,6 +67,42 @@ def route(
         return "opener"
     if proxy_applies(request, proxies):
         return "proxy"
+    return request
+
+
+# -- the Request urllib's opener would build from a URL string ---------------------------------------------
+
+# ``Request(url)`` parses the URL twice (its own split, then ``urlparse`` for ``origin_req_host``), about
+# as much work as the rest of the direct path's Python. The attributes it sets depend on nothing but the
+# string, so those of the last Request built for each URL are kept and copied into the next one.
+_STOCK_REQUEST = urllib.request.Request
+_STOCK_REQUEST_INIT = urllib.request.Request.__init__
+_REQUEST_TEMPLATES_MAX = 256  # distinct URL strings kept; a service calls a few endpoints over and over
+_request_templates: dict[str, dict[str, Any]] = {}
+_PER_REQUEST = frozenset({"headers", "unredirected_hdrs"})  # new dicts for every request
+
+
+def new_request(url: Any) -> urllib.request.Request:
+    """``urllib.request.Request(url)``, equal attribute for attribute, built from a kept copy when it can.
+
+    Only for an exact ``str`` and urllib's own, unpatched ``Request``; anything else is built by the call
+    itself (and a URL it rejects raises its ``ValueError`` each time: nothing is kept for it). The kept
+    values are strings, ``None`` and ``False``; the two header dicts are new for every request.
+    """
+    cls = urllib.request.Request
+    if type(url) is not str or cls is not _STOCK_REQUEST or cls.__init__ is not _STOCK_REQUEST_INIT:
+        return cls(url)
+    template = _request_templates.get(url)
+    if template is None:
+        request = cls(url)
+        if len(_request_templates) >= _REQUEST_TEMPLATES_MAX:
+            _request_templates.clear()  # a crawler's endless URLs: start over rather than track recency
+        _request_templates[url] = {k: v for k, v in vars(request).items() if k not in _PER_REQUEST}
+        return request
+    request = cls.__new__(cls)
+    vars(request).update(template)
+    request.headers = {}
+    request.unredirected_hdrs = {}
     return request
 
 

@@ -178,8 +178,9 @@ class PooledHTTPSHandler(urllib.request.HTTPSHandler):
 
 def send_pooled(request: urllib.request.Request, scheme: str, context: ssl.SSLContext | None) -> Any:
     """A redirect hop (or a whole call the direct path does not take): direct when it can, else urllib3."""
-    if why_not_direct(request, current_settings()) is None:
-        return direct.send(request, scheme, context)
+    method = request.get_method()
+    if why_not_direct(request, method, current_settings()) is None:
+        return direct.send(request, scheme, context, method)
     return send(request, scheme, context)
 
 

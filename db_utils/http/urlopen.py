@@ -52,12 +52,15 @@ def urlopen(
             url, data, timeout, cafile=cafile, capath=capath, cadefault=cadefault, context=context
         )
     counters.add(calls=1)
+    if data is not None:
+        routed.data = data  # what OpenerDirector.open does first; before get_method(), which depends on it
+    method = routed.get_method()
     opener = opener_for(proxies)
     token = call_context.set(context)  # for redirect hops, which go through the opener's handlers
     try:
-        indirect = direct.why_not_direct(routed, settings)
+        indirect = direct.why_not_direct(routed, method, settings)
         if indirect is None:
-            return _open_direct(opener, routed, data, timeout, context)
+            return _open_direct(opener, routed, method, timeout, context)
         counters.tally("opener_path", indirect)
         # The parsed Request, not the string: OpenerDirector.open would build an identical one from it.
         return opener.open(routed, data, timeout)
@@ -68,19 +71,21 @@ def urlopen(
 def _open_direct(
     opener: urllib.request.OpenerDirector,
     request: urllib.request.Request,
-    data: Any,
+    method: str,
     timeout: Any,
     context: ssl.SSLContext | None,
 ) -> Any:
-    """``OpenerDirector.open`` (CPython's Lib/urllib/request.py), its ``_open`` replaced by a direct send."""
-    if data is not None:
-        request.data = data
+    """``OpenerDirector.open`` (CPython's Lib/urllib/request.py), its ``_open`` replaced by a direct send.
+
+    ``request.data`` is already set, and ``method`` is its ``get_method()`` (urllib's processors change
+    neither).
+    """
     request.timeout = timeout
     protocol = request.type
     for processor in opener.process_request.get(protocol, ()):  # type: ignore[attr-defined]
         request = getattr(processor, protocol + "_request")(request)
-    sys.audit("urllib.Request", request.full_url, request.data, request.headers, request.get_method())
-    response: Any = direct.send(request, protocol, context)
+    sys.audit("urllib.Request", request.full_url, request.data, request.headers, method)
+    response: Any = direct.send(request, protocol, context, method)
     for processor in opener.process_response.get(protocol, ()):  # type: ignore[attr-defined]
         response = getattr(processor, protocol + "_response")(request, response)
     return response
