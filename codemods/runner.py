@@ -12,6 +12,7 @@ back in submission order, so reports and diffs are deterministic whatever ``-j``
 
 from __future__ import annotations
 
+import ast
 import os
 import stat
 import tempfile
@@ -27,14 +28,21 @@ from libcst.codemod import CodemodContext
 
 from codemods.cache import ResultCache, content_key, digest
 from codemods.detached import detached_sites
-from codemods.first_pass import FileFacts, TargetSet, project_module_aliases, scan_source
+from codemods.first_pass import (
+    FileFacts,
+    TargetSet,
+    binding_resolver,
+    parse_text,
+    project_module_aliases,
+    scan_source,
+)
 from codemods.legacy_helpers.discovery import prefilter_names
 from codemods.legacy_helpers.references import find_legacy_references
 from codemods.limits import DEFAULT_LIMITS, FileTimeout, Limits, cap_memory, time_limit
 from codemods.plan import Phase, Plan
 from codemods.project import Project, decoded_sources
 from codemods.rules._redirect import RedirectCallRule
-from codemods.rules.base import PoolshiftRule, RuleOptions, Site
+from codemods.rules.base import FirstPassView, PoolshiftRule, RuleOptions, Site
 from codemods.suppressions import MARKER
 from codemods.transform import (
     FileResult,
@@ -340,6 +348,12 @@ def _references(project: Project, state: _State) -> tuple[str, ...]:
     return find_legacy_references(sources, names, project.legacy_helpers)
 
 
+def _asks_first_pass(rule: type[PoolshiftRule]) -> bool:
+    """Whether ``rule`` judges from the ``ast`` first pass if a file needs it (else its PREFILTER decides)."""
+    defined_in = next(klass for klass in rule.__mro__ if "first_pass_wants" in vars(klass))
+    return defined_in is not PoolshiftRule
+
+
 def _targets_of(rule: type[PoolshiftRule]) -> frozenset[str]:
     """The callees a rule declares (redirect rules' ``TARGETS``); empty for rules the first pass leaves be."""
     targets: object = getattr(rule, "TARGETS", frozenset())
@@ -361,6 +375,41 @@ class _Context:
     aliases: dict[str, str] = field(default_factory=dict)
     #: Project modules named like a module holding a target (``pkg/sqlite3.py``): known not to be it.
     look_alike_modules: frozenset[str] = frozenset()
+    #: The last file ``ast`` parsed (its bytes, text and tree or error), so the facts with and without
+    #: aliases and the rules' first_pass_wants share one parse.
+    _parsed: tuple[bytes, str, ast.Module | str] | None = None
+
+    def parse(self, data: bytes) -> tuple[str, ast.Module | str] | None:
+        """``data``'s text and CPython's parse (or its message); None when it is too large or undecodable."""
+        if self._parsed is not None and self._parsed[0] is data:
+            return self._parsed[1:]
+        if self.limits.max_bytes and len(data) > self.limits.max_bytes:
+            return None
+        try:
+            text = rules_text(decode_source(data))
+        except SourceError:
+            return None
+        self._parsed = (data, text, parse_text(text))
+        return self._parsed[1:]
+
+    def wants(self, path: str, data: bytes, rule: type[PoolshiftRule], aliases: Mapping[str, str]) -> bool:
+        """``rule.first_pass_wants`` for ``path``'s current bytes (cached); True when ``ast`` cannot tell."""
+        package = self.project.module_of(path)[1]
+        key = digest("wants", rule.RULE_ID, content_key(data), package, sorted(aliases.items()))
+        cached = self.cache.get("first_pass", key)
+        if cached is not None:
+            return bool(cached)
+        parsed = self.parse(data)
+        answer = True
+        text, tree = parsed if parsed is not None else ("", "")
+        if not isinstance(tree, str):
+            try:
+                resolve, _ = binding_resolver(tree, text, package, aliases)
+                answer = rule.first_pass_wants(FirstPassView(tree, text, package, resolve))
+            except RecursionError:
+                answer = True  # absurdly nested code: the transform's guards decide
+        self.cache.put("first_pass", key, answer)
+        return answer
 
     def facts(self, path: str, data: bytes) -> tuple[FileFacts, dict[str, str]]:
         """The first pass over ``path`` as it is now (``data``), and the project aliases it depends on.
@@ -390,12 +439,14 @@ class _Context:
             except SourceError as exc:
                 facts = FileFacts(error=exc.code)
             else:
+                parsed = self.parse(data)
                 facts = scan_source(
                     text,
                     self.targets,
                     package=package,
                     aliases=aliases,
                     project_modules=self.look_alike_modules,
+                    parsed=parsed[1] if parsed is not None else None,
                 )
         self.cache.put("first_pass", key, facts.to_json())
         return facts
@@ -557,6 +608,14 @@ class _PhaseFiles:
                     or _targets_of(rule) & resolved
                     or (judges and self.context.state.contains(path, data, self.needles[rule]))
                 )
+        if any(_asks_first_pass(rule) for rule in matching) and _SUPPRESSION_MARKER not in data:
+            if not relevant and self.context.aliases:
+                relevant = self.context.facts(path, data)[1]
+            matching = tuple(
+                rule
+                for rule in matching
+                if not _asks_first_pass(rule) or self.context.wants(path, data, rule, relevant)
+            )
         if not matching and not extra:
             self.context.progress.advance()
             return
