@@ -661,14 +661,13 @@ class _PhaseFiles:
         redirect = [rule for rule in rules if issubclass(rule, RedirectCallRule)]
         if not redirect:
             return rules
-        try:
-            text = rules_text(decode_source(data))
-        except SourceError:
+        text, tree = self.context.parse(data) or ("", "")
+        if isinstance(tree, str):
             return rules  # the transform reports it
         package = self.context.project.module_of(path)[1]
         remaining = list(rules)
         for rule in redirect:
-            found = detached_sites(rule, self.options, path, text, package)
+            found = detached_sites(rule, self.options, path, text, package, tree=tree)
             if found is not None:
                 sites.extend(found)
                 remaining.remove(rule)
