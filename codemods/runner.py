@@ -591,31 +591,7 @@ class _PhaseFiles:
         matching = tuple(rule for rule in rules if self._may_match(rule, path, data))
         # The cache key names every rule that may have a say here, before the first pass narrows them.
         rule_ids = [rule.RULE_ID for rule in matching]
-        extra: list[Site] = []
-        relevant: dict[str, str] = {}
-        if any(_targets_of(rule) for rule in matching):
-            facts, relevant = self.context.facts(path, data)
-            if facts.error is None:
-                extra = _first_pass_sites(matching, path, facts)
-                resolved = {c.target for c in facts.candidates if c.kind == "resolved"}
-                # A suppression comment is judged by the rules themselves (an unused one is reported), so
-                # in a file that has one, a rule whose own words are there runs even without a candidate.
-                judges = _SUPPRESSION_MARKER in data
-                matching = tuple(
-                    rule
-                    for rule in matching
-                    if not _targets_of(rule)
-                    or _targets_of(rule) & resolved
-                    or (judges and self.context.state.contains(path, data, self.needles[rule]))
-                )
-        if any(_asks_first_pass(rule) for rule in matching) and _SUPPRESSION_MARKER not in data:
-            if not relevant and self.context.aliases:
-                relevant = self.context.facts(path, data)[1]
-            matching = tuple(
-                rule
-                for rule in matching
-                if not _asks_first_pass(rule) or self.context.wants(path, data, rule, relevant)
-            )
+        matching, extra, relevant = self._narrow(path, data, matching)
         if not matching and not extra:
             self.context.progress.advance()
             return
@@ -653,6 +629,37 @@ class _PhaseFiles:
         )  # fmt: skip
         self.keys.append(key)
         self.extras.append(extra)
+
+    def _narrow(
+        self, path: str, data: bytes, rules: tuple[type[PoolshiftRule], ...]
+    ) -> tuple[tuple[type[PoolshiftRule], ...], list[Site], dict[str, str]]:
+        """The rules the first pass cannot rule out here, its own sites, and the aliases they depend on.
+
+        A rule with declared targets needs a resolved candidate, a rule with ``first_pass_wants`` its
+        yes (a rule with both: either). A suppression comment is judged by the rules themselves (an
+        unused one is reported), so in a file that has one, a rule whose own words are there runs anyway.
+        """
+        extra: list[Site] = []
+        relevant: dict[str, str] = {}
+        judges = _SUPPRESSION_MARKER in data
+        needed = set(rules)
+        if any(_targets_of(rule) for rule in rules):
+            facts, relevant = self.context.facts(path, data)
+            if facts.error is None:
+                extra = _first_pass_sites(rules, path, facts)
+                resolved = {c.target for c in facts.candidates if c.kind == "resolved"}
+                needed = {rule for rule in rules if not _targets_of(rule) or _targets_of(rule) & resolved}
+        asking = [
+            rule for rule in rules if _asks_first_pass(rule) and not (_targets_of(rule) and rule in needed)
+        ]
+        if asking and not judges:
+            if not relevant and self.context.aliases:
+                relevant = self.context.facts(path, data)[1]
+            needed -= set(asking)
+            needed |= {rule for rule in asking if self.context.wants(path, data, rule, relevant)}
+        if judges:
+            needed |= {rule for rule in rules if self.context.state.contains(path, data, self.needles[rule])}
+        return tuple(rule for rule in rules if rule in needed), extra, relevant
 
     def _judge_detached(
         self, path: str, data: bytes, rules: tuple[type[PoolshiftRule], ...], sites: list[Site]

@@ -102,3 +102,43 @@ def test_a_file_cpython_rejects_is_left_to_the_transform(tmp_path: Path) -> None
     result = scan(tmp_path, FrobRuleWithFirstPass)
     assert FrobRuleWithFirstPass.asked == []
     assert [outcome.result.error for outcome in result.errors] == ["syntax-error"]
+
+
+class TwiddleRule(FrobRule):
+    """Declared targets *and* a method whose receiver no one can resolve (like PS103's ``as_string``)."""
+
+    RULE_ID = "PS992"
+    PREFILTER: ClassVar[tuple[str, ...]] = ("frob", "twiddle")
+    TARGETS: ClassVar[frozenset[str]] = frozenset({"lib.frob"})
+    REASON_CODES: ClassVar[dict[str, str]] = {"frob": "a frob call", "twiddle": "a twiddle call"}
+
+    def visit_Call(self, node: cst.Call) -> None:
+        super().visit_Call(node)
+        if isinstance(node.func, cst.Attribute) and node.func.attr.value == "twiddle":
+            self.record(node, "reported", "twiddle", "twiddle")
+
+
+class TwiddleRuleWithFirstPass(TwiddleRule):
+    @classmethod
+    def first_pass_wants(cls, view: FirstPassView) -> bool:
+        return any(
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "twiddle"
+            for node in ast.walk(view.tree)
+        )
+
+
+def test_a_rule_with_targets_also_runs_where_its_first_pass_check_says_so(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (tmp_path / "method.py").write_text("def use(obj):\n    return obj.twiddle(1)\n")
+    (tmp_path / "target.py").write_text("import lib\n\nlib.frob(1)\n")
+    (tmp_path / "neither.py").write_text("twiddle = frob = 1\n")
+    targets_only = scan(tmp_path, TwiddleRule)
+    assert [(site.path, site.reason) for site in targets_only.sites] == [("target.py", "frob")]
+    both = scan(tmp_path, TwiddleRuleWithFirstPass)
+    assert [(site.path, site.reason) for site in both.sites] == [
+        ("method.py", "twiddle"),
+        ("target.py", "frob"),
+    ]
+    assert both.files_parsed == 2
