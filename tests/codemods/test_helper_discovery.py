@@ -225,3 +225,10 @@ def test_discovery_answers_are_cached_and_follow_edits(tmp_path: Path) -> None:
     assert "app.db.get_database" in edited
     assert "app.db.get_db" not in edited
     assert load_project([tmp_path], cache=False).legacy_helpers == edited
+
+
+def test_a_file_over_the_size_limit_is_not_parsed_for_helpers(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (tmp_path / "db.py").write_text("import psycopg2\n\n\ndef open_db():\n    return psycopg2.connect('')\n")
+    assert load_project([tmp_path], cache=False).legacy_helpers == ("db.open_db",)
+    assert load_project([tmp_path], cache=False, max_bytes=32).legacy_helpers == ()
