@@ -14,15 +14,14 @@ absolute), never by text matching.
 from __future__ import annotations
 
 import ast
+import hashlib
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import cast
+from typing import Any, Protocol, cast
 
 from libcst.metadata import QualifiedName
 
-from codemods.cache import ResultCache, content_key, digest
 from codemods.cst.syntax import parse_or_none
 from codemods.legacy_helpers.returns import FunctionReturns, absolute_name, read_function_returns
 
@@ -81,6 +80,31 @@ def prefilter_names(helpers: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted({DEFAULT_HELPER_NAME, *(helper.rpartition(".")[2] for helper in helpers)}))
 
 
+class AnswerCache(Protocol):
+    """Where :func:`find_helpers` keeps its per-file answers: ``codemods.cache.ResultCache``, a layer up."""
+
+    def get(self, table: str, key: str) -> Any: ...
+
+    def put(self, table: str, key: str, value: Any) -> None: ...
+
+
+class _NoCache:
+    def get(self, table: str, key: str) -> Any:
+        return None
+
+    def put(self, table: str, key: str, value: Any) -> None:
+        return None
+
+
+def _answer_key(kind: str, source: str, *names: str) -> str:
+    """The key of one file's answer: what it is, the file's text and the names it was read under."""
+    hasher = hashlib.blake2b(digest_size=16)
+    for part in (kind, source, *names):
+        hasher.update(part.encode("utf-8", "surrogateescape"))
+        hasher.update(b"\0")
+    return hasher.hexdigest()
+
+
 @dataclass(frozen=True)
 class FoundHelper:
     """A helper found by its behavior: its FQN, file and line, and what its return value comes from."""
@@ -92,7 +116,7 @@ class FoundHelper:
 
 
 def find_helpers(
-    sources: Mapping[str, str], module_names: Mapping[str, str], cache: ResultCache | None = None
+    sources: Mapping[str, str], module_names: Mapping[str, str], cache: AnswerCache | None = None
 ) -> list[FoundHelper]:
     """Every function in ``sources`` (path -> text) whose return value comes from a connect call.
 
@@ -102,7 +126,7 @@ def find_helpers(
     module's helper). With ``cache``, both answers are kept per file content, so an unchanged tree is not
     parsed again.
     """
-    cache = cache or ResultCache(Path(), enabled=False)
+    cache = cache or _NoCache()
     functions: dict[str, tuple[str, FunctionReturns]] = {}
     parsed: set[str] = set()
     needles = {_CONNECT_NEEDLE}
@@ -132,8 +156,8 @@ def find_helpers(
         needles |= new_needles
 
 
-def _cached_shapes(source: str, cache: ResultCache) -> list[list[list[str]]]:
-    key = digest("helper-shapes", content_key(source.encode("utf-8", "surrogateescape")))
+def _cached_shapes(source: str, cache: AnswerCache) -> list[list[list[str]]]:
+    key = _answer_key("helper-shapes", source)
     cached = cache.get("helper_shapes", key)
     if cached is None:
         cached = helper_shapes(source)
@@ -141,11 +165,10 @@ def _cached_shapes(source: str, cache: ResultCache) -> list[list[list[str]]]:
     return cast(list[list[list[str]]], cached)
 
 
-def _cached_returns(source: str, path: str, module_name: str, cache: ResultCache) -> list[FunctionReturns]:
+def _cached_returns(source: str, path: str, module_name: str, cache: AnswerCache) -> list[FunctionReturns]:
     """:func:`read_function_returns` of one file (LibCST), through the cache."""
     package = module_name if path.endswith("__init__.py") else module_name.rpartition(".")[0]
-    content = content_key(source.encode("utf-8", "surrogateescape"))
-    key = digest("function-returns", content, module_name, package)
+    key = _answer_key("function-returns", source, module_name, package)
     cached = cache.get("function_returns", key)
     if cached is not None:
         return [FunctionReturns.from_json(raw) for raw in cached]
