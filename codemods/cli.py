@@ -13,6 +13,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from codemods import __version__
 from codemods.files import CONFIG_NAMES, FileDiscoveryError, find_config_file, git_toplevel
 from codemods.guide import explain, rules_table
 from codemods.helper_summary import helper_lines
+from codemods.limits import DEFAULT_LIMITS
 from codemods.plan import Phase, PlanError
 from codemods.project import Project, load_project
 from codemods.report import FORMATS, FileError, Report, render, unified_diff
@@ -120,6 +122,13 @@ def _add_common(parser: argparse.ArgumentParser, *, formats: bool = True, rules:
     parser.add_argument(
         "--no-cache", action="store_true", help="neither read nor write the .poolshift_cache/ directory"
     )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_LIMITS.time_s,
+        metavar="SECONDS",
+        help=f"time limit per file, then reported as `timeout` (0: none; default {DEFAULT_LIMITS.time_s:g})",
+    )
     if formats:
         parser.add_argument("--format", choices=FORMATS, default="text", help="report format")
     if rules:
@@ -203,6 +212,7 @@ def _project(args: argparse.Namespace) -> Project:
         root=args.root,
         config=config,
         exclude=args.exclude,
+        cache=not args.no_cache,
     )
     if args.verbose:
         if config is None:
@@ -236,6 +246,7 @@ def _run_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "workers": args.jobs or os.cpu_count() or 1,
         "progress": None if args.quiet else sys.stderr,
         "cache": not args.no_cache,
+        "limits": replace(DEFAULT_LIMITS, time_s=args.timeout),
     }
 
 

@@ -35,19 +35,43 @@ _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.
            ast.DictComp, ast.GeneratorExp)  # fmt: skip
 
 
+#: One rule instance per rule class, with the options it was made with: building a LibCST codemod
+#: command inspects its class every time, which costs more than judging a small file's calls. The
+#: detached route reads nothing per file from the instance (no context, no metadata).
+_INSTANCES: dict[type[RedirectCallRule], tuple[RuleOptions, RedirectCallRule]] = {}
+
+
+def _rule(rule_class: type[RedirectCallRule], options: RuleOptions) -> RedirectCallRule:
+    known = _INSTANCES.get(rule_class)
+    if known is None or known[0] is not options:
+        known = (options, rule_class(CodemodContext(), options))
+        _INSTANCES[rule_class] = known
+    return known[1]
+
+
 def detached_sites(
-    rule_class: type[RedirectCallRule], options: RuleOptions, path: str, text: str, package: str
+    rule_class: type[RedirectCallRule],
+    options: RuleOptions,
+    path: str,
+    text: str,
+    package: str,
+    *,
+    tree: ast.Module | None = None,
 ) -> list[Site] | None:
-    """The sites ``rule_class`` would record in a dry run, or None when the file needs LibCST."""
+    """The sites ``rule_class`` would record in a dry run, or None when the file needs LibCST.
+
+    ``tree`` is CPython's parse of ``text`` when the caller has it already.
+    """
     if any(word in text for word in _NEEDS_METADATA):
         return None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tree = ast.parse(text)
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
-        return None
-    rule = rule_class(CodemodContext(filename=path), options)
+    if tree is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tree = ast.parse(text)
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            return None
+    rule = _rule(rule_class, options)
     resolve, column = binding_resolver(tree, text, package, options.module_aliases)
     targets = TargetSet(rule_class.TARGETS)
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}

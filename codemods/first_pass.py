@@ -31,6 +31,7 @@ __all__ = [
     "FileFacts",
     "TargetSet",
     "binding_resolver",
+    "parse_text",
     "project_module_aliases",
     "scan_source",
 ]
@@ -354,6 +355,16 @@ def binding_resolver(
     return finder.resolve, finder.columns.column
 
 
+def parse_text(text: str) -> ast.Module | str:
+    """CPython's parse of ``text``, or the parser's message; never raises for bad input."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # invalid escapes in the user's code are not our business
+            return ast.parse(text)
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
 def scan_source(
     text: str,
     targets: TargetSet,
@@ -361,14 +372,15 @@ def scan_source(
     package: str = "",
     aliases: Mapping[str, str] | None = None,
     project_modules: frozenset[str] = frozenset(),
+    parsed: ast.Module | str | None = None,
 ) -> FileFacts:
-    """The first pass over one decoded file; never raises for bad input (``error`` says why)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # invalid escapes in the user's code are not our business
-            tree = ast.parse(text)
-    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
-        return FileFacts(error=f"{type(exc).__name__}: {exc}")
+    """The first pass over one decoded file; never raises for bad input (``error`` says why).
+
+    ``parsed`` is :func:`parse_text`'s answer for ``text`` when the caller has it already.
+    """
+    tree = parse_text(text) if parsed is None else parsed
+    if isinstance(tree, str):
+        return FileFacts(error=tree)
     bindings = _Bindings(package)
     try:
         bindings.visit(tree)

@@ -12,9 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from codemods.cache import ResultCache
 from codemods.files import find_project_root, list_python_files
 from codemods.legacy_helpers.discovery import DEFAULT_HELPER_NAME, FoundHelper, find_helpers
 from codemods.legacy_helpers.equivalence import analyse_legacy_helpers
+from codemods.limits import DEFAULT_LIMITS
 from codemods.plan import Phase, Plan, PlanError, load_plan, plan_from_table, select_rule_ids
 from codemods.rules import all_rules
 from codemods.rules.base import PoolshiftRule, RuleOptions
@@ -152,16 +154,21 @@ def _selected_rules(
 
 
 def _legacy_helpers(
-    root: Path, plan: Plan, files: Sequence[str], snapshot: Snapshot
+    root: Path, plan: Plan, files: Sequence[str], snapshot: Snapshot, *, cache: ResultCache, max_bytes: int
 ) -> tuple[tuple[FoundHelper, ...], dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
     """The legacy helpers (found by behavior, plus the configured ones) and how each differs from the shim.
 
-    Every file is read (a helper may have any name); :func:`find_helpers` parses only those that may
-    define one. A configured helper poolshift did not find is kept, with no file or line.
+    Every file is read (a helper may have any name); :func:`find_helpers` summarises each with ``ast``
+    and parses with LibCST only those that may define one, both through ``cache``. A configured helper
+    poolshift did not find is kept, with no file or line.
     """
-    sources = decoded_sources(read_matching(root, files, (), snapshot))
+    read = read_matching(root, files, (), snapshot)
+    # A file over the size limit is never parsed (the run reports it as file-too-large), here neither.
+    sources = decoded_sources(
+        {path: data for path, data in read.items() if len(data) <= max_bytes or not max_bytes}
+    )
     names = {path: module_and_package(root, path)[0] for path in sources}
-    found = {helper.name: helper for helper in find_helpers(sources, names)}
+    found = {helper.name: helper for helper in find_helpers(sources, names, cache)}
     for name in plan.legacy_helpers or ():
         found.setdefault(name, FoundHelper(name, "", 0, ()))
     helpers = tuple(sorted(found))
@@ -197,10 +204,14 @@ def load_project(
     root: Path | None = None,
     config: Path | None = None,
     exclude: Sequence[str] = (),
+    cache: bool = True,
+    max_bytes: int = DEFAULT_LIMITS.max_bytes,
 ) -> Project:
     """Find the root and plan, list files, pick rules and legacy helpers. Raises ValueError subclasses.
 
     ``config`` replaces the pyproject.toml's ``[tool.poolshift]``; ``exclude`` globs add to the plan's.
+    ``cache`` reads and writes the helper discovery's per-file answers in ``.poolshift_cache/``; a file
+    over ``max_bytes`` (0: no limit) is not looked at for helpers.
     """
     if config is not None:
         config = config.resolve()
@@ -215,7 +226,11 @@ def load_project(
     target_files = [path for path in list_python_files(root, targets) if not plan.is_excluded(path)]
     rules = _selected_rules(plan, select, ignore)
     snapshot: Snapshot = {}
-    found, differences, contracts = _legacy_helpers(root, plan, all_files, snapshot)
+    results = ResultCache(root, enabled=cache)
+    found, differences, contracts = _legacy_helpers(
+        root, plan, all_files, snapshot, cache=results, max_bytes=max_bytes
+    )
+    results.save()
     project = Project(
         root=root,
         plan=plan,

@@ -12,6 +12,7 @@ back in submission order, so reports and diffs are deterministic whatever ``-j``
 
 from __future__ import annotations
 
+import ast
 import os
 import stat
 import tempfile
@@ -27,14 +28,21 @@ from libcst.codemod import CodemodContext
 
 from codemods.cache import ResultCache, content_key, digest
 from codemods.detached import detached_sites
-from codemods.first_pass import FileFacts, TargetSet, project_module_aliases, scan_source
+from codemods.first_pass import (
+    FileFacts,
+    TargetSet,
+    binding_resolver,
+    parse_text,
+    project_module_aliases,
+    scan_source,
+)
 from codemods.legacy_helpers.discovery import prefilter_names
 from codemods.legacy_helpers.references import find_legacy_references
 from codemods.limits import DEFAULT_LIMITS, FileTimeout, Limits, cap_memory, time_limit
 from codemods.plan import Phase, Plan
 from codemods.project import Project, decoded_sources
 from codemods.rules._redirect import RedirectCallRule
-from codemods.rules.base import PoolshiftRule, RuleOptions, Site
+from codemods.rules.base import FirstPassView, PoolshiftRule, RuleOptions, Site
 from codemods.suppressions import MARKER
 from codemods.transform import (
     FileResult,
@@ -340,6 +348,12 @@ def _references(project: Project, state: _State) -> tuple[str, ...]:
     return find_legacy_references(sources, names, project.legacy_helpers)
 
 
+def _asks_first_pass(rule: type[PoolshiftRule]) -> bool:
+    """Whether ``rule`` judges from the ``ast`` first pass if a file needs it (else its PREFILTER decides)."""
+    defined_in = next(klass for klass in rule.__mro__ if "first_pass_wants" in vars(klass))
+    return defined_in is not PoolshiftRule
+
+
 def _targets_of(rule: type[PoolshiftRule]) -> frozenset[str]:
     """The callees a rule declares (redirect rules' ``TARGETS``); empty for rules the first pass leaves be."""
     targets: object = getattr(rule, "TARGETS", frozenset())
@@ -361,6 +375,41 @@ class _Context:
     aliases: dict[str, str] = field(default_factory=dict)
     #: Project modules named like a module holding a target (``pkg/sqlite3.py``): known not to be it.
     look_alike_modules: frozenset[str] = frozenset()
+    #: The last file ``ast`` parsed (its bytes, text and tree or error), so the facts with and without
+    #: aliases and the rules' first_pass_wants share one parse.
+    _parsed: tuple[bytes, str, ast.Module | str] | None = None
+
+    def parse(self, data: bytes) -> tuple[str, ast.Module | str] | None:
+        """``data``'s text and CPython's parse (or its message); None when it is too large or undecodable."""
+        if self._parsed is not None and self._parsed[0] is data:
+            return self._parsed[1:]
+        if self.limits.max_bytes and len(data) > self.limits.max_bytes:
+            return None
+        try:
+            text = rules_text(decode_source(data))
+        except SourceError:
+            return None
+        self._parsed = (data, text, parse_text(text))
+        return self._parsed[1:]
+
+    def wants(self, path: str, data: bytes, rule: type[PoolshiftRule], aliases: Mapping[str, str]) -> bool:
+        """``rule.first_pass_wants`` for ``path``'s current bytes (cached); True when ``ast`` cannot tell."""
+        package = self.project.module_of(path)[1]
+        key = digest("wants", rule.RULE_ID, content_key(data), package, sorted(aliases.items()))
+        cached = self.cache.get("first_pass", key)
+        if cached is not None:
+            return bool(cached)
+        parsed = self.parse(data)
+        answer = True
+        text, tree = parsed if parsed is not None else ("", "")
+        if not isinstance(tree, str):
+            try:
+                resolve, _ = binding_resolver(tree, text, package, aliases)
+                answer = rule.first_pass_wants(FirstPassView(tree, text, package, resolve))
+            except RecursionError:
+                answer = True  # absurdly nested code: the transform's guards decide
+        self.cache.put("first_pass", key, answer)
+        return answer
 
     def facts(self, path: str, data: bytes) -> tuple[FileFacts, dict[str, str]]:
         """The first pass over ``path`` as it is now (``data``), and the project aliases it depends on.
@@ -390,12 +439,14 @@ class _Context:
             except SourceError as exc:
                 facts = FileFacts(error=exc.code)
             else:
+                parsed = self.parse(data)
                 facts = scan_source(
                     text,
                     self.targets,
                     package=package,
                     aliases=aliases,
                     project_modules=self.look_alike_modules,
+                    parsed=parsed[1] if parsed is not None else None,
                 )
         self.cache.put("first_pass", key, facts.to_json())
         return facts
@@ -540,23 +591,7 @@ class _PhaseFiles:
         matching = tuple(rule for rule in rules if self._may_match(rule, path, data))
         # The cache key names every rule that may have a say here, before the first pass narrows them.
         rule_ids = [rule.RULE_ID for rule in matching]
-        extra: list[Site] = []
-        relevant: dict[str, str] = {}
-        if any(_targets_of(rule) for rule in matching):
-            facts, relevant = self.context.facts(path, data)
-            if facts.error is None:
-                extra = _first_pass_sites(matching, path, facts)
-                resolved = {c.target for c in facts.candidates if c.kind == "resolved"}
-                # A suppression comment is judged by the rules themselves (an unused one is reported), so
-                # in a file that has one, a rule whose own words are there runs even without a candidate.
-                judges = _SUPPRESSION_MARKER in data
-                matching = tuple(
-                    rule
-                    for rule in matching
-                    if not _targets_of(rule)
-                    or _targets_of(rule) & resolved
-                    or (judges and self.context.state.contains(path, data, self.needles[rule]))
-                )
+        matching, extra, relevant = self._narrow(path, data, matching)
         if not matching and not extra:
             self.context.progress.advance()
             return
@@ -595,6 +630,37 @@ class _PhaseFiles:
         self.keys.append(key)
         self.extras.append(extra)
 
+    def _narrow(
+        self, path: str, data: bytes, rules: tuple[type[PoolshiftRule], ...]
+    ) -> tuple[tuple[type[PoolshiftRule], ...], list[Site], dict[str, str]]:
+        """The rules the first pass cannot rule out here, its own sites, and the aliases they depend on.
+
+        A rule with declared targets needs a resolved candidate, a rule with ``first_pass_wants`` its
+        yes (a rule with both: either). A suppression comment is judged by the rules themselves (an
+        unused one is reported), so in a file that has one, a rule whose own words are there runs anyway.
+        """
+        extra: list[Site] = []
+        relevant: dict[str, str] = {}
+        judges = _SUPPRESSION_MARKER in data
+        needed = set(rules)
+        if any(_targets_of(rule) for rule in rules):
+            facts, relevant = self.context.facts(path, data)
+            if facts.error is None:
+                extra = _first_pass_sites(rules, path, facts)
+                resolved = {c.target for c in facts.candidates if c.kind == "resolved"}
+                needed = {rule for rule in rules if not _targets_of(rule) or _targets_of(rule) & resolved}
+        asking = [
+            rule for rule in rules if _asks_first_pass(rule) and not (_targets_of(rule) and rule in needed)
+        ]
+        if asking and not judges:
+            if not relevant and self.context.aliases:
+                relevant = self.context.facts(path, data)[1]
+            needed -= set(asking)
+            needed |= {rule for rule in asking if self.context.wants(path, data, rule, relevant)}
+        if judges:
+            needed |= {rule for rule in rules if self.context.state.contains(path, data, self.needles[rule])}
+        return tuple(rule for rule in rules if rule in needed), extra, relevant
+
     def _judge_detached(
         self, path: str, data: bytes, rules: tuple[type[PoolshiftRule], ...], sites: list[Site]
     ) -> tuple[type[PoolshiftRule], ...]:
@@ -602,14 +668,13 @@ class _PhaseFiles:
         redirect = [rule for rule in rules if issubclass(rule, RedirectCallRule)]
         if not redirect:
             return rules
-        try:
-            text = rules_text(decode_source(data))
-        except SourceError:
+        text, tree = self.context.parse(data) or ("", "")
+        if isinstance(tree, str):
             return rules  # the transform reports it
         package = self.context.project.module_of(path)[1]
         remaining = list(rules)
         for rule in redirect:
-            found = detached_sites(rule, self.options, path, text, package)
+            found = detached_sites(rule, self.options, path, text, package, tree=tree)
             if found is not None:
                 sites.extend(found)
                 remaining.remove(rule)

@@ -14,9 +14,11 @@ absolute), never by text matching.
 from __future__ import annotations
 
 import ast
+import hashlib
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol, cast
 
 from libcst.metadata import QualifiedName
 
@@ -30,6 +32,7 @@ __all__ = [
     "absolute_name",
     "discover_legacy_helpers",
     "find_helpers",
+    "helper_shapes",
     "prefilter_names",
     "resolve_helper",
 ]
@@ -77,6 +80,31 @@ def prefilter_names(helpers: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted({DEFAULT_HELPER_NAME, *(helper.rpartition(".")[2] for helper in helpers)}))
 
 
+class AnswerCache(Protocol):
+    """Where :func:`find_helpers` keeps its per-file answers: ``codemods.cache.ResultCache``, a layer up."""
+
+    def get(self, table: str, key: str) -> Any: ...
+
+    def put(self, table: str, key: str, value: Any) -> None: ...
+
+
+class _NoCache:
+    def get(self, table: str, key: str) -> Any:
+        return None
+
+    def put(self, table: str, key: str, value: Any) -> None:
+        return None
+
+
+def _answer_key(kind: str, source: str, *names: str) -> str:
+    """The key of one file's answer: what it is, the file's text and the names it was read under."""
+    hasher = hashlib.blake2b(digest_size=16)
+    for part in (kind, source, *names):
+        hasher.update(part.encode("utf-8", "surrogateescape"))
+        hasher.update(b"\0")
+    return hasher.hexdigest()
+
+
 @dataclass(frozen=True)
 class FoundHelper:
     """A helper found by its behavior: its FQN, file and line, and what its return value comes from."""
@@ -87,33 +115,39 @@ class FoundHelper:
     returns_from: tuple[str, ...]  # the connect functions and helpers it returns the result of
 
 
-def find_helpers(sources: Mapping[str, str], module_names: Mapping[str, str]) -> list[FoundHelper]:
+def find_helpers(
+    sources: Mapping[str, str], module_names: Mapping[str, str], cache: AnswerCache | None = None
+) -> list[FoundHelper]:
     """Every function in ``sources`` (path -> text) whose return value comes from a connect call.
 
-    Files are parsed only when they mention ``connect`` or the short name of a helper found so far, and
-    the search repeats until no new helper appears (a helper may return another module's helper).
+    Each file is first summarised with CPython's parser (:func:`helper_shapes`); a file is parsed with
+    LibCST only when one of its functions may return nothing but calls of ``connect`` or of a helper
+    found so far, and the search repeats until no new helper appears (a helper may return another
+    module's helper). With ``cache``, both answers are kept per file content, so an unchanged tree is not
+    parsed again.
     """
+    cache = cache or _NoCache()
     functions: dict[str, tuple[str, FunctionReturns]] = {}
     parsed: set[str] = set()
     needles = {_CONNECT_NEEDLE}
     found: dict[str, FoundHelper] = {}
+    shapes: dict[str, list[list[list[str]]]] = {}
+    for path in sorted(sources):
+        if module_names.get(path) is not None and _CONNECT_NEEDLE in sources[path]:
+            shapes[path] = _cached_shapes(sources[path], cache)
     while True:
         for path in sorted(sources):
             if path in parsed or not any(needle in sources[path] for needle in needles):
                 continue
             module_name = module_names.get(path)
-            if module_name is None or not _may_return_a_call_of(sources[path], needles):
+            if module_name is None:
+                continue
+            if path not in shapes:
+                shapes[path] = _cached_shapes(sources[path], cache)
+            if not _may_be_a_helper(shapes[path], needles):
                 continue  # looked at again if a later round adds a helper's name to the needles
             parsed.add(path)
-            module = parse_or_none(sources[path])
-            if module is None:
-                continue
-            package = module_name if path.endswith("__init__.py") else module_name.rpartition(".")[0]
-            try:
-                returns = read_function_returns(module, module_name, package)
-            except (RecursionError, MemoryError):
-                continue  # absurdly nested code is no connection helper; the run reports the file itself
-            for function in returns:
+            for function in _cached_returns(sources[path], path, module_name, cache):
                 functions[function.name] = (path, function)
         grown = _helpers_among(functions, found)
         new_needles = {name.rpartition(".")[2] for name in grown} - needles
@@ -122,32 +156,132 @@ def find_helpers(sources: Mapping[str, str], module_names: Mapping[str, str]) ->
         needles |= new_needles
 
 
-def _may_return_a_call_of(source: str, names: set[str]) -> bool:
-    """Whether some function in ``source`` both returns and calls something named like ``names``.
+def _cached_shapes(source: str, cache: AnswerCache) -> list[list[list[str]]]:
+    key = _answer_key("helper-shapes", source)
+    cached = cache.get("helper_shapes", key)
+    if cached is None:
+        cached = helper_shapes(source)
+        cache.put("helper_shapes", key, cached)
+    return cast(list[list[list[str]]], cached)
 
-    A cheap superset test with CPython's parser (the text test alone matches every file that says
-    "connect" somewhere): only a file that passes it is parsed with LibCST and analysed. A file
-    CPython does not compile is never a helper's home worth analysing (the run reports it).
+
+def _cached_returns(source: str, path: str, module_name: str, cache: AnswerCache) -> list[FunctionReturns]:
+    """:func:`read_function_returns` of one file (LibCST), through the cache."""
+    package = module_name if path.endswith("__init__.py") else module_name.rpartition(".")[0]
+    key = _answer_key("function-returns", source, module_name, package)
+    cached = cache.get("function_returns", key)
+    if cached is not None:
+        return [FunctionReturns.from_json(raw) for raw in cached]
+    module = parse_or_none(source)
+    returns: list[FunctionReturns] = []
+    if module is not None:
+        try:
+            returns = read_function_returns(module, module_name, package)
+        except (RecursionError, MemoryError):
+            returns = []  # absurdly nested code is no connection helper; the run reports the file itself
+    cache.put("function_returns", key, [function.to_json() for function in returns])
+    return returns
+
+
+def _may_be_a_helper(shapes: list[list[list[str]]], needles: set[str]) -> bool:
+    """Whether one of a file's functions returns only calls named like ``needles`` (see helper_shapes)."""
+    return any(function and all(not needles.isdisjoint(names) for names in function) for function in shapes)
+
+
+def helper_shapes(source: str) -> list[list[list[str]]]:
+    """For each function of ``source`` that may be a helper, the names each of its returned calls may end in.
+
+    A necessary condition, with CPython's parser, for LibCST's :func:`read_function_returns` to find a
+    helper: a helper returns nothing but ``None`` and calls (directly, or through a local name every
+    assignment of which is a call or ``None``), and each call's qualified name ends in ``connect`` or in a
+    helper's name. The name a call's qualified name ends in is the attribute for ``a.b.connect()``, and
+    for a bare name the name itself or, when an import binds it (``from psycopg2 import connect as
+    pg``), the imported name. A function is summarised as one list of such names per returned call; one
+    that returns anything else is left out. A file CPython does not compile has no summary (the run
+    reports it), and neither has absurdly nested code.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tree = ast.parse(source)
+        imported: dict[str, set[str]] = {}
+        functions: list[ast.FunctionDef | ast.AsyncFunctionDef] = []
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for alias in node.names:
+                    if alias.asname:
+                        imported.setdefault(alias.asname, set()).add(alias.name.rpartition(".")[2])
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                functions.append(node)
+        shapes: list[list[list[str]]] = []
+        for function in functions:
+            shape = _function_shape(function, imported)
+            if shape:
+                shapes.append(shape)
+        return shapes
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return False
-    for function in ast.walk(tree):
-        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return []
+
+
+def _function_shape(
+    function: ast.FunctionDef | ast.AsyncFunctionDef, imported: Mapping[str, set[str]]
+) -> list[list[str]] | None:
+    """The names each returned call of ``function`` may end in; None when it returns something else."""
+    returns: list[ast.expr | None] = []
+    assigned: dict[str, list[ast.expr]] = {}
+    pending: list[ast.AST] = list(function.body)
+    while pending:  # the function's own body: nested functions, classes and lambdas are their own scopes
+        node = pending.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
             continue
-        nodes = list(ast.walk(function))
-        if not any(isinstance(node, ast.Return) and node.value is not None for node in nodes):
-            continue
-        for node in nodes:
-            if isinstance(node, ast.Call):
-                callee = node.func
-                name = callee.attr if isinstance(callee, ast.Attribute) else getattr(callee, "id", "")
-                if any(needle in name for needle in names):
-                    return True
-    return False
+        if isinstance(node, ast.Return):
+            returns.append(node.value)
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    assigned.setdefault(target.id, []).append(node.value)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            assigned.setdefault(node.target.id, []).append(node.value)
+        pending.extend(ast.iter_child_nodes(node))
+    calls: list[list[str]] = []
+    for value in returns:
+        found = _returned_calls(value, assigned, imported, frozenset())
+        if found is None:
+            return None
+        calls.extend(found)
+    return calls or None
+
+
+def _callee_endings(callee: ast.expr, imported: Mapping[str, set[str]]) -> list[str] | None:
+    """What a callee's qualified name may end in; None for one LibCST gives no name (never a connect)."""
+    if isinstance(callee, ast.Attribute):
+        return [callee.attr]
+    if isinstance(callee, ast.Name):
+        return sorted({callee.id, *imported.get(callee.id, ())})
+    return None
+
+
+def _returned_calls(
+    value: ast.expr | None,
+    assigned: Mapping[str, list[ast.expr]],
+    imported: Mapping[str, set[str]],
+    seen: frozenset[str],
+) -> list[list[str]] | None:
+    """The callee names a returned ``value`` may come from ([] for None); None for anything else."""
+    if value is None or (isinstance(value, ast.Constant) and value.value is None):
+        return []
+    if isinstance(value, ast.Call):
+        names = _callee_endings(value.func, imported)
+        return None if names is None else [names]
+    if isinstance(value, ast.Name) and value.id in assigned and value.id not in seen:
+        calls: list[list[str]] = []
+        for inner in assigned[value.id]:
+            found = _returned_calls(inner, assigned, imported, seen | {value.id})
+            if found is None:
+                return None
+            calls.extend(found)
+        return calls or None
+    return None
 
 
 def _helpers_among(

@@ -10,8 +10,9 @@ return another module's helper, so the decision needs every module's answer).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider, QualifiedNameProvider
@@ -47,6 +48,24 @@ class FunctionReturns:
     name: str  # fully qualified: module.function or module.Class.method
     line: int
     sources: list[ReturnSource] = field(default_factory=list)
+
+    def to_json(self) -> list[object]:
+        """For the cache: None stays None, a call's names become a sorted list, "other" stays a string."""
+        return [
+            self.name,
+            self.line,
+            [sorted(source) if isinstance(source, frozenset) else source for source in self.sources],
+        ]
+
+    @classmethod
+    def from_json(cls, raw: Sequence[object]) -> FunctionReturns:
+        name, line, sources = raw
+        assert isinstance(sources, list)
+        return cls(
+            str(name),
+            int(cast(int, line)),
+            [frozenset(source) if isinstance(source, list) else source for source in sources],
+        )
 
 
 class _BodyReader(cst.CSTVisitor):

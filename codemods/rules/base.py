@@ -16,7 +16,8 @@ subclass of :class:`PoolshiftRule` with a ``RULE_ID`` is registered (see ``codem
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import ast
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -122,6 +123,22 @@ class RuleOptions:
     first_party: frozenset[str] = frozenset()
 
 
+@dataclass(frozen=True)
+class FirstPassView:
+    """What the engine's ``ast`` first pass shows a rule about one file (see ``first_pass_wants``).
+
+    ``tree`` is CPython's parse of ``text`` (the text rules see); ``resolve`` maps a dotted name as
+    written (``ext.register_type``) to what it may be after the file's imports and the project's module
+    aliases (``{"psycopg2.extensions.register_type"}``; ``"<unknown>"`` for a binding that is not an
+    import, an empty set for an unbound name). Resolution is over-inclusive, like the first pass's.
+    """
+
+    tree: ast.Module
+    text: str
+    package: str
+    resolve: Callable[[str], set[str]]
+
+
 def through_module_aliases(name: str, aliases: Mapping[str, str]) -> str:
     """``name`` with its longest prefix that a project module re-binds replaced (``pkg.utils.sqlite3``)."""
     if not aliases:
@@ -160,6 +177,20 @@ class PoolshiftRule(VisitorBasedCodemodCommand):
     TREE_WIDE: ClassVar[bool] = False
 
     METADATA_DEPENDENCIES = (PositionProvider, QualifiedNameProvider, ScopeProvider)
+
+    @classmethod
+    def first_pass_wants(cls, view: FirstPassView) -> bool:
+        """Whether this file needs the rule's LibCST pass, judged from the ``ast`` first pass alone.
+
+        Asked only for a file whose text holds one of the rule's ``PREFILTER`` words and only in a file
+        CPython compiles; False means the rule has nothing to record or rewrite there, so the file is
+        not parsed with LibCST for it. It must never be False for a file the rule would change or
+        report: when in doubt, True (the default, which leaves the decision to ``PREFILTER`` alone). The
+        answer is cached by the file's content, package and the project aliases its imports reach, so
+        it must depend on nothing else. A file with a suppression comment always runs the rule, which
+        judges unused suppressions.
+        """
+        return True
 
     def __init__(self, context: CodemodContext, options: RuleOptions | None = None) -> None:
         super().__init__(context)

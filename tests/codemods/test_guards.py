@@ -142,3 +142,18 @@ def test_a_crash_gets_exit_3_and_the_report_still_prints(
     assert "crash.py: error [rule-crashed]" in capsys.readouterr().out
     assert (tmp_path / "crash.py").read_bytes() == GOOD
     assert "db_utils.http.urlopen" in (tmp_path / "good.py").read_text()
+
+
+def test_the_command_line_s_timeout_is_the_limit_per_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # LibCST cannot parse and analyse 300 lines in a millisecond, on any machine.
+    slow = GOOD + b"".join(b"value_%d = compute(%d)\n" % (i, i) for i in range(300))
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (tmp_path / "slow.py").write_bytes(slow)
+    arguments = ["migrate", str(tmp_path), "--no-cache", "-q", "-j", "1", "--select", "PS201"]
+    assert main([*arguments, "--timeout", "0.001"]) == EXIT_REMAINING
+    assert "slow.py: error [timeout]" in capsys.readouterr().out
+    assert (tmp_path / "slow.py").read_bytes() == slow
+    assert main([*arguments, "--timeout", "0"]) == 0  # no limit (a loaded machine may be very slow)
+    assert b"db_utils.sqlite.connect" in (tmp_path / "slow.py").read_bytes()

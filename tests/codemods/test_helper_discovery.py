@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codemods.legacy_helpers.discovery import find_helpers
+from codemods.legacy_helpers.discovery import find_helpers, helper_shapes
 from codemods.project import load_project
 
 DB = """\
@@ -148,3 +148,87 @@ def test_configured_helpers_add_to_the_discovered_ones(tmp_path: Path) -> None:
     assert "app.db.get_db_connection" in project.legacy_helpers
     configured = next(h for h in project.found_helpers if h.name == "app.pool.borrow")
     assert configured.path == ""
+
+
+def test_a_helper_calling_connect_under_an_alias_is_found() -> None:
+    source = "from psycopg2 import connect as pg_open\n\n\ndef get_conn():\n    return pg_open('')\n"
+    assert [h.name for h in find_helpers({"app/db.py": source}, {"app/db.py": "app.db"})] == [
+        "app.db.get_conn"
+    ]
+
+
+def test_the_ast_summary_keeps_every_function_that_may_be_a_helper_and_only_those() -> None:
+    source = """\
+import psycopg2
+from app.db import open_db as od
+
+
+def direct():
+    return psycopg2.connect('')
+
+
+def through_a_name(flag):
+    conn = None
+    if flag:
+        conn = od()
+    return conn
+
+
+def failure_path():
+    try:
+        return psycopg2.connect('')
+    except psycopg2.Error:
+        return
+
+
+def returns_a_cursor():
+    return psycopg2.connect('').cursor()
+
+
+def returns_other(flag):
+    if flag:
+        return 'off'
+    return psycopg2.connect('')
+
+
+def returns_a_parameter(conn):
+    return conn
+
+
+def nested_returns_are_its_own():
+    def inner():
+        return 1
+
+    return psycopg2.connect('')
+"""
+    assert helper_shapes(source) == [
+        [["connect"]],
+        [["od", "open_db"]],
+        [["connect"]],
+        [["cursor"]],
+        [["connect"]],
+    ]
+    assert helper_shapes("def broken(:\n") == []
+
+
+def test_discovery_answers_are_cached_and_follow_edits(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text("")
+    (tmp_path / "app" / "db.py").write_text(DB)
+    cold = load_project([tmp_path])
+    tables = sorted(path.name for path in (tmp_path / ".poolshift_cache").rglob("*.json"))
+    assert tables == ["function_returns.json", "helper_shapes.json"]
+    assert load_project([tmp_path]).found_helpers == cold.found_helpers
+    (tmp_path / "app" / "db.py").write_text(DB.replace("def get_db():", "def get_database():"))
+    edited = load_project([tmp_path]).legacy_helpers
+    assert "app.db.get_database" in edited
+    assert "app.db.get_db" not in edited
+    assert load_project([tmp_path], cache=False).legacy_helpers == edited
+
+
+def test_a_file_over_the_size_limit_is_not_parsed_for_helpers(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (tmp_path / "db.py").write_text("import psycopg2\n\n\ndef open_db():\n    return psycopg2.connect('')\n")
+    assert load_project([tmp_path], cache=False).legacy_helpers == ("db.open_db",)
+    assert load_project([tmp_path], cache=False, max_bytes=32).legacy_helpers == ()
