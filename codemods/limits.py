@@ -2,9 +2,11 @@
 
 A generated 5 MB module or 500 nested calls can make a parser or a code generator take minutes and
 gigabytes; the engine refuses such a file (it is reported and left byte-for-byte untouched) instead of
-letting it hold up or kill the run. Size is checked before anything is parsed; time is a timer signal in
-the process that transforms the file; memory is an address-space limit on the worker processes (never on
-the process the user started, whose own allocations are not ours to cap).
+letting it hold up or kill the run. Size is checked before anything is parsed; time is a CPU-time timer
+signal in the process that transforms the file (CPU time, not wall time: on a loaded machine a file gets
+the same budget of work, so the same files are refused whatever else runs); memory is an address-space
+limit on the worker processes (never on the process the user started, whose own allocations are not ours
+to cap).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class Limits:
 
     #: A file larger than this is reported ``file-too-large`` without being parsed.
     max_bytes: int = 2 * 1024 * 1024
-    #: Parsing, analysing and rewriting one file longer than this is stopped: ``timeout``.
+    #: Parsing, analysing and rewriting one file for more CPU seconds than this is stopped: ``timeout``.
     time_s: float = 60.0
     #: Address space of each worker process; a file that needs more is reported ``memory-limit``.
     memory_bytes: int = 4 * 1024 * 1024 * 1024
@@ -41,10 +43,13 @@ class FileTimeout(Exception):
 
 @contextlib.contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Raise :class:`FileTimeout` in this thread after ``seconds`` (no-op off the main thread or for 0).
+    """Raise :class:`FileTimeout` in this thread after ``seconds`` of CPU time (no-op off the main thread
+    or for 0).
 
     A timer signal interrupts Python code wherever it is; native code (LibCST's parser) is interrupted as
-    soon as it returns to Python, which the size limit keeps short.
+    soon as it returns to Python, which the size limit keeps short. The timer counts the process's CPU
+    time (``ITIMER_PROF``), not wall time: transforming a file never waits on anything, and a wall-clock
+    limit refused ordinary files on a machine busy with other work.
     """
     if seconds <= 0 or threading.current_thread() is not threading.main_thread():
         yield
@@ -53,13 +58,13 @@ def time_limit(seconds: float) -> Iterator[None]:
     def expire(signum: int, frame: FrameType | None) -> None:
         raise FileTimeout(f"over the {seconds:g} s limit per file")
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signal.SIGPROF, expire)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
 
 
 def cap_memory(limit_bytes: int) -> None:

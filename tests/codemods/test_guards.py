@@ -157,3 +157,22 @@ def test_the_command_line_s_timeout_is_the_limit_per_file(
     assert (tmp_path / "slow.py").read_bytes() == slow
     assert main([*arguments, "--timeout", "0"]) == 0  # no limit (a loaded machine may be very slow)
     assert b"db_utils.sqlite.connect" in (tmp_path / "slow.py").read_bytes()
+
+
+def test_the_time_limit_counts_cpu_time_not_wall_time() -> None:
+    """A machine busy with other jobs must not make an ordinary file time out: waiting costs no budget,
+    work does (a wall-clock limit refused a 7.5 s-CPU file after 79 s on a loaded machine)."""
+    import time
+
+    from codemods.limits import FileTimeout, time_limit
+
+    with time_limit(0.2):
+        time.sleep(0.5)  # off the CPU: far past the limit in wall time, nowhere near it in CPU time
+
+    def spin() -> None:
+        with time_limit(0.2):
+            while True:  # on the CPU: stopped once it has used 0.2 s of it, however long that takes
+                pass
+
+    with pytest.raises(FileTimeout):
+        spin()
