@@ -83,6 +83,9 @@ class FileFacts:
     #: Everything the file imports, at any depth (absolute dotted names): which project facts matter here.
     imports: list[str] = field(default_factory=list)
     error: str | None = None  # the parser's message when ``ast`` rejects the file
+    #: IDs of the rules whose own test (a rule's ``FIRST_PASS_TEST``) holds for this file: it may hold a
+    #: candidate no ``TARGETS`` name can find (PS103's ``.as_string(conn)``).
+    wanted_by: list[str] = field(default_factory=list)
 
     @property
     def needs_rewrite_pass(self) -> bool:
@@ -95,6 +98,7 @@ class FileFacts:
             "bindings": self.bindings,
             "imports": self.imports,
             "error": self.error,
+            "wanted_by": self.wanted_by,
         }
 
     @classmethod
@@ -103,7 +107,9 @@ class FileFacts:
         bindings = raw["bindings"]
         imports = raw["imports"]
         error = raw["error"]
+        wanted_by = raw.get("wanted_by", [])
         assert isinstance(candidates, list)
+        assert isinstance(wanted_by, list)
         assert isinstance(bindings, dict)
         assert isinstance(imports, list)
         return cls(
@@ -111,6 +117,7 @@ class FileFacts:
             bindings={str(k): [str(v) for v in vs] for k, vs in bindings.items()},
             imports=[str(name) for name in imports],
             error=None if error is None else str(error),
+            wanted_by=[str(rule_id) for rule_id in wanted_by],
         )
 
     def relevant_aliases(self, aliases: Mapping[str, str]) -> dict[str, str]:
@@ -361,8 +368,13 @@ def scan_source(
     package: str = "",
     aliases: Mapping[str, str] | None = None,
     project_modules: frozenset[str] = frozenset(),
+    tests: Mapping[str, Callable[[ast.Module], bool]] | None = None,
 ) -> FileFacts:
-    """The first pass over one decoded file; never raises for bad input (``error`` says why)."""
+    """The first pass over one decoded file; never raises for bad input (``error`` says why).
+
+    ``tests`` are the rules' own tests of the tree (rule ID -> test), for candidates that are not calls of
+    a target; the IDs of those that hold are the facts' ``wanted_by``.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # invalid escapes in the user's code are not our business
@@ -381,12 +393,13 @@ def scan_source(
                     finder.visit_reference(node.func, node)
             elif isinstance(node, (ast.Name, ast.Attribute)) and isinstance(node.ctx, ast.Load):
                 finder.visit_reference(node, None)
+        wanted_by = [rule_id for rule_id, test in sorted((tests or {}).items()) if test(tree)]
     except RecursionError as exc:
         return FileFacts(error=f"RecursionError: {exc}")
     module_level = {name: sorted(values) for name, values in bindings.module_level.items()}
     candidates = sorted(finder.found.values(), key=lambda c: (c.line, c.column))
     imports = sorted({value for values in bindings.names.values() for value in values} - {_UNKNOWN})
-    return FileFacts(candidates=candidates, bindings=module_level, imports=imports)
+    return FileFacts(candidates=candidates, bindings=module_level, imports=imports, wanted_by=wanted_by)
 
 
 def project_module_aliases(

@@ -12,11 +12,12 @@ back in submission order, so reports and diffs are deterministic whatever ``-j``
 
 from __future__ import annotations
 
+import ast
 import os
 import stat
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, fields, replace
@@ -35,6 +36,7 @@ from codemods.plan import Phase, Plan
 from codemods.project import Project, decoded_sources
 from codemods.rules._redirect import RedirectCallRule
 from codemods.rules.base import PoolshiftRule, RuleOptions, Site
+from codemods.rules.psycopg2_c_api import imports_psycopg2
 from codemods.suppressions import MARKER
 from codemods.transform import (
     FileResult,
@@ -346,6 +348,13 @@ def _targets_of(rule: type[PoolshiftRule]) -> frozenset[str]:
     return frozenset(targets) if isinstance(targets, frozenset) else frozenset()
 
 
+def _first_pass_test_of(rule: type[PoolshiftRule]) -> Callable[[ast.Module], bool] | None:
+    """A rule's own test of a file's ``ast`` (``FIRST_PASS_TEST``) for candidates ``TARGETS`` cannot name:
+    without a resolved target call, the rule looks at the file only when the test holds."""
+    test: object = getattr(rule, "FIRST_PASS_TEST", None)
+    return test if callable(test) else None
+
+
 @dataclass
 class _Context:
     """What every phase of one run shares: the first pass's facts, the cache, limits and progress."""
@@ -361,6 +370,10 @@ class _Context:
     aliases: dict[str, str] = field(default_factory=dict)
     #: Project modules named like a module holding a target (``pkg/sqlite3.py``): known not to be it.
     look_alike_modules: frozenset[str] = frozenset()
+    #: The rules' first-pass tests (rule ID -> test), see :func:`_first_pass_test_of`.
+    tests: dict[str, Callable[[ast.Module], bool]] = field(default_factory=dict)
+    #: Some file of the project imports psycopg2 (RuleOptions.psycopg2_imported).
+    psycopg2_imported: bool = False
 
     def facts(self, path: str, data: bytes) -> tuple[FileFacts, dict[str, str]]:
         """The first pass over ``path`` as it is now (``data``), and the project aliases it depends on.
@@ -376,7 +389,7 @@ class _Context:
     def _facts(self, data: bytes, package: str, aliases: dict[str, str]) -> FileFacts:
         key = digest(
             "facts", content_key(data), package, sorted(self.targets.targets), sorted(aliases.items()),
-            sorted(self.look_alike_modules),
+            sorted(self.look_alike_modules), sorted(self.tests),
         )  # fmt: skip
         cached = self.cache.get("first_pass", key)
         if cached is not None:
@@ -396,6 +409,7 @@ class _Context:
                     package=package,
                     aliases=aliases,
                     project_modules=self.look_alike_modules,
+                    tests=self.tests,
                 )
         self.cache.put("first_pass", key, facts.to_json())
         return facts
@@ -415,6 +429,9 @@ def _project_facts(context: _Context) -> None:
     if not redirect_rules:
         return
     context.targets = TargetSet(frozenset().union(*(_targets_of(rule) for rule in redirect_rules)))
+    context.tests = {
+        rule.RULE_ID: test for rule in redirect_rules if (test := _first_pass_test_of(rule)) is not None
+    }
     needles = _first_pass_needles(redirect_rules, {})
     names_of_modules = {part for module in context.targets.modules for part in module.split(".")}
     context.look_alike_modules = frozenset(
@@ -429,6 +446,8 @@ def _project_facts(context: _Context) -> None:
             facts[path] = context.facts(path, data)[0]
     names = {path: context.project.module_of(path)[0] for path in facts}
     context.aliases = project_module_aliases(facts, names, context.targets.modules)
+    # Every file naming psycopg2 went through the pass above (it is one of PS103's PREFILTER needles).
+    context.psycopg2_imported = any(imports_psycopg2(file_facts.imports) for file_facts in facts.values())
 
 
 def _first_pass_sites(rules: Sequence[type[PoolshiftRule]], path: str, facts: FileFacts) -> list[Site]:
@@ -556,6 +575,8 @@ class _PhaseFiles:
                     if not _targets_of(rule)
                     or _targets_of(rule) & resolved
                     or (judges and self.context.state.contains(path, data, self.needles[rule]))
+                    # PS103's method calls matter only in a project that imports psycopg2 somewhere.
+                    or (rule.RULE_ID in facts.wanted_by and self.options.psycopg2_imported)
                 )
         if not matching and not extra:
             self.context.progress.advance()
@@ -666,7 +687,9 @@ def _run_phase(context: _Context, phase: Phase, paths: Sequence[str], *, dry_run
     if not rules:
         context.progress.advance(len(paths))
         return
-    options = replace(project.rule_options(), module_aliases=context.aliases)
+    options = replace(
+        project.rule_options(), module_aliases=context.aliases, psycopg2_imported=context.psycopg2_imported
+    )
     if phase.is_cleanup:
         options = replace(options, remaining_legacy_references=_references(project, state))
     files = _PhaseFiles(context, rules, options, dry_run, chain)

@@ -120,6 +120,10 @@ class RuleOptions:
     #: The project's own top-level module names: an import of one of them is first party, so a new import
     #: is placed the way isort and ruff sort (:mod:`codemods.cst.imports.placement`).
     first_party: frozenset[str] = frozenset()
+    #: Some file of the project imports psycopg2 (the runner's first pass): PS103 then reports the
+    #: ``.as_string(x)``/``.prepare(x)`` calls of modules that do not, where a psycopg2 object handed over
+    #: from elsewhere may be the receiver; in a project without psycopg2 they are nobody's concern.
+    psycopg2_imported: bool = False
 
 
 def through_module_aliases(name: str, aliases: Mapping[str, str]) -> str:
