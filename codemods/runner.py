@@ -423,6 +423,18 @@ def _first_pass_needles(
     return tuple(dict.fromkeys(word.encode("utf-8") for word in words))
 
 
+def _alias_needles(rule: type[PoolshiftRule], aliases: Mapping[str, str]) -> tuple[bytes, ...]:
+    """The project names (``pkg.utils.sqlite3`` -> ``sqlite3``) under which one of ``rule``'s target
+    modules (or a package of one) may reach a file: only a file naming one may hold its candidate."""
+    modules = TargetSet(_targets_of(rule)).modules
+    reaching = {
+        name: module
+        for name, module in aliases.items()
+        if any(target == module or target.startswith(module + ".") for target in modules)
+    }
+    return _first_pass_needles([], reaching)
+
+
 def _project_facts(context: _Context) -> None:
     """Whole-project facts from the first pass, once per run: which project names are standard modules."""
     redirect_rules = [rule for rule in context.project.rules if _targets_of(rule)]
@@ -532,7 +544,7 @@ class _PhaseFiles:
     dry_run: bool
     chain: bool
     needles: dict[type[PoolshiftRule], tuple[bytes, ...]] = field(default_factory=dict)
-    alias_needles: tuple[bytes, ...] = ()
+    alias_needles: dict[type[PoolshiftRule], tuple[bytes, ...]] = field(default_factory=dict)
     jobs: list[_Job] = field(default_factory=list)
     keys: list[str | None] = field(default_factory=list)
     extras: list[list[Site]] = field(default_factory=list)
@@ -542,7 +554,7 @@ class _PhaseFiles:
     def __post_init__(self) -> None:
         legacy_names = prefilter_names(self.context.project.legacy_helpers)
         self.needles = {rule: _needles(rule, legacy_names) for rule in self.rules}
-        self.alias_needles = _first_pass_needles([], self.context.aliases)
+        self.alias_needles = {rule: _alias_needles(rule, self.context.aliases) for rule in self.rules}
         # Outcomes of read-only runs are cached; a run that writes (or chains phases) always computes.
         self.options_key = (
             _options_key(self.options, self.context.limits) if self.dry_run and not self.chain else ""
@@ -553,7 +565,7 @@ class _PhaseFiles:
         needles = self.needles[rule]
         if not needles or self.context.state.contains(path, data, needles):
             return True
-        return bool(_targets_of(rule)) and self.context.state.contains(path, data, self.alias_needles)
+        return self.context.state.contains(path, data, self.alias_needles[rule])
 
     def add(self, path: str, data: bytes, rules: Sequence[type[PoolshiftRule]]) -> None:
         matching = tuple(rule for rule in rules if self._may_match(rule, path, data))
