@@ -43,6 +43,7 @@ from codemods.plan import Phase, Plan
 from codemods.project import Project, decoded_sources
 from codemods.rules._redirect import RedirectCallRule
 from codemods.rules.base import FirstPassView, PoolshiftRule, RuleOptions, Site
+from codemods.rules.psycopg2_c_api import imports_psycopg2
 from codemods.suppressions import MARKER
 from codemods.transform import (
     FileResult,
@@ -375,6 +376,8 @@ class _Context:
     aliases: dict[str, str] = field(default_factory=dict)
     #: Project modules named like a module holding a target (``pkg/sqlite3.py``): known not to be it.
     look_alike_modules: frozenset[str] = frozenset()
+    #: Some file of the project imports psycopg2 (``RuleOptions.psycopg2_imported``).
+    psycopg2_imported: bool = False
     #: The last file ``ast`` parsed (its bytes, text and tree or error), so the facts with and without
     #: aliases and the rules' first_pass_wants share one parse.
     _parsed: tuple[bytes, str, ast.Module | str] | None = None
@@ -460,6 +463,18 @@ def _first_pass_needles(
     return tuple(dict.fromkeys(word.encode("utf-8") for word in words))
 
 
+def _alias_needles(rule: type[PoolshiftRule], aliases: Mapping[str, str]) -> tuple[bytes, ...]:
+    """The project names (``pkg.utils.sqlite3`` -> ``sqlite3``) under which one of ``rule``'s target
+    modules (or a package of one) may reach a file: only a file naming one may hold its candidate."""
+    modules = TargetSet(_targets_of(rule)).modules
+    reaching = {
+        name: module
+        for name, module in aliases.items()
+        if any(target == module or target.startswith(module + ".") for target in modules)
+    }
+    return _first_pass_needles([], reaching)
+
+
 def _project_facts(context: _Context) -> None:
     """Whole-project facts from the first pass, once per run: which project names are standard modules."""
     redirect_rules = [rule for rule in context.project.rules if _targets_of(rule)]
@@ -480,6 +495,8 @@ def _project_facts(context: _Context) -> None:
             facts[path] = context.facts(path, data)[0]
     names = {path: context.project.module_of(path)[0] for path in facts}
     context.aliases = project_module_aliases(facts, names, context.targets.modules)
+    # Every file naming psycopg2 went through the pass above (it is one of PS103's PREFILTER needles).
+    context.psycopg2_imported = any(imports_psycopg2(file_facts.imports) for file_facts in facts.values())
 
 
 def _first_pass_sites(rules: Sequence[type[PoolshiftRule]], path: str, facts: FileFacts) -> list[Site]:
@@ -564,7 +581,7 @@ class _PhaseFiles:
     dry_run: bool
     chain: bool
     needles: dict[type[PoolshiftRule], tuple[bytes, ...]] = field(default_factory=dict)
-    alias_needles: tuple[bytes, ...] = ()
+    alias_needles: dict[type[PoolshiftRule], tuple[bytes, ...]] = field(default_factory=dict)
     jobs: list[_Job] = field(default_factory=list)
     keys: list[str | None] = field(default_factory=list)
     extras: list[list[Site]] = field(default_factory=list)
@@ -574,7 +591,7 @@ class _PhaseFiles:
     def __post_init__(self) -> None:
         legacy_names = prefilter_names(self.context.project.legacy_helpers)
         self.needles = {rule: _needles(rule, legacy_names) for rule in self.rules}
-        self.alias_needles = _first_pass_needles([], self.context.aliases)
+        self.alias_needles = {rule: _alias_needles(rule, self.context.aliases) for rule in self.rules}
         # Outcomes of read-only runs are cached; a run that writes (or chains phases) always computes.
         self.options_key = (
             _options_key(self.options, self.context.limits) if self.dry_run and not self.chain else ""
@@ -585,7 +602,7 @@ class _PhaseFiles:
         needles = self.needles[rule]
         if not needles or self.context.state.contains(path, data, needles):
             return True
-        return bool(_targets_of(rule)) and self.context.state.contains(path, data, self.alias_needles)
+        return self.context.state.contains(path, data, self.alias_needles[rule])
 
     def add(self, path: str, data: bytes, rules: Sequence[type[PoolshiftRule]]) -> None:
         matching = tuple(rule for rule in rules if self._may_match(rule, path, data))
@@ -656,7 +673,11 @@ class _PhaseFiles:
             if not relevant and self.context.aliases:
                 relevant = self.context.facts(path, data)[1]
             needed -= set(asking)
-            needed |= {rule for rule in asking if self.context.wants(path, data, rule, relevant)}
+            needed |= {
+                rule
+                for rule in asking
+                if rule.applies_to_project(self.options) and self.context.wants(path, data, rule, relevant)
+            }
         if judges:
             needed |= {rule for rule in rules if self.context.state.contains(path, data, self.needles[rule])}
         return tuple(rule for rule in rules if rule in needed), extra, relevant
@@ -731,7 +752,9 @@ def _run_phase(context: _Context, phase: Phase, paths: Sequence[str], *, dry_run
     if not rules:
         context.progress.advance(len(paths))
         return
-    options = replace(project.rule_options(), module_aliases=context.aliases)
+    options = replace(
+        project.rule_options(), module_aliases=context.aliases, psycopg2_imported=context.psycopg2_imported
+    )
     if phase.is_cleanup:
         options = replace(options, remaining_legacy_references=_references(project, state))
     files = _PhaseFiles(context, rules, options, dry_run, chain)

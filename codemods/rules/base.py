@@ -121,6 +121,10 @@ class RuleOptions:
     #: The project's own top-level module names: an import of one of them is first party, so a new import
     #: is placed the way isort and ruff sort (:mod:`codemods.cst.imports.placement`).
     first_party: frozenset[str] = frozenset()
+    #: Some file of the project imports psycopg2 (the runner's first pass): PS103 then reports the
+    #: ``.as_string(x)``/``.prepare(x)`` calls of modules that do not, where a psycopg2 object handed over
+    #: from elsewhere may be the receiver; in a project without psycopg2 they are nobody's concern.
+    psycopg2_imported: bool = False
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,17 @@ class PoolshiftRule(VisitorBasedCodemodCommand):
         answer is cached by the file's content, package and the project aliases its imports reach, so
         it must depend on nothing else. A file with a suppression comment always runs the rule, which
         judges unused suppressions.
+        """
+        return True
+
+    @classmethod
+    def applies_to_project(cls, options: RuleOptions) -> bool:
+        """Whether ``first_pass_wants`` may send any file of this project to the rule at all.
+
+        The whole-project half of the first pass's question, kept apart so that ``first_pass_wants``
+        stays a function of one file (its answers are cached per file): PS103's method calls matter
+        only in a project that imports psycopg2 somewhere. Calls of declared ``TARGETS`` and suppression
+        comments are not affected.
         """
         return True
 

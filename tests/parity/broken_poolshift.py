@@ -1,7 +1,9 @@
 """poolshift with a deliberately broken PS103: besides its own rewrites, it drops `.commit()` calls.
 
-PS103 runs on every file the first phase visits (it is TREE_WIDE) and, with PS100, is what every
-PostgreSQL file goes through now that PS102 is opt-in; so it is the rule whose breakage matters most.
+PS103 runs with the first phase on the whole tree (it is TREE_WIDE) and, with PS100, is what every
+PostgreSQL file goes through now that PS102 is opt-in; so it is the rule whose breakage matters most. The
+first pass normally sends it only files with a candidate (the example app's handlers have none), so the
+broken copy also claims every file that imports psycopg2: its breakage then reaches the handlers.
 
 Used only by tests/parity/test_parity.py to prove that the parity session notices a rule that changes
 behavior. Run as ``python tests/parity/broken_poolshift.py <poolshift arguments>``.
@@ -44,6 +46,7 @@ def _broken_leave_module(
 
 
 Psycopg2CApiRule.leave_Module = _broken_leave_module  # type: ignore[method-assign]
+Psycopg2CApiRule.first_pass_wants = classmethod(lambda cls, view: True)  # type: ignore[method-assign,assignment]
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
