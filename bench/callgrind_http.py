@@ -23,7 +23,6 @@ import contextlib
 import http.client
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -32,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.callgrind_postgres import COLLECT_INSIDE, _top_functions, _total_instructions
+from bench.callgrind_postgres import count_in
 
 PATH = "/bytes/512"
 BASELINE = "urllib.request.urlopen"
@@ -152,26 +151,7 @@ def child(name: str, ops: int) -> None:
 
 def count(name: str, ops: int, env: dict[str, str], workdir: Path, top: int) -> dict[str, Any]:
     """Run one contender under callgrind; instructions per op and, optionally, its top C functions."""
-    out = workdir / f"callgrind.{(CONTENDERS + PARTS).index(name)}.out"
-    command = [
-        "valgrind",
-        "--tool=callgrind",
-        "--collect-atstart=no",
-        f"--toggle-collect={COLLECT_INSIDE}",
-        f"--callgrind-out-file={out}",
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--child",
-        name,
-        "--ops",
-        str(ops),
-    ]
-    subprocess.run(command, env=env, check=True, capture_output=True)
-    total = _total_instructions(out.read_text())
-    result: dict[str, Any] = {"name": name, "instructions": total, "per_op": round(total / ops)}
-    if top:
-        result["top"] = _top_functions(out, top)
-    return result
+    return count_in(Path(__file__), (CONTENDERS + PARTS).index(name), name, ops, env, workdir, top)
 
 
 @contextlib.contextmanager

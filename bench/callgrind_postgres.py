@@ -135,7 +135,14 @@ def child(name: str, ops: int) -> None:
 
 def count(name: str, ops: int, env: dict[str, str], workdir: Path, top: int) -> dict[str, Any]:
     """Run one contender under callgrind; instructions per op and, optionally, its top C functions."""
-    out = workdir / f"callgrind.{(CONTENDERS + SPLIT).index(name)}.out"
+    return count_in(Path(__file__), (CONTENDERS + SPLIT).index(name), name, ops, env, workdir, top)
+
+
+def count_in(
+    script: Path, index: int, name: str, ops: int, env: dict[str, str], workdir: Path, top: int
+) -> dict[str, Any]:
+    """Run ``script --child name --ops ops`` under callgrind, counting only inside ``COLLECT_INSIDE``."""
+    out = workdir / f"callgrind.{index}.out"
     command = [
         "valgrind",
         "--tool=callgrind",
@@ -143,7 +150,7 @@ def count(name: str, ops: int, env: dict[str, str], workdir: Path, top: int) -> 
         f"--toggle-collect={COLLECT_INSIDE}",
         f"--callgrind-out-file={out}",
         sys.executable,
-        str(Path(__file__).resolve()),
+        str(script.resolve()),
         "--child",
         name,
         "--ops",

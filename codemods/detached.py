@@ -22,7 +22,7 @@ from libcst.codemod import CodemodContext
 
 from codemods.first_pass import TargetSet, binding_resolver
 from codemods.rules._redirect import STORED_IN_MODULE, STORED_IN_OBJECT, RedirectCallRule
-from codemods.rules.base import RuleOptions, Site, SiteStatus
+from codemods.rules.base import RuleOptions, Site, SiteStatus, dotted_name
 from codemods.suppressions import MARKER
 
 __all__ = ["detached_sites"]
@@ -81,7 +81,7 @@ def detached_sites(
             return None  # the rule reports the module as monkeypatching the target
         if not isinstance(node, (ast.Name, ast.Attribute)):
             continue
-        dotted = _dotted_name(node)
+        dotted = dotted_name(node)
         if dotted is None:
             continue
         resolved = resolve(dotted)
@@ -112,7 +112,7 @@ def _may_patch(call: ast.Call, rule: type[RedirectCallRule], resolve: Callable[[
     As broad as the rule's own test (a callee named ``setattr`` or ``patch`` anywhere in its dotted name,
     given the target's name, or its short name next to its module): then the rule must see the file.
     """
-    callee = _dotted_name(call.func) or ""
+    callee = dotted_name(call.func) or ""
     if not {"setattr", "patch"} & set(callee.split(".")):
         return False
     arguments = [*call.args, *(keyword.value for keyword in call.keywords)]
@@ -121,7 +121,7 @@ def _may_patch(call: ast.Call, rule: type[RedirectCallRule], resolve: Callable[[
         return True
     if rule.SHORT_NAME not in texts:
         return False
-    names = (_dotted_name(arg) for arg in arguments)
+    names = (dotted_name(arg) for arg in arguments)
     return any(name is not None and resolve(name) & rule.SOURCE_MODULES for name in names)
 
 
@@ -130,16 +130,6 @@ def _text(node: ast.expr) -> str | None:
         value = node.value
         return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     return None
-
-
-def _dotted_name(node: ast.expr) -> str | None:
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    return ".".join([node.id, *reversed(parts)])
 
 
 def _verdict(

@@ -27,6 +27,7 @@ import libcst as cst
 
 from codemods.cst.syntax import strip_docstring, suite_statements
 from codemods.legacy_helpers.discovery import CONNECT_FUNCTIONS
+from codemods.legacy_helpers.returns import OwnBodyVisitor
 
 NEVER_RETURNS_NONE = "it never returns None: a failed connect raises"
 RUNS_ONLY_THE_CONNECT = "it runs nothing but the connect (it cannot raise a statement's error)"
@@ -101,23 +102,13 @@ def raising_helper_facts(module: cst.Module, function: cst.FunctionDef, names_of
     return []
 
 
-class _Returns(cst.CSTVisitor):
+class _Returns(OwnBodyVisitor):
     """The function's own ``return`` statements and whether it yields (nested scopes skipped)."""
 
     def __init__(self, root: cst.FunctionDef) -> None:
-        super().__init__()
-        self.root = root
+        super().__init__(root)
         self.found: list[cst.Return] = []
         self.yields = False
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
-        return node is self.root
-
-    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-        return False
-
-    def visit_Lambda(self, node: cst.Lambda) -> bool:
-        return False
 
     def visit_Return(self, node: cst.Return) -> None:
         self.found.append(node)

@@ -68,14 +68,12 @@ class FunctionReturns:
         )
 
 
-class _BodyReader(cst.CSTVisitor):
-    """Return statements and ``name = <value>`` assignments of one function body (nested scopes skipped)."""
+class OwnBodyVisitor(cst.CSTVisitor):
+    """Visits one function's own body: nested functions, classes and lambdas are other scopes, skipped."""
 
     def __init__(self, root: cst.FunctionDef) -> None:
         super().__init__()
         self.root = root
-        self.returns: list[cst.BaseExpression | None] = []
-        self.assigned: dict[str, list[cst.BaseExpression]] = {}
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
         return node is self.root
@@ -85,6 +83,15 @@ class _BodyReader(cst.CSTVisitor):
 
     def visit_Lambda(self, node: cst.Lambda) -> bool:
         return False
+
+
+class _BodyReader(OwnBodyVisitor):
+    """Return statements and ``name = <value>`` assignments of one function body (nested scopes skipped)."""
+
+    def __init__(self, root: cst.FunctionDef) -> None:
+        super().__init__(root)
+        self.returns: list[cst.BaseExpression | None] = []
+        self.assigned: dict[str, list[cst.BaseExpression]] = {}
 
     def visit_Return(self, node: cst.Return) -> None:
         self.returns.append(node.value)

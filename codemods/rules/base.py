@@ -143,6 +143,17 @@ class FirstPassView:
     resolve: Callable[[str], set[str]]
 
 
+def dotted_name(node: ast.expr) -> str | None:
+    """``a.b.c`` for an ``ast`` chain of attributes on a name; None for anything else (a call, ...)."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([node.id, *reversed(parts)])
+
+
 def through_module_aliases(name: str, aliases: Mapping[str, str]) -> str:
     """``name`` with its longest prefix that a project module re-binds replaced (``pkg.utils.sqlite3``)."""
     if not aliases:

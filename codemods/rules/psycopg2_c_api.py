@@ -44,6 +44,7 @@ from codemods.rules.base import (
     FirstPassView,
     PoolshiftRule,
     RuleOptions,
+    dotted_name,
     through_module_aliases,
 )
 
@@ -114,20 +115,10 @@ def has_method_candidate(tree: ast.AST) -> bool:
         value = arguments[0]
         if isinstance(value, (ast.Constant, ast.JoinedStr)):
             continue
-        if isinstance(value, ast.Call) and _dotted(value.func) == WRAPPER:
+        if isinstance(value, ast.Call) and dotted_name(value.func) == WRAPPER:
             continue
         return True
     return False
-
-
-def _dotted(node: ast.expr) -> str | None:
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    return ".".join([node.id, *reversed(parts)])
 
 
 class _ImportedNames(cst.CSTVisitor):
