@@ -196,7 +196,8 @@ def targets(harness: Harness) -> list[Target]:
                 harness.paired_ratio(ours, LIMIT),
                 1.15,
                 f"same round trips; client CPU per op is {_cpu_extra_us(harness, ours, LIMIT):+.1f} us over "
-                "the limit (SQLAlchemy QueuePool checkout/checkin, reset checks, proxy)",
+                "the limit: QueuePool's Python queue plus our per-lease work (validation, reset, lease "
+                "tracking, proxy); instructions per part in bench/README.md (PostgreSQL)",
             )
         )
         found.append(
@@ -214,8 +215,9 @@ def targets(harness: Harness) -> list[Target]:
                 harness.paired_ratio(ours, fastest_peer),
                 1.0,
                 f"{fastest_peer} validates nothing and resets nothing but the transaction; ours spends "
-                f"{_cpu_extra_us(harness, ours, fastest_peer):+.1f} us more client CPU per op, mostly in "
-                "SQLAlchemy's QueuePool (the design's pool) and its event dispatch",
+                f"{_cpu_extra_us(harness, ours, fastest_peer):+.1f} us more client CPU per op; the design's "
+                "QueuePool queue alone costs more instructions than ThreadedConnectionPool's whole "
+                "overhead (bench/README.md, PostgreSQL)",
             )
         )
     return found
