@@ -44,8 +44,12 @@ from db_utils.sqlite import pragmas
 from db_utils.sqlite.target import Target, file_identity
 from db_utils.stats import POOL_FIGURES, PoolCounters
 
-#: The pool figures, plus how many pragma values were written back on return (see pragmas.py).
-SQLITE_FIGURES = {**POOL_FIGURES, "pragmas_restored": 0}
+#: The pool figures, plus how many pragma values were written back on return (see pragmas.py) and how
+#: many WAL checkpoints the pool ran (see SQLitePool.checkin).
+SQLITE_FIGURES = {**POOL_FIGURES, "pragmas_restored": 0, "checkpoints": 0}
+
+#: (main file, ``-wal`` file) identities, each a :func:`file_identity`.
+Files = tuple[tuple[int, int] | None, tuple[int, int] | None]
 
 
 @dataclass(frozen=True)
@@ -128,24 +132,30 @@ class SQLitePool:
         # where the pool closes or sets aside a connection): the value each restorable pragma had before
         # a borrower first changed it, i.e. what a fresh connection with these options has.
         self._pragma_baselines: dict[sqlite3.Connection, dict[str, int]] = {}
-        # Per raw connection, the (device, inode) of the file it opened: a connection whose path now names
-        # another file, or none, is never reused (see target.py).
-        self._files: dict[sqlite3.Connection, tuple[int, int] | None] = {}
+        # Per raw connection, the (device, inode) of the file it opened and of the -wal file next to it
+        # when it was last returned: a connection whose path now names another file, or none, is never
+        # reused (see target.py), nor one whose -wal was deleted or replaced while it sat idle (it still
+        # has the old one open: its writes would go to a file no other connection reads).
+        self._files: dict[sqlite3.Connection, Files] = {}
+        self._wal_path = target.file_path + "-wal"
+        # A lease wrote and no checkpoint has copied the WAL into the main file since (see checkin).
+        self._unsynced = False
 
     # -- checkout ---------------------------------------------------------------------------------------
     def checkout(self) -> sqlite3.Connection:
         """An idle connection, or a new one; never waits (sqlite3.connect never does).
 
-        An idle connection is reused only while the path still names the file it opened: after the file
-        was deleted, renamed or replaced, every idle connection is stale, so they are closed and a new one
-        opens whatever is at the path now, as ``sqlite3.connect`` would.
+        An idle connection is reused only while the path still names the file it opened and its ``-wal``
+        file is the one it had when returned: after either was deleted, renamed or replaced, every idle
+        connection is stale, so they are closed and a new one opens whatever is at the path now, as
+        ``sqlite3.connect`` would.
         """
         try:
             raw = self._idle.pop()  # deque.pop is atomic: no lock needed to take a connection
         except IndexError:
             return self._open_new()
-        current = file_identity(self.target.file_path)
-        if current is not None and self._files.get(raw) == current:
+        current = (file_identity(self.target.file_path), file_identity(self._wal_path))
+        if current[0] is not None and self._files.get(raw) == current:
             self.counters.on_checkout(reused=True)
             return raw
         self.counters.add(invalidated=1)
@@ -163,10 +173,12 @@ class SQLitePool:
         self.counters.on_checkout(reused=False)
         return raw
 
-    def _close_stale_idle(self, current: tuple[int, int] | None) -> None:
-        """Close the idle connections that do not have the file now at the path open."""
+    def _close_stale_idle(self, current: Files) -> None:
+        """Close the idle connections that do not have the files now at the path open."""
         with self._lock:
-            candidates = [raw for raw in self._idle if current is None or self._files.get(raw) != current]
+            candidates = [
+                raw for raw in self._idle if current[0] is None or self._files.get(raw) != current
+            ]
         for raw in candidates:
             try:
                 self._idle.remove(raw)
@@ -177,7 +189,7 @@ class SQLitePool:
 
     def adopt_new(self, raw: sqlite3.Connection) -> None:
         """Account for a freshly opened connection and apply the one-off WAL switch to its database."""
-        self._files[raw] = file_identity(self.target.file_path)
+        self._files[raw] = (file_identity(self.target.file_path), None)  # -wal: noted when returned
         if not self._have_baseline:
             self._isolation_baseline = raw.isolation_level
             self._have_baseline = True
@@ -221,26 +233,41 @@ class SQLitePool:
         dirty: str | None,
         current_generation: int,
         touched: frozenset[str] | set[str] = frozenset(),
+        wrote: bool = False,
     ) -> str:
         """Reset and keep ``raw``, or close it if it cannot be made indistinguishable from a fresh one.
 
         ``dirty`` says what the borrower did that cannot be undone (None: nothing); ``touched`` names the
-        restorable pragmas it set. Returns what happened, in words, for the dropped-connection warning.
+        restorable pragmas it set; ``wrote``: the lease may have written to the database. Returns what
+        happened, in words, for the dropped-connection warning.
+
+        With sqlite3, closing the last connection copies the WAL into the main file. Pooled connections
+        stay open, so the pool does that copy itself: when a lease that wrote is returned, or any lease
+        is returned after one that wrote while others were out, and no connection of this pool is
+        checked out any more, it runs a passive checkpoint (which never waits for other connections).
+        Whenever no caller holds a connection, the main file then holds every committed row, as after a
+        legacy ``close()``; read-only leases never checkpoint.
         """
         self.counters.on_checkin()
         if current_generation != self.generation:
             self._forget(raw)
             abandon(raw)  # inherited across fork(): never used, never closed here (see registry.py)
             return "set aside, not pooled: it was inherited across fork()"
+        if wrote:
+            self._unsynced = True
         if dirty is not None:
             self.counters.add(discarded_dirty=1)
+            self._checkpoint_if_last(raw)
             self._close(raw)
             return f"closed: its state could not be reset ({dirty})"
         failure = self._reset(raw, touched)
         if failure:
             self.counters.add(invalidated=1)
-            self._close(raw)
+            self._close(raw)  # unusable: the next checkin checkpoints, the flag stays set
             return f"closed: its state could not be reset ({failure})"
+        self._checkpoint_if_last(raw)
+        # The -wal this connection now has open (after the checkpoint, which never replaces it).
+        self._files[raw] = (self._files.get(raw, (None, None))[0], file_identity(self._wal_path))
         with self._lock:
             keep = len(self._idle) < self.settings.idle_size
             if keep:
@@ -249,6 +276,26 @@ class SQLitePool:
             self._close(raw)
             return self._full_message()
         return "returned to the pool"
+
+    def _checkpoint_if_last(self, raw: sqlite3.Connection) -> None:
+        """Copy the WAL into the main file through ``raw`` if a write is pending and no lease is out.
+
+        PASSIVE copies every frame no reader of another process still needs and never waits; if it
+        could not copy them all (or failed), the flag stays set and the next return tries again.
+        """
+        if not self._unsynced or self.counters.checked_out:
+            return
+        self._unsynced = False  # before the checkpoint: a write returned meanwhile sets it again
+        try:
+            if raw.in_transaction:  # a dirty connection is closed without the reset's rollback
+                raw.rollback()
+            busy, frames, copied = _row(raw, "PRAGMA main.wal_checkpoint(PASSIVE)")
+        except (sqlite3.Error, TypeError, ValueError):
+            self._unsynced = True
+            return
+        self.counters.add(checkpoints=1)
+        if busy or frames != copied:
+            self._unsynced = True
 
     def _full_message(self) -> str:
         size = self.settings.idle_size
@@ -350,13 +397,19 @@ class WalOutcome(enum.Enum):
     RETRY = "retry"  # could not switch now (locked, in a transaction): try again on the next connection
 
 
-def _scalar(raw: sqlite3.Connection, sql: str) -> object:
+def _row(raw: sqlite3.Connection, sql: str) -> tuple[Any, ...]:
+    """The first row of ``sql`` (empty if none), with no statement left active on ``raw``."""
     cursor = raw.cursor()
     try:
-        row = cursor.execute(sql).fetchall()
+        rows = cursor.execute(sql).fetchall()
     finally:
         cursor.close()  # never leave a statement active on a connection we are about to pool
-    return row[0][0] if row else None
+    return tuple(rows[0]) if rows else ()
+
+
+def _scalar(raw: sqlite3.Connection, sql: str) -> object:
+    row = _row(raw, sql)
+    return row[0] if row else None
 
 
 def try_enable_wal(raw: sqlite3.Connection) -> WalOutcome:
