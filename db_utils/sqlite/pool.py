@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import sqlite3
+import sys
 import threading
 from collections import deque
 from collections.abc import Mapping
@@ -159,7 +160,7 @@ class SQLitePool:
             self.counters.on_checkout(reused=True)
             return raw
         self.counters.add(invalidated=1)
-        self._close(raw)
+        self._close_stale(raw)
         self._close_stale_idle(current)
         return self._open_new()
 
@@ -176,16 +177,28 @@ class SQLitePool:
     def _close_stale_idle(self, current: Files) -> None:
         """Close the idle connections that do not have the files now at the path open."""
         with self._lock:
-            candidates = [
-                raw for raw in self._idle if current[0] is None or self._files.get(raw) != current
-            ]
+            candidates = [raw for raw in self._idle if current[0] is None or self._files.get(raw) != current]
         for raw in candidates:
             try:
                 self._idle.remove(raw)
             except ValueError:
                 continue  # another thread took it meanwhile (pop is lock-free): its checkout checks it
             self.counters.add(invalidated=1)
-            self._close(raw)
+            self._close_stale(raw)
+
+    def _close_stale(self, raw: sqlite3.Connection) -> None:
+        """Close a connection whose file or -wal is no longer the one at the path, without side effects.
+
+        Closing the last connection to a file makes SQLite checkpoint and delete ``<path>-wal`` and
+        ``-shm``: the files at the *path*, which now belong to someone else (another process may have
+        written to a new -wal since). Python 3.12+ can tell SQLite not to; 3.11 cannot, so there the
+        close behaves as sqlite3's own close of a connection left open across the change would.
+        """
+        self._forget(raw)
+        if sys.version_info >= (3, 12):
+            with contextlib.suppress(sqlite3.Error):
+                raw.setconfig(sqlite3.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, True)
+        _close_quietly(raw)
 
     def adopt_new(self, raw: sqlite3.Connection) -> None:
         """Account for a freshly opened connection and apply the one-off WAL switch to its database."""

@@ -156,12 +156,11 @@ def _pragma_effect(tokens: list[str]) -> Effect:
     if not tokens:
         return _NO_EFFECT
     name, rest = tokens[0].lower(), tokens[1:]
-    if not rest:
-        return _NO_EFFECT  # a bare ``PRAGMA name`` only reads the setting
+    # A bare ``PRAGMA name`` only reads the setting.
+    if not rest or (rest[0] == "(" and name in _READ_ONLY_PRAGMAS):
+        return _NO_EFFECT
     # The temp schema's header belongs to the connection (its temp database), so only main's is database
     # content; another attached schema already made the connection dirty with its ATTACH.
-    if rest[0] == "(" and name in _READ_ONLY_PRAGMAS:
-        return _NO_EFFECT
     if name in _DATABASE_PRAGMAS and schema != "temp":
         return SqlEffect.WRITES, "", None
     if name == "journal_mode":
