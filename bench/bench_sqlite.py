@@ -69,6 +69,10 @@ ROUNDS = 25  # full mode (--quick: 5): cheap enough here, and more rounds steady
 # The targets: pooled open+query+close at least this many times faster than sqlite3.connect's.
 # For ``insert`` the pool must merely not be slower than the legacy per-call write.
 TARGETS = {"select1": 3.0, "lookup": 8.0, "pragmas": 3.0, "insert": 1.0}
+# The per-call contenders each target is computed against (the slower ratio wins). ``insert`` leaves out
+# the same-file contender: its close() skips the checkpoint a legacy close() does only because the pool
+# keeps the file open meanwhile, so it measures a state no legacy code is in; the pool does checkpoint.
+TARGET_BASELINES = {"insert": (BASELINE,)}
 
 #: What the ``pragmas`` workload's helper runs after every connect (the persistent limit runs them too).
 HELPER_PRAGMAS = ("PRAGMA foreign_keys = ON", "PRAGMA busy_timeout = 30000", "PRAGMA synchronous = NORMAL")
@@ -202,7 +206,8 @@ def run_workload(harness: Harness, paths: tuple[str, str], workload: str) -> dic
     harness.measure_interleaved(operations, ops=OPS[workload])
     # Paired per-round ratios, against the faster of the two per-call contenders: the conservative
     # reading of "the before".
-    speedup = min(harness.paired_ratio(BASELINE, POOLED), harness.paired_ratio(SAME_FILE, POOLED))
+    ratios = {name: harness.paired_ratio(name, POOLED) for name in (BASELINE, SAME_FILE)}
+    speedup = min(ratios[name] for name in TARGET_BASELINES.get(workload, (BASELINE, SAME_FILE)))
     share = 1 / harness.paired_ratio(POOLED, LIMIT)
     wanted = TARGETS[workload]
     target = Target.at_least(
@@ -218,7 +223,9 @@ def run_workload(harness: Harness, paths: tuple[str, str], workload: str) -> dic
         "commit_per_call": chosen.commits,
         "schema": f"{TABLES} tables x {ROWS} rows, INTEGER PRIMARY KEY + one secondary index each",
         "journal_mode": {BASELINE: journal_mode(paths[1]), "other contenders": journal_mode(paths[0])},
-        "target_ratio": "median of per-round paired ratios vs the faster sqlite3.connect per call contender",
+        "target_ratio": "median of per-round paired ratios vs the faster sqlite3.connect per call contender"
+        + (" (legacy file only)" if workload in TARGET_BASELINES else ""),
+        "paired_ratios": {name: round(ratio, 4) for name, ratio in ratios.items()},
         "pooled_share_of_limit": round(share, 3),
     }
     document = harness.report(baseline=BASELINE, notes=notes, targets=[target])

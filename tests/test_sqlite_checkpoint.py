@@ -246,3 +246,22 @@ def test_plain_sqlite3_after_the_pool_sees_a_complete_file(tmp_path: Path) -> No
         assert plain.execute("SELECT count(*) FROM t").fetchone() == (20,)
     finally:
         plain.close()
+
+
+def test_an_idle_connection_that_never_read_is_not_reused_after_the_wal_was_deleted(
+    db: Path, tmp_path: Path
+) -> None:
+    """The connection handed out first never opened the -wal; its sibling did. Writes after the deletion
+    still reach the files other processes read (the pool treats every idle connection as stale)."""
+    writer = pooled.connect(db)
+    untouched = pooled.connect(db)  # opened, never reads
+    writer.execute("CREATE TABLE users (addr TEXT)")
+    writer.execute("INSERT INTO users VALUES ('before')")
+    writer.commit()
+    writer.close()
+    untouched.close()  # returned last: the next connect() pops it first
+    shutil.copy(db, tmp_path / "backup.sqlite")
+    remove_side_files(db)
+    write_rows(db, ["after"])
+    assert read_elsewhere(db, "SELECT group_concat(addr) FROM users") == "before,after"
+    assert read_elsewhere(tmp_path / "backup.sqlite", "SELECT group_concat(addr) FROM users") == "before"

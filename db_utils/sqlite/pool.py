@@ -42,15 +42,12 @@ from typing import Any
 
 from db_utils.config import check_minimum, env_bool, env_int
 from db_utils.sqlite import pragmas
-from db_utils.sqlite.target import Target, file_identity
+from db_utils.sqlite.target import Target, file_identity, wal_identity
 from db_utils.stats import POOL_FIGURES, PoolCounters
 
 #: The pool figures, plus how many pragma values were written back on return (see pragmas.py) and how
 #: many WAL checkpoints the pool ran (see SQLitePool.checkin).
 SQLITE_FIGURES = {**POOL_FIGURES, "pragmas_restored": 0, "checkpoints": 0}
-
-#: (main file, ``-wal`` file) identities, each a :func:`file_identity`.
-Files = tuple[tuple[int, int] | None, tuple[int, int] | None]
 
 
 @dataclass(frozen=True)
@@ -133,12 +130,15 @@ class SQLitePool:
         # where the pool closes or sets aside a connection): the value each restorable pragma had before
         # a borrower first changed it, i.e. what a fresh connection with these options has.
         self._pragma_baselines: dict[sqlite3.Connection, dict[str, int]] = {}
-        # Per raw connection, the (device, inode) of the file it opened and of the -wal file next to it
-        # when it was last returned: a connection whose path now names another file, or none, is never
-        # reused (see target.py), nor one whose -wal was deleted or replaced while it sat idle (it still
-        # has the old one open: its writes would go to a file no other connection reads).
-        self._files: dict[sqlite3.Connection, Files] = {}
+        # Per raw connection, the (device, inode) of the file it opened: a connection whose path now names
+        # another file, or none, is never reused (see target.py).
+        self._files: dict[sqlite3.Connection, tuple[int, int] | None] = {}
+        # The -wal file this pool's connections have open (None: none seen yet). Per pool, not per
+        # connection: SQLite shares one -shm mapping between all connections of a process to a file, so
+        # once the -wal is deleted or replaced every idle connection is stale, including one that never
+        # opened it (its first read would join the others' stale mapping).
         self._wal_path = target.file_path + "-wal"
+        self._wal_file: tuple[int, int] | None = None
         # A lease wrote and no checkpoint has copied the WAL into the main file since (see checkin).
         self._unsynced = False
 
@@ -146,19 +146,23 @@ class SQLitePool:
     def checkout(self) -> sqlite3.Connection:
         """An idle connection, or a new one; never waits (sqlite3.connect never does).
 
-        An idle connection is reused only while the path still names the file it opened and its ``-wal``
-        file is the one it had when returned: after either was deleted, renamed or replaced, every idle
-        connection is stale, so they are closed and a new one opens whatever is at the path now, as
-        ``sqlite3.connect`` would.
+        An idle connection is reused only while the path still names the file it opened and the ``-wal``
+        file next to it is the one the pool's connections have open: after either was deleted, renamed or
+        replaced, idle connections are stale (a write would go to a file no other connection reads), so
+        they are closed and a new one opens whatever is at the path now, as ``sqlite3.connect`` would.
         """
         try:
             raw = self._idle.pop()  # deque.pop is atomic: no lock needed to take a connection
         except IndexError:
             return self._open_new()
-        current = (file_identity(self.target.file_path), file_identity(self._wal_path))
-        if current[0] is not None and self._files.get(raw) == current:
-            self.counters.on_checkout(reused=True)
-            return raw
+        current = file_identity(self.target.file_path)
+        if current is not None and self._files.get(raw) == current:
+            wal = self._wal_file
+            if wal is None or file_identity(self._wal_path) == wal:
+                self.counters.on_checkout(reused=True)
+                return raw
+            self._wal_file = None
+            current = None  # every idle connection has the old -wal (or its -shm mapping): all stale
         self.counters.add(invalidated=1)
         self._close_stale(raw)
         self._close_stale_idle(current)
@@ -174,10 +178,11 @@ class SQLitePool:
         self.counters.on_checkout(reused=False)
         return raw
 
-    def _close_stale_idle(self, current: Files) -> None:
-        """Close the idle connections that do not have the files now at the path open."""
+    def _close_stale_idle(self, current: tuple[int, int] | None) -> None:
+        """Close the idle connections that do not have ``current``, the file now at the path, open (all of
+        them if None)."""
         with self._lock:
-            candidates = [raw for raw in self._idle if current[0] is None or self._files.get(raw) != current]
+            candidates = [raw for raw in self._idle if current is None or self._files.get(raw) != current]
         for raw in candidates:
             try:
                 self._idle.remove(raw)
@@ -202,7 +207,7 @@ class SQLitePool:
 
     def adopt_new(self, raw: sqlite3.Connection) -> None:
         """Account for a freshly opened connection and apply the one-off WAL switch to its database."""
-        self._files[raw] = (file_identity(self.target.file_path), None)  # -wal: noted when returned
+        self._files[raw] = file_identity(self.target.file_path)
         if not self._have_baseline:
             self._isolation_baseline = raw.isolation_level
             self._have_baseline = True
@@ -279,8 +284,10 @@ class SQLitePool:
             self._close(raw)  # unusable: the next checkin checkpoints, the flag stays set
             return f"closed: its state could not be reset ({failure})"
         self._checkpoint_if_last(raw)
-        # The -wal this connection now has open (after the checkpoint, which never replaces it).
-        self._files[raw] = (self._files.get(raw, (None, None))[0], file_identity(self._wal_path))
+        if self._wal_file is None:
+            # The -wal a read in WAL mode opened, if any. Once noted it stays (checkouts compare it): it
+            # changes only if someone deletes or replaces it, which is what they detect.
+            self._wal_file = wal_identity(self._wal_path)
         with self._lock:
             keep = len(self._idle) < self.settings.idle_size
             if keep:
