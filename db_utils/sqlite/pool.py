@@ -161,8 +161,8 @@ class SQLitePool:
             if wal is None or file_identity(self._wal_path) == wal:
                 self.counters.on_checkout(reused=True)
                 return raw
-            self._wal_file = None
             current = None  # every idle connection has the old -wal (or its -shm mapping): all stale
+        self._wal_file = None  # noted afresh when the new connection is returned
         self.counters.add(invalidated=1)
         self._close_stale(raw)
         self._close_stale_idle(current)
