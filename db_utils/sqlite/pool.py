@@ -139,6 +139,8 @@ class SQLitePool:
         # opened it (its first read would join the others' stale mapping).
         self._wal_path = target.file_path + "-wal"
         self._wal_file: tuple[int, int] | None = None
+        # Connections not yet returned once: the pool looks for the -wal when they are (see checkin).
+        self._unprobed: set[sqlite3.Connection] = set()
         # A lease wrote and no checkpoint has copied the WAL into the main file since (see checkin).
         self._unsynced = False
 
@@ -208,6 +210,7 @@ class SQLitePool:
     def adopt_new(self, raw: sqlite3.Connection) -> None:
         """Account for a freshly opened connection and apply the one-off WAL switch to its database."""
         self._files[raw] = file_identity(self.target.file_path)
+        self._unprobed.add(raw)
         if not self._have_baseline:
             self._isolation_baseline = raw.isolation_level
             self._have_baseline = True
@@ -284,9 +287,12 @@ class SQLitePool:
             self._close(raw)  # unusable: the next checkin checkpoints, the flag stays set
             return f"closed: its state could not be reset ({failure})"
         self._checkpoint_if_last(raw)
-        if self._wal_file is None:
-            # The -wal a read in WAL mode opened, if any. Once noted it stays (checkouts compare it): it
-            # changes only if someone deletes or replaces it, which is what they detect.
+        if self._wal_file is None and (wrote or raw in self._unprobed):
+            # The -wal a read or write in WAL mode opened, if any. Once noted it stays (checkouts compare
+            # it): it changes only if someone deletes or replaces it, which is what they detect. Looked for
+            # on a connection's first return and after writes only, so that a pool whose database has no
+            # -wal (another journal mode, or nothing but table-less queries) pays no file lookup per call.
+            self._unprobed.discard(raw)
             self._wal_file = wal_identity(self._wal_path)
         with self._lock:
             keep = len(self._idle) < self.settings.idle_size
@@ -385,6 +391,7 @@ class SQLitePool:
     def _forget(self, raw: sqlite3.Connection) -> None:
         self._pragma_baselines.pop(raw, None)
         self._files.pop(raw, None)
+        self._unprobed.discard(raw)
 
     def snapshot(self) -> dict[str, Any]:
         data = self.counters.snapshot()
