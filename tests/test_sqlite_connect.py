@@ -194,11 +194,6 @@ def test_an_unchanged_file_keeps_its_connection_after_another_file_changed(db: P
     second.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reach: after the WAL switch, committed rows stay in -wal while the pool keeps the file open; "
-    "code that closes, moves the database aside and deletes its side files (chatmail's migrate_db) loses it",
-)
 def test_closed_database_moved_aside_with_its_side_files_keeps_its_rows(tmp_path: Path) -> None:
     _write_close_and_move_aside(tmp_path)
 
@@ -206,7 +201,7 @@ def test_closed_database_moved_aside_with_its_side_files_keeps_its_rows(tmp_path
 def test_without_wal_a_closed_database_moved_aside_keeps_its_rows(
     tmp_path: Path, clean_env: pytest.MonkeyPatch
 ) -> None:
-    clean_env.setenv("SQLITE_POOL_WAL", "false")  # the workaround until the xfail above is fixed
+    clean_env.setenv("SQLITE_POOL_WAL", "false")  # the database never leaves delete mode
     _write_close_and_move_aside(tmp_path)
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import sqlite3
+import sys
 import threading
 from collections import deque
 from collections.abc import Mapping
@@ -41,11 +42,12 @@ from typing import Any
 
 from db_utils.config import check_minimum, env_bool, env_int
 from db_utils.sqlite import pragmas
-from db_utils.sqlite.target import Target, file_identity
+from db_utils.sqlite.target import Target, file_identity, wal_identity
 from db_utils.stats import POOL_FIGURES, PoolCounters
 
-#: The pool figures, plus how many pragma values were written back on return (see pragmas.py).
-SQLITE_FIGURES = {**POOL_FIGURES, "pragmas_restored": 0}
+#: The pool figures, plus how many pragma values were written back on return (see pragmas.py) and how
+#: many WAL checkpoints the pool ran (see SQLitePool.checkin).
+SQLITE_FIGURES = {**POOL_FIGURES, "pragmas_restored": 0, "checkpoints": 0}
 
 
 @dataclass(frozen=True)
@@ -131,14 +133,25 @@ class SQLitePool:
         # Per raw connection, the (device, inode) of the file it opened: a connection whose path now names
         # another file, or none, is never reused (see target.py).
         self._files: dict[sqlite3.Connection, tuple[int, int] | None] = {}
+        # The -wal file this pool's connections have open (None: none seen yet). Per pool, not per
+        # connection: SQLite shares one -shm mapping between all connections of a process to a file, so
+        # once the -wal is deleted or replaced every idle connection is stale, including one that never
+        # opened it (its first read would join the others' stale mapping).
+        self._wal_path = target.file_path + "-wal"
+        self._wal_file: tuple[int, int] | None = None
+        # Connections not yet returned once: the pool looks for the -wal when they are (see checkin).
+        self._unprobed: set[sqlite3.Connection] = set()
+        # A lease wrote and no checkpoint has copied the WAL into the main file since (see checkin).
+        self._unsynced = False
 
     # -- checkout ---------------------------------------------------------------------------------------
     def checkout(self) -> sqlite3.Connection:
         """An idle connection, or a new one; never waits (sqlite3.connect never does).
 
-        An idle connection is reused only while the path still names the file it opened: after the file
-        was deleted, renamed or replaced, every idle connection is stale, so they are closed and a new one
-        opens whatever is at the path now, as ``sqlite3.connect`` would.
+        An idle connection is reused only while the path still names the file it opened and the ``-wal``
+        file next to it is the one the pool's connections have open: after either was deleted, renamed or
+        replaced, idle connections are stale (a write would go to a file no other connection reads), so
+        they are closed and a new one opens whatever is at the path now, as ``sqlite3.connect`` would.
         """
         try:
             raw = self._idle.pop()  # deque.pop is atomic: no lock needed to take a connection
@@ -146,10 +159,14 @@ class SQLitePool:
             return self._open_new()
         current = file_identity(self.target.file_path)
         if current is not None and self._files.get(raw) == current:
-            self.counters.on_checkout(reused=True)
-            return raw
+            wal = self._wal_file
+            if wal is None or file_identity(self._wal_path) == wal:
+                self.counters.on_checkout(reused=True)
+                return raw
+            current = None  # every idle connection has the old -wal (or its -shm mapping): all stale
+        self._wal_file = None  # noted afresh when the new connection is returned
         self.counters.add(invalidated=1)
-        self._close(raw)
+        self._close_stale(raw)
         self._close_stale_idle(current)
         return self._open_new()
 
@@ -164,7 +181,8 @@ class SQLitePool:
         return raw
 
     def _close_stale_idle(self, current: tuple[int, int] | None) -> None:
-        """Close the idle connections that do not have the file now at the path open."""
+        """Close the idle connections that do not have ``current``, the file now at the path, open (all of
+        them if None)."""
         with self._lock:
             candidates = [raw for raw in self._idle if current is None or self._files.get(raw) != current]
         for raw in candidates:
@@ -173,11 +191,26 @@ class SQLitePool:
             except ValueError:
                 continue  # another thread took it meanwhile (pop is lock-free): its checkout checks it
             self.counters.add(invalidated=1)
-            self._close(raw)
+            self._close_stale(raw)
+
+    def _close_stale(self, raw: sqlite3.Connection) -> None:
+        """Close a connection whose file or -wal is no longer the one at the path, without side effects.
+
+        Closing the last connection to a file makes SQLite checkpoint and delete ``<path>-wal`` and
+        ``-shm``: the files at the *path*, which now belong to someone else (another process may have
+        written to a new -wal since). Python 3.12+ can tell SQLite not to; 3.11 cannot, so there the
+        close behaves as sqlite3's own close of a connection left open across the change would.
+        """
+        self._forget(raw)
+        if sys.version_info >= (3, 12):
+            with contextlib.suppress(sqlite3.Error):
+                raw.setconfig(sqlite3.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, True)
+        _close_quietly(raw)
 
     def adopt_new(self, raw: sqlite3.Connection) -> None:
         """Account for a freshly opened connection and apply the one-off WAL switch to its database."""
         self._files[raw] = file_identity(self.target.file_path)
+        self._unprobed.add(raw)
         if not self._have_baseline:
             self._isolation_baseline = raw.isolation_level
             self._have_baseline = True
@@ -221,26 +254,46 @@ class SQLitePool:
         dirty: str | None,
         current_generation: int,
         touched: frozenset[str] | set[str] = frozenset(),
+        wrote: bool = False,
     ) -> str:
         """Reset and keep ``raw``, or close it if it cannot be made indistinguishable from a fresh one.
 
         ``dirty`` says what the borrower did that cannot be undone (None: nothing); ``touched`` names the
-        restorable pragmas it set. Returns what happened, in words, for the dropped-connection warning.
+        restorable pragmas it set; ``wrote``: the lease may have written to the database. Returns what
+        happened, in words, for the dropped-connection warning.
+
+        With sqlite3, closing the last connection copies the WAL into the main file. Pooled connections
+        stay open, so the pool does that copy itself: when a lease that wrote is returned, or any lease
+        is returned after one that wrote while others were out, and no connection of this pool is
+        checked out any more, it runs a passive checkpoint (which never waits for other connections).
+        Whenever no caller holds a connection, the main file then holds every committed row, as after a
+        legacy ``close()``; read-only leases never checkpoint.
         """
         self.counters.on_checkin()
         if current_generation != self.generation:
             self._forget(raw)
             abandon(raw)  # inherited across fork(): never used, never closed here (see registry.py)
             return "set aside, not pooled: it was inherited across fork()"
+        if wrote:
+            self._unsynced = True
         if dirty is not None:
             self.counters.add(discarded_dirty=1)
+            self._checkpoint_if_last(raw)
             self._close(raw)
             return f"closed: its state could not be reset ({dirty})"
         failure = self._reset(raw, touched)
         if failure:
             self.counters.add(invalidated=1)
-            self._close(raw)
+            self._close(raw)  # unusable: the next checkin checkpoints, the flag stays set
             return f"closed: its state could not be reset ({failure})"
+        self._checkpoint_if_last(raw)
+        if self._wal_file is None and (wrote or raw in self._unprobed):
+            # The -wal a read or write in WAL mode opened, if any. Once noted it stays (checkouts compare
+            # it): it changes only if someone deletes or replaces it, which is what they detect. Looked for
+            # on a connection's first return and after writes only, so that a pool whose database has no
+            # -wal (another journal mode, or nothing but table-less queries) pays no file lookup per call.
+            self._unprobed.discard(raw)
+            self._wal_file = wal_identity(self._wal_path)
         with self._lock:
             keep = len(self._idle) < self.settings.idle_size
             if keep:
@@ -249,6 +302,26 @@ class SQLitePool:
             self._close(raw)
             return self._full_message()
         return "returned to the pool"
+
+    def _checkpoint_if_last(self, raw: sqlite3.Connection) -> None:
+        """Copy the WAL into the main file through ``raw`` if a write is pending and no lease is out.
+
+        PASSIVE copies every frame no reader of another process still needs and never waits; if it
+        could not copy them all (or failed), the flag stays set and the next return tries again.
+        """
+        if not self._unsynced or self.counters.checked_out:
+            return
+        self._unsynced = False  # before the checkpoint: a write returned meanwhile sets it again
+        try:
+            if raw.in_transaction:  # a dirty connection is closed without the reset's rollback
+                raw.rollback()
+            busy, frames, copied = _row(raw, "PRAGMA main.wal_checkpoint(PASSIVE)")
+        except (sqlite3.Error, TypeError, ValueError):
+            self._unsynced = True
+            return
+        self.counters.add(checkpoints=1)
+        if busy or frames != copied:
+            self._unsynced = True
 
     def _full_message(self) -> str:
         size = self.settings.idle_size
@@ -318,6 +391,7 @@ class SQLitePool:
     def _forget(self, raw: sqlite3.Connection) -> None:
         self._pragma_baselines.pop(raw, None)
         self._files.pop(raw, None)
+        self._unprobed.discard(raw)
 
     def snapshot(self) -> dict[str, Any]:
         data = self.counters.snapshot()
@@ -350,13 +424,19 @@ class WalOutcome(enum.Enum):
     RETRY = "retry"  # could not switch now (locked, in a transaction): try again on the next connection
 
 
-def _scalar(raw: sqlite3.Connection, sql: str) -> object:
+def _row(raw: sqlite3.Connection, sql: str) -> tuple[Any, ...]:
+    """The first row of ``sql`` (empty if none), with no statement left active on ``raw``."""
     cursor = raw.cursor()
     try:
-        row = cursor.execute(sql).fetchall()
+        rows = cursor.execute(sql).fetchall()
     finally:
         cursor.close()  # never leave a statement active on a connection we are about to pool
-    return row[0][0] if row else None
+    return tuple(rows[0]) if rows else ()
+
+
+def _scalar(raw: sqlite3.Connection, sql: str) -> object:
+    row = _row(raw, sql)
+    return row[0] if row else None
 
 
 def try_enable_wal(raw: sqlite3.Connection) -> WalOutcome:

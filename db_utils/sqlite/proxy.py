@@ -64,6 +64,7 @@ class PooledConnection:
         "_row_factory",
         "_text_factory",
         "_touched",
+        "_wrote",
     )
 
     Warning = sqlite3.Warning
@@ -89,6 +90,7 @@ class PooledConnection:
         self._row_factory: Any = None
         self._text_factory: Any = str
         self._changes_base = raw.total_changes  # total_changes counts from *this* borrower's connect()
+        self._wrote = False  # ran SQL that writes the file without counting in total_changes (DDL...)
 
     # -- checks, in sqlite3's order: thread first, then open ---------------------------------------------
     def _check_thread(self) -> None:
@@ -117,6 +119,8 @@ class PooledConnection:
             return
         # Plain attribute tests, not IntFlag arithmetic (a Python-level call each): this runs per execute.
         analysis = analyze(sql)
+        if analysis.writes:
+            self._wrote = True
         if analysis.reason:  # set exactly when the SQL makes the connection dirty
             self._dirty = self._dirty or analysis.reason
             if analysis.effect & SqlEffect.JOURNAL_MODE:
@@ -215,11 +219,16 @@ class PooledConnection:
             child = ref()
             if child is not None:
                 _close_child(child)
+        try:
+            wrote = self._wrote or raw.total_changes != self._changes_base
+        except sqlite3.Error:
+            wrote = True  # closed behind our back: the pool closes it; the next return checkpoints
         return self._pool.checkin(
             raw,
             dirty=self._dirty,
             current_generation=registry.current_generation(),
             touched=self._touched or frozenset(),
+            wrote=wrote,
         )
 
     def __del__(self) -> None:

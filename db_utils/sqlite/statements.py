@@ -7,6 +7,10 @@ objects (``CREATE TEMP TABLE``, ``CREATE TABLE temp.x``). The pragmas :mod:`db_u
 read back and restore are reported by name, and the pool restores them on return; anything else marks
 the connection dirty, and a dirty connection is closed on return instead of reused.
 
+It also notes SQL that writes the database file without changing rows (``CREATE``, ``DROP``, ``ALTER``,
+``VACUUM``, ``REINDEX``, ``ANALYZE``, ``PRAGMA user_version = n``): ``Connection.total_changes``, which
+tells the pool that a lease wrote rows, does not count those, and the pool must checkpoint after them too.
+
 The check errs on the side of "dirty": a false positive only costs one reconnect, a false negative leaks
 state into another caller's connection. It runs on every ``execute``, so it is cached per SQL string and a
 cheap regex rejects the vast majority of statements before any tokenizing.
@@ -21,7 +25,11 @@ from dataclasses import dataclass
 
 from db_utils.sqlite.pragmas import RESTORABLE, literal_value
 
-_MAYBE_STATEFUL = re.compile(r"pragma|attach|detach|temp", re.IGNORECASE)
+_MAYBE_STATEFUL = re.compile(
+    r"pragma|attach|detach|temp|\b(?:create|drop|alter|vacuum|reindex|analyze)\b", re.IGNORECASE
+)
+# Statements that write the database file without counting in total_changes (see the module docstring).
+_SCHEMA_WRITES = frozenset({"CREATE", "DROP", "ALTER", "VACUUM", "REINDEX", "ANALYZE"})
 
 # Comments, string literals and quoted identifiers, so that their text is never mistaken for keywords.
 _NOISE = re.compile(
@@ -59,17 +67,19 @@ class SqlEffect(enum.IntFlag):
     DIRTY = 1  # per-connection state a rollback cannot undo
     JOURNAL_MODE = 2  # the caller chooses the journal mode itself (so poolshift must not)
     PRAGMA = 4  # sets pragmas the pool restores on return (SqlAnalysis.pragmas names them)
+    WRITES = 8  # writes the database file without changing rows (schema, VACUUM, user_version...)
 
 
 @dataclass(frozen=True)
 class SqlAnalysis:
     """``effect``; why it makes the connection dirty (for messages; non-empty exactly when ``DIRTY``); the
     restorable pragmas it sets, in order, each with the value it stores when that is a plain literal (None
-    when it is not; non-empty exactly when ``PRAGMA``)."""
+    when it is not; non-empty exactly when ``PRAGMA``); ``writes``: true exactly when ``WRITES``."""
 
     effect: SqlEffect = SqlEffect.NONE
     reason: str = ""
     pragmas: tuple[tuple[str, int | None], ...] = ()
+    writes: bool = False
 
 
 _NOTHING = SqlAnalysis()
@@ -84,13 +94,16 @@ def analyze(sql: str) -> SqlAnalysis:
     for statement in _statements(sql):
         statement_effect, detail, value = _statement_effect(statement)
         effect |= statement_effect
+        if statement[0] in _SCHEMA_WRITES:
+            effect |= SqlEffect.WRITES
         if statement_effect & SqlEffect.DIRTY:
             reasons.append(detail)
         elif statement_effect & SqlEffect.PRAGMA:
             pragmas.append((detail, value))
     if effect is SqlEffect.NONE:
         return _NOTHING
-    return SqlAnalysis(effect, ", ".join(dict.fromkeys(reasons)), tuple(pragmas))
+    reason = ", ".join(dict.fromkeys(reasons))
+    return SqlAnalysis(effect, reason, tuple(pragmas), bool(effect & SqlEffect.WRITES))
 
 
 def sql_effect(sql: str) -> SqlEffect:
@@ -143,12 +156,13 @@ def _pragma_effect(tokens: list[str]) -> Effect:
     if not tokens:
         return _NO_EFFECT
     name, rest = tokens[0].lower(), tokens[1:]
-    if not rest:
-        return _NO_EFFECT  # a bare ``PRAGMA name`` only reads the setting
+    # A bare ``PRAGMA name`` only reads the setting.
+    if not rest or (rest[0] == "(" and name in _READ_ONLY_PRAGMAS):
+        return _NO_EFFECT
     # The temp schema's header belongs to the connection (its temp database), so only main's is database
     # content; another attached schema already made the connection dirty with its ATTACH.
-    if (rest[0] == "(" and name in _READ_ONLY_PRAGMAS) or (name in _DATABASE_PRAGMAS and schema != "temp"):
-        return _NO_EFFECT
+    if name in _DATABASE_PRAGMAS and schema != "temp":
+        return SqlEffect.WRITES, "", None
     if name == "journal_mode":
         return SqlEffect.DIRTY | SqlEffect.JOURNAL_MODE, "PRAGMA journal_mode", None
     # ``main.`` names what an unqualified pragma sets; another schema (temp, an attached one) is not

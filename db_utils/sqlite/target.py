@@ -94,6 +94,12 @@ def file_identity(path: str) -> tuple[int, int] | None:
     return (status.st_dev, status.st_ino)
 
 
+def wal_identity(path: str) -> tuple[int, int] | None:
+    """:func:`file_identity` of a file that is often absent (a -wal): ``os.access`` answers "absent"
+    without the exception ``os.stat`` raises, which costs more than the stat itself."""
+    return file_identity(path) if os.access(path, os.F_OK) else None
+
+
 def _truthy(values: list[str] | None) -> bool:
     """SQLite's boolean URI parameters: 1/yes/true/on enable them."""
     return bool(values) and values[-1] in ("1", "yes", "true", "on")  # type: ignore[index]
