@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from codemods.plan import glob_matches
+from codemods.plan import glob_matches, read_toml
 
 __all__ = [
     "CONFIG_NAMES",
@@ -59,13 +58,7 @@ CONFIG_NAMES = (".poolshift.toml", "poolshift.toml", "pyproject.toml")
 
 
 def _has_poolshift_table(pyproject: Path) -> bool:
-    try:
-        document = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise FileDiscoveryError(f"{pyproject}: cannot read it: {exc.strerror}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise FileDiscoveryError(f"{pyproject}: not valid TOML: {exc}") from exc
-    tool = document.get("tool")
+    tool = read_toml(pyproject, FileDiscoveryError).get("tool")
     return isinstance(tool, dict) and "poolshift" in tool
 
 

@@ -193,16 +193,22 @@ def plan_from_table(table: dict[str, Any], *, root: Path, config_path: Path | No
     )
 
 
+def read_toml(path: Path, error: type[ValueError] = PlanError) -> dict[str, Any]:
+    """``path`` parsed as TOML; a file that cannot be read or parsed raises ``error``, naming it."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise error(f"{path}: cannot read the configuration: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: not valid TOML: {exc}") from exc
+
+
 def load_plan(root: Path) -> Plan:
     """The plan in ``root/pyproject.toml``; one phase "all" (plus cleanup) when there is none."""
     config_path = root / "pyproject.toml"
     if not config_path.is_file():
         return plan_from_table({}, root=root)
-    try:
-        document = tomllib.loads(config_path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise PlanError(f"{config_path}: not valid TOML: {exc}") from exc
-    table = document.get("tool", {}).get("poolshift")
+    table = read_toml(config_path).get("tool", {}).get("poolshift")
     if table is None:
         return plan_from_table({}, root=root)
     if not isinstance(table, dict):

@@ -7,7 +7,6 @@ computed once (:func:`load_project`) and handed down to the runner as a :class:`
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,7 +16,7 @@ from codemods.files import find_project_root, list_python_files
 from codemods.legacy_helpers.discovery import DEFAULT_HELPER_NAME, FoundHelper, find_helpers
 from codemods.legacy_helpers.equivalence import analyse_legacy_helpers
 from codemods.limits import DEFAULT_LIMITS
-from codemods.plan import Phase, Plan, PlanError, load_plan, plan_from_table, select_rule_ids
+from codemods.plan import Phase, Plan, PlanError, load_plan, plan_from_table, read_toml, select_rule_ids
 from codemods.rules import all_rules
 from codemods.rules.base import PoolshiftRule, RuleOptions
 from codemods.transform import SourceError, decode_source
@@ -183,12 +182,7 @@ def load_config_file(path: Path, root: Path) -> Plan:
     A file with a ``[tool.poolshift]`` table (a pyproject.toml passed as ``--config``) is read from there.
     Globs are relative to ``root`` (the file's directory unless ``--root`` says otherwise).
     """
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PlanError(f"{path}: cannot read the configuration: {exc.strerror}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise PlanError(f"{path}: not valid TOML: {exc}") from exc
+    document = read_toml(path)
     tool = document.get("tool")
     table = tool["poolshift"] if isinstance(tool, dict) and "poolshift" in tool else document
     if not isinstance(table, dict):

@@ -12,6 +12,7 @@ import importlib
 import json
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -310,6 +311,22 @@ def _load(name: str, source: str, helper_source: str) -> types.ModuleType:
     return module
 
 
+@pytest.fixture
+def app_modules() -> Iterator[None]:
+    """:func:`_load` installs ``app``/``app.db`` in ``sys.modules``: put back what was there, and close the
+    pools the loaded modules opened."""
+    import db_utils
+
+    saved = {name: sys.modules.get(name) for name in ("app", "app.db")}
+    yield
+    db_utils.dispose_pools()
+    for name, value in saved.items():
+        if value is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = value
+
+
 def _scenario(module: types.ModuleType, postgres: object) -> list[object]:
     query = postgres.query  # type: ignore[attr-defined]
     query("DROP TABLE IF EXISTS ps101_items")
@@ -328,7 +345,7 @@ def _scenario(module: types.ModuleType, postgres: object) -> list[object]:
 
 @pytest.mark.postgres
 def test_rewritten_functions_behave_like_the_legacy_ones(
-    postgres: object, clean_env: pytest.MonkeyPatch
+    postgres: object, clean_env: pytest.MonkeyPatch, app_modules: None
 ) -> None:
     import db_utils
 
@@ -346,31 +363,20 @@ def test_rewritten_functions_behave_like_the_legacy_ones(
     after = (result.output or b"").decode()
     assert after.count("with get_pooled_connection(get_postgres_connection) as conn:") == 3
 
-    saved = {name: sys.modules.get(name) for name in ("app", "app.db")}
-    try:
-        for name, value in postgres.env().items():  # type: ignore[attr-defined]
-            clean_env.setenv(name, value)
-        db_utils.dispose_pools()
-        legacy = _scenario(_load("legacy_users", BEHAVIOR_MODULE, EQUIVALENT_HELPER), postgres)
-        pooled = _scenario(_load("pooled_users", after, EQUIVALENT_HELPER), postgres)
-        assert legacy == pooled
-        assert legacy[:5] == [0, True, "duplicate", True, False]
+    for name, value in postgres.env().items():  # type: ignore[attr-defined]
+        clean_env.setenv(name, value)
+    db_utils.dispose_pools()
+    legacy = _scenario(_load("legacy_users", BEHAVIOR_MODULE, EQUIVALENT_HELPER), postgres)
+    pooled = _scenario(_load("pooled_users", after, EQUIVALENT_HELPER), postgres)
+    assert legacy == pooled
+    assert legacy[:5] == [0, True, "duplicate", True, False]
 
-        # The database is down: the legacy guard and the pooled except block give the same answers.
-        clean_env.setenv("POSTGRES_PORT", "1")
-        db_utils.dispose_pools()
-        down = [
-            _load(name, source, EQUIVALENT_HELPER) for name, source in (("l", BEHAVIOR_MODULE), ("p", after))
-        ]
-        answers = [(m.count_rows(), m.add_item("x"), m.rename("a", "b")) for m in down]
-        assert answers[0] == answers[1] == (None, "down", "down")
-    finally:
-        db_utils.dispose_pools()
-        for name, value in saved.items():
-            if value is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = value
+    # The database is down: the legacy guard and the pooled except block give the same answers.
+    clean_env.setenv("POSTGRES_PORT", "1")
+    db_utils.dispose_pools()
+    down = [_load(name, source, EQUIVALENT_HELPER) for name, source in (("l", BEHAVIOR_MODULE), ("p", after))]
+    answers = [(m.count_rows(), m.add_item("x"), m.rename("a", "b")) for m in down]
+    assert answers[0] == answers[1] == (None, "down", "down")
 
 
 RAISING_HELPER = """
@@ -444,7 +450,7 @@ def _outcome(call: object) -> object:
 
 @pytest.mark.postgres
 def test_rewritten_raising_helper_callers_behave_like_the_legacy_ones(
-    postgres: object, clean_env: pytest.MonkeyPatch
+    postgres: object, clean_env: pytest.MonkeyPatch, app_modules: None
 ) -> None:
     """No guard, a raising helper: same rows, same answers, the same exception when the database is down."""
     import db_utils
@@ -460,49 +466,40 @@ def test_rewritten_raising_helper_callers_behave_like_the_legacy_ones(
     assert "conn.close()" not in after
     assert "except Exception" not in after  # the trailing re-raise is dropped
 
-    saved = {name: sys.modules.get(name) for name in ("app", "app.db")}
-    try:
-        for name, value in postgres.env().items():  # type: ignore[attr-defined]
-            clean_env.setenv(name, value)
-        db_utils.dispose_pools()
-        runs = []
-        for name, source in (("legacy_raising", RAISING_MODULE), ("pooled_raising", after)):
-            module = _load(name, source, RAISING_HELPER)
-            postgres.query("DROP TABLE IF EXISTS ps101_items")  # type: ignore[attr-defined]
-            postgres.query("CREATE TABLE ps101_items (id serial PRIMARY KEY, name text UNIQUE)")  # type: ignore[attr-defined]
-            runs.append(
-                [
-                    _outcome(module.count_rows),
-                    _outcome(lambda m=module: m.add_item("a")),
-                    _outcome(lambda m=module: m.add_item("a")),
-                    _outcome(lambda m=module: m.rename("a", "b")),
-                    _outcome(lambda m=module: m.rename("missing", "c")),
-                    _outcome(module.count_rows),
-                    postgres.query("SELECT name FROM ps101_items ORDER BY id"),  # type: ignore[attr-defined]
-                ]
-            )
-        assert runs[0] == runs[1]
-        assert runs[0][:6] == [0, True, "duplicate", True, "LookupError", 1]
-
-        clean_env.setenv("POSTGRES_PORT", "1")  # the database is down: the helper raises in both forms
-        db_utils.dispose_pools()
-        down = [
-            _load(name, source, RAISING_HELPER)
-            for name, source in (("legacy_down", RAISING_MODULE), ("pooled_down", after))
-        ]
-        answers = [
+    for name, value in postgres.env().items():  # type: ignore[attr-defined]
+        clean_env.setenv(name, value)
+    db_utils.dispose_pools()
+    runs = []
+    for name, source in (("legacy_raising", RAISING_MODULE), ("pooled_raising", after)):
+        module = _load(name, source, RAISING_HELPER)
+        postgres.query("DROP TABLE IF EXISTS ps101_items")  # type: ignore[attr-defined]
+        postgres.query("CREATE TABLE ps101_items (id serial PRIMARY KEY, name text UNIQUE)")  # type: ignore[attr-defined]
+        runs.append(
             [
-                _outcome(m.count_rows),
-                _outcome(lambda m=m: m.add_item("x")),
-                _outcome(lambda m=m: m.rename("a", "b")),
+                _outcome(module.count_rows),
+                _outcome(lambda m=module: m.add_item("a")),
+                _outcome(lambda m=module: m.add_item("a")),
+                _outcome(lambda m=module: m.rename("a", "b")),
+                _outcome(lambda m=module: m.rename("missing", "c")),
+                _outcome(module.count_rows),
+                postgres.query("SELECT name FROM ps101_items ORDER BY id"),  # type: ignore[attr-defined]
             ]
-            for m in down
+        )
+    assert runs[0] == runs[1]
+    assert runs[0][:6] == [0, True, "duplicate", True, "LookupError", 1]
+
+    clean_env.setenv("POSTGRES_PORT", "1")  # the database is down: the helper raises in both forms
+    db_utils.dispose_pools()
+    down = [
+        _load(name, source, RAISING_HELPER)
+        for name, source in (("legacy_down", RAISING_MODULE), ("pooled_down", after))
+    ]
+    answers = [
+        [
+            _outcome(m.count_rows),
+            _outcome(lambda m=m: m.add_item("x")),
+            _outcome(lambda m=m: m.rename("a", "b")),
         ]
-        assert answers[0] == answers[1] == ["OperationalError"] * 3
-    finally:
-        db_utils.dispose_pools()
-        for name, value in saved.items():
-            if value is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = value
+        for m in down
+    ]
+    assert answers[0] == answers[1] == ["OperationalError"] * 3
