@@ -248,7 +248,7 @@ def test_recommended_bound_is_the_smallest_below_the_threshold(active, bound):
 def test_failed_connects_raise_a_connection_failures_alert_and_pending_counts_waiters(pg_pools):
     import psycopg2
 
-    from testservers.postgres import free_port
+    from testservers.ports import free_port
 
     clock = Clock()
     monitor = Monitor(databases=(), alert_book=AlertBook(window=60, clock=clock))
