@@ -153,7 +153,7 @@ class PostgresServer(Endpoint):
         if application_name is not None:
             sql += " AND application_name = %s"
             params += (application_name,)
-        return int(self.query(sql, params)[0][0])  # type: ignore[call-overload]
+        return _count(self.query(sql, params))
 
     def terminate_backends(self) -> int:
         """``pg_terminate_backend`` every other client backend: simulates a failover or a killed server."""
@@ -166,8 +166,8 @@ class PostgresServer(Endpoint):
 
     def connections_opened(self) -> int:
         """Total sessions ever opened against the test database (from pg_stat_database)."""
-        rows = self.query("SELECT sessions FROM pg_stat_database WHERE datname = %s", (self.database,))
-        return int(rows[0][0])  # type: ignore[call-overload]
+        sql = "SELECT sessions FROM pg_stat_database WHERE datname = %s"
+        return _count(self.query(sql, (self.database,)))
 
     def client_sessions_logged(self) -> int:
         """Client sessions opened since start, minus this object's own, read from the server log.
@@ -197,6 +197,13 @@ class PostgresServer(Endpoint):
     def _stop_process(self) -> None:
         # SIGINT is PostgreSQL's "fast shutdown": roll back and disconnect clients, then exit.
         stop_process(self.process, signal.SIGINT, STOP_TIMEOUT)
+
+
+def _count(rows: list[tuple[object, ...]]) -> int:
+    """The one value of a one-row count query (PostgreSQL's bigint arrives as a Python int)."""
+    (count,) = rows[0]
+    assert isinstance(count, int), f"not a count: {count!r}"
+    return count
 
 
 def _run(cmd: list[str], user: str | None) -> None:
