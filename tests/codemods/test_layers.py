@@ -29,7 +29,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("codemods.first_pass", "codemods.detached"),  # the ast pass and read-only verdicts, before LibCST
     ("codemods.plan", "codemods.files", "codemods.project", "codemods.cache"),  # what a run looks at
     ("codemods.runner", "codemods.report"),  # phases, execution and writes; what the user reads
-    ("codemods.status", "codemods.helper_summary", "codemods.guide"),  # progress; scan's helper lines; rules
+    # progress; scan's helper lines; rules; the PATHs grouped by configuration
+    ("codemods.status", "codemods.helper_summary", "codemods.guide", "codemods.groups"),
     ("codemods.cli", "codemods.__main__"),  # the command line
 )
 
