@@ -138,4 +138,6 @@ def test_the_facts_read_back_from_their_sentences() -> None:
     ):
         assert Escapes.from_sentences(stated.sentences()) == stated
     assert Escapes.from_sentences(["it is decorated"]) is None
-    assert MAY_RAISE.startswith("it may") and not is_escape_fact("it is decorated")
+    assert not is_escape_fact("it is decorated")
+    keyerror = Escapes(raised=("builtins.KeyError",), caught=())
+    assert keyerror.sentences() == [MAY_RAISE + "builtins.KeyError", TRY_LETS_OUT + "none"]
