@@ -2,9 +2,10 @@
 
 :class:`SeedProof` checks what surrounds the body (which :mod:`~codemods.rules.postgres_pooled.body_proof`
 checks): the shape ``conn = helper()`` / ``if not conn: return ...`` / ``try: ... finally: conn.close()``,
-that the pooled block's exceptions reach an ``except`` doing exactly what the ``None`` guard did, that
-``except`` blocks (which now run after the connection went back to the pool) do not touch it, and that
-nothing before or after the seed keeps it. The result is a :class:`SeedPlan` for the rewrite, or a
+that the pooled block's exceptions reach an ``except`` doing exactly what the ``None`` guard did, that no
+``except`` catches what escapes the helper (it went to the caller before), that ``except`` blocks (which
+now run after the connection went back to the pool) do not touch it, and that nothing before or after the
+seed keeps it. The result is a :class:`SeedPlan` for the rewrite, or a
 :class:`~codemods.rules.postgres_pooled.body_proof.Refusal` with the reason.
 """
 
