@@ -47,6 +47,8 @@ class Baseline:
     cursor_factory: Any
     #: Names in the connection object's ``__dict__``: any other was added by a borrower.
     attributes: frozenset[str]
+    #: What :data:`_STATE` reads from a connection that needs no reset at all (see :func:`is_pristine`).
+    pristine: tuple[Any, ...]
 
     @classmethod
     def of(cls, connection: Any) -> Baseline:
@@ -57,7 +59,68 @@ class Baseline:
             connection.info.parameter_status("DateStyle"),
             connection.cursor_factory,
             frozenset(vars(connection)),
+            # closed, status, encoding, autocommit, isolation level, read-only, deferrable, cursor factory,
+            # empty notices/notifies lists, and the instance attributes with their connect-time values
+            # (session_effect CLEAN among them).
+            (
+                0,
+                pgext.STATUS_READY,
+                connection.encoding,
+                False,
+                None,
+                None,
+                None,
+                connection.cursor_factory,
+                [],
+                list,
+                [],
+                list,
+                dict(vars(connection), session_effect=CLEAN),
+            ),
         )
+
+
+# Everything the reset restores that psycopg2 exposes as attributes, read in one C call.
+_STATE = operator.attrgetter(
+    "closed",
+    "status",
+    "encoding",
+    "autocommit",
+    "isolation_level",
+    "readonly",
+    "deferrable",
+    "cursor_factory",
+    "notices",
+    "notices.__class__",
+    "notifies",
+    "notifies.__class__",
+    "__dict__",
+)
+
+
+def is_pristine(connection: Any, baseline: Baseline) -> bool:
+    """True if :func:`reset_connection` would have nothing to do: the everyday return of a connection
+    whose work was committed (or never began), found without any Python-level reads.
+
+    psycopg2's own status is READY (no transaction it began) and libpq reports the server idle (a
+    transaction begun with SQL text in autocommit mode shows only there); the client settings, the
+    notices and notifies lists, the instance attributes (and with them ``session_effect``) are as at
+    connect time, and so are the typecaster dicts (compared by identity, see :func:`_restore_typecasters`).
+    """
+    return (
+        _STATE(connection) == baseline.pristine
+        and connection.get_transaction_status() == _IDLE
+        and _same_typecasters(connection.string_types, baseline.string_types)
+        and _same_typecasters(connection.binary_types, baseline.binary_types)
+    )
+
+
+def _same_typecasters(current: dict[Any, Any], baseline: dict[Any, Any]) -> bool:
+    return (
+        len(current) == len(baseline)
+        and all(map(operator.is_, current.values(), baseline.values()))
+        and current.keys() == baseline.keys()
+    )
 
 
 def reset_connection(connection: Any, baseline: Baseline) -> str | None:
@@ -101,11 +164,7 @@ def _restore_typecasters(current: dict[Any, Any], baseline: dict[Any, Any]) -> N
     Compared by identity: psycopg2 typecasters compare equal when their OIDs do, so ``!=`` would miss
     ``register_uuid(None, conn)`` replacing the pool's own UUID-as-text caster for the same OIDs.
     """
-    if (
-        len(current) != len(baseline)
-        or not all(map(operator.is_, current.values(), baseline.values()))
-        or current.keys() != baseline.keys()
-    ):
+    if not _same_typecasters(current, baseline):
         current.clear()
         current.update(baseline)
 
