@@ -61,7 +61,7 @@ _DISCARDING = "poolshift_discarding"
 _EVER_CONNECTED = "poolshift_ever_connected"
 _WAS_INVALIDATED = "poolshift_was_invalidated"
 _CONNECTED_AT = "poolshift_connected_at"  # time.time() of the record's latest connect, as SQLAlchemy's
-_POLLER = "poolshift_poller"  # the poll object over the connection's socket (see _socket_closed)
+_POLLER = "poolshift_poller"  # the poll object over the connection's socket (see validate)
 _CHECKED_OUT = "poolshift_checked_out"  # the checkout event ran and was counted; the checkin must be too
 
 
@@ -309,7 +309,16 @@ def validate(state: PoolState, dbapi_connection: Any, info: dict[str, Any]) -> b
     last_returned = info.get(_LAST_RETURNED)
     if last_returned is None:
         return False
-    if _socket_closed(info, dbapi_connection):
+    # Is the idle socket readable or in error right now (closed or reset)? An idle connection, reset on
+    # return, has nothing to read: the server only talks when asked (LISTEN, which leaves unsolicited
+    # messages, marks the session for DISCARD ALL). Readable therefore means the server's FATAL goodbye
+    # or EOF. A non-blocking poll costs no round trip.
+    poller = info.get(_POLLER)
+    try:
+        closed = poller is None or dbapi_connection.closed or bool(poller.poll(0))
+    except (OSError, ValueError):  # no socket any more
+        closed = True
+    if closed:
         raise exc.DisconnectionError("the server closed the connection while it was idle")
     settings = state.settings
     if settings.pre_ping and _monotonic() - last_returned >= settings.ping_after:
@@ -329,22 +338,6 @@ def _poller(dbapi_connection: Any) -> Any:
     except (OSError, ValueError, psycopg2.Error):  # no socket: the checkout check says "closed"
         return None
     return poller
-
-
-def _socket_closed(info: dict[str, Any], dbapi_connection: Any) -> bool:
-    """True if the idle connection's socket is readable or in error right now: closed or reset.
-
-    An idle connection, reset on return, has nothing to read: the server only talks when asked (LISTEN,
-    which leaves unsolicited messages, marks the session for DISCARD ALL). Readable therefore means the
-    server's FATAL goodbye or EOF. A non-blocking poll costs no round trip.
-    """
-    poller = info.get(_POLLER)
-    if poller is None or dbapi_connection.closed:
-        return True
-    try:
-        return bool(poller.poll(0))
-    except (OSError, ValueError):  # no socket any more
-        return True
 
 
 _AUTOCOMMIT: Any = psycopg2.extensions.connection.autocommit

@@ -66,7 +66,15 @@ class Loan(Lease):
         except BaseException as error:
             record._checkin_failed(error)  # type: ignore[attr-defined]
             raise
-        _check_in(self.pool, record)
+        # record.checkin() (checkin callbacks, the checkin event, _return_conn) without its Python-level
+        # event test when there is nothing to call; counted above (_return_conn counts only checkouts made
+        # through the listeners).
+        checkin = self.pool.dispatch.checkin
+        if record.finalize_callback or checkin.listeners or checkin.parent_listeners:  # type: ignore[attr-defined]
+            record.checkin()  # type: ignore[attr-defined]
+        else:
+            record.fairy_ref = None  # type: ignore[attr-defined]
+            self.pool._do_return_conn(record)
 
     def invalidate(self, error: BaseException | None = None) -> None:
         record = self.record
@@ -82,18 +90,6 @@ class Loan(Lease):
         if pool._invalidate_time < self.record.starttime:  # type: ignore[attr-defined]
             pool._invalidate_time = time.time()
         self.invalidate(error)
-
-
-def _check_in(pool: Any, record: Any) -> None:
-    """``record.checkin()`` (checkin callbacks, the ``checkin`` event, ``_return_conn``) without its
-    Python-level event test when there is nothing to call: straight back into the queue. The checkin
-    was counted by the caller (``_return_conn`` counts only checkouts made through the listeners)."""
-    checkin = pool.dispatch.checkin
-    if record.finalize_callback or checkin.listeners or checkin.parent_listeners:
-        record.checkin()
-        return
-    record.fairy_ref = None
-    pool._do_return_conn(record)
 
 
 class _FairyLease(Lease):
@@ -119,7 +115,18 @@ class _FairyLease(Lease):
 def lend(engine: Engine, state: PoolState, where: str | tuple[str, int] | None) -> PooledConnection:
     """Check a connection out of ``engine``'s pool as a new handle; ``where`` names the borrower."""
     pool = engine.pool
-    if _has_foreign_listeners(pool.dispatch):
+    # Checkout, checkin or reset listeners besides poolshift's own (one checkout, one reset)? Read from
+    # the listener collections' deques: their own __len__/__bool__ are Python calls.
+    dispatch = pool.dispatch
+    checkout, reset, checkin = dispatch.checkout, dispatch.reset, dispatch.checkin
+    if (
+        len(checkout.listeners) != 1
+        or len(reset.listeners) != 1
+        or checkout.parent_listeners
+        or reset.parent_listeners
+        or checkin.listeners
+        or checkin.parent_listeners
+    ):
         fairy = engine.raw_connection()
         lease: Lease = _FairyLease(fairy, state.display_url)
         raw = fairy.dbapi_connection
@@ -135,21 +142,6 @@ def lend(engine: Engine, state: PoolState, where: str | tuple[str, int] | None) 
     lease.since = _monotonic()
     lease.warned = False
     return lend_handle(raw, lease)
-
-
-def _has_foreign_listeners(dispatch: Any) -> bool:
-    """Does the pool have checkout, checkin or reset listeners besides poolshift's own (one of each of
-    the first and last)? Read from the listener collections themselves: their ``__len__``/``__bool__``
-    are Python calls, their deques are not."""
-    checkout, reset, checkin = dispatch.checkout, dispatch.reset, dispatch.checkin
-    return bool(
-        len(checkout.listeners) != 1
-        or len(reset.listeners) != 1
-        or checkout.parent_listeners
-        or reset.parent_listeners
-        or checkin.listeners
-        or checkin.parent_listeners
-    )
 
 
 def _check_out_record(pool: Any, state: PoolState) -> tuple[ConnectionPoolEntry, Any]:

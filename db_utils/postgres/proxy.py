@@ -159,7 +159,10 @@ class PooledConnection:
         return bool(committing) or (raw is not None and bool(raw.autocommit))
 
     def rollback(self) -> None:
-        self._connection().rollback()
+        raw = self._raw
+        if raw is None:
+            raise psycopg2.InterfaceError(_CLOSED_MESSAGE)
+        raw.rollback()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connection(), name)

@@ -107,12 +107,23 @@ def is_pristine(connection: Any, baseline: Baseline) -> bool:
     notices and notifies lists, the instance attributes (and with them ``session_effect``) are as at
     connect time, and so are the typecaster dicts (compared by identity, see :func:`_restore_typecasters`).
     """
+    if _STATE(connection) != baseline.pristine or connection.get_transaction_status() != _IDLE:
+        return False
+    # _same_typecasters, twice, written out (a Python call each).
+    current, base = connection.string_types, baseline.string_types
+    if len(current) != len(base) or not all(map(_is, current.values(), base.values())):
+        return False
+    if current.keys() != base.keys():
+        return False
+    current, base = connection.binary_types, baseline.binary_types
     return (
-        _STATE(connection) == baseline.pristine
-        and connection.get_transaction_status() == _IDLE
-        and _same_typecasters(connection.string_types, baseline.string_types)
-        and _same_typecasters(connection.binary_types, baseline.binary_types)
+        len(current) == len(base)
+        and all(map(_is, current.values(), base.values()))
+        and current.keys() == base.keys()
     )
+
+
+_is = operator.is_
 
 
 def _same_typecasters(current: dict[Any, Any], baseline: dict[Any, Any]) -> bool:
