@@ -48,6 +48,8 @@ before_database_ddl: Callable[[str], object] | None = None
 class _TrackingCursorMixin:
     """Marks the connection's ``session_effect`` before a statement runs (conservative if it then fails)."""
 
+    __slots__ = ()  # the tracking classes get their instance layout from tracked_cursor_class
+
     connection: TrackedConnection
 
     def execute(self, query: Any, vars: Any = None) -> Any:
@@ -102,7 +104,11 @@ def tracked_cursor_class(factory: type) -> type:
         with _tracked_classes_lock:  # two threads may race to build it; keep one
             tracked = _tracked_classes.get(factory)
             if tracked is None:
-                own = {"execute": _execute_on_plain_cursor} if factory is pgext.cursor else {}
+                own: dict[str, Any] = {"execute": _execute_on_plain_cursor} if factory is pgext.cursor else {}
+                if not factory.__dictoffset__:
+                    # The pooled handle's reference (see proxy.PooledConnection.cursor) in a slot: no
+                    # instance dict made per cursor; other attributes still get one, as before.
+                    own["__slots__"] = ("__dict__", "poolshift_lease")
                 tracked = type(f"Tracked{factory.__name__}", (_TrackingCursorMixin, factory), own)
                 _tracked_classes[factory] = tracked
     return tracked

@@ -59,8 +59,14 @@ class PooledConnection:
         if self._raw is None:
             return
         lease = self._lease
-        if lease.cursors:
-            _close_cursors(lease)
+        cursors = lease.cursors
+        if cursors:
+            # _close_cursors written out: the everyday cursor was closed by its ``with`` block already.
+            lease.cursors = None
+            for ref in cursors:
+                cursor = ref()
+                if cursor is not None and not cursor.closed:
+                    _close_cursor(cursor)
         _set_raw(self, None)
         outstanding.pop(lease.ref, None)  # type: ignore[arg-type]
         lease.ref = None  # the weak reference dies here: its callback never runs
@@ -224,8 +230,12 @@ def _close_cursors(lease: Lease) -> None:
     for ref in cursors:
         cursor = ref()
         if cursor is not None and not cursor.closed:
-            with contextlib.suppress(psycopg2.Error):  # broken: the pool discards it anyway
-                cursor.close()
+            _close_cursor(cursor)
+
+
+def _close_cursor(cursor: Any) -> None:
+    with contextlib.suppress(psycopg2.Error):  # broken: the pool discards it anyway
+        cursor.close()
 
 
 def driver_connection(obj: Any) -> Any:
