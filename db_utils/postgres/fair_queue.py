@@ -60,10 +60,13 @@ class _IdleConnections(sqla_queue.Queue[ConnectionPoolEntry]):
             self._put(item)
 
     def get(self, block: bool = True, timeout: float | None = None) -> ConnectionPoolEntry:
+        # FairQueuePool._do_get pops idle connections without this mutex: the queue may empty between a
+        # test and the pop, so the pop itself decides.
         with self.mutex:
-            if self._empty():
-                raise sqla_queue.Empty
-            return self._get()
+            try:
+                return self._get()
+            except IndexError:
+                raise sqla_queue.Empty from None
 
 
 class FairQueuePool(QueuePool):
