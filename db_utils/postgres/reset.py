@@ -49,6 +49,9 @@ class Baseline:
     attributes: frozenset[str]
     #: What :data:`_STATE` reads from a connection that needs no reset at all (see :func:`is_pristine`).
     pristine: tuple[Any, ...]
+    #: ``string_types``/``binary_types`` as (oid, typecaster) pairs, for :func:`_same_typecasters`.
+    string_items: tuple[tuple[Any, Any], ...]
+    binary_items: tuple[tuple[Any, Any], ...]
 
     @classmethod
     def of(cls, connection: Any) -> Baseline:
@@ -77,6 +80,8 @@ class Baseline:
                 list,
                 dict(vars(connection), session_effect=CLEAN),
             ),
+            tuple(connection.string_types.items()),
+            tuple(connection.binary_types.items()),
         )
 
 
@@ -110,28 +115,30 @@ def is_pristine(connection: Any, baseline: Baseline) -> bool:
     if _STATE(connection) != baseline.pristine or connection.get_transaction_status() != _IDLE:
         return False
     # _same_typecasters, twice, written out (a Python call each).
-    current, base = connection.string_types, baseline.string_types
-    if len(current) != len(base) or not all(map(_is, current.values(), base.values())):
+    current, items = connection.string_types, baseline.string_items
+    if len(current) != len(items):
         return False
-    if current.keys() != base.keys():
+    get = current.get
+    for oid, caster in items:
+        if get(oid) is not caster:
+            return False
+    current, items = connection.binary_types, baseline.binary_items
+    if len(current) != len(items):
         return False
-    current, base = connection.binary_types, baseline.binary_types
-    return (
-        len(current) == len(base)
-        and all(map(_is, current.values(), base.values()))
-        and current.keys() == base.keys()
-    )
+    get = current.get
+    for oid, caster in items:  # noqa: SIM110 - written out on purpose, see above
+        if get(oid) is not caster:
+            return False
+    return True
 
 
-_is = operator.is_
-
-
-def _same_typecasters(current: dict[Any, Any], baseline: dict[Any, Any]) -> bool:
-    return (
-        len(current) == len(baseline)
-        and all(map(operator.is_, current.values(), baseline.values()))
-        and current.keys() == baseline.keys()
-    )
+def _same_typecasters(current: dict[Any, Any], items: tuple[tuple[Any, Any], ...]) -> bool:
+    """The same typecasters under the same OIDs as ``items``, compared by identity (see
+    :func:`_restore_typecasters`): as many entries, each of ``items`` present with the very same object."""
+    if len(current) != len(items):
+        return False
+    get = current.get
+    return all(get(oid) is caster for oid, caster in items)
 
 
 def reset_connection(connection: Any, baseline: Baseline) -> str | None:
@@ -147,8 +154,8 @@ def reset_connection(connection: Any, baseline: Baseline) -> str | None:
                 return reason
         if effect == SESSION_STATE:
             _discard_session_state(connection, baseline)
-        _restore_typecasters(connection.string_types, baseline.string_types)
-        _restore_typecasters(connection.binary_types, baseline.binary_types)
+        _restore_typecasters(connection.string_types, baseline.string_types, baseline.string_items)
+        _restore_typecasters(connection.binary_types, baseline.binary_types, baseline.binary_items)
         _restore_client_settings(connection, baseline)
     except Exception as exc:  # any failure here means the connection's state is unknown
         return f"reset failed ({type(exc).__name__})"
@@ -167,7 +174,9 @@ def _unresettable_reason(connection: Any, effect: int, baseline: Baseline) -> st
     return None
 
 
-def _restore_typecasters(current: dict[Any, Any], baseline: dict[Any, Any]) -> None:
+def _restore_typecasters(
+    current: dict[Any, Any], baseline: dict[Any, Any], items: tuple[tuple[Any, Any], ...]
+) -> None:
     """Typecasters registered on the connection (``register_type(caster, conn)``, ``register_uuid``,
     ``register_default_jsonb``, ``register_hstore``...) live in its ``string_types``/``binary_types``
     dicts, which psycopg2 consults on every fetch: putting the connect-time contents back undoes them.
@@ -175,7 +184,7 @@ def _restore_typecasters(current: dict[Any, Any], baseline: dict[Any, Any]) -> N
     Compared by identity: psycopg2 typecasters compare equal when their OIDs do, so ``!=`` would miss
     ``register_uuid(None, conn)`` replacing the pool's own UUID-as-text caster for the same OIDs.
     """
-    if not _same_typecasters(current, baseline):
+    if not _same_typecasters(current, items):
         current.clear()
         current.update(baseline)
 
