@@ -112,7 +112,8 @@ def is_pristine(connection: Any, baseline: Baseline) -> bool:
     notices and notifies lists, the instance attributes (and with them ``session_effect``) are as at
     connect time, and so are the typecaster dicts (compared by identity, see :func:`_restore_typecasters`).
     """
-    if _STATE(connection) != baseline.pristine or connection.get_transaction_status() != _IDLE:
+    # The transaction first: a return with work uncommitted (legacy code's close()) fails here, cheaply.
+    if connection.get_transaction_status() != _IDLE or _STATE(connection) != baseline.pristine:
         return False
     # _same_typecasters, twice, written out (a Python call each).
     current, items = connection.string_types, baseline.string_items
