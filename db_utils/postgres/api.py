@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import random
+import sys
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -38,7 +39,7 @@ from sqlalchemy.engine import URL, Engine
 
 from db_utils.postgres.deadline import Deadline
 from db_utils.postgres.instrument import PoolState, PoolTimeoutError
-from db_utils.postgres.leases import borrower_location
+from db_utils.postgres.leases import borrower
 from db_utils.postgres.lending import lend
 from db_utils.postgres.proxy import PooledConnection
 from db_utils.postgres.registry import pool_for
@@ -47,6 +48,8 @@ from db_utils.postgres.settings import resolve_settings
 T = TypeVar("T")
 #: Where a block's connection comes from: a URL, None (the default URL), or a callable returning one.
 Source = str | URL | None | Callable[[], Any]
+
+_getframe = sys._getframe
 
 # Never retried, whatever the dialect thinks: the same statement would fail the same way again.
 _NEVER_RETRIED = (
@@ -67,19 +70,22 @@ _PERMANENT_CONNECT_FAILURES = (
 )
 
 
-def borrow(url: str | URL | None = None, checked_out_at: str | None = None) -> PooledConnection:
-    """Check a connection out of the pool for ``url`` as a :class:`PooledConnection`.
+def borrow(url: str | URL | None = None, where: tuple[str, int] | None = None) -> PooledConnection:
+    """Check a connection out of the pool for ``url`` as a :class:`PooledConnection`; ``where`` names
+    the borrower (default: the first caller outside ``db_utils``).
 
     Raises the driver's error (``psycopg2.OperationalError``) if no connection can be made, and
     :class:`~db_utils.postgres.instrument.PoolTimeoutError` if the pool stays exhausted for its timeout.
     """
-    return _checkout(*pool_for(url), checked_out_at)
+    engine, state = pool_for(url)
+    return lend(engine, state, where or borrower(_getframe(1)))
 
 
-def open_source(source: Source) -> Any:
+def open_source(source: Source, where: tuple[str, int] | None = None) -> Any:
     """A connection from ``source`` (see module docs); raises rather than ever returning None."""
     if not callable(source):
-        return borrow(source)
+        engine, state = pool_for(source)
+        return lend(engine, state, where or borrower(_getframe(1)))
     connection = source()
     if connection is None:
         name = getattr(source, "__qualname__", None) or repr(source)
@@ -90,8 +96,8 @@ def open_source(source: Source) -> Any:
     return connection
 
 
-def _checkout(engine: Engine, state: PoolState, checked_out_at: str | None = None) -> PooledConnection:
-    return lend(engine, state, checked_out_at or borrower_location())
+def _checkout(engine: Engine, state: PoolState) -> PooledConnection:
+    return lend(engine, state, borrower(_getframe(1)))
 
 
 class get_pooled_connection:
@@ -137,7 +143,7 @@ def execute_with_pool(operation: Callable[[Any], T], url: Source = None) -> T:
     ``url`` is any source :class:`get_pooled_connection` accepts (a URL, None, or a callable returning a
     connection)."""
     # Optimisation: get_pooled_connection's __enter__/__exit__ written out (no context-manager object).
-    connection = open_source(url)
+    connection = open_source(url, borrower(_getframe(1)))
     try:
         result = operation(connection)
     except BaseException:

@@ -17,6 +17,7 @@ made while every one of the ``DB_CONNECT_MAX_POOLS`` pools has connections check
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any, NamedTuple
 
 import psycopg2
@@ -26,8 +27,8 @@ from sqlalchemy.engine import URL
 
 from db_utils.config import EnvironSignature
 from db_utils.postgres.driver import tracked_connection_class
+from db_utils.postgres.leases import borrower
 from db_utils.postgres.lending import lend
-from db_utils.postgres.proxy import checkout_location
 from db_utils.postgres.registry import parameters_pool
 from db_utils.postgres.settings import redact_url
 
@@ -126,7 +127,7 @@ def connect(
         _warn_unpooled()
         return psycopg2.connect(merged, connection_factory, cursor_factory)
     engine, state = entry
-    return lend(engine, state, checkout_location(1))
+    return lend(engine, state, borrower(sys._getframe(1)))
 
 
 def _poolable_factory(factory: Any) -> bool:

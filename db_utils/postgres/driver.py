@@ -24,6 +24,7 @@ import psycopg2.extensions as pgext
 
 from db_utils.postgres.statements import (
     CLEAN,
+    CLEAN_FACTS,
     SESSION_STATE,
     classify_query,
     statement_facts,
@@ -47,18 +48,14 @@ before_database_ddl: Callable[[str], object] | None = None
 class _TrackingCursorMixin:
     """Marks the connection's ``session_effect`` before a statement runs (conservative if it then fails)."""
 
+    __slots__ = ()  # the tracking classes get their instance layout from tracked_cursor_class
+
     connection: TrackedConnection
 
     def execute(self, query: Any, vars: Any = None) -> Any:
-        # Optimisation: the everyday statement is a str seen before: one dict read.
-        facts = statement_facts_cache.get(query) if type(query) is str else None
-        effect, target = facts if facts is not None else statement_facts(query, self.connection)
-        if effect:  # CLEAN (0) cannot raise the maximum, skip the read-modify-write
-            self.connection.session_effect = max(self.connection.session_effect, effect)
-        if target is not None:
-            hook = before_database_ddl
-            if hook is not None:
-                hook(target)
+        # Optimisation: the everyday statement is a clean str seen before: one dict read.
+        if (statement_facts_cache.get(query) if type(query) is str else None) is not CLEAN_FACTS:
+            _note_statement(self.connection, query)
         return super().execute(query, vars)  # type: ignore[misc]
 
     def executemany(self, query: Any, vars_list: Any) -> Any:
@@ -72,6 +69,30 @@ class _TrackingCursorMixin:
         return super().callproc(procname, parameters)  # type: ignore[misc]
 
 
+def _note_statement(connection: TrackedConnection, query: Any) -> None:
+    """What a statement does to the session (``session_effect``), and the DDL hook for a database it
+    needs free (see :data:`before_database_ddl`)."""
+    facts = statement_facts_cache.get(query) if type(query) is str else None
+    effect, target = facts if facts is not None else statement_facts(query, connection)
+    if effect:  # CLEAN (0) cannot raise the maximum, skip the read-modify-write
+        connection.session_effect = max(connection.session_effect, effect)
+    if target is not None:
+        hook = before_database_ddl
+        if hook is not None:
+            hook(target)
+
+
+_plain_execute = pgext.cursor.execute
+
+
+def _execute_on_plain_cursor(self: Any, query: Any, vars: Any = None) -> Any:
+    """``_TrackingCursorMixin.execute`` for psycopg2's own cursor class: its C ``execute`` called
+    directly instead of through ``super()`` (which builds a proxy object on every statement)."""
+    if (statement_facts_cache.get(query) if type(query) is str else None) is not CLEAN_FACTS:
+        _note_statement(self.connection, query)
+    return _plain_execute(self, query, vars)
+
+
 _tracked_classes: dict[type, type] = {}
 _tracked_classes_lock = threading.Lock()
 
@@ -83,7 +104,12 @@ def tracked_cursor_class(factory: type) -> type:
         with _tracked_classes_lock:  # two threads may race to build it; keep one
             tracked = _tracked_classes.get(factory)
             if tracked is None:
-                tracked = type(f"Tracked{factory.__name__}", (_TrackingCursorMixin, factory), {})
+                own: dict[str, Any] = {"execute": _execute_on_plain_cursor} if factory is pgext.cursor else {}
+                if not factory.__dictoffset__:
+                    # The pooled handle's reference (see proxy.PooledConnection.cursor) in a slot: no
+                    # instance dict made per cursor; other attributes still get one, as before.
+                    own["__slots__"] = ("__dict__", "poolshift_lease")
+                tracked = type(f"Tracked{factory.__name__}", (_TrackingCursorMixin, factory), own)
                 _tracked_classes[factory] = tracked
     return tracked
 

@@ -60,10 +60,13 @@ class _IdleConnections(sqla_queue.Queue[ConnectionPoolEntry]):
             self._put(item)
 
     def get(self, block: bool = True, timeout: float | None = None) -> ConnectionPoolEntry:
+        # FairQueuePool._do_get pops idle connections without this mutex: the queue may empty between a
+        # test and the pop, so the pop itself decides.
         with self.mutex:
-            if self._empty():
-                raise sqla_queue.Empty
-            return self._get()
+            try:
+                return self._get()
+            except IndexError:
+                raise sqla_queue.Empty from None
 
 
 class FairQueuePool(QueuePool):
@@ -105,17 +108,19 @@ class FairQueuePool(QueuePool):
             return len(self._waiters)
 
     def _do_get(self) -> ConnectionPoolEntry:
+        # Optimisation: the everyday case (nobody waits, a connection is idle) without the lock, the queue
+        # object's calls and its mutex. Each deque operation is atomic, so no connection is handed out
+        # twice; and a connection is only ever idle while nobody waits (every return and freed slot goes
+        # to the oldest waiter, under the lock), so taking one here overtakes nobody. dispose() or another
+        # checkout may empty the queue between the test and the pop, hence the IndexError.
+        if not self._waiters:
+            idle = self._idle
+            if idle:
+                try:
+                    return idle.pop() if self._lifo else idle.popleft()
+                except IndexError:
+                    pass
         with self._handoff_lock:
-            # Optimisation: the everyday case (nobody waits, a connection is idle) without the queue
-            # object's calls and mutex; each deque operation is atomic. dispose() may empty the queue
-            # concurrently (it takes no hand-off lock), hence the IndexError.
-            if not self._waiters:
-                idle = self._idle
-                if idle:
-                    try:
-                        return idle.pop() if self._lifo else idle.popleft()
-                    except IndexError:
-                        pass
             handed = self._take_without_waiting()
             if handed is None:
                 waiter = _Waiter(self._handoff_lock)
@@ -244,7 +249,11 @@ class FairQueuePool(QueuePool):
         return True
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
-        with self._handoff_lock:
+        # Optimisation: acquire()/release() rather than ``with``, which looks up and binds the lock's
+        # __enter__/__exit__ on every use.
+        lock = self._handoff_lock
+        lock.acquire()
+        try:
             if self._waiters:
                 self._hand_to_oldest(record)
                 return
@@ -253,6 +262,8 @@ class FairQueuePool(QueuePool):
             if len(self._idle) < self._idle_limit:
                 self._idle.append(record)
                 return
+        finally:
+            lock.release()
         # Beyond pool_size with nobody waiting: close the overflow connection, as QueuePool does.
         try:
             record.close()

@@ -45,7 +45,7 @@ from db_utils.postgres.driver import plain_cursor, restore_plain_psycopg2_typeca
 from db_utils.postgres.fair_queue import FairQueuePool
 from db_utils.postgres.leases import holders, watch_for_leaks
 from db_utils.postgres.lifecycle import LineWatch
-from db_utils.postgres.reset import Baseline, reset_connection
+from db_utils.postgres.reset import Baseline, is_pristine, reset_connection
 from db_utils.postgres.settings import PoolSettings
 from db_utils.postgres.upstream import UpstreamProbe
 from db_utils.stats import PoolCounters
@@ -61,7 +61,7 @@ _DISCARDING = "poolshift_discarding"
 _EVER_CONNECTED = "poolshift_ever_connected"
 _WAS_INVALIDATED = "poolshift_was_invalidated"
 _CONNECTED_AT = "poolshift_connected_at"  # time.time() of the record's latest connect, as SQLAlchemy's
-_POLLER = "poolshift_poller"  # the poll object over the connection's socket (see _socket_closed)
+_POLLER = "poolshift_poller"  # the poll object over the connection's socket (see validate)
 _CHECKED_OUT = "poolshift_checked_out"  # the checkout event ran and was counted; the checkin must be too
 
 
@@ -76,6 +76,8 @@ def _note_pid_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_note_pid_after_fork)
+
+_monotonic = time.monotonic
 
 
 class PoolTimeoutError(exc.TimeoutError, psycopg2.OperationalError):  # type: ignore[misc]
@@ -138,7 +140,7 @@ class InstrumentedQueuePool(FairQueuePool):
         state = self.poolshift_state
         lifetime = record.record_info
         if state is not None and lifetime is not None and lifetime.pop(_CHECKED_OUT, False):
-            state.counters.on_checkin()
+            state.counters.count_checkin()
         super()._return_conn(record)
 
     def _may_open_now(self) -> bool:
@@ -265,10 +267,12 @@ def reset_on_return(state: PoolState, dbapi_connection: Any, record: ConnectionP
         reason: str | None = "connection inherited from the parent process after fork()"
     elif baseline is None:
         reason = "connection not opened by this pool"
+    elif is_pristine(dbapi_connection, baseline):
+        reason = None
     else:
         reason = reset_connection(dbapi_connection, baseline)
     if reason is None:
-        info[_LAST_RETURNED] = time.monotonic()
+        info[_LAST_RETURNED] = _monotonic()
         return
     logger.debug("discarding a connection to %s: %s", state.display_url, reason)
     info[_DISCARDING] = True
@@ -277,7 +281,21 @@ def reset_on_return(state: PoolState, dbapi_connection: Any, record: ConnectionP
 
 
 def check_out(state: PoolState, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-    """Validate a reused connection without a round trip, and with one only if idle past ``ping_after``.
+    """The ``checkout`` listener's work (SQLAlchemy's own checkout path): :func:`validate`, counted; the
+    checkin is counted by :meth:`InstrumentedQueuePool._return_conn`."""
+    reused = validate(state, dbapi_connection, record.info)
+    counters = state.counters
+    counters.count_checkout()
+    if reused:
+        counters.count_reuse()
+    lifetime = record.record_info
+    if lifetime is not None:
+        lifetime[_CHECKED_OUT] = True
+
+
+def validate(state: PoolState, dbapi_connection: Any, info: dict[str, Any]) -> bool:
+    """Validate a reused connection without a round trip, and with one only if idle past ``ping_after``;
+    True if the connection was used before (a reuse).
 
     SQLAlchemy's ``pool_pre_ping`` costs a round trip on *every* checkout. HikariCP skips validation for
     connections used within the last 500 ms: such a connection just proved itself alive. One whose
@@ -286,21 +304,26 @@ def check_out(state: PoolState, dbapi_connection: Any, record: ConnectionPoolEnt
     where firewalls, PgBouncer and failovers strike, is pinged, within ``ping_timeout``. A failed check
     raises DisconnectionError, on which the pool replaces the connection transparently.
     """
-    info = record.info
     if info.get(_PID) != _this_process:
         raise exc.DisconnectionError("connection inherited from the parent process after fork()")
     last_returned = info.get(_LAST_RETURNED)
-    counters = state.counters
-    if last_returned is not None:
-        if _socket_closed(info, dbapi_connection):
-            raise exc.DisconnectionError("the server closed the connection while it was idle")
-        settings = state.settings
-        if settings.pre_ping and time.monotonic() - last_returned >= settings.ping_after:
-            _ping(dbapi_connection, counters, settings.ping_timeout)
-    counters.on_checkout(reused=last_returned is not None)
-    lifetime = record.record_info
-    if lifetime is not None:
-        lifetime[_CHECKED_OUT] = True
+    if last_returned is None:
+        return False
+    # Is the idle socket readable or in error right now (closed or reset)? An idle connection, reset on
+    # return, has nothing to read: the server only talks when asked (LISTEN, which leaves unsolicited
+    # messages, marks the session for DISCARD ALL). Readable therefore means the server's FATAL goodbye
+    # or EOF. A non-blocking poll costs no round trip.
+    poller = info.get(_POLLER)
+    try:
+        closed = poller is None or dbapi_connection.closed or bool(poller.poll(0))
+    except (OSError, ValueError):  # no socket any more
+        closed = True
+    if closed:
+        raise exc.DisconnectionError("the server closed the connection while it was idle")
+    settings = state.settings
+    if settings.pre_ping and _monotonic() - last_returned >= settings.ping_after:
+        _ping(dbapi_connection, state.counters, settings.ping_timeout)
+    return True
 
 
 _READABLE = select.POLLIN | select.POLLPRI
@@ -315,22 +338,6 @@ def _poller(dbapi_connection: Any) -> Any:
     except (OSError, ValueError, psycopg2.Error):  # no socket: the checkout check says "closed"
         return None
     return poller
-
-
-def _socket_closed(info: dict[str, Any], dbapi_connection: Any) -> bool:
-    """True if the idle connection's socket is readable or in error right now: closed or reset.
-
-    An idle connection, reset on return, has nothing to read: the server only talks when asked (LISTEN,
-    which leaves unsolicited messages, marks the session for DISCARD ALL). Readable therefore means the
-    server's FATAL goodbye or EOF. A non-blocking poll costs no round trip.
-    """
-    poller = info.get(_POLLER)
-    if poller is None or dbapi_connection.closed:
-        return True
-    try:
-        return bool(poller.poll(0))
-    except (OSError, ValueError):  # no socket any more
-        return True
 
 
 _AUTOCOMMIT: Any = psycopg2.extensions.connection.autocommit

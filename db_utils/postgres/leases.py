@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 import weakref
 from collections import Counter
+from types import FrameType
 from typing import Any
 
 logger = logging.getLogger("db_utils.pool")
@@ -34,7 +34,7 @@ class Lease:
     own path. A lease is only ever in :data:`outstanding` while its connection is checked out.
     """
 
-    __slots__ = ("display_url", "pool", "since", "warned", "where")
+    __slots__ = ("cursors", "display_url", "pool", "ref", "since", "warned", "where")
 
     def __init__(self, pool: Any, display_url: str) -> None:
         self.pool = pool
@@ -42,6 +42,11 @@ class Lease:
         self.where: str | tuple[str, int] | None = None
         self.since = 0.0
         self.warned = False
+        #: The weak reference to the handle lent now (its key in :data:`outstanding`); dropped at close,
+        #: so the callback of a handle closed properly never runs.
+        self.ref: weakref.ref[Any] | None = None
+        #: Weak references to the cursors handed out on this lease, once there are any.
+        self.cursors: list[weakref.ref[Any]] | None = None
 
     def location(self) -> str:
         where = self.where
@@ -68,12 +73,15 @@ class Lease:
 outstanding: dict[weakref.ref[Any], Lease] = {}
 
 
-def borrower_location() -> tuple[str, int] | None:
-    """(file, line) of the first caller outside ``db_utils``: cheap (no stack capture, no formatting)."""
-    frame = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        frame = frame.f_back  # type: ignore[assignment]
-    return None if frame is None else (frame.f_code.co_filename, frame.f_lineno)
+def borrower(frame: FrameType | None) -> tuple[str, int] | None:
+    """(file, line) of ``frame``, or of its first caller outside ``db_utils``: two attribute reads in
+    the everyday case, where the entry point passes its own caller's frame (no stack walk, no string)."""
+    while frame is not None:
+        code = frame.f_code
+        if not code.co_filename.startswith(_PACKAGE_DIR):
+            return code.co_filename, frame.f_lineno
+        frame = frame.f_back
+    return None
 
 
 def holders(pool: Any, limit: int = 5) -> str:

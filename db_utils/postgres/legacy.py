@@ -11,10 +11,12 @@ work, which is exactly what closing a real psycopg2 connection does to that work
 from __future__ import annotations
 
 import logging
+import sys
 
 from db_utils.config import ConfigError
 from db_utils.postgres.api import borrow, scrub_password
-from db_utils.postgres.proxy import PooledConnection, checkout_location
+from db_utils.postgres.leases import borrower
+from db_utils.postgres.proxy import PooledConnection
 
 logger = logging.getLogger("db_utils.legacy")
 
@@ -22,7 +24,7 @@ logger = logging.getLogger("db_utils.legacy")
 def get_postgres_connection() -> PooledConnection | None:
     """A pooled, psycopg2-compatible connection, or ``None`` if none can be obtained (error logged)."""
     try:
-        return borrow(None, checked_out_at=checkout_location(1))
+        return borrow(None, borrower(sys._getframe(1)))
     except ConfigError as error:
         # Configuration errors already name the variable and never contain the password.
         logger.error("get_postgres_connection: invalid configuration: %s", error)

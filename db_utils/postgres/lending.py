@@ -25,11 +25,12 @@ from sqlalchemy import exc, util
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from db_utils.postgres.instrument import PoolState, check_out, reset_on_return
+from db_utils.postgres.instrument import PoolState, reset_on_return, validate
 from db_utils.postgres.leases import Lease
-from db_utils.postgres.proxy import PooledConnection
+from db_utils.postgres.proxy import PooledConnection, lend_handle
 
-_LOAN = "poolshift_loan"  # the record's attribute holding its Loan
+_monotonic = time.monotonic
+_time = time.time
 
 
 class _Lent:
@@ -57,6 +58,7 @@ class Loan(Lease):
     def give_back(self) -> None:
         record, raw = self.record, self.raw
         self.raw = None
+        self.state.counters.count_checkin()
         try:
             reset_on_return(self.state, raw, record)
         except Exception as error:  # what SQLAlchemy does when its reset fails: discard the connection
@@ -64,11 +66,20 @@ class Loan(Lease):
         except BaseException as error:
             record._checkin_failed(error)  # type: ignore[attr-defined]
             raise
-        record.checkin()  # type: ignore[attr-defined]
+        # record.checkin() (checkin callbacks, the checkin event, _return_conn) without its Python-level
+        # event test when there is nothing to call; counted above (_return_conn counts only checkouts made
+        # through the listeners).
+        checkin = self.pool.dispatch.checkin
+        if record.finalize_callback or checkin.listeners or checkin.parent_listeners:  # type: ignore[attr-defined]
+            record.checkin()  # type: ignore[attr-defined]
+        else:
+            record.fairy_ref = None  # type: ignore[attr-defined]
+            self.pool._do_return_conn(record)
 
     def invalidate(self, error: BaseException | None = None) -> None:
         record = self.record
         self.raw = None
+        self.state.counters.count_checkin()
         try:
             record.invalidate(e=error)
         finally:
@@ -104,44 +115,62 @@ class _FairyLease(Lease):
 def lend(engine: Engine, state: PoolState, where: str | tuple[str, int] | None) -> PooledConnection:
     """Check a connection out of ``engine``'s pool as a new handle; ``where`` names the borrower."""
     pool = engine.pool
+    # Checkout, checkin or reset listeners besides poolshift's own (one checkout, one reset)? Read from
+    # the listener collections' deques: their own __len__/__bool__ are Python calls.
     dispatch = pool.dispatch
-    if len(dispatch.checkout) != 1 or len(dispatch.reset) != 1 or dispatch.checkin:
+    checkout, reset, checkin = dispatch.checkout, dispatch.reset, dispatch.checkin
+    if (
+        len(checkout.listeners) != 1
+        or len(reset.listeners) != 1
+        or checkout.parent_listeners
+        or reset.parent_listeners
+        or checkin.listeners
+        or checkin.parent_listeners
+    ):
         fairy = engine.raw_connection()
         lease: Lease = _FairyLease(fairy, state.display_url)
         raw = fairy.dbapi_connection
     else:
         record, raw = _check_out_record(pool, state)
-        lease = record.__dict__.get(_LOAN) or _new_loan(pool, state, record)
-        lease.raw = raw
+        try:
+            loan: Loan = record.poolshift_loan  # type: ignore[attr-defined]
+        except AttributeError:
+            loan = record.poolshift_loan = Loan(pool, state, record)  # type: ignore[attr-defined]
+        loan.raw = raw
+        lease = loan
     lease.where = where
-    lease.since = time.monotonic()
+    lease.since = _monotonic()
     lease.warned = False
-    return PooledConnection(raw, lease)
-
-
-def _new_loan(pool: Any, state: PoolState, record: ConnectionPoolEntry) -> Loan:
-    loan = Loan(pool, state, record)
-    setattr(record, _LOAN, loan)
-    return loan
+    return lend_handle(raw, lease)
 
 
 def _check_out_record(pool: Any, state: PoolState) -> tuple[ConnectionPoolEntry, Any]:
     """``_ConnectionRecord.checkout`` and ``_ConnectionFairy._checkout`` without the fairy: a record from
-    the queue (waiting, overflow, timeout), connected or recycled as needed, then validated; a failed
-    validation replaces the connection, once more at most, as SQLAlchemy does."""
+    the queue (waiting, overflow, timeout), connected or recycled as needed, then validated and counted;
+    a failed validation replaces the connection, once more at most, as SQLAlchemy does."""
     record = pool._do_get()
-    try:
-        raw = record.get_connection()
-    except BaseException as error:
-        with util.safe_reraise():
-            record._checkin_failed(error, _fairy_was_created=False)
-        raise
+    # Optimisation: ``record.get_connection()``'s tests read here; it is called only when it has work to
+    # do (no connection yet, recycle due, invalidated), and then decides itself.
+    raw = record.dbapi_connection
+    started = record.starttime
+    recycle = pool._recycle
+    if (
+        raw is None
+        or pool._invalidate_time > started
+        or record._soft_invalidate_time > started
+        or (recycle > -1 and _time() - started > recycle)
+    ):
+        try:
+            raw = record.get_connection()
+        except BaseException as error:
+            with util.safe_reraise():
+                record._checkin_failed(error, _fairy_was_created=False)
+            raise
     record.fairy_ref = _LENT
     attempts = 2
     while attempts > 0:
         try:
-            check_out(state, raw, record)
-            return record, raw
+            reused = validate(state, raw, record.info)
         except exc.DisconnectionError as error:
             record.invalidate(error)
             if error.invalidate_pool:
@@ -157,6 +186,12 @@ def _check_out_record(pool: Any, state: PoolState) -> tuple[ConnectionPoolEntry,
             with util.safe_reraise():
                 record._checkin_failed(error)
             raise
+        else:
+            counters = state.counters
+            counters.count_checkout()
+            if reused:
+                counters.count_reuse()
+            return record, raw
     record.invalidate()
     record.checkin()
     raise exc.InvalidRequestError("This connection is closed")

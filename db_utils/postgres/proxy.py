@@ -22,7 +22,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
-import sys
 import warnings
 import weakref
 from types import TracebackType
@@ -39,22 +38,19 @@ _PRUNE_EVERY = 64  # cursors handed out on one lease between two sweeps of the d
 
 
 class PooledConnection:
-    """A pooled psycopg2 connection. Same API as ``psycopg2.extensions.connection``; see module docs."""
+    """A pooled psycopg2 connection. Same API as ``psycopg2.extensions.connection``; see module docs.
 
-    __slots__ = ("__weakref__", "_committing", "_cursors", "_finalizer", "_lease", "_raw")
+    A handle is two slots: the real connection (None once closed, for good) and its lease. What the
+    lease needs per checkout (the handle's weak reference, its cursors) lives on the lease, which is
+    re-armed at each checkout: only the handle lent now ever reaches it (every method checks ``_raw``
+    first). Handles are made by :func:`lend_handle`.
+    """
 
-    def __init__(self, raw: Any, lease: Lease) -> None:
-        set_own = object.__setattr__
-        set_own(self, "_raw", raw)
-        set_own(self, "_lease", lease)
-        set_own(self, "_cursors", None)  # weak references to the cursors handed out, once there are any
-        set_own(self, "_committing", False)  # a COMMIT was sent through this handle (see may_have_committed)
-        # Optimisation: a bare weakref whose callback finds what to return in the lease registry does what
-        # weakref.finalize(self, _return_dropped, ...) did here for a fraction of the cost (finalize builds
-        # an info object and takes a class-wide registry slot on every checkout).
-        finalizer = weakref.ref(self, _return_dropped)
-        outstanding[finalizer] = lease
-        set_own(self, "_finalizer", finalizer)
+    __slots__ = ("__weakref__", "_committing", "_lease", "_raw")
+
+    _raw: Any  # the real connection; None once closed
+    _lease: Lease
+    _committing: bool  # set by the first commit through this handle (see may_have_committed)
 
     # -- the parts that differ from a plain psycopg2 connection --------------------------------------
 
@@ -62,11 +58,19 @@ class PooledConnection:
         """Return the connection to the pool (uncommitted work is rolled back there). Idempotent."""
         if self._raw is None:
             return
-        if self._cursors:
-            self._close_cursors()
-        object.__setattr__(self, "_raw", None)
-        outstanding.pop(self._finalizer, None)
-        self._lease.give_back()
+        lease = self._lease
+        cursors = lease.cursors
+        if cursors:
+            # _close_cursors written out: the everyday cursor was closed by its ``with`` block already.
+            lease.cursors = None
+            for ref in cursors:
+                cursor = ref()
+                if cursor is not None and not cursor.closed:
+                    _close_cursor(cursor)
+        _set_raw(self, None)
+        outstanding.pop(lease.ref, None)  # type: ignore[arg-type]
+        lease.ref = None  # the weak reference dies here: its callback never runs
+        lease.give_back()
 
     @property
     def closed(self) -> int:
@@ -76,33 +80,32 @@ class PooledConnection:
 
     def invalidate(self) -> None:
         """Close the underlying connection for real instead of returning it (e.g. after a disconnect)."""
-        if self._raw is None:
-            return
-        self._close_cursors()
-        object.__setattr__(self, "_raw", None)
-        outstanding.pop(self._finalizer, None)
-        self._lease.invalidate()
+        lease = self._end()
+        if lease is not None:
+            lease.invalidate()
 
     def _invalidate_pool(self, error: BaseException) -> None:
         """After a disconnect (see ``api._attempt``): every connection of the pool as old as this one is
         suspect; mark them for replacement and discard this one (SQLAlchemy's ``Pool._invalidate``)."""
-        if self._raw is None:
-            return
-        self._close_cursors()
-        object.__setattr__(self, "_raw", None)
-        outstanding.pop(self._finalizer, None)
-        self._lease.invalidate_pool(error)
+        lease = self._end()
+        if lease is not None:
+            lease.invalidate_pool(error)
 
-    def _close_cursors(self) -> None:
-        """Close the cursors of this lease still open (named ones release their server-side portal)."""
-        cursors = self._cursors
-        if not cursors:
-            return
-        for ref in cursors:
-            cursor = ref()
-            if cursor is not None and not cursor.closed:
-                with contextlib.suppress(psycopg2.Error):  # broken: the pool discards it anyway
-                    cursor.close()
+    def _end(self) -> Lease | None:
+        """End the lease without returning the connection: its cursors closed, the handle closed."""
+        if self._raw is None:
+            return None
+        lease = self._lease
+        _close_cursors(lease)
+        _set_raw(self, None)
+        outstanding.pop(lease.ref, None)  # type: ignore[arg-type]
+        lease.ref = None
+        return lease
+
+    @property
+    def _cursors(self) -> list[weakref.ref[Any]] | None:
+        """Weak references to the cursors handed out on this lease (while it is open)."""
+        return self._lease.cursors if self._raw is not None else None
 
     @property
     def dbapi_connection(self) -> Any:
@@ -121,7 +124,10 @@ class PooledConnection:
     # -- everything else is the real connection's --------------------------------------------------
 
     def cursor(self, *args: Any, **kwargs: Any) -> Any:
-        cursor = self._connection().cursor(*args, **kwargs)
+        raw = self._raw
+        if raw is None:
+            raise psycopg2.InterfaceError(_CLOSED_MESSAGE)
+        cursor = raw.cursor(*args, **kwargs)
         # The cursor keeps the lease (and its connection) alive. A cursor class without a __dict__ cannot
         # (rare: every factory psycopg2 ships has one); it is still closed when the lease ends.
         # Optimisation: not contextlib.suppress, which builds a context manager on every cursor.
@@ -129,9 +135,10 @@ class PooledConnection:
             cursor.poolshift_lease = self
         except AttributeError:
             pass
-        cursors = self._cursors
+        lease = self._lease
+        cursors = lease.cursors
         if cursors is None:
-            object.__setattr__(self, "_cursors", [weakref.ref(cursor)])
+            lease.cursors = [weakref.ref(cursor)]
         else:
             if len(cursors) % _PRUNE_EVERY == 0:  # a long lease making many cursors: forget the dead ones
                 cursors[:] = [ref for ref in cursors if ref() is not None]
@@ -139,8 +146,10 @@ class PooledConnection:
         return cursor
 
     def commit(self) -> None:
-        raw = self._connection()
-        object.__setattr__(self, "_committing", True)
+        raw = self._raw
+        if raw is None:
+            raise psycopg2.InterfaceError(_CLOSED_MESSAGE)
+        _set_committing(self, True)
         raw.commit()
 
     @property
@@ -149,10 +158,17 @@ class PooledConnection:
         of ``with conn:``) or the connection runs in autocommit mode. A disconnect after that may have
         lost only the server's answer, so the work must not be retried blindly."""
         raw = self._raw
-        return self._committing or (raw is not None and bool(raw.autocommit))
+        try:
+            committing = _get_committing(self, PooledConnection)
+        except AttributeError:  # never set: nothing committed through this handle
+            committing = False
+        return bool(committing) or (raw is not None and bool(raw.autocommit))
 
     def rollback(self) -> None:
-        self._connection().rollback()
+        raw = self._raw
+        if raw is None:
+            raise psycopg2.InterfaceError(_CLOSED_MESSAGE)
+        raw.rollback()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connection(), name)
@@ -170,12 +186,56 @@ class PooledConnection:
     ) -> None:
         raw = self._connection()
         if exc_type is None:
-            object.__setattr__(self, "_committing", True)
+            _set_committing(self, True)
         raw.__exit__(exc_type, exc, tb)
 
     def __repr__(self) -> str:
         state = "closed" if self._raw is None else "open"
         return f"<PooledConnection {state} to {self._lease.display_url}>"
+
+
+# The slots' own descriptors: the handle's __setattr__ forwards to the real connection.
+_slot: Any = PooledConnection.__dict__
+_set_raw = _slot["_raw"].__set__
+_set_lease = _slot["_lease"].__set__
+_set_committing = _slot["_committing"].__set__
+_get_committing = _slot["_committing"].__get__
+_new_handle = object.__new__
+_weak = weakref.ref
+
+
+def lend_handle(raw: Any, lease: Lease) -> PooledConnection:
+    """A new handle over ``raw``, registered as ``lease``'s in :data:`~db_utils.postgres.leases.outstanding`.
+
+    A bare weakref whose callback finds what to return in the lease registry does what
+    ``weakref.finalize(handle, ...)`` would, for a fraction of the cost; the slots are set through their
+    descriptors (no ``__init__`` frame, no ``object.__setattr__`` name lookups).
+    """
+    handle: PooledConnection = _new_handle(PooledConnection)
+    _set_raw(handle, raw)
+    _set_lease(handle, lease)
+    ref = _weak(handle, _return_dropped)
+    lease.ref = ref
+    lease.cursors = None
+    outstanding[ref] = lease
+    return handle
+
+
+def _close_cursors(lease: Lease) -> None:
+    """Close the cursors of this lease still open (named ones release their server-side portal)."""
+    cursors = lease.cursors
+    if not cursors:
+        return
+    lease.cursors = None
+    for ref in cursors:
+        cursor = ref()
+        if cursor is not None and not cursor.closed:
+            _close_cursor(cursor)
+
+
+def _close_cursor(cursor: Any) -> None:
+    with contextlib.suppress(psycopg2.Error):  # broken: the pool discards it anyway
+        cursor.close()
 
 
 def driver_connection(obj: Any) -> Any:
@@ -191,15 +251,6 @@ def driver_connection(obj: Any) -> Any:
     if isinstance(obj, PooledConnection):
         return obj._connection()
     return obj
-
-
-def checkout_location(depth: int) -> str:
-    """``file:line`` of the caller ``depth`` frames up: cheap (no stack capture), for leak warnings."""
-    try:
-        frame = sys._getframe(depth + 1)
-    except ValueError:
-        return "<unknown>"
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 
 # At interpreter exit the pools go away anyway: no warning storm (weakref.finalize's atexit=False).

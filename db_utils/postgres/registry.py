@@ -32,7 +32,7 @@ from db_utils.postgres.pgbouncer import TransactionPooledConnection, describe_mo
 from db_utils.postgres.settings import (
     PoolSettings,
     connect_pool_limit,
-    default_url_signature,
+    default_url_key,
     redact_url,
     resolve_settings,
     resolve_url,
@@ -46,7 +46,7 @@ logger = logging.getLogger("db_utils.pool")
 _engines: dict[str, tuple[Engine, PoolState]] = {}
 _registry_lock = threading.Lock()
 # Hot-path cache: the caller's ``url`` argument -> (engine, state); for the default URL the key is the raw
-# values of the variables it is built from (``default_url_signature``). Parsing a URL costs more than the
+# values of the variables it is built from (``default_url_key``). Parsing a URL costs more than the
 # rest of a checkout, so only a change of those values costs a parse.
 _by_argument: dict[object, tuple[Engine, PoolState]] = {}
 _ARGUMENT_CACHE_LIMIT = 256
@@ -68,7 +68,7 @@ def get_connection_pool(url: str | URL | None = None, **settings: Any) -> Engine
 
 def pool_for(url: str | URL | None = None, **settings: Any) -> tuple[Engine, PoolState]:
     """Engine and poolshift state for ``url``: the lookup behind every public entry point."""
-    key = default_url_signature() if url is None else url
+    key = default_url_key() if url is None else url
     entry = _by_argument.get(key)
     if entry is None:
         entry = _lookup_or_create(url, key, settings)

@@ -47,6 +47,11 @@ class Baseline:
     cursor_factory: Any
     #: Names in the connection object's ``__dict__``: any other was added by a borrower.
     attributes: frozenset[str]
+    #: What :data:`_STATE` reads from a connection that needs no reset at all (see :func:`is_pristine`).
+    pristine: tuple[Any, ...]
+    #: ``string_types``/``binary_types`` as (oid, typecaster) pairs, for :func:`_same_typecasters`.
+    string_items: tuple[tuple[Any, Any], ...]
+    binary_items: tuple[tuple[Any, Any], ...]
 
     @classmethod
     def of(cls, connection: Any) -> Baseline:
@@ -57,7 +62,84 @@ class Baseline:
             connection.info.parameter_status("DateStyle"),
             connection.cursor_factory,
             frozenset(vars(connection)),
+            # closed, status, encoding, autocommit, isolation level, read-only, deferrable, cursor factory,
+            # empty notices/notifies lists, and the instance attributes with their connect-time values
+            # (session_effect CLEAN among them).
+            (
+                0,
+                pgext.STATUS_READY,
+                connection.encoding,
+                False,
+                None,
+                None,
+                None,
+                connection.cursor_factory,
+                [],
+                list,
+                [],
+                list,
+                dict(vars(connection), session_effect=CLEAN),
+            ),
+            tuple(connection.string_types.items()),
+            tuple(connection.binary_types.items()),
         )
+
+
+# Everything the reset restores that psycopg2 exposes as attributes, read in one C call.
+_STATE = operator.attrgetter(
+    "closed",
+    "status",
+    "encoding",
+    "autocommit",
+    "isolation_level",
+    "readonly",
+    "deferrable",
+    "cursor_factory",
+    "notices",
+    "notices.__class__",
+    "notifies",
+    "notifies.__class__",
+    "__dict__",
+)
+
+
+def is_pristine(connection: Any, baseline: Baseline) -> bool:
+    """True if :func:`reset_connection` would have nothing to do: the everyday return of a connection
+    whose work was committed (or never began), found without any Python-level reads.
+
+    psycopg2's own status is READY (no transaction it began) and libpq reports the server idle (a
+    transaction begun with SQL text in autocommit mode shows only there); the client settings, the
+    notices and notifies lists, the instance attributes (and with them ``session_effect``) are as at
+    connect time, and so are the typecaster dicts (compared by identity, see :func:`_restore_typecasters`).
+    """
+    # The transaction first: a return with work uncommitted (legacy code's close()) fails here, cheaply.
+    if connection.get_transaction_status() != _IDLE or _STATE(connection) != baseline.pristine:
+        return False
+    # _same_typecasters, twice, written out (a Python call each).
+    current, items = connection.string_types, baseline.string_items
+    if len(current) != len(items):
+        return False
+    get = current.get
+    for oid, caster in items:
+        if get(oid) is not caster:
+            return False
+    current, items = connection.binary_types, baseline.binary_items
+    if len(current) != len(items):
+        return False
+    get = current.get
+    for oid, caster in items:  # noqa: SIM110 - written out on purpose, see above
+        if get(oid) is not caster:
+            return False
+    return True
+
+
+def _same_typecasters(current: dict[Any, Any], items: tuple[tuple[Any, Any], ...]) -> bool:
+    """The same typecasters under the same OIDs as ``items``, compared by identity (see
+    :func:`_restore_typecasters`): as many entries, each of ``items`` present with the very same object."""
+    if len(current) != len(items):
+        return False
+    get = current.get
+    return all(get(oid) is caster for oid, caster in items)
 
 
 def reset_connection(connection: Any, baseline: Baseline) -> str | None:
@@ -73,8 +155,8 @@ def reset_connection(connection: Any, baseline: Baseline) -> str | None:
                 return reason
         if effect == SESSION_STATE:
             _discard_session_state(connection, baseline)
-        _restore_typecasters(connection.string_types, baseline.string_types)
-        _restore_typecasters(connection.binary_types, baseline.binary_types)
+        _restore_typecasters(connection.string_types, baseline.string_types, baseline.string_items)
+        _restore_typecasters(connection.binary_types, baseline.binary_types, baseline.binary_items)
         _restore_client_settings(connection, baseline)
     except Exception as exc:  # any failure here means the connection's state is unknown
         return f"reset failed ({type(exc).__name__})"
@@ -93,7 +175,9 @@ def _unresettable_reason(connection: Any, effect: int, baseline: Baseline) -> st
     return None
 
 
-def _restore_typecasters(current: dict[Any, Any], baseline: dict[Any, Any]) -> None:
+def _restore_typecasters(
+    current: dict[Any, Any], baseline: dict[Any, Any], items: tuple[tuple[Any, Any], ...]
+) -> None:
     """Typecasters registered on the connection (``register_type(caster, conn)``, ``register_uuid``,
     ``register_default_jsonb``, ``register_hstore``...) live in its ``string_types``/``binary_types``
     dicts, which psycopg2 consults on every fetch: putting the connect-time contents back undoes them.
@@ -101,11 +185,7 @@ def _restore_typecasters(current: dict[Any, Any], baseline: dict[Any, Any]) -> N
     Compared by identity: psycopg2 typecasters compare equal when their OIDs do, so ``!=`` would miss
     ``register_uuid(None, conn)`` replacing the pool's own UUID-as-text caster for the same OIDs.
     """
-    if (
-        len(current) != len(baseline)
-        or not all(map(operator.is_, current.values(), baseline.values()))
-        or current.keys() != baseline.keys()
-    ):
+    if not _same_typecasters(current, items):
         current.clear()
         current.update(baseline)
 

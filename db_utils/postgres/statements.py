@@ -169,9 +169,16 @@ statement_facts_cache: dict[str, tuple[int, str | None]] = {}
 _FACTS_LIMIT = 1024
 
 
+#: The facts of a statement that changes nothing and names no database: one shared tuple, so the cursor's
+#: hot path tells it by identity.
+CLEAN_FACTS: tuple[int, str | None] = (CLEAN, None)
+
+
 def statement_facts(query: object, connection: object) -> tuple[int, str | None]:
     """``(classify_query(query), database_ddl_target(query))``, memoised for short ``str`` statements."""
     facts = (classify_query(query, connection), database_ddl_target(query, connection))
+    if facts == CLEAN_FACTS:
+        facts = CLEAN_FACTS
     if isinstance(query, str) and len(query) <= _CACHED_LENGTH:
         if len(statement_facts_cache) >= _FACTS_LIMIT:
             statement_facts_cache.clear()

@@ -1,0 +1,109 @@
+"""The return path's shortcut (``reset.is_pristine``): taken only when the reset would have nothing to do.
+
+Each test leaves exactly one thing behind that the shortcut's single comparison could overlook, and proves
+from the server or the next borrower that the full reset still ran.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg2.extensions
+import psycopg2.extras
+import pytest
+
+import db_utils
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(autouse=True)
+def pg(pg_pools):
+    # One connection only, so the next borrower is guaranteed to get the same one (unless discarded).
+    db_utils.get_connection_pool(pool_size=1, max_overflow=0)
+    return pg_pools
+
+
+def figures() -> dict:
+    (only,) = db_utils.pool_status()["postgres"].values()
+    return only
+
+
+def test_transaction_begun_in_sql_is_rolled_back_after_autocommit_is_switched_back(pg, scratch_table):
+    # psycopg2's own status says READY and autocommit is back to its default: only libpq knows the server
+    # is inside a transaction.
+    pg.query(f"INSERT INTO {scratch_table} VALUES (1)")
+    conn = db_utils.get_postgres_connection()
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("BEGIN")
+    cur.execute(f"SELECT * FROM {scratch_table} WHERE id = 1 FOR UPDATE")
+    conn.autocommit = False
+    assert conn.status == psycopg2.extensions.STATUS_READY
+    conn.close()
+    other = pg.connect()
+    try:
+        other.cursor().execute(f"SELECT * FROM {scratch_table} WHERE id = 1 FOR UPDATE NOWAIT")
+    finally:
+        other.close()
+
+
+def test_attribute_added_to_the_connection_is_removed_for_the_next_borrower():
+    conn = db_utils.get_postgres_connection()
+    conn.dbapi_connection.left_behind = 1
+    conn.close()
+    again = db_utils.get_postgres_connection()
+    try:
+        assert not hasattr(again.dbapi_connection, "left_behind")
+    finally:
+        again.close()
+    assert figures()["discarded_dirty"] == 0
+
+
+def test_notices_container_replaced_by_a_borrower_is_restored():
+    class Notices(list):
+        pass
+
+    conn = db_utils.get_postgres_connection()
+    conn.notices = Notices()  # empty, so equal to a fresh list: only its type tells
+    conn.close()
+    again = db_utils.get_postgres_connection()
+    try:
+        assert type(again.notices) is list
+    finally:
+        again.close()
+
+
+def test_typecaster_replaced_for_the_same_oids_is_undone():
+    # A replaced caster compares equal to the pool's (same OIDs): only identity tells them apart.
+    conn = db_utils.get_postgres_connection()
+    psycopg2.extras.register_uuid(None, conn.dbapi_connection)
+    conn.close()
+    again = db_utils.get_postgres_connection()
+    try:
+        with again.cursor() as cur:
+            cur.execute("SELECT '00000000-0000-0000-0000-000000000001'::uuid")
+            assert cur.fetchone()[0] == "00000000-0000-0000-0000-000000000001"
+    finally:
+        again.close()
+
+
+def test_counts_taken_without_a_lock_stay_exact_across_threads():
+    db_utils.dispose_pools()
+    db_utils.get_connection_pool(pool_size=4, max_overflow=0)
+    start = threading.Barrier(8)
+
+    def work() -> None:
+        start.wait()
+        for _ in range(100):
+            db_utils.execute_with_pool(lambda conn: None)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stats = figures()
+    assert stats["checkouts"] == stats["checkins"] == 800
+    assert stats["checked_out"] == 0
+    assert stats["reuses"] == 800 - stats["connections_created"]
