@@ -7,12 +7,14 @@ from the server or the next borrower that the full reset still ran.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import psycopg2.extensions
 import psycopg2.extras
 import pytest
 
 import db_utils
+from tests.pg_helpers import present
 
 pytestmark = pytest.mark.postgres
 
@@ -24,16 +26,16 @@ def pg(pg_pools):
     return pg_pools
 
 
-def figures() -> dict:
+def figures() -> dict[str, Any]:
     (only,) = db_utils.pool_status()["postgres"].values()
-    return only
+    return dict(only)
 
 
 def test_transaction_begun_in_sql_is_rolled_back_after_autocommit_is_switched_back(pg, scratch_table):
     # psycopg2's own status says READY and autocommit is back to its default: only libpq knows the server
     # is inside a transaction.
     pg.query(f"INSERT INTO {scratch_table} VALUES (1)")
-    conn = db_utils.get_postgres_connection()
+    conn = present(db_utils.get_postgres_connection())
     conn.autocommit = True
     cur = conn.cursor()
     cur.execute("BEGIN")
@@ -49,10 +51,10 @@ def test_transaction_begun_in_sql_is_rolled_back_after_autocommit_is_switched_ba
 
 
 def test_attribute_added_to_the_connection_is_removed_for_the_next_borrower():
-    conn = db_utils.get_postgres_connection()
+    conn = present(db_utils.get_postgres_connection())
     conn.dbapi_connection.left_behind = 1
     conn.close()
-    again = db_utils.get_postgres_connection()
+    again = present(db_utils.get_postgres_connection())
     try:
         assert not hasattr(again.dbapi_connection, "left_behind")
     finally:
@@ -61,13 +63,13 @@ def test_attribute_added_to_the_connection_is_removed_for_the_next_borrower():
 
 
 def test_notices_container_replaced_by_a_borrower_is_restored():
-    class Notices(list):
+    class Notices(list[str]):
         pass
 
-    conn = db_utils.get_postgres_connection()
+    conn = present(db_utils.get_postgres_connection())
     conn.notices = Notices()  # empty, so equal to a fresh list: only its type tells
     conn.close()
-    again = db_utils.get_postgres_connection()
+    again = present(db_utils.get_postgres_connection())
     try:
         assert type(again.notices) is list
     finally:
@@ -76,10 +78,10 @@ def test_notices_container_replaced_by_a_borrower_is_restored():
 
 def test_typecaster_replaced_for_the_same_oids_is_undone():
     # A replaced caster compares equal to the pool's (same OIDs): only identity tells them apart.
-    conn = db_utils.get_postgres_connection()
+    conn = present(db_utils.get_postgres_connection())
     psycopg2.extras.register_uuid(None, conn.dbapi_connection)
     conn.close()
-    again = db_utils.get_postgres_connection()
+    again = present(db_utils.get_postgres_connection())
     try:
         with again.cursor() as cur:
             cur.execute("SELECT '00000000-0000-0000-0000-000000000001'::uuid")
