@@ -203,7 +203,7 @@ class SQLitePool:
             try:
                 self._idle.remove(raw)
             except ValueError:
-                continue  # another thread took it meanwhile (pop is lock-free): its checkout checks it
+                continue  # a checkout took it meanwhile: that checkout checks it itself
             self.counters.add(invalidated=1)
             self._close_stale(raw)
 
