@@ -511,6 +511,46 @@ def test_check_same_thread_false_allows_other_threads_and_raw_moves(db: Path) ->
     assert borrowed == [raw]
 
 
+@pytest.mark.parametrize("where", ["connection execute", "cursor fetch"])
+def test_a_shared_connection_closed_by_another_thread_waits_for_the_operation_in_progress(
+    db: Path, where: str
+) -> None:
+    """check_same_thread=False: close() from another thread must not hand the raw connection on while an
+    operation of this borrower still runs on it (it would run on the next borrower's connection)."""
+    conn = pooled.connect(db, check_same_thread=False)
+    raw = raw_of(conn)
+    inside, closed = threading.Event(), threading.Event()
+    finished_while_inside: list[bool] = []
+
+    def pause(*_: Any) -> int:
+        inside.set()
+        # The closing thread waits for this operation: the timeout only bounds the wait for a broken lock.
+        finished_while_inside.append(closed.wait(timeout=0.5))
+        return 1
+
+    def close_once_inside() -> None:
+        inside.wait()
+        conn.close()
+        closed.set()
+
+    closer = threading.Thread(target=close_once_inside)
+    closer.start()
+    if where == "connection execute":
+        conn.create_function("pause", 0, pause)  # dirty: closed on return rather than reused
+        conn.execute("SELECT pause()")  # runs pause(); the close may come right after
+    else:
+        conn.row_factory = lambda cursor, row: (pause(), row)[1]
+        cursor = conn.execute("SELECT 7")
+        assert cursor.fetchone() == (7,)
+    closer.join()
+    assert finished_while_inside == [False]
+    with pytest.raises(sqlite3.ProgrammingError, match=CLOSED):
+        conn.execute("SELECT 1")
+    again = pooled.connect(db)
+    assert (raw_of(again) is raw) is (where == "cursor fetch")
+    again.close()
+
+
 # -- cursors cannot reach the raw connection ------------------------------------------------------------
 def test_cursor_connection_is_the_proxy(db: Path) -> None:
     conn = pooled.connect(db)

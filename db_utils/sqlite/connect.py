@@ -20,8 +20,8 @@ import sys
 from typing import Any, cast
 
 from db_utils.sqlite import registry
-from db_utils.sqlite.pool import ConnectOptions, SQLitePool
-from db_utils.sqlite.proxy import PooledConnection
+from db_utils.sqlite.pool import ConnectOptions
+from db_utils.sqlite.proxy import lend
 from db_utils.sqlite.target import resolve_target
 
 
@@ -29,8 +29,9 @@ def _connect(arguments: tuple[Any, ...], check_same_thread: Any, factory: Any) -
     """``arguments``: (database, timeout, detect_types, isolation_level, cached_statements, uri, extra)."""
     if factory is sqlite3.Connection:
         pool = registry.pool_for_arguments(arguments)
-        if pool is not None:
-            return _lend(pool, pool.checkout(), check_same_thread)
+        if pool is not None:  # the hot path: these arguments were seen before
+            # Typed as sqlite3.Connection so migrated code type-checks unchanged; at runtime it is the proxy.
+            return lend(pool, pool.checkout(), check_same_thread)  # type: ignore[return-value]
     database, timeout, detect_types, isolation_level, cached_statements, uri, extra = arguments
     options = ConnectOptions(timeout, detect_types, isolation_level, cached_statements, uri, extra)
     target = resolve_target(database, uri) if factory is sqlite3.Connection else None
@@ -53,13 +54,7 @@ def _connect(arguments: tuple[Any, ...], check_same_thread: Any, factory: Any) -
         )
         return cast(sqlite3.Connection, plain)
     pool, raw = registry.borrow(target, options, arguments)
-    return _lend(pool, raw, check_same_thread)
-
-
-def _lend(pool: SQLitePool, raw: sqlite3.Connection, check_same_thread: Any) -> sqlite3.Connection:
-    proxy = PooledConnection(pool, raw, check_same_thread=bool(check_same_thread))
-    # Typed as sqlite3.Connection so migrated code type-checks unchanged; at runtime it is the proxy.
-    return cast(sqlite3.Connection, proxy)
+    return lend(pool, raw, check_same_thread)  # type: ignore[return-value]
 
 
 # The signature is sqlite3.connect's, positional parameters included: that is the drop-in contract.

@@ -108,17 +108,19 @@ class ConnectOptions:
 class SQLitePool:
     """Idle raw connections for one (database, options) pair, plus the reset that makes reuse invisible."""
 
-    def __init__(
-        self, target: Target, options: ConnectOptions, settings: SQLitePoolSettings, generation: int
-    ):
+    def __init__(self, target: Target, options: ConnectOptions, settings: SQLitePoolSettings):
         self.target = target
         self.options = options
         self.settings = settings
-        self.generation = generation
+        self.generation = _generation
         self.counters = PoolCounters(SQLITE_FIGURES)
+        self._path = target.file_path
         self._idle: deque[sqlite3.Connection] = deque()
-        # Guards the idle bound (check length, then append). Reentrant because a proxy's finalizer may run
-        # on this thread, from the garbage collector, while the lock is held, and it returns a connection.
+        # Guards the idle bound (check length, then append) and the checkout/checkin figures
+        # (``checkouts``, ``reuses``, ``checkins``, ``checked_out``): only this pool writes them, always
+        # under this lock, in the one lock section each checkout and checkin has anyway (the counters'
+        # own lock would be a second). Reentrant because a proxy's finalizer may run on this thread, from
+        # the garbage collector, while the lock is held, and it returns a connection.
         self._lock = threading.RLock()
         # Serialises the one-off WAL decision so two first connections do not both attempt the switch.
         self._wal_lock = threading.Lock()
@@ -152,22 +154,35 @@ class SQLitePool:
         file next to it is the one the pool's connections have open: after either was deleted, renamed or
         replaced, idle connections are stale (a write would go to a file no other connection reads), so
         they are closed and a new one opens whatever is at the path now, as ``sqlite3.connect`` would.
+        The files are looked up before an idle connection is taken (once per call, outside the lock): a
+        change after that lookup is one that happened after this ``connect()``, as with sqlite3.
         """
-        try:
-            raw = self._idle.pop()  # deque.pop is atomic: no lock needed to take a connection
-        except IndexError:
-            return self._open_new()
-        current = file_identity(self.target.file_path)
-        if current is not None and self._files.get(raw) == current:
-            wal = self._wal_file
-            if wal is None or file_identity(self._wal_path) == wal:
-                self.counters.on_checkout(reused=True)
-                return raw
+        current = file_identity(self._path)
+        wal = self._wal_file
+        if wal is not None and current is not None and file_identity(self._wal_path) != wal:
             current = None  # every idle connection has the old -wal (or its -shm mapping): all stale
-        self._wal_file = None  # noted afresh when the new connection is returned
-        self.counters.add(invalidated=1)
-        self._close_stale(raw)
-        self._close_stale_idle(current)
+        counters = self.counters
+        lock = self._lock
+        lock.acquire()  # not a with block: this section is most of a checkout's own cost
+        try:
+            try:
+                raw = self._idle.pop()
+            except IndexError:
+                stale = None
+            else:
+                if current is not None and self._files.get(raw) == current:
+                    counters.checkouts += 1
+                    counters.checked_out += 1
+                    counters.reuses += 1
+                    return raw
+                stale = raw
+        finally:
+            lock.release()
+        if stale is not None:
+            self._wal_file = None  # noted afresh when the new connection is returned
+            self.counters.add(invalidated=1)
+            self._close_stale(stale)
+            self._close_stale_idle(current)
         return self._open_new()
 
     def _open_new(self) -> sqlite3.Connection:
@@ -177,7 +192,6 @@ class SQLitePool:
             self.counters.add(connect_failures=1)
             raise
         self.adopt_new(raw)
-        self.counters.on_checkout(reused=False)
         return raw
 
     def _close_stale_idle(self, current: tuple[int, int] | None) -> None:
@@ -189,7 +203,7 @@ class SQLitePool:
             try:
                 self._idle.remove(raw)
             except ValueError:
-                continue  # another thread took it meanwhile (pop is lock-free): its checkout checks it
+                continue  # a checkout took it meanwhile: that checkout checks it itself
             self.counters.add(invalidated=1)
             self._close_stale(raw)
 
@@ -208,13 +222,18 @@ class SQLitePool:
         _close_quietly(raw)
 
     def adopt_new(self, raw: sqlite3.Connection) -> None:
-        """Account for a freshly opened connection and apply the one-off WAL switch to its database."""
-        self._files[raw] = file_identity(self.target.file_path)
+        """Account for a freshly opened connection, about to be lent, and apply the one-off WAL switch to
+        its database."""
+        self._files[raw] = file_identity(self._path)
         self._unprobed.add(raw)
         if not self._have_baseline:
             self._isolation_baseline = raw.isolation_level
             self._have_baseline = True
         self.counters.add(connections_created=1)
+        counters = self.counters
+        with self._lock:
+            counters.checkouts += 1
+            counters.checked_out += 1
         if self._wal_pending:
             with self._wal_lock:
                 if self._wal_pending:
@@ -250,10 +269,8 @@ class SQLitePool:
     def checkin(
         self,
         raw: sqlite3.Connection,
-        *,
-        dirty: str | None,
-        current_generation: int,
-        touched: frozenset[str] | set[str] = frozenset(),
+        dirty: str | None = None,
+        touched: set[str] | None = None,
         wrote: bool = False,
     ) -> str:
         """Reset and keep ``raw``, or close it if it cannot be made indistinguishable from a fresh one.
@@ -269,31 +286,45 @@ class SQLitePool:
         Whenever no caller holds a connection, the main file then holds every committed row, as after a
         legacy ``close()``; read-only leases never checkpoint.
         """
-        self.counters.on_checkin()
-        if current_generation != self.generation:
+        if self.generation != _generation:
+            self._count_checkin()
             self._forget(raw)
             abandon(raw)  # inherited across fork(): never used, never closed here (see registry.py)
             return "set aside, not pooled: it was inherited across fork()"
         if wrote:
             self._unsynced = True
-        if dirty is not None:
-            self.counters.add(discarded_dirty=1)
-            self._checkpoint_if_last(raw)
-            self._close(raw)
-            return f"closed: its state could not be reset ({dirty})"
-        failure = self._reset(raw, touched)
-        if failure:
-            self.counters.add(invalidated=1)
-            self._close(raw)  # unusable: the next checkin checkpoints, the flag stays set
-            return f"closed: its state could not be reset ({failure})"
-        self._checkpoint_if_last(raw)
-        if self._wal_file is None and (wrote or raw in self._unprobed):
+        failure = dirty or self._reset(raw, touched)
+        if not failure and self._wal_file is None and (wrote or raw in self._unprobed):
             # The -wal a read or write in WAL mode opened, if any. Once noted it stays (checkouts compare
             # it): it changes only if someone deletes or replaces it, which is what they detect. Looked for
             # on a connection's first return and after writes only, so that a pool whose database has no
             # -wal (another journal mode, or nothing but table-less queries) pays no file lookup per call.
             self._unprobed.discard(raw)
             self._wal_file = wal_identity(self._wal_path)
+        counters = self.counters
+        lock = self._lock
+        lock.acquire()  # not a with block: this section is most of a checkin's own cost
+        try:
+            counters.checkins += 1
+            counters.checked_out -= 1
+            last = not counters.checked_out
+            # The common return: clean, nothing to checkpoint, room in the pool.
+            if not failure and not (last and self._unsynced) and len(self._idle) < self.settings.idle_size:
+                self._idle.append(raw)
+                return "returned to the pool"
+        finally:
+            lock.release()
+        if dirty is not None:
+            self.counters.add(discarded_dirty=1)
+        elif failure:
+            self.counters.add(invalidated=1)
+            self._close(raw)  # unusable: the next checkin checkpoints, the flag stays set
+            return f"closed: its state could not be reset ({failure})"
+        if last:
+            self._checkpoint(raw)
+        if dirty is not None:
+            self._close(raw)
+            return f"closed: its state could not be reset ({dirty})"
         with self._lock:
             keep = len(self._idle) < self.settings.idle_size
             if keep:
@@ -303,13 +334,19 @@ class SQLitePool:
             return self._full_message()
         return "returned to the pool"
 
-    def _checkpoint_if_last(self, raw: sqlite3.Connection) -> None:
-        """Copy the WAL into the main file through ``raw`` if a write is pending and no lease is out.
+    def _count_checkin(self) -> None:
+        with self._lock:
+            self.counters.checkins += 1
+            self.counters.checked_out -= 1
+
+    def _checkpoint(self, raw: sqlite3.Connection) -> None:
+        """Copy the WAL into the main file through ``raw`` if a write is pending (the caller saw no lease
+        out).
 
         PASSIVE copies every frame no reader of another process still needs and never waits; if it
         could not copy them all (or failed), the flag stays set and the next return tries again.
         """
-        if not self._unsynced or self.counters.checked_out:
+        if not self._unsynced:
             return
         self._unsynced = False  # before the checkpoint: a write returned meanwhile sets it again
         try:
@@ -329,7 +366,7 @@ class SQLitePool:
             return "closed: the pool keeps no idle connections (SQLITE_POOL_SIZE=0, or pools disposed)"
         return f"closed: the pool already keeps {size} idle connection(s) (SQLITE_POOL_SIZE)"
 
-    def _reset(self, raw: sqlite3.Connection, touched: frozenset[str] | set[str]) -> str:
+    def _reset(self, raw: sqlite3.Connection, touched: set[str] | None) -> str:
         """Roll back and restore what a borrower may have changed; what failed, or "" if all went well."""
         try:
             if raw.in_transaction:
@@ -348,7 +385,7 @@ class SQLitePool:
         except sqlite3.Error as exc:
             return f"{type(exc).__name__}: {exc}"  # closed behind our back, or the rollback failed
 
-    def _restore_pragmas(self, raw: sqlite3.Connection, touched: frozenset[str] | set[str]) -> str:
+    def _restore_pragmas(self, raw: sqlite3.Connection, touched: set[str]) -> str:
         """After the rollback (some pragmas cannot change inside a transaction): write back the values."""
         if raw.in_transaction:  # autocommit=False keeps one open: foreign_keys would silently stay set
             return "a transaction stays open (autocommit=False), so pragmas cannot be restored"
@@ -409,6 +446,16 @@ def _close_quietly(raw: sqlite3.Connection) -> None:
 # could checkpoint or delete files the parent still uses, so they are kept referenced (never deallocated,
 # never closed) for the child's lifetime. At most one pool's worth per database.
 _ABANDONED: list[sqlite3.Connection] = []
+
+# Which process generation pools are created in: registry.py moves it on at every fork(), in the child. A
+# pool of an earlier generation was inherited, and sets aside the connections returned to it.
+_generation = 0
+
+
+def next_generation() -> None:
+    """Called in a forked child: every pool that exists now was inherited from the parent."""
+    global _generation  # noqa: PLW0603 - one number, read by every checkin
+    _generation += 1
 
 
 def abandon(raw: sqlite3.Connection) -> None:

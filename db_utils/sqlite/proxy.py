@@ -10,25 +10,32 @@ noted so the pool writes their values back (:mod:`db_utils.sqlite.pragmas`), and
 changes the connection in a way a rollback cannot undo marks it *dirty*, with the reason, so the pool
 closes it instead of reusing it.
 
-One lock per proxy (reentrant, because row factories, functions and callbacks run inside an operation and
-may call back into the connection) makes "check open, then use raw" atomic against ``close()`` from
-another thread, so a late operation can never run on a connection already lent to someone else.
+"Check open, then use raw" must be atomic against ``close()``, so that a late operation can never run on
+a connection already lent to someone else. A proxy bound to its owner thread (sqlite3's default) gets
+that from its thread check; a proxy shared between threads (``check_same_thread=False``) is the
+lock-serialised :data:`SharedPooledConnection` (see :mod:`db_utils.sqlite.shared`). :func:`lend` picks.
+
+This is the per-call path of every migrated ``connect()``: its methods avoid what costs most here
+(``with`` blocks, helper calls, a ``__getattr__`` hook, which would slow down every attribute access
+of the proxy), and bench/callgrind_sqlite.py counts what is left.
 """
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 import sys
 import threading
 import warnings
 import weakref
+from _thread import get_ident
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
-from db_utils.sqlite import registry
-from db_utils.sqlite.cursor import PooledCursor, pooled_cursor_class
+from db_utils.sqlite.cursor import PooledCursor, SharedPooledCursor, pooled_cursor_class
 from db_utils.sqlite.pool import SQLitePool
-from db_utils.sqlite.statements import SqlEffect, analyze
+from db_utils.sqlite.shared import serialised
+from db_utils.sqlite.statements import NOTHING, SqlAnalysis, SqlEffect, analyze
 
 _CLOSED = "Cannot operate on a closed database."
 _WRONG_THREAD = (
@@ -38,10 +45,17 @@ _WRONG_THREAD = (
 
 
 _PRUNE_AT = 64
+_execute = sqlite3.Cursor.execute
+_executemany = sqlite3.Cursor.executemany
+_executescript = sqlite3.Cursor.executescript
 
 
 def _closed_error() -> sqlite3.ProgrammingError:
     return sqlite3.ProgrammingError(_CLOSED)
+
+
+def _wrong_thread_error(owner: int) -> sqlite3.ProgrammingError:
+    return sqlite3.ProgrammingError(_WRONG_THREAD.format(owner, get_ident()))
 
 
 class PooledConnection:
@@ -67,6 +81,9 @@ class PooledConnection:
         "_wrote",
     )
 
+    #: The cursor class ``execute`` and ``cursor()`` hand out (the shared variant's are serialised).
+    _plain_cursor: type[PooledCursor] = PooledCursor
+
     Warning = sqlite3.Warning
     Error = sqlite3.Error
     InterfaceError = sqlite3.InterfaceError
@@ -78,15 +95,16 @@ class PooledConnection:
     ProgrammingError = sqlite3.ProgrammingError
     NotSupportedError = sqlite3.NotSupportedError
 
-    def __init__(self, pool: SQLitePool, raw: sqlite3.Connection, *, check_same_thread: bool) -> None:
+    def __init__(self, pool: SQLitePool, raw: sqlite3.Connection, owner: int | None) -> None:
+        """``owner``: the thread id ``check_same_thread`` binds the proxy to, None for a shared one."""
         self._pool = pool
         self._raw: sqlite3.Connection | None = raw
-        self._owner = threading.get_ident() if check_same_thread else None
+        self._owner = owner
+        self._lock: threading.RLock | None = None
         self._dirty: str | None = None  # why the connection cannot be reused, once it cannot
         self._touched: set[str] | None = None  # restorable pragmas set during this lease
         self._children: list[weakref.ref[Any]] = []
         self._prune_at = _PRUNE_AT
-        self._lock = threading.RLock()
         self._row_factory: Any = None
         self._text_factory: Any = str
         self._changes_base = raw.total_changes  # total_changes counts from *this* borrower's connect()
@@ -95,12 +113,14 @@ class PooledConnection:
     # -- checks, in sqlite3's order: thread first, then open ---------------------------------------------
     def _check_thread(self) -> None:
         owner = self._owner
-        if owner is not None and owner != threading.get_ident():
-            raise sqlite3.ProgrammingError(_WRONG_THREAD.format(owner, threading.get_ident()))
+        if owner is not None and owner != get_ident():
+            raise _wrong_thread_error(owner)
 
     def _checked_raw(self) -> sqlite3.Connection:
         """The raw connection, for an operation sqlite3 guards with both the thread and the closed check."""
-        self._check_thread()
+        owner = self._owner
+        if owner is not None and owner != get_ident():
+            raise _wrong_thread_error(owner)
         raw = self._raw
         if raw is None:
             raise _closed_error()
@@ -114,11 +134,14 @@ class PooledConnection:
         return raw
 
     def _note_sql(self, sql: object) -> None:
-        """Called with the lock held, before ``sql`` runs: note what it will leave behind."""
-        if not isinstance(sql, str):
-            return
-        # Plain attribute tests, not IntFlag arithmetic (a Python-level call each): this runs per execute.
-        analysis = analyze(sql)
+        """Called before ``sql`` runs: note what it will leave behind."""
+        if isinstance(sql, str):
+            analysis = analyze(sql)
+            if analysis is not NOTHING:  # most SQL leaves nothing: one identity test
+                self._note_analysis(analysis)
+
+    def _note_analysis(self, analysis: SqlAnalysis) -> None:
+        # Plain attribute tests, not IntFlag arithmetic (a Python-level call each).
         if analysis.writes:
             self._wrote = True
         if analysis.reason:  # set exactly when the SQL makes the connection dirty
@@ -147,11 +170,13 @@ class PooledConnection:
 
     # -- cursors and SQL ----------------------------------------------------------------------------------
     def cursor(self, factory: Any = sqlite3.Cursor) -> Any:
-        with self._lock:
-            return self._new_cursor(self._checked_raw(), factory)
+        return self._new_cursor(self._checked_raw(), factory)
 
     def _new_cursor(self, raw: sqlite3.Connection, factory: Any) -> Any:
-        cls = PooledCursor if factory is sqlite3.Cursor else pooled_cursor_class(factory)
+        if factory is sqlite3.Cursor:
+            cls: type[PooledCursor] | None = self._plain_cursor
+        else:
+            cls = pooled_cursor_class(factory, shared=self._lock is not None)
         if cls is None:
             # The factory sees the raw connection and may keep it: never reuse.
             self._dirty = self._dirty or "a cursor factory received the raw connection"
@@ -159,41 +184,37 @@ class PooledConnection:
         else:
             cursor = raw.cursor(cls)
             cursor._proxy = self
+            cursor._closed_by_user = False
         self._track(cursor)
         return cursor
 
     def execute(self, sql: str, parameters: Any = (), /) -> PooledCursor:
-        with self._lock:
-            raw = self._checked_raw()
-            self._note_sql(sql)
-            cursor: PooledCursor = self._new_cursor(raw, sqlite3.Cursor)
-            sqlite3.Cursor.execute(cursor, sql, parameters)
-            return cursor
+        raw = self._checked_raw()
+        self._note_sql(sql)
+        cursor: PooledCursor = self._new_cursor(raw, sqlite3.Cursor)
+        _execute(cursor, sql, parameters)
+        return cursor
 
     def executemany(self, sql: str, parameters: Any, /) -> PooledCursor:
-        with self._lock:
-            raw = self._checked_raw()
-            self._note_sql(sql)
-            cursor: PooledCursor = self._new_cursor(raw, sqlite3.Cursor)
-            sqlite3.Cursor.executemany(cursor, sql, parameters)
-            return cursor
+        raw = self._checked_raw()
+        self._note_sql(sql)
+        cursor: PooledCursor = self._new_cursor(raw, sqlite3.Cursor)
+        _executemany(cursor, sql, parameters)
+        return cursor
 
     def executescript(self, sql_script: str, /) -> PooledCursor:
-        with self._lock:
-            raw = self._checked_raw()
-            self._note_sql(sql_script)
-            cursor: PooledCursor = self._new_cursor(raw, sqlite3.Cursor)
-            sqlite3.Cursor.executescript(cursor, sql_script)
-            return cursor
+        raw = self._checked_raw()
+        self._note_sql(sql_script)
+        cursor: PooledCursor = self._new_cursor(raw, sqlite3.Cursor)
+        _executescript(cursor, sql_script)
+        return cursor
 
     # -- transactions and lifecycle -----------------------------------------------------------------------
     def commit(self) -> None:
-        with self._lock:
-            self._checked_raw().commit()
+        self._checked_raw().commit()
 
     def rollback(self) -> None:
-        with self._lock:
-            self._checked_raw().rollback()
+        self._checked_raw().rollback()
 
     def __enter__(self) -> PooledConnection:
         self._open_raw()  # sqlite3's __enter__ only checks that the connection is open
@@ -201,38 +222,38 @@ class PooledConnection:
 
     def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> bool:
         # Commit on success, rollback on error, never close: the raw connection's __exit__ is exactly that.
-        with self._lock:
-            return bool(self._checked_raw().__exit__(exc_type, exc_value, traceback))
+        return bool(self._checked_raw().__exit__(exc_type, exc_value, traceback))
 
     def close(self) -> None:
         """Return the connection to its pool. Idempotent, like sqlite3's close()."""
-        self._check_thread()
-        with self._lock:
-            raw, self._raw = self._raw, None
+        owner = self._owner
+        if owner is not None and owner != get_ident():
+            raise _wrong_thread_error(owner)
+        raw = self._raw
         if raw is not None:
+            self._raw = None
             self._release(raw)
 
     def _release(self, raw: sqlite3.Connection) -> str:
         """Hand ``raw`` back to the pool; what the pool did with it, in words."""
-        children, self._children = self._children, []
-        for ref in children:
-            child = ref()
-            if child is not None:
-                _close_child(child)
+        children = self._children
+        if children:
+            self._children = []
+            for ref in children:
+                child = ref()
+                if child is not None:
+                    _close_child(child)
         try:
             wrote = self._wrote or raw.total_changes != self._changes_base
         except sqlite3.Error:
             wrote = True  # closed behind our back: the pool closes it; the next return checkpoints
-        return self._pool.checkin(
-            raw,
-            dirty=self._dirty,
-            current_generation=registry.current_generation(),
-            touched=self._touched or frozenset(),
-            wrote=wrote,
-        )
+        return self._pool.checkin(raw, self._dirty, self._touched, wrote)
 
     def __del__(self) -> None:
-        raw = getattr(self, "_raw", None)
+        try:
+            raw = self._raw
+        except AttributeError:  # __init__ did not get that far
+            return
         if raw is None:
             return
         self._raw = None
@@ -267,10 +288,9 @@ class PooledConnection:
     @isolation_level.setter
     def isolation_level(self, value: str | None) -> None:
         self._check_thread()
-        with self._lock:
-            raw = self._raw
-            if raw is not None:  # sqlite3 accepts the assignment on a closed connection and ignores it
-                raw.isolation_level = value  # type: ignore[assignment] # validates, and commits an open transaction for None
+        raw = self._raw
+        if raw is not None:  # sqlite3 accepts the assignment on a closed connection and ignores it
+            raw.isolation_level = value  # type: ignore[assignment] # validates, and commits an open transaction for None
 
     @property
     def row_factory(self) -> Any:
@@ -302,19 +322,17 @@ class PooledConnection:
 
         @autocommit.setter
         def autocommit(self, value: Any) -> None:
-            with self._lock:
-                raw = self._checked_raw()
-                raw.autocommit = value
-                # Changing it commits/opens transactions: do not try to restore it.
-                self._dirty = self._dirty or "autocommit was changed"
+            raw = self._checked_raw()
+            raw.autocommit = value
+            # Changing it commits/opens transactions: do not try to restore it.
+            self._dirty = self._dirty or "autocommit was changed"
 
     # -- methods that change the connection beyond a rollback: forward and mark dirty --------------------
     def _forward_dirty(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        with self._lock:
-            raw = self._checked_raw()
-            # Before the call: even a failed registration may have changed something.
-            self._dirty = self._dirty or f"{name}() was called"
-            return getattr(raw, name)(*args, **kwargs)
+        raw = self._checked_raw()
+        # Before the call: even a failed registration may have changed something.
+        self._dirty = self._dirty or f"{name}() was called"
+        return getattr(raw, name)(*args, **kwargs)
 
     def create_function(self, *args: Any, **kwargs: Any) -> None:
         self._forward_dirty("create_function", args, kwargs)
@@ -351,8 +369,7 @@ class PooledConnection:
 
     # -- methods that leave the connection clean ----------------------------------------------------------
     def _forward_clean(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        with self._lock:
-            return getattr(self._checked_raw(), name)(*args, **kwargs)
+        return getattr(self._checked_raw(), name)(*args, **kwargs)
 
     def getlimit(self, *args: Any, **kwargs: Any) -> int:
         return int(self._forward_clean("getlimit", args, kwargs))
@@ -361,37 +378,85 @@ class PooledConnection:
         return bytes(self._forward_clean("serialize", args, kwargs))
 
     def interrupt(self) -> None:
-        # No lock: interrupt() exists to be called from another thread *while* a query holds the lock.
+        # Never serialised: interrupt() exists to be called from another thread *while* a query runs.
         self._open_raw().interrupt()
 
     def blobopen(self, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            blob = self._forward_clean("blobopen", args, kwargs)
-            self._track(blob)  # an open blob holds a transaction: closed on return like cursors
-            return blob
+        blob = self._forward_clean("blobopen", args, kwargs)
+        self._track(blob)  # an open blob holds a transaction: closed on return like cursors
+        return blob
 
     def backup(self, target: Any, *args: Any, **kwargs: Any) -> None:
         """Back up into ``target``, a sqlite3 connection or another pooled proxy."""
-        with self._lock:
-            raw = self._checked_raw()
-            if isinstance(target, PooledConnection):
-                target = target._open_raw()
-            raw.backup(target, *args, **kwargs)
+        raw = self._checked_raw()
+        if isinstance(target, PooledConnection):
+            target = target._open_raw()
+        raw.backup(target, *args, **kwargs)
 
     def iterdump(self, **kwargs: Any) -> Iterator[str]:
         """sqlite3's own dump, run through this proxy so its cursors are tracked and closed on return."""
         self._checked_raw()  # sqlite3 checks eagerly, not at the first next()
         return _iterdump(self, **kwargs)
 
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for names defined on sqlite3.Connection in a newer Python and not above. Methods
-        # are forwarded but, being unknown, assumed to change the connection.
-        attribute = getattr(sqlite3.Connection, name, None) if not name.startswith("_") else None
-        if attribute is None:
-            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
-        if callable(attribute):
-            return lambda *args, **kwargs: self._forward_dirty(name, args, kwargs)
-        return getattr(self._open_raw(), name)
+
+def _forward_newer_methods(cls: type[PooledConnection]) -> None:
+    """Forward what a newer Python's ``sqlite3.Connection`` has and the proxy does not define.
+
+    Set on the class once, rather than through ``__getattr__``: a class with that hook pays for it on
+    every attribute access, including the proxy's own. Methods are forwarded but, being unknown, assumed
+    to change the connection; other attributes are read from the raw connection.
+    """
+    for name in dir(sqlite3.Connection):
+        if name.startswith("_") or hasattr(cls, name):
+            continue
+        if callable(getattr(sqlite3.Connection, name)):
+
+            def forward(self: PooledConnection, *args: Any, __name: str = name, **kwargs: Any) -> Any:
+                return self._forward_dirty(__name, args, kwargs)
+
+            forward.__name__ = forward.__qualname__ = name
+            setattr(cls, name, forward)
+        else:
+            setattr(cls, name, property(_reader(name)))
+
+
+def _reader(name: str) -> Callable[[PooledConnection], Any]:
+    return lambda self: getattr(self._open_raw(), name)
+
+
+_forward_newer_methods(PooledConnection)
+
+#: What a shared proxy's lock serialises: every method and setter that uses the raw connection after
+#: checking it is open (``close()`` included, so it waits for an operation in progress), except
+#: ``interrupt()``, whose purpose is to be called while a query runs.
+OPERATIONS = (
+    "cursor",
+    "execute",
+    "executemany",
+    "executescript",
+    "commit",
+    "rollback",
+    "__exit__",
+    "close",
+    "isolation_level",
+    *(("autocommit",) if sys.version_info >= (3, 12) else ()),
+    "_forward_dirty",
+    "_forward_clean",
+    "blobopen",
+    "backup",
+)
+SharedPooledConnection = serialised(PooledConnection, OPERATIONS, operator.attrgetter("_lock"))
+SharedPooledConnection._plain_cursor = SharedPooledCursor
+
+
+def lend(pool: SQLitePool, raw: sqlite3.Connection, check_same_thread: object) -> PooledConnection:
+    """The proxy a ``connect()`` call returns for ``raw``, bound to the calling thread unless
+    ``check_same_thread`` is false (then serialised by a lock of its own)."""
+    if check_same_thread:
+        return PooledConnection(pool, raw, get_ident())
+    proxy = SharedPooledConnection(pool, raw, None)
+    proxy._lock = threading.RLock()
+    return proxy
 
 
 def _close_child(child: Any) -> None:

@@ -2,9 +2,9 @@
 
 Fork: SQLite connections must not be used in a child after ``fork()``. The child hook installs a fresh,
 empty registry (new lock too: the old one may have been held by a thread that does not exist in the
-child) and bumps the generation. Pools and proxies from the parent keep their old generation, so a
-parent connection that is closed in the child is abandoned instead of pooled, and the child only ever
-borrows connections it opened itself.
+child) and moves the pools' generation on (``pool.next_generation``). Pools from the parent keep their
+old generation, so a parent connection that is closed in the child is abandoned instead of pooled, and
+the child only ever borrows connections it opened itself.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import threading
 from typing import Any
 
 from db_utils import stats
-from db_utils.sqlite.pool import ConnectOptions, SQLitePool, SQLitePoolSettings, abandon
+from db_utils.sqlite.pool import ConnectOptions, SQLitePool, SQLitePoolSettings, abandon, next_generation
 from db_utils.sqlite.target import Target
 
 PoolKey = tuple[str, ConnectOptions]
@@ -25,8 +25,7 @@ KIND = "sqlite"
 
 
 class _Registry:
-    def __init__(self, generation: int) -> None:
-        self.generation = generation
+    def __init__(self) -> None:
         self.pools: dict[PoolKey, SQLitePool] = {}
         # The caller's own arguments -> pool, for names whose meaning does not depend on the current
         # directory. Skips path resolution on the hot path; plain dict reads, filled on first use.
@@ -36,11 +35,7 @@ class _Registry:
         self.lock = threading.Lock()
 
 
-_registry = _Registry(generation=0)
-
-
-def current_generation() -> int:
-    return _registry.generation
+_registry = _Registry()
 
 
 def pool_for_arguments(arguments: tuple[Any, ...]) -> SQLitePool | None:
@@ -72,7 +67,7 @@ def borrow(
     with registry.lock:
         pool = registry.pools.get(key)
         if pool is None:
-            pool = SQLitePool(target, options, settings, registry.generation)
+            pool = SQLitePool(target, options, settings)
             registry.pools[key] = pool
             created = True
         if target.cwd_independent:
@@ -81,7 +76,6 @@ def borrow(
         figures = {"size": settings.idle_size, "wal": settings.wal}
         stats.notify(stats.PoolEvent("created", KIND, pool_name(pool), figures))
     pool.adopt_new(raw)
-    pool.counters.on_checkout(reused=False)
     return pool, raw
 
 
@@ -119,7 +113,8 @@ def _after_fork_in_child() -> None:
     for pool in list(old.pools.values()):
         for raw in pool.take_idle():
             abandon(raw)
-    _registry = _Registry(generation=old.generation + 1)
+    next_generation()
+    _registry = _Registry()
 
 
 if hasattr(os, "register_at_fork"):

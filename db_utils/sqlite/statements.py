@@ -82,14 +82,16 @@ class SqlAnalysis:
     writes: bool = False
 
 
-_NOTHING = SqlAnalysis()
+#: The analysis of SQL that leaves nothing behind: analyze() returns this very object, so callers test
+#: it with ``is``.
+NOTHING = SqlAnalysis()
 
 
 @functools.lru_cache(maxsize=2048)
 def analyze(sql: str) -> SqlAnalysis:
     """The combined effect of every statement in ``sql`` (a script may hold several)."""
     if not isinstance(sql, str) or not _MAYBE_STATEFUL.search(sql):
-        return _NOTHING
+        return NOTHING
     effect, reasons, pragmas = SqlEffect.NONE, list[str](), list[tuple[str, int | None]]()
     for statement in _statements(sql):
         statement_effect, detail, value = _statement_effect(statement)
@@ -101,7 +103,7 @@ def analyze(sql: str) -> SqlAnalysis:
         elif statement_effect & SqlEffect.PRAGMA:
             pragmas.append((detail, value))
     if effect is SqlEffect.NONE:
-        return _NOTHING
+        return NOTHING
     reason = ", ".join(dict.fromkeys(reasons))
     return SqlAnalysis(effect, reason, tuple(pragmas), bool(effect & SqlEffect.WRITES))
 
