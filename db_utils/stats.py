@@ -239,8 +239,12 @@ class PoolCounters:
 
 
 def _current(count: itertools.count[int]) -> int:
-    """The value the next ``next(count)`` returns, without taking it (``count(n)``'s own pickle form)."""
-    return int(count.__reduce__()[1][0])
+    """The value the next ``next(count)`` returns, without taking it.
+
+    Read from ``repr`` (``count(n)``): itertools' pickle support (``__reduce__``) is deprecated since
+    Python 3.12 and gone in 3.14, while the repr is documented behaviour.
+    """
+    return int(repr(count)[len("count(") : -1])
 
 
 # -- status, one-line status and alerts over every registered source ---------------------------------
