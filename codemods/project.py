@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 from codemods.cache import ResultCache
@@ -62,13 +63,26 @@ class Project:
     #: about the rules' words; a word is searched once per file version for the whole run.
     needles: NeedleIndex = field(default_factory=NeedleIndex, compare=False, repr=False)
 
+    #: Per-path answers of module_of and phase_of: asked for every file in every phase of a run.
+    _modules: dict[str, tuple[str, str]] = field(default_factory=dict, init=False, compare=False, repr=False)
+    _phases: dict[str, Phase | None] = field(default_factory=dict, init=False, compare=False, repr=False)
+
     def module_of(self, relpath: str) -> tuple[str, str]:
-        return module_and_package(self.root, relpath)
+        found = self._modules.get(relpath)
+        if found is None:
+            found = self._modules[relpath] = module_and_package(self.root, relpath)
+        return found
+
+    def phase_of(self, relpath: str) -> Phase | None:
+        """``plan.phase_of``, remembered per path."""
+        if relpath not in self._phases:
+            self._phases[relpath] = self.plan.phase_of(relpath)
+        return self._phases[relpath]
 
     def files_in(self, phase: Phase) -> list[str]:
         if phase.is_cleanup:
             return list(self.target_files)
-        return [path for path in self.target_files if self.plan.phase_of(path) == phase]
+        return [path for path in self.target_files if self.phase_of(path) == phase]
 
     def tree_files(self) -> list[str]:
         """Every non-excluded Python file of the project, whatever PATH arguments were given: where the
@@ -76,7 +90,7 @@ class Project:
         return [path for path in self.all_files if not self.plan.is_excluded(path)]
 
     def unassigned_files(self) -> list[str]:
-        return [path for path in self.target_files if self.plan.phase_of(path) is None]
+        return [path for path in self.target_files if self.phase_of(path) is None]
 
     def rule_options(self) -> RuleOptions:
         """What every rule is told about the project (the runner adds the cleanup's remaining references)."""
@@ -90,8 +104,12 @@ class Project:
                 if helper in (self.plan.legacy_helpers or ())
                 or helper.rpartition(".")[2] == DEFAULT_HELPER_NAME
             ),
-            first_party=frozenset(self.module_of(path)[0].partition(".")[0] for path in self.all_files),
+            first_party=self._first_party,
         )
+
+    @cached_property
+    def _first_party(self) -> frozenset[str]:
+        return frozenset(self.module_of(path)[0].partition(".")[0] for path in self.all_files)
 
 
 def module_and_package(root: Path, relpath: str) -> tuple[str, str]:

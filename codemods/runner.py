@@ -600,6 +600,10 @@ class _PhaseFiles:
     extras: list[list[Site]] = field(default_factory=list)
     decided: dict[int, FileResult] = field(default_factory=dict)  # by position among the phase's files
     options_key: str = ""  # set for read-only runs, whose outcomes are cached
+    #: The words of each combination of rules asked about (see _may_any_match): (needles, judge_needles).
+    _words: dict[tuple[type[PoolshiftRule], ...], tuple[tuple[bytes, ...] | None, tuple[bytes, ...]]] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         legacy_names = prefilter_names(self.context.project.legacy_helpers)
@@ -629,9 +633,32 @@ class _PhaseFiles:
             and state.contains(path, data, judge)
         )
 
-    def add(self, path: str, data: bytes, rules: Sequence[type[PoolshiftRule]]) -> None:
-        matching = tuple(rule for rule in rules if self._may_match(rule, path, data))
-        if not matching:  # most files: no rule's word is in them
+    def _may_any_match(self, path: str, data: bytes, rules: tuple[type[PoolshiftRule], ...]) -> bool:
+        """:meth:`_may_match` of some of ``rules``, in one question for the common answer (no word at all)."""
+        words = self._words.get(rules)
+        if words is None:
+            if not all(self.needles[rule] for rule in rules):
+                words = None, ()  # a rule without words may match any file
+            else:
+                every = [word for rule in rules for word in (*self.needles[rule], *self.alias_needles[rule])]
+                judging = [word for rule in rules for word in self.judge_needles[rule]]
+                words = tuple(dict.fromkeys(every)), tuple(dict.fromkeys(judging))
+            self._words[rules] = words
+        needles, judge = words
+        state = self.context.state
+        if needles is None or state.contains(path, data, needles):
+            return True
+        return (
+            bool(judge)
+            and state.contains(path, data, (_SUPPRESSION_MARKER,))
+            and state.contains(path, data, judge)
+        )
+
+    def add(self, path: str, data: bytes, rules: tuple[type[PoolshiftRule], ...]) -> None:
+        matching: tuple[type[PoolshiftRule], ...] = ()
+        if self._may_any_match(path, data, rules):  # most files: no rule's word is in them
+            matching = tuple(rule for rule in rules if self._may_match(rule, path, data))
+        if not matching:
             self.context.progress.advance()
             return
         # The cache key names every rule that may have a say here, before the first pass narrows them.
@@ -751,7 +778,7 @@ class _PhaseFiles:
 
 def _own_phase(project: Project, path: str) -> str:
     """The phase a file visited only by TREE_WIDE rules belongs to, for its sites' label."""
-    own = project.plan.phase_of(path)
+    own = project.phase_of(path)
     return own.name if own is not None else UNASSIGNED
 
 
