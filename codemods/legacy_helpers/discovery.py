@@ -163,11 +163,11 @@ def find_helpers(
     for path in paths:
         if mentions(path, (_CONNECT_NEEDLE,)):
             shapes[path] = _cached_shapes(sources[path], cache)
+    looked_at = list(shapes)  # the first round's only needle is connect: exactly these files mention it
     while True:
-        words = tuple(
-            sorted(needles, key=lambda word: (len(word), word))
-        )  # a short absent word rules out more
-        for path in paths:
+        # A short word first: when it is absent, so is every longer word holding it (codemods.needles).
+        words = tuple(sorted(needles, key=lambda word: (len(word), word)))
+        for path in looked_at:
             if path in parsed or not mentions(path, words):
                 continue
             module_name = module_names[path]
@@ -183,6 +183,7 @@ def find_helpers(
         if not grown and not new_needles:
             return sorted(found.values(), key=lambda helper: helper.name)
         needles |= new_needles
+        looked_at = paths
 
 
 def _cached_shapes(source: str, cache: AnswerCache) -> list[list[list[str]]]:
