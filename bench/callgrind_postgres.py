@@ -115,6 +115,7 @@ def _split_operation(name: str) -> Callable[[int], object]:
 
         return lend_and_return
     held = db_utils.get_postgres_connection()
+    assert held is not None
 
     def on_held(_: int) -> object:
         row = _run_on(held)

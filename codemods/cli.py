@@ -18,16 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from codemods import __version__
-from codemods.files import CONFIG_NAMES, FileDiscoveryError, find_config_file, git_toplevel
+from codemods.files import CONFIG_NAMES, FileDiscoveryError, git_toplevel
+from codemods.groups import group_paths
 from codemods.guide import explain, rules_table
 from codemods.helper_summary import helper_lines
 from codemods.limits import DEFAULT_LIMITS
 from codemods.plan import Phase, PlanError
 from codemods.project import Project, load_project
-from codemods.report import FORMATS, FileError, Report, render, unified_diff
+from codemods.report import FORMATS, FileError, Report, combine, render, unified_diff
 from codemods.rules import all_rules
 from codemods.runner import RunResult, phases_for_migrate, phases_up_to, run
-from codemods.status import phase_statuses, render_status
+from codemods.status import labelled, phase_statuses, render_status
 from codemods.suppressions import UNUSED_CODE
 from codemods.transform import CRASH_CODES
 
@@ -57,8 +58,9 @@ exit codes:
 CONFIG_HELP = """\
 configuration:
   The closest .poolshift.toml, poolshift.toml or pyproject.toml with [tool.poolshift] (in that order
-  within a directory), from each PATH up to the repository top, as ruff finds its own; --config FILE
-  overrides it and -v names the file used. Keys: legacy_helpers, exclude, select, ignore, and
+  within a directory), from each PATH up to the repository top, as ruff finds its own; PATHs under
+  different files run once per file (one report, the worst exit code); --config FILE overrides it and
+  -v names the file used. Keys: legacy_helpers, exclude, select, ignore, and
   [[phases]] (name, paths). Every key with its default and an example:
   README.md, section "Configuration". Suppress one call with `# poolshift: ignore[PS201]`;
   `poolshift rules` lists the rules, `poolshift explain CODE` explains a rule or a reason code.
@@ -203,21 +205,40 @@ def _epilog() -> str:
     return "\n".join([_rules_help(), PHASES_HELP, CONFIG_HELP, EXIT_CODES_HELP])
 
 
-def _project(args: argparse.Namespace) -> Project:
-    config = args.config if args.config is not None else find_config_file(args.paths, stop=args.root)
+def _projects(args: argparse.Namespace) -> list[tuple[str, Project]]:
+    """The projects the PATHs belong to, one per configuration (ruff's grouping), each with the prefix
+    its report paths get in the combined report: its root relative to the current directory when there
+    are several, else nothing (paths relative to the one project root, as always)."""
+    if args.config is not None:
+        return [("", _load(args, args.config, args.paths, ()))]
+    groups = group_paths(args.paths, root=args.root)
+    loaded = [_load(args, group.config, group.paths, group.nested) for group in groups]
+    if len(loaded) == 1:
+        return [("", loaded[0])]
+    return [(_prefix(project.root), project) for project in loaded]
+
+
+def _prefix(root: Path) -> str:
+    relative = Path(os.path.relpath(root, Path.cwd())).as_posix()
+    return "" if relative == "." else relative + "/"
+
+
+def _load(
+    args: argparse.Namespace, config: Path | None, paths: Sequence[Path], nested: Sequence[str]
+) -> Project:
     project = load_project(
-        args.paths,
+        paths,
         select=_split(getattr(args, "select", None)),
         ignore=_split(getattr(args, "ignore", None)),
         root=args.root,
         config=config,
-        exclude=args.exclude,
+        exclude=[*args.exclude, *nested],
         cache=not args.no_cache,
     )
     if args.verbose:
         if config is None:
             names = ", ".join(CONFIG_NAMES[:-1]) + f" or {CONFIG_NAMES[-1]} with [tool.poolshift]"
-            used = f"none found (no {names} from {args.paths[0]} up to {project.root}): defaults"
+            used = f"none found (no {names} from {paths[0]} up to {project.root}): defaults"
         else:
             used = f"{config.resolve()} ({'--config' if args.config is not None else 'the closest'})"
         sys.stderr.write(f"poolshift: configuration: {used}\npoolshift: project root: {project.root}\n")
@@ -288,15 +309,20 @@ def _emit(report: Report, args: argparse.Namespace, stream: Any) -> None:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    project = _project(args)
-    _shadow_banner(project)
-    result = run(
-        project, project.plan.phases, dry_run=True, chain=False, include_unassigned=True, **_run_kwargs(args)
-    )
-    report = _report(project, result, "poolshift scan")
-    report.notes = helper_lines(project, result)
-    _emit(report, args, sys.stdout)
-    return _crashed(result, EXIT_CLEAN)
+    parts: list[tuple[str, Report]] = []
+    code = EXIT_CLEAN
+    for prefix, project in _projects(args):
+        _shadow_banner(project)
+        result = run(
+            project, project.plan.phases, dry_run=True, chain=False, include_unassigned=True,
+            **_run_kwargs(args),
+        )  # fmt: skip
+        report = _report(project, result, "poolshift scan")
+        report.notes = helper_lines(project, result)
+        parts.append((prefix, report))
+        code = max(code, _crashed(result, EXIT_CLEAN))
+    _emit(combine(parts, "poolshift scan"), args, sys.stdout)
+    return code
 
 
 def _diff_prefix(project: Project) -> str:
@@ -307,38 +333,54 @@ def _diff_prefix(project: Project) -> str:
     return project.root.relative_to(top).as_posix() + "/"
 
 
-def cmd_migrate(args: argparse.Namespace) -> int:
-    project = _project(args)
+def _migrate_phases(project: Project, args: argparse.Namespace) -> list[Phase] | None:
+    """The phases ``migrate`` runs in ``project``; None (after saying why on stderr) when it must not."""
     if project.shadowing_db_utils and not args.allow_shadowed_db_utils:
         _shadow_banner(project)
-        sys.stderr.write("poolshift: error: refusing to migrate (see above); nothing was written\n")
-        return EXIT_ERROR
+        return None
     phase: Phase | None = None
     if args.phase is not None:
         phase = project.plan.resolve_phase(args.phase)
     elif not args.all and len(project.plan.work_phases) > 1:
         names = ", ".join(p.label() for p in project.plan.phases)
-        sys.stderr.write(f"poolshift: error: choose --phase N or --all (phases: {names})\n")
-        return EXIT_ERROR
-    phases = phases_for_migrate(project.plan, phase)
+        sys.stderr.write(f"poolshift: error: {project.root}: choose --phase N or --all (phases: {names})\n")
+        return None
     if phase is None and not args.all:
         # One work phase and no --phase/--all: that phase only. Removing code is never implicit.
-        phases = list(project.plan.work_phases)
+        return list(project.plan.work_phases)
+    return phases_for_migrate(project.plan, phase)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    projects = _projects(args)
+    # Every project's phases are decided before any file is written: a refusal anywhere writes nothing.
+    planned = [(prefix, project, _migrate_phases(project, args)) for prefix, project in projects]
+    if any(phases is None for _, _, phases in planned):
+        sys.stderr.write("poolshift: error: refusing to migrate (see above); nothing was written\n")
+        return EXIT_ERROR
+    if args.phase is None and not args.all:
         sys.stderr.write("poolshift: the cleanup phase was not run (run it with --phase cleanup or --all)\n")
-    result = run(project, phases, dry_run=args.diff, chain=True, **_run_kwargs(args))
-    report = _report(project, result, "poolshift migrate")
-    if args.diff:
-        prefix = _diff_prefix(project)
-        diffs = {
-            path: unified_diff(prefix + path, result.originals[path], result.finals[path])
+    parts: list[tuple[str, Report]] = []
+    diffs: dict[str, bytes] = {}
+    written = 0
+    code = EXIT_CLEAN
+    for prefix, project, phases in planned:
+        result = run(project, phases or [], dry_run=args.diff, chain=True, **_run_kwargs(args))
+        parts.append((prefix, _report(project, result, "poolshift migrate")))
+        diff_prefix = _diff_prefix(project)
+        diffs.update(
+            (prefix + path, unified_diff(diff_prefix + path, result.originals[path], result.finals[path]))
             for path in sorted(result.finals)
-        }
+        )
+        written += sum(outcome.written for outcome in result.outcomes)
+        code = max(code, _crashed(result, EXIT_REMAINING if result.errors else EXIT_CLEAN))
+    report = combine(parts, "poolshift migrate")
+    if args.diff:
         _emit_diff(report, diffs, args)
     else:
         _emit(report, args, sys.stdout)
-        written = sum(outcome.written for outcome in result.outcomes)
         sys.stderr.write(f"poolshift: {written} file(s) rewritten\n")
-    return _crashed(result, EXIT_REMAINING if result.errors else EXIT_CLEAN)
+    return code
 
 
 def _emit_diff(report: Report, diffs: dict[str, bytes], args: argparse.Namespace) -> None:
@@ -361,14 +403,22 @@ def _emit_diff(report: Report, diffs: dict[str, bytes], args: argparse.Namespace
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    project = _project(args)
-    _shadow_banner(project)
-    phase = project.plan.resolve_phase(args.phase) if args.phase is not None else None
-    phases = phases_up_to(project.plan, phase)
-    result = run(
-        project, phases, dry_run=True, chain=False, include_unassigned=phase is None, **_run_kwargs(args)
-    )
-    _emit(_report(project, result, "poolshift check"), args, sys.stdout)
+    parts: list[tuple[str, Report]] = []
+    code = EXIT_CLEAN
+    for prefix, project in _projects(args):
+        _shadow_banner(project)
+        phase = project.plan.resolve_phase(args.phase) if args.phase is not None else None
+        phases = phases_up_to(project.plan, phase)
+        result = run(
+            project, phases, dry_run=True, chain=False, include_unassigned=phase is None, **_run_kwargs(args)
+        )
+        parts.append((prefix, _report(project, result, "poolshift check")))
+        code = max(code, _check_code(result))
+    _emit(combine(parts, "poolshift check"), args, sys.stdout)
+    return code
+
+
+def _check_code(result: RunResult) -> int:
     if result.errors:
         return _crashed(result, EXIT_ERROR)
     if any(site.status == "migratable" or site.reason == UNUSED_CODE for site in result.sites):
@@ -377,13 +427,20 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    project = _project(args)
-    _shadow_banner(project)
-    result = run(
-        project, project.plan.phases, dry_run=True, chain=False, include_unassigned=True, **_run_kwargs(args)
-    )
-    sys.stdout.write(render_status(phase_statuses(project, result), args.format))
-    return _crashed(result, EXIT_CLEAN)
+    projects = _projects(args)
+    rows = []
+    code = EXIT_CLEAN
+    for prefix, project in projects:
+        _shadow_banner(project)
+        result = run(
+            project, project.plan.phases, dry_run=True, chain=False, include_unassigned=True,
+            **_run_kwargs(args),
+        )  # fmt: skip
+        own = phase_statuses(project, result)
+        rows.extend(labelled(own, prefix.rstrip("/") or ".") if len(projects) > 1 else own)
+        code = max(code, _crashed(result, EXIT_CLEAN))
+    sys.stdout.write(render_status(rows, args.format))
+    return code
 
 
 def cmd_rules(args: argparse.Namespace) -> int:

@@ -56,7 +56,13 @@ class TargetSet:
         return frozenset(target.rpartition(".")[0] for target in self.targets)
 
     def suffix_match(self, dotted: str) -> str | None:
-        """The target ending in ``dotted`` at a module boundary (``sqlite3.connect``, ``request.urlopen``)."""
+        """The target ending in ``dotted`` at a module boundary (``sqlite3.connect``, ``request.urlopen``).
+
+        A tail that starts at a class (``Connection.connect``: capitalized, as PEP 8 and every target's
+        library name classes) says nothing about whose class it is, so it matches nothing.
+        """
+        if dotted[:1].isupper():
+            return None
         for target in sorted(self.targets):
             if "." in dotted and (target == dotted or target.endswith("." + dotted)):
                 return target

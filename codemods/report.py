@@ -22,7 +22,7 @@ from typing import Any
 from codemods.rules.base import Site
 from codemods.transform import ERROR_CODES
 
-__all__ = ["FileError", "Report", "markdown_table", "render", "text_table", "unified_diff"]
+__all__ = ["FileError", "Report", "combine", "markdown_table", "render", "text_table", "unified_diff"]
 
 SCHEMA_VERSION = 2
 FORMATS = ("text", "json", "markdown")
@@ -127,6 +127,26 @@ class Report:
             "warnings": list(self.warnings),
             "notes": list(self.notes),
         }
+
+
+def combine(parts: Sequence[tuple[str, Report]], title: str) -> Report:
+    """One report of several runs (one per configuration): each run's paths get its prefix (where its
+    project root is), and its warnings and notes say which run they are about; one run is left as is."""
+    if len(parts) == 1:
+        return replace(parts[0][1], title=title)
+
+    def about(prefix: str, text: str) -> str:
+        return f"{prefix.rstrip('/') or '.'}: {text}"
+
+    return Report(
+        sites=[replace(site, path=prefix + site.path) for prefix, report in parts for site in report.sites],
+        errors=[
+            replace(error, path=prefix + error.path) for prefix, report in parts for error in report.errors
+        ],
+        warnings=[about(prefix, warning) for prefix, report in parts for warning in report.warnings],
+        title=title,
+        notes=[about(prefix, note) for prefix, report in parts for note in report.notes],
+    )
 
 
 def _status(site: Site) -> str:

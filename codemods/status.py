@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, dataclass, fields, replace
 from typing import Any
 
 import libcst as cst
@@ -25,6 +25,7 @@ __all__ = [
     "POOLED_API",
     "PhaseStatus",
     "count_pooled_calls",
+    "labelled",
     "phase_statuses",
     "render_status",
     "total_status",
@@ -116,6 +117,11 @@ def _phase_status(project: Project, result: RunResult, name: str, migrated: int)
     else:
         state = "in progress" if migrated else "not started"
     return PhaseStatus(name, migrated, remaining, reported, suppressed, errors, state)
+
+
+def labelled(rows: Sequence[PhaseStatus], project: str) -> list[PhaseStatus]:
+    """``rows`` named ``<project>:<phase>``: one table for the projects of several configurations."""
+    return [replace(row, phase=f"{project}:{row.phase}") for row in rows]
 
 
 def total_status(rows: Sequence[PhaseStatus]) -> PhaseStatus:

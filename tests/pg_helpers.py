@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Engine
+
 import db_utils
+from db_utils import PooledConnection
+from db_utils.postgres.fair_queue import FairQueuePool
 
 
 def backend_pid(conn: Any) -> int:
@@ -12,6 +16,18 @@ def backend_pid(conn: Any) -> int:
     with conn.cursor() as cur:
         cur.execute("SELECT pg_backend_pid()")
         return int(cur.fetchone()[0])
+
+
+def present(conn: PooledConnection | None) -> PooledConnection:
+    """What ``get_postgres_connection()`` returned, where the test needs a connection: None fails here."""
+    assert conn is not None, "get_postgres_connection() returned None (it logged why)"
+    return conn
+
+
+def fair_pool(engine: Engine) -> FairQueuePool:
+    """The pool db_utils gives every PostgreSQL engine: its size(), checkedin(), waiting()... are typed."""
+    assert isinstance(engine.pool, FairQueuePool)
+    return engine.pool
 
 
 def checked_out() -> int:

@@ -41,6 +41,7 @@ def test_child_gets_fresh_connections_and_parent_keeps_working(pg):
     with db_utils.get_pooled_connection() as conn:
         idle_in_parent = backend_pid(conn)
     held = db_utils.get_postgres_connection()  # checked out across the fork
+    assert held is not None
     held_backend = backend_pid(held)
 
     def child_body():

@@ -21,9 +21,9 @@ def fallbacks(reason: str) -> int:
 
 @pytest.fixture
 def no_installed_opener() -> Iterator[None]:
-    urllib.request.install_opener(None)  # type: ignore[arg-type]
+    urllib.request.install_opener(None)
     yield
-    urllib.request.install_opener(None)  # type: ignore[arg-type]
+    urllib.request.install_opener(None)
 
 
 def test_other_schemes_go_to_urllib(tmp_path: Path) -> None:

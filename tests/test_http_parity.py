@@ -12,6 +12,7 @@ import json
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from testservers.http import PoolTestServer, outcome, pattern
 pytestmark = pytest.mark.usefixtures("fresh_http_pool")
 
 
-def both(*args: object, **kwargs: object) -> tuple[tuple[object, ...], tuple[object, ...]]:
+def both(*args: object, **kwargs: object) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     return outcome(urllib.request.urlopen, *args, **kwargs), outcome(urlopen, *args, **kwargs)
 
 
@@ -212,12 +213,12 @@ def test_missing_host_and_bad_port_fail_like_urllib() -> None:
 
 
 @pytest.fixture
-def unused_port() -> int:
+def unused_port() -> Iterator[int]:
     """A port with nothing listening: bound (so nobody else takes it) but never listen()ed."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
-        yield port  # type: ignore[misc]
+        yield port
 
 
 # -- timeouts ---------------------------------------------------------------------------------------------

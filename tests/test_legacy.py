@@ -41,6 +41,7 @@ def test_close_returns_to_pool_and_is_idempotent():
 
 def test_use_after_close_raises_interface_error():
     conn = db_utils.get_postgres_connection()
+    assert conn is not None
     conn.close()
     assert conn.closed
     for use in (conn.cursor, conn.commit, conn.rollback, lambda: conn.autocommit):
@@ -54,12 +55,14 @@ def test_use_after_close_raises_interface_error():
 
 def test_open_proxy_reports_not_closed():
     conn = db_utils.get_postgres_connection()
+    assert conn is not None
     assert conn.closed == 0
     conn.close()
 
 
 def test_with_block_commits_and_does_not_close(pg, table):
     conn = db_utils.get_postgres_connection()
+    assert conn is not None
     with conn, conn.cursor() as cur:
         cur.execute(f"INSERT INTO {table} VALUES (1, 'a')")
     assert not conn.closed
@@ -71,6 +74,7 @@ def test_with_block_commits_and_does_not_close(pg, table):
 
 def test_with_block_rolls_back_on_exception(pg, table):
     conn = db_utils.get_postgres_connection()
+    assert conn is not None
 
     def insert_then_fail():
         with conn:
@@ -86,6 +90,7 @@ def test_with_block_rolls_back_on_exception(pg, table):
 
 def test_close_rolls_back_uncommitted_work_like_psycopg2(pg, table):
     conn = db_utils.get_postgres_connection()
+    assert conn is not None
     conn.cursor().execute(f"INSERT INTO {table} VALUES (1, 'a')")
     conn.close()
     assert pg.query(f"SELECT count(*) FROM {table}") == [(0,)]
@@ -93,6 +98,7 @@ def test_close_rolls_back_uncommitted_work_like_psycopg2(pg, table):
 
 def test_commit_and_rollback_behave_as_psycopg2(pg, table):
     conn = db_utils.get_postgres_connection()
+    assert conn is not None
     cur = conn.cursor()
     cur.execute(f"INSERT INTO {table} VALUES (1, 'kept')")
     conn.commit()
@@ -104,6 +110,7 @@ def test_commit_and_rollback_behave_as_psycopg2(pg, table):
 
 def test_autocommit_of_one_borrower_is_not_seen_by_the_next(pg, table):
     conn = db_utils.get_postgres_connection()
+    assert conn is not None
     conn.autocommit = True
     assert conn.autocommit is True
     conn.cursor().execute(f"INSERT INTO {table} VALUES (1, 'autocommitted')")
@@ -111,6 +118,7 @@ def test_autocommit_of_one_borrower_is_not_seen_by_the_next(pg, table):
     pid = conn.get_backend_pid()
     conn.close()
     nxt = db_utils.get_postgres_connection()
+    assert nxt is not None
     assert nxt.get_backend_pid() == pid  # same connection, reset
     assert nxt.autocommit is False
     nxt.close()
@@ -118,6 +126,7 @@ def test_autocommit_of_one_borrower_is_not_seen_by_the_next(pg, table):
 
 def test_dict_cursors_work_through_the_proxy(table):
     conn = db_utils.get_postgres_connection()
+    assert conn is not None
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
         cur.execute("SELECT 1 AS one")
         assert cur.fetchone() == {"one": 1}
@@ -187,6 +196,7 @@ def test_returns_none_on_bad_configuration(clean_env, caplog):
 
 def test_repr_names_the_url_without_password(pg):
     conn = db_utils.get_postgres_connection()
+    assert conn is not None
     assert "open" in repr(conn)
     assert pg.password not in repr(conn)
     conn.close()

@@ -16,6 +16,7 @@ import db_utils
 from db_utils.monitor import AlertBook, Monitor, make_wsgi_app, watch
 from db_utils.monitor.conditions import smallest_bound_below_threshold
 from tests.monitor_support import STARTUP_DEADLINE, PostgresLoad, request, wsgi_server
+from tests.pg_helpers import fair_pool, present
 
 pytestmark = pytest.mark.postgres
 
@@ -89,6 +90,7 @@ def test_a_flapping_alert_is_listed_each_time_but_logged_once_per_interval(pg_po
 
     def flap() -> list[str]:
         held = db_utils.get_postgres_connection()
+        assert held is not None
         conditions = [alert["condition"] for alert in monitor.alerts()["alerts"]]
         held.close()
         assert monitor.alerts() == {"alerts": []}
@@ -111,6 +113,7 @@ def test_timeouts_alert_is_critical_for_one_window_then_clears(pg_pools):
     db_utils.get_connection_pool(pool_size=1, max_overflow=0, timeout=0.05)
     assert monitor.alerts() == {"alerts": []}  # the counters' baseline
     held = db_utils.get_postgres_connection()
+    assert held is not None
     # The pool's only connection is held: this checkout must time out, however loaded the machine is.
     with pytest.raises(db_utils.PoolTimeoutError), db_utils.get_pooled_connection():
         pass
@@ -169,7 +172,7 @@ def test_lifecycle_lines_once_per_change_never_per_checkout(pg_pools, monitor_lo
             conn.cursor().execute("SELECT 1")
     load = PostgresLoad(2)  # every connection in use, but nobody waits yet: not exhausted
     assert [r.poolshift["event"] for r in pool_events(monitor_log, name)] == ["pool_created"]
-    waiter = threading.Thread(target=lambda: db_utils.get_postgres_connection().close())
+    waiter = threading.Thread(target=lambda: present(db_utils.get_postgres_connection()).close())
     waiter.start()
     wait_until(lambda: len(pool_events(monitor_log, name)) == 2, "the queued checkout is logged")
     assert lifecycle_state(monitor, name) == "exhausted"
@@ -202,6 +205,7 @@ def test_a_checkout_that_times_out_is_logged_without_any_observation(pg_pools, m
     db_utils.get_connection_pool(pool_size=1, max_overflow=0, timeout=0.05)
     (name,) = db_utils.pool_status()["postgres"]
     held = db_utils.get_postgres_connection()
+    assert held is not None
     with pytest.raises(db_utils.PoolTimeoutError), db_utils.get_pooled_connection():
         pass
     held.close()
@@ -248,7 +252,7 @@ def test_recommended_bound_is_the_smallest_below_the_threshold(active, bound):
 def test_failed_connects_raise_a_connection_failures_alert_and_pending_counts_waiters(pg_pools):
     import psycopg2
 
-    from testservers.postgres import free_port
+    from testservers.ports import free_port
 
     clock = Clock()
     monitor = Monitor(databases=(), alert_book=AlertBook(window=60, clock=clock))
@@ -270,9 +274,10 @@ def test_pending_is_the_number_of_threads_waiting_in_line(pg_pools):
 
     engine = db_utils.get_connection_pool(pool_size=1, max_overflow=0, timeout=60)
     held = db_utils.get_postgres_connection()
-    waiter = threading.Thread(target=lambda: db_utils.get_postgres_connection().close())
+    assert held is not None
+    waiter = threading.Thread(target=lambda: present(db_utils.get_postgres_connection()).close())
     waiter.start()
-    wait_until(lambda: engine.pool.waiting() == 1, "the second borrower is in line")
+    wait_until(lambda: fair_pool(engine).waiting() == 1, "the second borrower is in line")
     (figures,) = db_utils.pool_status()["postgres"].values()
     assert figures["waiting"] == 1
     held.close()

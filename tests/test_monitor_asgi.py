@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import db_utils
 from db_utils.monitor import Monitor, make_asgi_app
 from db_utils.monitor.asgi import route_path
 from tests.monitor_support import STARTUP_DEADLINE, PostgresLoad, request, require, uvicorn_server
-from testservers.postgres import free_port
+from testservers.ports import PortTaken, port_taken, start_on_free_port
 
 TOKEN = "asgi-Token.123"
 
@@ -112,23 +111,30 @@ def test_route_path_removes_the_mount_prefix(path, root_path, routed):
 def test_the_documented_uvicorn_command_serves_the_app(tmp_path):
     """``uvicorn --factory db_utils.monitor:make_asgi_app`` (migration_guide/monitoring.md), as a process."""
     require("uvicorn")
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "POOLSHIFT_MONITOR_TOKEN"}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    command = [sys.executable, "-m", "uvicorn", "--factory", "db_utils.monitor:make_asgi_app"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--lifespan", "on"]
-    with open(tmp_path / "uvicorn.log", "wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
+    log = tmp_path / "uvicorn.log"
+
+    def serve(port: int) -> tuple[subprocess.Popen[bytes], int]:
+        command = [sys.executable, "-m", "uvicorn", "--factory", "db_utils.monitor:make_asgi_app"]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--lifespan", "on"]
+        with open(log, "wb") as output:
+            process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + STARTUP_DEADLINE
-        while True:  # readiness, polled with a deadline
-            assert process.poll() is None, (tmp_path / "uvicorn.log").read_text()
-            try:
-                reply = request(f"http://127.0.0.1:{port}/alerts")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert time.monotonic() < deadline, "uvicorn not ready"
-                time.sleep(0.05)
+        # Ready once uvicorn says it has bound the port: before that, whatever took the port would answer.
+        while f"Uvicorn running on http://127.0.0.1:{port}" not in log.read_text():
+            if process.poll() is not None:
+                raise (PortTaken if port_taken(log.read_text()) else AssertionError)(log.read_text())
+            if time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                raise AssertionError(f"uvicorn not ready:\n{log.read_text()}")
+            time.sleep(0.05)
+        return process, port
+
+    process, port = start_on_free_port(serve)
+    try:
+        reply = request(f"http://127.0.0.1:{port}/alerts")
     finally:
         process.terminate()
         process.wait(STARTUP_DEADLINE)

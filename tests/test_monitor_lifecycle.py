@@ -10,6 +10,7 @@ import db_utils
 from db_utils import stats
 from db_utils.postgres import connect
 from tests.monitor_support import STARTUP_DEADLINE, PostgresLoad
+from tests.pg_helpers import fair_pool, present
 from tests.test_pool_fairness import wait_until
 
 pytestmark = pytest.mark.postgres
@@ -38,9 +39,9 @@ def test_a_pool_notifies_created_exhausted_recovered_disposed_and_nothing_per_ch
     load = PostgresLoad(2)
     waiters = []
     for n in range(1, 4):  # one at a time, so the first one's notification sees exactly one in line
-        waiters.append(threading.Thread(target=lambda: db_utils.get_postgres_connection().close()))
+        waiters.append(threading.Thread(target=lambda: present(db_utils.get_postgres_connection()).close()))
         waiters[-1].start()
-        wait_until(lambda: engine.pool.waiting() == n and len(of(notified, name)) == 2, f"{n} in line")
+        wait_until(lambda: fair_pool(engine).waiting() == n and len(of(notified, name)) == 2, f"{n} in line")
     load.release()
     for waiter in waiters:
         waiter.join(STARTUP_DEADLINE)

@@ -12,7 +12,7 @@ import db_utils.sqlite
 from db_utils.monitor import Monitor, make_wsgi_app
 from db_utils.monitor.figures import DESCRIPTIONS, FIGURES
 from tests.monitor_support import PostgresLoad, request, wsgi_server
-from testservers.postgres import free_port
+from testservers.ports import free_port
 
 TOKEN = "s3cr3t-Monitor_token~42"
 

@@ -175,17 +175,23 @@ def _in_transaction(conn: Any, statement: str) -> None:
         cur.execute(statement)
 
 
-REFUSED: dict[str, tuple[Callable[[Any], None], str]] = {
+def _set(conn: Any, name: str, value: object) -> Any:
+    """``setattr`` that returns the connection: a step in the expressions below."""
+    setattr(conn, name, value)
+    return conn
+
+
+REFUSED: dict[str, tuple[Callable[[Any], object], str]] = {
     "SET in autocommit": (lambda c: _autocommit(c, "SET search_path TO x"), "autocommit mode"),
     "advisory lock in autocommit": (lambda c: _autocommit(c, "SELECT pg_advisory_lock(7)"), "autocommit"),
     "PREPARE in autocommit": (lambda c: _autocommit(c, "PREPARE p AS SELECT 1"), "autocommit"),
     "temp table in autocommit": (lambda c: _autocommit(c, "CREATE TEMP TABLE t (i int)"), "autocommit"),
     "set_session in autocommit": (
-        lambda c: (setattr(c, "autocommit", True), c.set_session(readonly=True)),
+        lambda c: (_set(c, "autocommit", True), c.set_session(readonly=True)),
         "set_session",
     ),
     "autocommit after set_session": (
-        lambda c: (c.set_session(readonly=True), setattr(c, "autocommit", True)),
+        lambda c: (c.set_session(readonly=True), _set(c, "autocommit", True)),
         "set_session",
     ),
     "set_session(autocommit=True, ...)": (
@@ -193,11 +199,11 @@ REFUSED: dict[str, tuple[Callable[[Any], None], str]] = {
         "set_session",
     ),
     "readonly attribute in autocommit": (
-        lambda c: (setattr(c, "autocommit", True), setattr(c, "readonly", True)),
+        lambda c: (_set(c, "autocommit", True), _set(c, "readonly", True)),
         "set_session",
     ),
     "set_isolation_level(0) after readonly": (
-        lambda c: (setattr(c, "readonly", True), c.set_isolation_level(0)),
+        lambda c: (_set(c, "readonly", True), c.set_isolation_level(0)),
         "set_session",
     ),
     "LISTEN": (lambda c: _in_transaction(c, "LISTEN news"), "LISTEN"),

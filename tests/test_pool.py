@@ -11,7 +11,7 @@ from sqlalchemy.pool import QueuePool
 
 import db_utils
 from db_utils.postgres.registry import pool_for
-from tests.pg_helpers import backend_pid, terminate_and_wait
+from tests.pg_helpers import backend_pid, fair_pool, present, terminate_and_wait
 
 pytestmark = pytest.mark.postgres
 
@@ -68,6 +68,7 @@ def test_a_pinged_connection_is_handed_out_outside_a_transaction(clean_env):
     with db_utils.get_pooled_connection() as conn:
         backend_pid(conn)
     conn = db_utils.get_postgres_connection()
+    assert conn is not None
     try:
         assert conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
         conn.autocommit = True
@@ -96,7 +97,7 @@ def test_pre_ping_can_be_switched_off(pg, clean_env):
 
 def test_gauges_checked_out_overflow_and_utilization():
     db_utils.get_connection_pool(pool_size=1, max_overflow=3)
-    held = [db_utils.get_postgres_connection() for _ in range(3)]
+    held = [present(db_utils.get_postgres_connection()) for _ in range(3)]
     stats = figures()
     assert stats["checked_out"] == 3
     assert stats["overflow"] == 2
@@ -115,6 +116,7 @@ def test_overflow_is_never_negative_on_an_unused_pool():
 def test_waiting_checkout_is_counted():
     db_utils.get_connection_pool(pool_size=1, max_overflow=0, timeout=30)
     holder = db_utils.get_postgres_connection()
+    assert holder is not None
     waiting = threading.Event()
     done = threading.Event()
 
@@ -128,7 +130,7 @@ def test_waiting_checkout_is_counted():
     waiting.wait()
     engine, _state = pool_for(None)
     # Release only once the borrower is inside the pool's wait (it stands in the pool's line of waiters).
-    while not engine.pool.waiting():
+    while not fair_pool(engine).waiting():
         if done.is_set():
             break
         threading.Event().wait(0.005)
@@ -144,8 +146,8 @@ def test_recycle_is_counted(clean_env):
         first = backend_pid(conn)
     # Age the idle connection past the recycle limit instead of sleeping.
     engine, _state = pool_for(None)
-    assert engine.pool._recycle == 60
-    engine.pool._pool.queue[0].starttime -= 61
+    assert fair_pool(engine)._recycle == 60
+    fair_pool(engine)._pool.queue[0].starttime -= 61  # type: ignore[attr-defined]  # SQLAlchemy's private deque
     with db_utils.get_pooled_connection() as conn:
         assert backend_pid(conn) != first
     assert figures()["recycled"] == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import event
@@ -18,6 +19,7 @@ import db_utils
 from db_utils import PoolTimeoutError
 from db_utils.postgres.fair_queue import FairQueuePool
 from db_utils.postgres.registry import pool_for
+from tests.pg_helpers import present
 
 pytestmark = pytest.mark.postgres
 
@@ -29,7 +31,8 @@ def pg(pg_pools):
     return pg_pools
 
 
-def figures() -> dict:
+def figures() -> dict[str, Any]:
+    only: dict[str, Any]
     (only,) = db_utils.pool_status()["postgres"].values()
     return only
 
@@ -71,13 +74,14 @@ def assert_all_returned(idle_at_most: int) -> None:
 def select_one(conn) -> int:
     with conn.cursor() as cur:
         cur.execute("SELECT 1")
-        return cur.fetchone()[0]
+        return int(cur.fetchone()[0])
 
 
 def test_waiters_are_served_in_arrival_order():
     db_utils.get_connection_pool(pool_size=1, max_overflow=0, timeout=JOIN_TIMEOUT)
     pool = the_pool()
     holder = db_utils.get_postgres_connection()
+    assert holder is not None
     served: list[int] = []
 
     def borrower(number: int) -> Callable[[], None]:
@@ -91,7 +95,7 @@ def test_waiters_are_served_in_arrival_order():
     threads = []
     for number in range(6):
         threads.append(start(borrower(number)))
-        wait_until(lambda n=number: pool.waiting() == n + 1, f"borrower {number} is in line")
+        wait_until(lambda: pool.waiting() == number + 1, f"borrower {number} is in line")
     holder.close()
     join_all(threads)
     assert served == [0, 1, 2, 3, 4, 5]
@@ -106,6 +110,7 @@ def test_returning_thread_cannot_take_the_connection_back_ahead_of_a_waiter():
     db_utils.get_connection_pool(pool_size=1, max_overflow=0, timeout=JOIN_TIMEOUT)
     pool = the_pool()
     holder = db_utils.get_postgres_connection()
+    assert holder is not None
     order: list[str] = []
 
     def waiter() -> None:
@@ -119,6 +124,7 @@ def test_returning_thread_cannot_take_the_connection_back_ahead_of_a_waiter():
     wait_until(lambda: pool.waiting() == 1, "the waiter is in line")
     holder.close()  # handed to the waiter, not put where the next line could grab it
     again = db_utils.get_postgres_connection()  # must queue behind the waiter
+    assert again is not None
     order.append("returning thread")
     select_one(again)
     again.close()
@@ -132,6 +138,7 @@ def test_newcomer_queues_behind_waiters_even_when_a_connection_is_being_returned
     db_utils.get_connection_pool(pool_size=1, max_overflow=0, timeout=JOIN_TIMEOUT)
     pool = the_pool()
     holder = db_utils.get_postgres_connection()
+    assert holder is not None
     served: list[str] = []
     first_is_serving = threading.Event()
     newcomer_may_come = threading.Event()
@@ -168,6 +175,7 @@ def test_timeout_raises_pool_timeout_error_and_leaks_nothing():
     db_utils.get_connection_pool(pool_size=1, max_overflow=0, timeout=0.2)
     pool = the_pool()
     holder = db_utils.get_postgres_connection()
+    assert holder is not None
     started = time.monotonic()
     with pytest.raises(PoolTimeoutError) as raised:
         with db_utils.get_pooled_connection():
@@ -248,7 +256,7 @@ def test_timeouts_racing_returns_never_lose_a_connection():
 def test_overflow_connection_returned_while_threads_wait_is_handed_over_not_closed(pg):
     db_utils.get_connection_pool(pool_size=1, max_overflow=1, timeout=JOIN_TIMEOUT)
     pool = the_pool()
-    core, extra = db_utils.get_postgres_connection(), db_utils.get_postgres_connection()
+    core, extra = present(db_utils.get_postgres_connection()), present(db_utils.get_postgres_connection())
     assert figures()["overflow"] == 1
     got_it = threading.Event()
     release = threading.Event()
@@ -276,6 +284,7 @@ def test_capacity_freed_by_a_failed_open_goes_to_the_oldest_waiter():
     engine = db_utils.get_connection_pool(pool_size=1, max_overflow=1, timeout=JOIN_TIMEOUT)
     pool = the_pool()
     holder = db_utils.get_postgres_connection()
+    assert holder is not None
     opening = threading.Event()
     fail_now = threading.Event()
     fail_once = [True]

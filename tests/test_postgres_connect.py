@@ -11,6 +11,7 @@ import logging
 import threading
 import uuid
 import warnings
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions as ext
@@ -33,11 +34,12 @@ def pg(pg_pools):
     return pg_pools
 
 
-def pools() -> dict[str, dict]:
-    return db_utils.pool_status()["postgres"]
+def pools() -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = db_utils.pool_status()["postgres"]
+    return found
 
 
-def keywords(pg) -> dict[str, object]:
+def keywords(pg) -> dict[str, Any]:
     return {"host": pg.host, "port": pg.port, "dbname": pg.database, "user": pg.user, "password": pg.password}
 
 
@@ -62,11 +64,11 @@ def test_dsn_only_kwargs_only_and_both_merged_reach_the_same_pool(pg) -> None:
 
 
 def test_argument_errors_are_psycopg2s(pg) -> None:
-    for args, kwargs in [(("host=x nonsense",), {}), ((f"{pg.dsn} bogus=1",), {})]:
+    for dsn in ["host=x nonsense", f"{pg.dsn} bogus=1"]:
         with pytest.raises(psycopg2.ProgrammingError) as theirs:
-            psycopg2.connect(*args, **kwargs)
+            psycopg2.connect(dsn)
         with pytest.raises(psycopg2.ProgrammingError) as ours:
-            connect(*args, **kwargs)
+            connect(dsn)
         assert str(ours.value) == str(theirs.value)
     with pytest.raises(TypeError, match="can't specify both"):
         connect(database="a", dbname="b")
@@ -227,7 +229,7 @@ def test_a_dropped_handle_is_returned_with_a_warning(pg) -> None:
 # -- connection_factory and cursor_factory -----------------------------------------------------------
 
 
-class Filtered(psycopg2.extras.LoggingConnection):
+class Filtered(psycopg2.extras.LoggingConnection):  # type: ignore[misc]  # psycopg2 has no stubs
     def filter(self, msg, curs):
         return b"filtered: " + msg
 
@@ -256,7 +258,7 @@ def test_logging_connection_works_through_the_handle(pg) -> None:
     assert len(pools()) == 2
 
 
-class Bypassing(ext.connection):
+class Bypassing(ext.connection):  # type: ignore[misc]  # psycopg2 has no stubs
     """A factory whose cursor() skips the classes above it (no super() call): legal, if unusual."""
 
     def cursor(self, *args, **kwargs):

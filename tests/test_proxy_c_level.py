@@ -38,6 +38,7 @@ def pg(pg_pools):
 @pytest.mark.parametrize("call", REFUSED.values(), ids=REFUSED.keys())
 def test_c_level_functions_refuse_the_proxy(call) -> None:
     conn = db_utils.get_postgres_connection()
+    assert conn is not None
     try:
         with pytest.raises(TypeError):
             call(conn)
@@ -47,6 +48,7 @@ def test_c_level_functions_refuse_the_proxy(call) -> None:
 
 def test_the_documented_workarounds_work_on_the_proxy() -> None:
     conn = db_utils.get_postgres_connection()
+    assert conn is not None
     try:
         cur = conn.cursor()
         assert sql.Identifier("a b").as_string(cur) == '"a b"'

@@ -33,7 +33,7 @@ def one(conn, sql):
 
 def discarded() -> int:
     (only,) = db_utils.pool_status()["postgres"].values()
-    return only["discarded_dirty"]
+    return int(only["discarded_dirty"])
 
 
 def next_borrower():
@@ -204,6 +204,7 @@ def test_helper_registering_jsonb_on_every_connect_reuses_its_connection():
 
     def get_db():
         conn = db_utils.get_postgres_connection()
+        assert conn is not None
         psycopg2.extras.register_default_jsonb(conn.dbapi_connection, loads=lambda s: ("j", s))
         return conn
 

@@ -24,11 +24,13 @@ def test_dates_still_parse_after_a_session_reset_on_a_non_iso_server(postgres_fa
     try:
         db_utils.get_connection_pool(pool_size=1, max_overflow=0)
         first = db_utils.get_postgres_connection()
+        assert first is not None
         with first.cursor() as cur:
             cur.execute("SET search_path TO public")  # session state: DISCARD ALL on return
         first.close()
 
         second = db_utils.get_postgres_connection()
+        assert second is not None
         with second.cursor() as cur:
             cur.execute("SELECT DATE '2026-11-22', current_setting('DateStyle')")
             day, datestyle = cur.fetchone()

@@ -8,8 +8,9 @@ from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 import db_utils
 import db_utils.postgres.api
+import db_utils.postgres.registry
 from db_utils import PoolTimeoutError
-from tests.pg_helpers import terminate_and_wait
+from tests.pg_helpers import present, terminate_and_wait
 
 pytestmark = pytest.mark.postgres
 
@@ -27,7 +28,7 @@ def table(scratch_table):
 
 
 def warm_pool(n: int) -> None:
-    held = [db_utils.get_postgres_connection() for _ in range(n)]
+    held = [present(db_utils.get_postgres_connection()) for _ in range(n)]
     for conn in held:
         conn.cursor().execute("SELECT 1")
         conn.close()
@@ -104,7 +105,7 @@ def test_retries_give_up_after_the_configured_count(pg, clean_env):
 def test_url_is_resolved_once_per_call_whatever_the_attempts(pg, clean_env, monkeypatch):
     clean_env.setenv("DATABASE_URL", pg.url.replace(f":{pg.port}/", ":1/"))
     resolutions = []
-    real_pool_for = db_utils.postgres.api.pool_for
+    real_pool_for = db_utils.postgres.registry.pool_for  # what api.pool_for is until patched
 
     def counting_pool_for(url=None, **settings):
         resolutions.append(url)
@@ -134,7 +135,7 @@ def test_negative_retries_rejected():
 
 def test_exhaustion_raises_clear_timeout_naming_size_overflow_timeout():
     db_utils.get_connection_pool(pool_size=1, max_overflow=1, timeout=0.2)
-    holders = [db_utils.get_postgres_connection() for _ in range(2)]
+    holders = [present(db_utils.get_postgres_connection()) for _ in range(2)]
     with pytest.raises(PoolTimeoutError) as info, db_utils.get_pooled_connection():
         pass
     message = str(info.value)

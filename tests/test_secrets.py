@@ -29,6 +29,7 @@ def test_password_appears_nowhere(pg, clean_env, caplog):
         engine = db_utils.get_connection_pool(pool_size=1, max_overflow=0, timeout=0.1, ping_after=0)
         seen += [repr(engine), str(engine.url), repr(engine.pool)]
         conn = db_utils.get_postgres_connection()
+        assert conn is not None
         seen += [repr(conn), str(conn)]
         with pytest.raises(db_utils.PoolTimeoutError) as timeout, db_utils.get_pooled_connection():
             pass

@@ -12,7 +12,7 @@ import re
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -37,7 +37,7 @@ def _sqlite3_connect_signature() -> inspect.Signature:
         return inspect.signature(sqlite3.connect)
     except ValueError:
         # 3.11's text signature says factory=ConnectionType, which inspect cannot evaluate.
-        text = sqlite3.connect.__text_signature__
+        text = sqlite3.connect.__text_signature__  # type: ignore[attr-defined]  # typeshed: an overload
         assert text is not None
         text = text.replace("$module, /, ", "").replace("ConnectionType", "sqlite3.Connection")
         namespace: dict[str, Any] = {"sqlite3": sqlite3}
@@ -256,7 +256,7 @@ def test_row_text_factory_and_isolation_level_are_reset(db: Path) -> None:
     second = pooled.connect(db)
     assert second.row_factory is None
     assert second.text_factory is str
-    assert second.isolation_level == ""
+    assert cast("str | None", second.isolation_level) == ""  # typeshed's Literal omits "", the default
     assert second.execute("SELECT name FROM t WHERE id = 1").fetchone() == ("n0",)
     assert raw_of(second).row_factory is None
     second.close()
@@ -594,7 +594,7 @@ def test_backup_accepts_proxies_on_both_sides(db: Path, tmp_path: Path) -> None:
     plain_source = sqlite3.connect(":memory:")
     plain_source.execute("CREATE TABLE only_plain (x)")
     with pytest.raises(TypeError):  # documented: a C connection only accepts C connections
-        plain_source.backup(target)  # type: ignore[arg-type]
+        plain_source.backup(target)
     target.close()
     source.close()
     plain_source.close()

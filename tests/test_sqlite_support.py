@@ -11,7 +11,8 @@ from db_utils import sqlite as pooled
 
 def figures(path: Path | str) -> dict[str, Any]:
     """The stats of the default-options pool for ``path``."""
-    return pooled.pool_figures()["databases"][str(path)]
+    figures: dict[str, Any] = pooled.pool_figures()["databases"][str(path)]
+    return figures
 
 
 def make_db(path: Path, rows: int = 0) -> Path:

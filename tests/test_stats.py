@@ -8,6 +8,7 @@ import pytest
 
 import db_utils
 from db_utils import stats
+from tests.pg_helpers import present
 
 pytestmark = pytest.mark.postgres
 
@@ -63,6 +64,7 @@ def test_status_includes_every_registered_source(monkeypatch):
 
 def test_status_line_is_one_line_with_the_figures(pg):
     held = db_utils.get_postgres_connection()
+    assert held is not None
     line = db_utils.pool_status_line()
     assert "\n" not in line
     assert f"127.0.0.1:{pg.port}" in line
@@ -76,7 +78,7 @@ def test_status_line_without_postgres_pools_has_no_postgres_part():
 
 def test_high_utilization_alert_is_returned_and_logged(caplog):
     db_utils.get_connection_pool(pool_size=2, max_overflow=0)
-    held = [db_utils.get_postgres_connection() for _ in range(2)]
+    held = [present(db_utils.get_postgres_connection()) for _ in range(2)]
     with caplog.at_level(logging.WARNING, logger="db_utils.alerts"):
         alerts = db_utils.pool_alerts()
     assert len(alerts) == 1
@@ -91,6 +93,7 @@ def test_timeouts_and_invalidations_are_alerted_once(pg, clean_env):
     clean_env.setenv("DB_POOL_PING_AFTER", "0")
     db_utils.get_connection_pool(pool_size=1, max_overflow=0, timeout=0.05)
     conn = db_utils.get_postgres_connection()
+    assert conn is not None
     with pytest.raises(db_utils.PoolTimeoutError), db_utils.get_pooled_connection():
         pass
     conn.close()

@@ -78,25 +78,3 @@ def test_a_bad_configuration_fails_with_nginx_own_words_and_leaves_nothing(
     with pytest.raises(RuntimeError, match=r"(?s)nginx exited .*no_such_directive"):
         launch_nginx()
     assert list(tmp_path.iterdir()) == []
-
-
-def test_a_port_taken_before_nginx_binds_it_is_replaced_by_another(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import socket
-
-    import testservers.nginx
-
-    with socket.socket() as holder:  # takes the port free_port() hands out first, as a busy machine may
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        taken = holder.getsockname()[1]
-        ports = iter([taken])
-        real_free_port = testservers.nginx.free_port
-        monkeypatch.setattr(testservers.nginx, "free_port", lambda: next(ports, None) or real_free_port())
-        with start_nginx() as server:
-            assert server.port != taken
-            conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
-            conn.request("GET", "/bytes/512")
-            assert conn.getresponse().read() == pattern(512)
-            conn.close()

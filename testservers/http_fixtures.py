@@ -80,8 +80,8 @@ def fresh_http_pool(clean_env: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatc
         clean_env.delenv(name, raising=False)
     # urllib keeps the opener it builds on first use (with the proxies of that moment) in a module global;
     # reset it so one test's urllib call cannot change how the next test's calls are routed.
-    urllib.request.install_opener(None)  # type: ignore[arg-type]
+    urllib.request.install_opener(None)
     db_utils.http.dispose()
     yield clean_env
     db_utils.http.dispose()
-    urllib.request.install_opener(None)  # type: ignore[arg-type]
+    urllib.request.install_opener(None)

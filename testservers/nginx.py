@@ -6,9 +6,10 @@ static file in a few microseconds, so connection setup is what dominates a conne
 as it does against real production servers.
 
 Each server gets its own prefix directory in a temp folder (config, pid file, logs, temp paths, document
-root), a free port on 127.0.0.1 and ``daemon off`` so it stays this process's child; nothing under
-/etc/nginx or /var is read or written. The static files are the ones testservers.http serves under the same
-paths (``/bytes/<n>``), byte for byte, so a benchmark can point the same client code at either server.
+root), a free port on 127.0.0.1 (another one if something takes it before nginx binds it:
+testservers.ports) and ``daemon off`` so it stays this process's child; nothing under /etc/nginx or /var is
+read or written. The static files are the ones testservers.http serves under the same paths
+(``/bytes/<n>``), byte for byte, so a benchmark can point the same client code at either server.
 
 Needs the nginx binary (Debian package ``nginx-light``); :class:`NginxUnavailable` says so when it is
 missing, so callers can skip cleanly.
@@ -29,23 +30,16 @@ from pathlib import Path
 
 from testservers.binaries import find_binary, stop_process
 from testservers.http import HOST, Certificates, pattern
-from testservers.postgres import free_port
+from testservers.ports import PortTaken, port_taken, start_on_free_port
 
 #: Sizes of the static files served at ``/bytes/<n>``.
 DEFAULT_SIZES = (0, 512, 4096, 65536)
 START_TIMEOUT = 10.0  # seconds for nginx to accept connections after launch
-# free_port() only finds a port free *now*: on a busy machine another server, or a client's ephemeral port,
-# can take it before nginx binds it. Then nginx starts again on another one.
-BIND_ATTEMPTS = 5
 STOP_TIMEOUT = 10.0  # seconds for a graceful stop before SIGKILL
 
 
 class NginxUnavailable(RuntimeError):
     """No nginx binary on this machine."""
-
-
-class PortTaken(RuntimeError):
-    """nginx could not bind the port :func:`free_port` found free: something took it in between."""
 
 
 def find_nginx() -> Path:
@@ -150,20 +144,14 @@ def launch_nginx(sizes: tuple[int, ...] = DEFAULT_SIZES, *, tls: Certificates | 
     the key file must be readable by the user nginx starts as (it reads it before dropping privileges).
     """
     binary = find_nginx()
-    for attempt in range(1, BIND_ATTEMPTS + 1):
-        try:
-            return _launch(binary, sizes, tls)
-        except PortTaken:
-            if attempt == BIND_ATTEMPTS:
-                raise
-    raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+    return start_on_free_port(lambda port: _launch(binary, sizes, tls, port))
 
 
-def _launch(binary: Path, sizes: tuple[int, ...], tls: Certificates | None) -> NginxServer:
+def _launch(binary: Path, sizes: tuple[int, ...], tls: Certificates | None, port: int) -> NginxServer:
+    """One attempt: nginx on ``port``, accepting connections; on failure nothing is left running or kept."""
     prefix = Path(tempfile.mkdtemp(prefix="poolshift-nginx-"))
     try:
         write_site(prefix, sizes)
-        port = free_port()
         config = prefix / "nginx.conf"
         config.write_text(render_config(prefix, port, tls))
         log = open(prefix / "stderr.log", "wb")  # noqa: SIM115 - handed to the child, closed below
@@ -197,7 +185,7 @@ def _wait_ready(server: NginxServer, deadline: float) -> None:
     while True:
         if server.process.poll() is not None:
             logs = _logs(server.prefix)
-            error = PortTaken if "Address already in use" in logs else RuntimeError
+            error = PortTaken if port_taken(logs) else RuntimeError
             raise error(f"nginx exited with {server.process.returncode}:\n{logs}")
         try:
             if not pid_file.exists():

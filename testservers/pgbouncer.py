@@ -3,9 +3,10 @@
 The setup production uses when one process's pool is not the bound that matters: many clients talk to
 PgBouncer, PgBouncer keeps at most ``default_pool_size`` server connections per database and user.
 
-Each bouncer gets its own temp directory (config, auth file, log), a free port on 127.0.0.1, no Unix
-socket, and its own login role on the PostgreSQL server, so the server connections it opens can be
-counted by user name (:meth:`PgBouncerServer.server_connections`) whatever else uses the server. Clients
+Each bouncer gets its own temp directory (config, auth file, log), a free port on 127.0.0.1 (another one if
+something takes it before PgBouncer binds it: testservers.ports), no Unix socket, and its own login role
+on the PostgreSQL server, so the server connections it opens can be counted by user name
+(:meth:`PgBouncerServer.server_connections`) whatever else uses the server. Clients
 authenticate with scram-sha-256 against an auth file holding the role's SCRAM secret, copied from
 ``pg_authid`` (the password itself is never written to disk); PgBouncer reuses that secret to log in to
 PostgreSQL with scram-sha-256 too. It runs in the foreground as this process's child (never the Debian
@@ -32,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from testservers.binaries import find_binary, stop_process
-from testservers.postgres import Endpoint, PostgresServer, _run_as, free_port
+from testservers.ports import PortTaken, port_taken, start_on_free_port
+from testservers.postgres import Endpoint, PostgresServer, _run_as
 
 HOST = "127.0.0.1"
 ADMIN_DATABASE = "pgbouncer"  # PgBouncer's admin console (SHOW POOLS, SHOW STATS...)
@@ -103,13 +105,18 @@ class PgBouncerServer(Endpoint):
 
     def stop(self) -> None:
         """Stop PgBouncer, wait for PostgreSQL to see its connections go, drop its role, remove its files."""
+        self._stop_process()
+        if not self._role_dropped and self.postgres.process.poll() is None:
+            _drop_role(self.postgres, self.user)
+            self._role_dropped = True
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def _stop_process(self) -> None:
+        """Stop PgBouncer and wait for PostgreSQL to see its connections go (the role and files stay)."""
         # SIGTERM is PgBouncer's immediate shutdown; SIGINT would wait for every client to leave.
         stop_process(self.process, signal.SIGTERM, STOP_TIMEOUT)
         if not self._role_dropped and self.postgres.process.poll() is None:
             _wait_server_connections_gone(self, time.monotonic() + STOP_TIMEOUT)
-            _drop_role(self.postgres, self.user)
-            self._role_dropped = True
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
 def _wait_server_connections_gone(server: PgBouncerServer, deadline: float) -> None:
@@ -169,47 +176,49 @@ def launch_pgbouncer(
     tmpdir = Path(tempfile.mkdtemp(prefix="poolshift-pgbouncer-"))
     role = "poolshift_app_" + secrets.token_hex(4)
     password = "pw-" + secrets.token_hex(12)
-    port = free_port()
+
+    def attempt(port: int) -> PgBouncerServer:
+        """PgBouncer on ``port``, serving queries; on failure its process has exited."""
+        config = render_config(tmpdir, port, role, postgres, settings)
+        server = PgBouncerServer(
+            host=HOST,
+            port=port,
+            user=role,
+            password=password,
+            database=postgres.database,
+            tmpdir=tmpdir,
+            process=_spawn(binary, tmpdir, user, config),
+            postgres=postgres,
+            pool_mode=pool_mode,
+            default_pool_size=default_pool_size,
+            max_client_conn=max_client_conn,
+        )
+        try:
+            _wait_ready(server, time.monotonic() + START_TIMEOUT)
+        except BaseException:
+            server._stop_process()  # no-op when it exited (PortTaken)
+            raise
+        return server
+
     try:
         if user is not None:
             os.chown(tmpdir, pwd.getpwnam(user).pw_uid, -1)
         secret = _create_role(postgres, role, password)
         try:
-            process = _spawn(
-                binary, tmpdir, user, role, secret, render_config(tmpdir, port, role, postgres, settings)
-            )
+            _write_private(tmpdir / "userlist.txt", f'"{role}" "{secret}"\n', user)
+            return start_on_free_port(attempt)
         except BaseException:
-            _drop_role(postgres, role)
+            if postgres.process.poll() is None:
+                _drop_role(postgres, role)
             raise
     except BaseException:
         shutil.rmtree(tmpdir, ignore_errors=True)
         raise
-    server = PgBouncerServer(
-        host=HOST,
-        port=port,
-        user=role,
-        password=password,
-        database=postgres.database,
-        tmpdir=tmpdir,
-        process=process,
-        postgres=postgres,
-        pool_mode=pool_mode,
-        default_pool_size=default_pool_size,
-        max_client_conn=max_client_conn,
-    )
-    try:
-        _wait_ready(server, time.monotonic() + START_TIMEOUT)
-    except BaseException:
-        server.stop()
-        raise
-    return server
 
 
-def _spawn(
-    binary: Path, tmpdir: Path, user: str | None, role: str, secret: str, config: str
-) -> subprocess.Popen[bytes]:
-    """Write the auth file and the config, start PgBouncer in the foreground with its output in the log."""
-    _write_private(tmpdir / "userlist.txt", f'"{role}" "{secret}"\n', user)
+def _spawn(binary: Path, tmpdir: Path, user: str | None, config: str) -> subprocess.Popen[bytes]:
+    """Write the config, start PgBouncer in the foreground with its output in the log (a new log per start:
+    _wait_ready reads this start's)."""
     (tmpdir / "pgbouncer.ini").write_text(config)
     with open(tmpdir / "pgbouncer.log", "wb") as log:
         return subprocess.Popen(
@@ -248,12 +257,15 @@ def _write_private(path: Path, text: str, owner: str | None) -> None:
 
 
 def _wait_ready(server: PgBouncerServer, deadline: float) -> None:
-    """Until a query goes through PgBouncer to PostgreSQL; fail fast, with PgBouncer's log, if it exits."""
+    """Until a query goes through PgBouncer to PostgreSQL; fail fast, with PgBouncer's log, if it exits
+    (:class:`PortTaken` if it could not bind its port)."""
     import psycopg2
 
     while True:
         if server.process.poll() is not None:
-            raise RuntimeError(f"pgbouncer exited with {server.process.returncode}:\n{_read_log(server)}")
+            output = _read_log(server)
+            error = PortTaken if port_taken(output) else RuntimeError
+            raise error(f"pgbouncer exited with {server.process.returncode}:\n{output}")
         try:
             conn = server.connect(connect_timeout=2)
             try:

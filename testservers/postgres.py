@@ -1,8 +1,9 @@
 """A throwaway PostgreSQL server for tests and benchmarks.
 
-Each server gets its own data directory in a temp folder, a free port on 127.0.0.1, its own Unix socket
-directory and scram-sha-256 password auth, like production. ``initdb`` refuses to run as root, so when the
-tests run as root the server runs as the unprivileged ``postgres`` OS user; otherwise as the current user.
+Each server gets its own data directory in a temp folder, a free port on 127.0.0.1 (another one if
+something takes it before the server binds it: testservers.ports), its own Unix socket directory and
+scram-sha-256 password auth, like production. ``initdb`` refuses to run as root, so when the tests run as
+root the server runs as the unprivileged ``postgres`` OS user; otherwise as the current user.
 
 Durability is switched off (``fsync=off`` and friends): the data is thrown away anyway and this makes
 server start and commits cheap enough to start a dedicated server for a single test.
@@ -17,7 +18,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,8 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from testservers.binaries import stop_process
+from testservers.ports import PortTaken, port_taken, start_on_free_port
+
 SUPERUSER = "poolshift"
 DATABASE = "poolshift_test"
+START_TIMEOUT = 60.0  # seconds for the server to accept connections after launch
+STOP_TIMEOUT = 30.0  # seconds for a fast shutdown before SIGKILL
 
 
 class PostgresUnavailable(RuntimeError):
@@ -50,12 +55,6 @@ def find_bindir() -> Path:
         "PostgreSQL server binaries not found (looked at $PG_BINDIR and /usr/lib/postgresql/*/bin); "
         "install the Debian package 'postgresql'"
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _run_as() -> str | None:
@@ -154,7 +153,7 @@ class PostgresServer(Endpoint):
         if application_name is not None:
             sql += " AND application_name = %s"
             params += (application_name,)
-        return int(self.query(sql, params)[0][0])  # type: ignore[call-overload]
+        return _count(self.query(sql, params))
 
     def terminate_backends(self) -> int:
         """``pg_terminate_backend`` every other client backend: simulates a failover or a killed server."""
@@ -167,8 +166,8 @@ class PostgresServer(Endpoint):
 
     def connections_opened(self) -> int:
         """Total sessions ever opened against the test database (from pg_stat_database)."""
-        rows = self.query("SELECT sessions FROM pg_stat_database WHERE datname = %s", (self.database,))
-        return int(rows[0][0])  # type: ignore[call-overload]
+        sql = "SELECT sessions FROM pg_stat_database WHERE datname = %s"
+        return _count(self.query(sql, (self.database,)))
 
     def client_sessions_logged(self) -> int:
         """Client sessions opened since start, minus this object's own, read from the server log.
@@ -182,26 +181,29 @@ class PostgresServer(Endpoint):
 
     def restart(self) -> None:
         """Fast shutdown (``pg_ctl restart -m fast``'s first half), then start again on the same port."""
-        self.process.send_signal(signal.SIGINT)
-        self.process.wait(timeout=30)
+        self._stop_process()
         log = self.tmpdir / "postgres.log"
         with open(log, "ab") as log_file:
             self.process = subprocess.Popen(
                 self.process.args, user=_run_as(), stdout=log_file, stderr=subprocess.STDOUT
             )
-        _wait_ready(self, log, time.monotonic() + 60)
+        _wait_ready(self, log, time.monotonic() + START_TIMEOUT)
         self.own_sessions += 1  # _wait_ready's successful probe
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            # SIGINT is PostgreSQL's "fast shutdown": roll back and disconnect clients, then exit.
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self._stop_process()
         shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def _stop_process(self) -> None:
+        # SIGINT is PostgreSQL's "fast shutdown": roll back and disconnect clients, then exit.
+        stop_process(self.process, signal.SIGINT, STOP_TIMEOUT)
+
+
+def _count(rows: list[tuple[object, ...]]) -> int:
+    """The one value of a one-row count query (PostgreSQL's bigint arrives as a Python int)."""
+    (count,) = rows[0]
+    assert isinstance(count, int), f"not a count: {count!r}"
+    return count
 
 
 def _run(cmd: list[str], user: str | None) -> None:
@@ -211,11 +213,15 @@ def _run(cmd: list[str], user: str | None) -> None:
 
 
 def _wait_ready(server: PostgresServer, log: Path, deadline: float) -> None:
+    """Until the server accepts a login; fail fast, with its log, if it exits (:class:`PortTaken` if it
+    could not bind its port)."""
     import psycopg2
 
     while True:
         if server.process.poll() is not None:
-            raise RuntimeError(f"postgres exited with {server.process.returncode}:\n{log.read_text()}")
+            output = log.read_text(errors="replace")
+            error = PortTaken if port_taken(output) else RuntimeError
+            raise error(f"postgres exited with {server.process.returncode}:\n{output}")
         try:
             psycopg2.connect(server.dsn, connect_timeout=2).close()
             return
@@ -262,10 +268,8 @@ def launch_postgres(
         user,
     )
     pwfile.unlink()
-    port = free_port()
     settings = {
         "listen_addresses": "127.0.0.1",
-        "port": str(port),
         "unix_socket_directories": str(tmpdir),
         "max_connections": str(max_connections),
         "superuser_reserved_connections": "1",
@@ -277,21 +281,37 @@ def launch_postgres(
         "log_connections": "on",  # client_sessions_logged() counts these lines
     }
     settings.update(extra_settings or {})
-    log = tmpdir / "postgres.log"
     args = [str(bindir / "postgres"), "-D", str(data)]
     for key, value in settings.items():
         args += ["-c", f"{key}={value}"]
-    with open(log, "wb") as log_file:
-        process = subprocess.Popen(args, user=user, stdout=log_file, stderr=subprocess.STDOUT)
-    server = PostgresServer("127.0.0.1", port, SUPERUSER, password, "postgres", tmpdir, process)
     try:
-        _wait_ready(server, log, time.monotonic() + 60)
+        server = start_on_free_port(lambda port: _start(args, port, user, password, tmpdir))
+    except BaseException:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
+    try:
         server.query(f"CREATE DATABASE {DATABASE}")
-        server.own_sessions += 1  # _wait_ready's successful probe
     except BaseException:
         server.stop()
         raise
     server.database = DATABASE
+    return server
+
+
+def _start(args: list[str], port: int, user: str | None, password: str, tmpdir: Path) -> PostgresServer:
+    """One attempt: the server on ``port``, accepting logins; on failure its process has exited."""
+    log = tmpdir / "postgres.log"
+    with open(log, "wb") as log_file:  # a new log per attempt: _wait_ready reads this attempt's
+        process = subprocess.Popen(
+            [*args, "-c", f"port={port}"], user=user, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    server = PostgresServer("127.0.0.1", port, SUPERUSER, password, "postgres", tmpdir, process)
+    try:
+        _wait_ready(server, log, time.monotonic() + START_TIMEOUT)
+    except BaseException:
+        server._stop_process()  # no-op when it exited (PortTaken)
+        raise
+    server.own_sessions += 1  # _wait_ready's successful probe
     return server
 
 

@@ -26,6 +26,7 @@ from codemods.cst.syntax import (
     suite_statements,
 )
 from codemods.legacy_helpers.connect_arguments import ConnectArgumentCheck
+from codemods.legacy_helpers.escapes import escape_facts
 from codemods.legacy_helpers.raising_helper import raising_helper_facts
 
 # Exceptions that cover a failed psycopg2.connect (it raises OperationalError).
@@ -82,7 +83,9 @@ def helper_differences(
 
     ``contract_only`` leaves out the connection parameters (and the helper's own parameters): what is
     left says whether the helper keeps the contract "a connection, or None when connecting fails" that
-    PS101's rewrite relies on when the caller has ``except`` blocks.
+    PS101's rewrite relies on when the caller has ``except`` blocks. Facts come with it: for a helper
+    that keeps the contract, which exceptions still escape it (:mod:`.escapes`, always stated); for one
+    that does not, whether it raises instead (:mod:`.raising_helper`).
     """
     module = parse_or_none(source)
     if module is None:
@@ -213,8 +216,11 @@ class _ContractAnalysis(_HelperAnalysis):
         # A helper that always raises instead of returning None breaks the contract, and PS101 can use
         # that fact for callers without a None guard (see raising_helper): it is stated, not lost.
         differences = super().differences_of(function)
-        facts = raising_helper_facts(self.module, function, self.names_of)
-        return [*differences, *facts] if differences else differences
+        if differences:
+            return [*differences, *raising_helper_facts(self.module, function, self.names_of)]
+        # One that keeps it may still let exceptions out (a missing variable, an invalid DSN): what
+        # escapes is stated too (see escapes), as facts, never as differences.
+        return escape_facts(function, self.names_of)
 
     def connect_differences(self, connect: cst.Call) -> list[str]:
         return [d for d in super().connect_differences(connect) if d.endswith("not psycopg2.connect")]

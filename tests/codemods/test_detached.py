@@ -1,6 +1,6 @@
 """Read-only runs judge plain redirect-rule files without LibCST's metadata; both routes must agree.
 
-Every fixture of PS201 and PS301, the reach fixtures and a sample of the standard library's candidate
+Every fixture of PS104, PS201 and PS301, the reach fixtures and a sample of the standard library's candidate
 files go through both: where the detached route answers (it declines anything it cannot show plain),
 its sites must equal the full LibCST analysis's, message for message. The real run (scan) then merges
 the first pass's ``dynamic-callee``/``ambiguous-module`` sites the same way on both routes.
@@ -17,6 +17,7 @@ from codemods.detached import detached_sites
 from codemods.first_pass import TargetSet, scan_source
 from codemods.rules._redirect import RedirectCallRule
 from codemods.rules.base import RuleOptions, Site
+from codemods.rules.psycopg3_connect import Psycopg3ConnectRule
 from codemods.rules.sqlite3_connect import Sqlite3ConnectRule
 from codemods.rules.urlopen import UrlopenRule
 from codemods.runner import _first_pass_sites, _merge_sites
@@ -25,6 +26,7 @@ from codemods.transform import FileResult, decode_source, rules_text, transform_
 HERE = Path(__file__).parent
 FIXTURES = sorted(
     [
+        *(HERE / "rules" / "fixtures" / "psycopg3_connect").glob("*.before.py"),
         *(HERE / "rules" / "fixtures" / "sqlite3_connect").glob("*.before.py"),
         *(HERE / "rules" / "fixtures" / "urlopen").glob("*.before.py"),
         *(HERE / "fixtures" / "reach" / "pkg").glob("*.py"),
@@ -44,7 +46,7 @@ STDLIB_SAMPLE = [
     )
     if (STDLIB / name).is_file()
 ]
-RULES: tuple[type[RedirectCallRule], ...] = (Sqlite3ConnectRule, UrlopenRule)
+RULES: tuple[type[RedirectCallRule], ...] = (Psycopg3ConnectRule, Sqlite3ConnectRule, UrlopenRule)
 
 
 def position(site: Site) -> tuple[int, int]:

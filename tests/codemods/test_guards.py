@@ -46,7 +46,7 @@ class RecursingRule(PoolshiftRule):
         return updated_node
 
 
-def project_with(tmp_path: Path, files: dict[str, bytes], *rules: type[PoolshiftRule]):  # type: ignore[no-untyped-def]
+def project_with(tmp_path: Path, files: dict[str, bytes], *rules: type[PoolshiftRule]):
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)

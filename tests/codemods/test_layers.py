@@ -30,7 +30,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # what a run looks at (needles: which words a file's bytes contain)
     ("codemods.plan", "codemods.files", "codemods.project", "codemods.cache", "codemods.needles"),
     ("codemods.runner", "codemods.report"),  # phases, execution and writes; what the user reads
-    ("codemods.status", "codemods.helper_summary", "codemods.guide"),  # progress; scan's helper lines; rules
+    # progress; scan's helper lines; rules; the PATHs grouped by configuration
+    ("codemods.status", "codemods.helper_summary", "codemods.guide", "codemods.groups"),
     ("codemods.cli", "codemods.__main__"),  # the command line
 )
 

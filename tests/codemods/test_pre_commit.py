@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.codemods.test_cli import GIT
+from tests.codemods.test_monorepo import write_monorepo
 
 REPO = Path(__file__).resolve().parents[2]
 PRE_COMMIT = Path(sys.executable).parent / "pre-commit"
@@ -97,3 +98,15 @@ def test_migrate_hook_rewrites_and_fails_so_the_change_is_reviewed(
     assert completed.returncode == 1, completed.stdout + completed.stderr
     assert "files were modified by this hook" in completed.stdout
     assert "db_utils.sqlite.connect(path)" in (project / "app" / "store.py").read_text()
+
+
+def test_check_hook_in_a_monorepo_judges_each_package_by_its_own_configuration(
+    tmp_path: Path, hook_repo: Path, hook_home: Path
+) -> None:
+    project = write_monorepo(tmp_path / "mono")
+    completed = _try_repo(project, "poolshift-check", hook_repo, hook_home)
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert "a/app/store.py:5:12: PS201 [migratable]" in completed.stdout
+    assert "b/svc/jobs/sync.py:5:12: PS201 [migratable]" in completed.stdout
+    assert "a/tests/test_store.py" not in completed.stdout  # a's exclude applies to the files it is given
+    assert "PS301" not in completed.stdout  # b ignores PS301

@@ -21,7 +21,7 @@ import pytest
 
 import db_utils
 from db_utils.postgres.api import borrow
-from tests.pg_helpers import checked_out
+from tests.pg_helpers import checked_out, present
 from testservers.tcp_proxy import FreezableProxy
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -60,7 +60,7 @@ class Load:
             row_id = self.make_id()
             started = time.monotonic()
             outcome = db_utils.execute_with_pool_connection(
-                lambda conn, row_id=row_id: self._write(conn, row_id), self.url, idempotent=True
+                lambda conn: self._write(conn, row_id), self.url, idempotent=True
             )
             latency = time.monotonic() - started
             with self._lock:
@@ -88,6 +88,7 @@ def missing_writes(server: Any, table: str, acknowledged: list[Any]) -> int:
 
 
 def figures_of(url_part: str) -> dict[str, Any]:
+    figures: dict[str, Any]
     (figures,) = (f for url, f in db_utils.pool_status()["postgres"].items() if url_part in url)
     return figures
 
@@ -293,7 +294,7 @@ def test_fork_under_load(pg_pools, scratch_table, fault_report):
 
 
 def open_cursor() -> Any:
-    return db_utils.get_postgres_connection().cursor()  # the handle itself is dropped at once
+    return present(db_utils.get_postgres_connection()).cursor()  # the handle itself is dropped at once
 
 
 def test_dropped_handles_never_give_a_cursors_connection_away(pg_pools, scratch_table, fault_report):
@@ -311,6 +312,7 @@ def test_dropped_handles_never_give_a_cursors_connection_away(pg_pools, scratch_
         cur.execute(f"SELECT count(*) FROM {scratch_table}")
         seen = cur.fetchone()[0]
     conn = db_utils.get_postgres_connection()
+    assert conn is not None
     stale = conn.cursor()
     named = conn.cursor(name="server_side")
     named.execute("SELECT generate_series(1, 10)")

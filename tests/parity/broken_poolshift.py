@@ -45,7 +45,7 @@ def _broken_leave_module(
     return _original_leave_module(self, original_node, updated_node).visit(_DropCommits())
 
 
-Psycopg2CApiRule.leave_Module = _broken_leave_module  # type: ignore[method-assign]
+Psycopg2CApiRule.leave_Module = _broken_leave_module  # type: ignore[method-assign,assignment]
 Psycopg2CApiRule.first_pass_wants = classmethod(lambda cls, view: True)  # type: ignore[method-assign,assignment]
 
 if __name__ == "__main__":

@@ -35,7 +35,11 @@ this rule records a ``reported`` site with the reason):
   its exception caught by them. The helper's contract must be shown (``try: return connect(...) except
   <connect failure>: return None``), or, for a helper that never returns None, every handler must leave
   its exception alone (``raise`` alone; ``except IntegrityError``/``DataError`` when it runs only its
-  connect). Otherwise: ``helper-may-raise`` (or ``unknown-helper``).
+  connect). Otherwise: ``helper-may-raise`` (or ``unknown-helper``). Even a helper that keeps the contract
+  may let some exceptions out (``os.environ["DSN"]``: a ``KeyError``; an invalid DSN: a
+  ``ProgrammingError`` its ``except OperationalError`` does not catch): they went to the caller, past the
+  seed's ``try``, so no handler of the seed may catch one (:mod:`codemods.legacy_helpers.escapes` states
+  what escapes). Otherwise: ``helper-error-escapes``.
 
 And the connection must stay inside the block: not returned, stored, passed to a function, yielded or
 captured (``conn-escapes-scope``), not touched after the ``try`` or in an ``except`` block that now runs
@@ -70,6 +74,7 @@ from codemods.cst.imports.pruning import ImportPruner
 from codemods.cst.literals import MISSING, literal
 from codemods.cst.syntax import code_of, simple_assignment, suite_statements
 from codemods.legacy_helpers.discovery import DEFAULT_HELPER_NAME
+from codemods.legacy_helpers.escapes import Escapes, is_escape_fact
 from codemods.legacy_helpers.lookup import HelperDifferences
 from codemods.legacy_helpers.raising_helper import NEVER_RETURNS_NONE, RUNS_ONLY_THE_CONNECT
 from codemods.legacy_helpers.uses import HelperUse
@@ -100,7 +105,9 @@ def _facts(contracts: HelperDifferences, use: HelperUse) -> HelperFacts:
     """What the helper's contract analysis showed about it raising rather than returning None."""
     sentences = contracts.of(use.helper) or ()
     return HelperFacts(
-        never_none=NEVER_RETURNS_NONE in sentences, runs_only_connect=RUNS_ONLY_THE_CONNECT in sentences
+        never_none=NEVER_RETURNS_NONE in sentences,
+        runs_only_connect=RUNS_ONLY_THE_CONNECT in sentences,
+        escapes=Escapes.from_sentences(sentences),
     )
 
 
@@ -129,6 +136,10 @@ class PostgresPooledRule(LegacyHelperCallRule):
         "helper-may-raise": (
             "the seed has except blocks and the helper may raise instead of returning None: they would "
             "catch its exception once it is called inside the block"
+        ),
+        "helper-error-escapes": (
+            "an exception the helper lets escape (a missing variable, an invalid DSN) would reach an except "
+            "block of the seed once the helper is called inside the block"
         ),
         "unknown-helper": "the legacy helper's definition was not found (needed when the seed has except)",
         "unsupported-argument": "the helper's arguments are not names or literals the block can pass on",
@@ -240,7 +251,19 @@ class PostgresPooledRule(LegacyHelperCallRule):
         """Record and return True when the helper may raise where the seed's handlers would catch it."""
         if self.report_unknown_helper(use, contracts, "that it returns None instead of raising"):
             return True
-        broken = contracts.of(use.helper)
+        sentences = contracts.of(use.helper) or ()
+        broken = [sentence for sentence in sentences if not is_escape_fact(sentence)]
+        if not broken and Escapes.from_sentences(sentences) is None:
+            # The analysis of a helper that keeps the contract always states what escapes it (SeedProof
+            # checked that against the handlers): without it, nothing shows the handlers are safe.
+            self.record(
+                use.node,
+                "reported",
+                "helper-error-escapes",
+                f"what may escape {use.helper} is not stated, so poolshift cannot show that the seed's "
+                "except blocks do not catch it",
+            )
+            return True
         if not broken:
             return False
         self.record(

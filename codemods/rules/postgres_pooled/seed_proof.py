@@ -2,9 +2,10 @@
 
 :class:`SeedProof` checks what surrounds the body (which :mod:`~codemods.rules.postgres_pooled.body_proof`
 checks): the shape ``conn = helper()`` / ``if not conn: return ...`` / ``try: ... finally: conn.close()``,
-that the pooled block's exceptions reach an ``except`` doing exactly what the ``None`` guard did, that
-``except`` blocks (which now run after the connection went back to the pool) do not touch it, and that
-nothing before or after the seed keeps it. The result is a :class:`SeedPlan` for the rewrite, or a
+that the pooled block's exceptions reach an ``except`` doing exactly what the ``None`` guard did, that no
+``except`` catches what escapes the helper (it went to the caller before), that ``except`` blocks (which
+now run after the connection went back to the pool) do not touch it, and that nothing before or after the
+seed keeps it. The result is a :class:`SeedPlan` for the rewrite, or a
 :class:`~codemods.rules.postgres_pooled.body_proof.Refusal` with the reason.
 """
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from codemods.cst.syntax import code_of, comments_in, mentions, simple_assignment, suite_statements
+from codemods.legacy_helpers.escapes import Escapes
 from codemods.rules.postgres_pooled.body_proof import BodyProof, Refusal
 
 # What `with get_pooled_connection()` raises where the legacy helper returned None: a connection failure,
@@ -117,10 +119,15 @@ class HelperFacts:
     ``never_none``: it returns a connection or raises, never None, so the seed's guard is dead code and
     its failure reaches the caller as an exception in both forms. ``runs_only_connect``: it cannot raise a
     statement's error, so an ``except IntegrityError``/``DataError`` of the seed never catches it.
+    ``escapes``: what a helper that returns None on a failed connect still lets out; the seed's handlers
+    must not catch any of it.
     """
 
     never_none: bool = False
     runs_only_connect: bool = False
+    #: What escapes a helper that returns None (see :mod:`codemods.legacy_helpers.escapes`); None when
+    #: not stated (the helper breaks its contract, or was not analysed).
+    escapes: Escapes | None = None
 
 
 # Exceptions that only a statement the server ran can raise (SQLSTATE classes 22 and 23): a helper that
@@ -179,6 +186,7 @@ class SeedProof:
             )
         else:
             self._check_guard(guard, attempt, plan)
+            self._check_escapes(attempt, plan)
         self._check_surroundings(proof.tracked, plan)
         plan.comments = self._removed_comments(guard, attempt, plan)
         return plan
@@ -315,14 +323,55 @@ class SeedProof:
                 f"the pooled block, its exception could reach this `{caught}`, which did not see it before",
             )
 
+    def _check_escapes(self, attempt: cst.Try, plan: SeedPlan) -> None:
+        """What escapes the helper went to the caller, past the seed's ``try``; inside the pooled block it
+        passes the seed's handlers, so none of them may catch it (``raise`` alone leaves it as it was)."""
+        escapes = self.helper.escapes
+        if escapes is None or escapes.nothing:
+            return
+        for position, handler in enumerate(attempt.handlers):
+            if is_bare_raise(suite_statements(handler.body)[plan.drop_rollbacks.get(position, 0) :]):
+                continue
+            types: list[cst.BaseExpression | None] = [*_types_of(handler)] or [None]  # None: bare except
+            for node in types:
+                caught = self._escape_caught(node, escapes)
+                if caught is not None:
+                    clause = f"except {code_of(handler.type)}" if handler.type is not None else "bare except"
+                    raise Refusal(
+                        "helper-error-escapes",
+                        f"line {self.line_of(handler)}: `{clause}` would catch {caught}; that went to the "
+                        "caller before (the helper ran before the seed's try), it would reach this except "
+                        "block once the helper runs inside the pooled block",
+                    )
+
+    def _escape_caught(self, node: cst.BaseExpression | None, escapes: Escapes) -> str | None:
+        """What of ``escapes`` an ``except <node>`` (None: bare) may catch, for the message; None: nothing."""
+        if node is None:
+            target: type | None = BaseException
+            user_class = False
+        else:
+            names = self.names_of(node)
+            name = next(iter(names)) if len(names) == 1 else "?"
+            user_class = name != "?" and "." not in name  # a class of this module: no builtin's base
+            target = None if user_class or name == "?" else _exception_class(name)
+        for raised in escapes.raised:
+            raised_class = _exception_class(raised)
+            if raised_class is None or raised_class is BaseException:
+                return "whatever the helper raises before its try or in its except blocks"
+            # Exactly these classes are raised (os.environ[...]: KeyError): a class of this module is
+            # no base of theirs; a class the rule cannot resolve may be.
+            if not user_class and (target is None or issubclass(raised_class, target)):
+                return f"the {raised.removeprefix('builtins.')} the helper may raise"
+        caught = [c for c in (_exception_class(name) for name in escapes.caught) if c is not None]
+        if BaseException in caught or (target is not None and any(issubclass(target, c) for c in caught)):
+            return None
+        returns_none_on = ", ".join(name.removeprefix("builtins.") for name in escapes.caught) or "nothing"
+        return f"any exception the helper's try lets out (it returns None only on {returns_none_on})"
+
     def _only_statement_errors(self, handler: cst.ExceptHandler) -> bool:
         if handler.type is None:
             return False
-        types = (
-            [e.value for e in handler.type.elements]
-            if isinstance(handler.type, cst.Tuple)
-            else [handler.type]
-        )
+        types = _types_of(handler)
         bases = tuple(_exception_class(name) for name in _STATEMENT_ERRORS)
         for node in types:
             names = self.names_of(node)
@@ -340,11 +389,7 @@ class SeedProof:
         """True/False, or None when a type cannot be resolved (the rule then refuses)."""
         if handler.type is None:
             return True
-        types = (
-            [e.value for e in handler.type.elements]
-            if isinstance(handler.type, cst.Tuple)
-            else [handler.type]
-        )
+        types = _types_of(handler)
         verdicts = [self._type_catches(node, failure_class) for node in types]
         if any(verdict is True for verdict in verdicts):
             return True
@@ -411,6 +456,15 @@ class SeedProof:
         for position, count in plan.drop_rollbacks.items():
             removed.extend(suite_statements(attempt.handlers[position].body)[:count])
         return comments_in(removed)
+
+
+def _types_of(handler: cst.ExceptHandler) -> list[cst.BaseExpression]:
+    """The classes an ``except`` names: ``except (A, B):`` -> [A, B]; none for a bare ``except``."""
+    if handler.type is None:
+        return []
+    if isinstance(handler.type, cst.Tuple):
+        return [element.value for element in handler.type.elements]
+    return [handler.type]
 
 
 def is_bare_raise(body: Sequence[cst.BaseStatement]) -> bool:

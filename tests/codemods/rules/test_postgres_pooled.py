@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from codemods.legacy_helpers.equivalence import analyse_legacy_helpers
+from codemods.legacy_helpers.escapes import ESCAPES_NOTHING
 from codemods.legacy_helpers.raising_helper import NEVER_RETURNS_NONE, RUNS_ONLY_THE_CONNECT
 from codemods.rules.base import RuleOptions
 from codemods.rules.postgres_compat import PostgresCompatRule
@@ -27,7 +28,8 @@ from tests.codemods.harness import check_fixture, fixture_cases, run_rules
 
 CASES = Path(__file__).parent / "fixtures" / "postgres_pooled"
 HELPER = "app.db.get_postgres_connection"
-TRUSTED = RuleOptions(legacy_helpers=(HELPER,), legacy_helper_contracts={HELPER: ()})
+# A helper that keeps the contract and lets nothing escape (what its analysis says of EQUIVALENT_HELPER).
+TRUSTED = RuleOptions(legacy_helpers=(HELPER,), legacy_helper_contracts={HELPER: (ESCAPES_NOTHING,)})
 
 EQUIVALENT_HELPER = """
 import os
@@ -44,7 +46,7 @@ def get_postgres_connection():
             user=os.environ.get("POSTGRES_USER", "postgres"),
             password=os.environ.get("POSTGRES_PASSWORD"),
         )
-    except psycopg2.OperationalError:
+    except Exception:
         return None
 """
 
@@ -61,6 +63,7 @@ def test_every_reason_code_has_a_near_miss_fixture() -> None:
         for site in json.loads(path.read_text(encoding="utf-8"))
     }
     # helper-may-raise and unknown-helper depend on the helper's definition: tested below.
+    # (helper-error-escapes has its fixture, helper_escapes, and tests through the real analysis below.)
     assert set(PostgresPooledRule.REASON_CODES) - {"helper-may-raise", "unknown-helper"} <= covered
 
 
@@ -111,7 +114,9 @@ def test_custom_helper_no_longer_blocks_the_pooled_rewrite() -> None:
     source = _source("read_only_select")
     differences = {HELPER: ("it passes connect_timeout=5 (the shim does not)",)}
     options = RuleOptions(
-        legacy_helpers=(HELPER,), legacy_helper_differences=differences, legacy_helper_contracts={HELPER: ()}
+        legacy_helpers=(HELPER,),
+        legacy_helper_differences=differences,
+        legacy_helper_contracts={HELPER: (ESCAPES_NOTHING,)},
     )
     result = run_rules(source, [PostgresPooledRule], options=options)
     assert [(s.rule, s.status, s.reason) for s in result.sites] == [("PS101", "migrated", None)]
@@ -195,6 +200,76 @@ def test_no_guard_needs_the_never_none_fact() -> None:
         reasons = [(s.line, s.reason) for s in result.sites if s.status == "reported"]
         # setting()'s guard is no longer dead code, and it has no except returning what the guard does.
         assert reasons == [(line, "none-guard-differs") for line in (7, 17, 32, 44)]
+
+
+def _helper(before: str, handler: str) -> str:
+    return (
+        "import os\n\nimport psycopg2\n\n\ndef get_postgres_connection():\n"
+        f"{before}    try:\n        return psycopg2.connect(os.environ['DSN'])\n"
+        f"    {handler}:\n        return None\n"
+    )
+
+
+def _seed(*handlers: str) -> str:
+    excepts = "".join(f"    {handler}:\n        return None\n" for handler in handlers)
+    return (
+        "import psycopg2\n\nfrom app.db import get_postgres_connection\n\n\ndef count():\n"
+        "    conn = get_postgres_connection()\n    if conn is None:\n        return None\n"
+        "    try:\n        cur = conn.cursor()\n        cur.execute('SELECT 1')\n"
+        f"        return cur.fetchone()[0]\n{excepts}    finally:\n        conn.close()\n"
+    )
+
+
+CATCH_ALL = _helper("", "except BaseException")
+DSN_FIRST = _helper("    dsn = os.environ['DSN']\n", "except BaseException")
+OPERATIONAL = _helper("", "except psycopg2.OperationalError")
+EXCEPTION = _helper("", "except Exception")
+
+
+@pytest.mark.parametrize(
+    ("helper", "handlers", "rewritten"),
+    [
+        # Nothing escapes: any handler may stay.
+        (CATCH_ALL, ["except"], True),
+        (CATCH_ALL, ["except Exception"], True),
+        # KeyboardInterrupt and SystemExit escape `except Exception`: only a bare except would catch them.
+        (EXCEPTION, ["except Exception"], True),
+        (EXCEPTION, ["except psycopg2.Error"], True),
+        (EXCEPTION, ["except BaseException"], False),
+        (EXCEPTION, ["except"], False),
+        # A KeyError escapes before the try: a handler of KeyError (or a base of it) would now see it.
+        (DSN_FIRST, ["except psycopg2.Error"], True),
+        (DSN_FIRST, ["except (ValueError, psycopg2.OperationalError)"], True),
+        (DSN_FIRST, ["except Exception"], False),
+        (DSN_FIRST, ["except KeyError", "except psycopg2.OperationalError"], False),
+        (DSN_FIRST, ["except psycopg2.OperationalError", "except LookupError"], False),
+        # Anything but OperationalError escapes its try (ProgrammingError for an invalid DSN...).
+        (OPERATIONAL, ["except psycopg2.OperationalError"], True),
+        (OPERATIONAL, ["except psycopg2.errors.OperationalError"], True),
+        (OPERATIONAL, ["except psycopg2.OperationalError", "except psycopg2.ProgrammingError"], False),
+        (OPERATIONAL, ["except psycopg2.Error"], False),
+        (OPERATIONAL, ["except Exception"], False),
+    ],
+)
+def test_seed_handlers_may_not_catch_what_escapes_the_helper(
+    helper: str, handlers: list[str], rewritten: bool
+) -> None:
+    """Through the helper's real analysis: rewritten exactly when no handler catches what escapes it."""
+    contracts = analyse_legacy_helpers(
+        {"app/db.py": helper}, {"app/db.py": "app.db"}, (HELPER,), contract_only=True
+    )
+    options = RuleOptions(legacy_helpers=(HELPER,), legacy_helper_contracts=contracts)
+    result = run_rules(_seed(*handlers), [PostgresPooledRule], options=options)
+    expected = ("migrated", None) if rewritten else ("reported", "helper-error-escapes")
+    assert [(s.status, s.reason) for s in result.sites] == [expected], result.sites
+
+
+def test_unstated_escapes_are_not_taken_for_nothing() -> None:
+    """A contract without the escape fact (not the analysis' answer) shows nothing about the handlers."""
+    options = RuleOptions(legacy_helpers=(HELPER,), legacy_helper_contracts={HELPER: ()})
+    result = run_rules(_source("read_only_select"), [PostgresPooledRule], options=options)
+    assert result.output is None
+    assert [(s.status, s.reason) for s in result.sites] == [("reported", "helper-error-escapes")]
 
 
 def test_unknown_helper_is_reported_not_rewritten() -> None:
