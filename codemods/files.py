@@ -25,6 +25,7 @@ __all__ = [
     "find_config_file",
     "find_project_root",
     "git_toplevel",
+    "list_project_files",
     "list_python_files",
 ]
 
@@ -129,24 +130,34 @@ def _is_virtualenv(directory: Path) -> bool:
     return (directory / "pyvenv.cfg").is_file()
 
 
-def _in_excluded_dir(root: Path, relpath: str) -> bool:
-    parts = relpath.split("/")[:-1]
-    if any(part in DEFAULT_EXCLUDED_DIRS for part in parts):
-        return True
-    directory = root
-    for part in parts:
-        directory = directory / part
-        if _is_virtualenv(directory):
-            return True
-    return False
+def _in_excluded_dir(root: Path, relpath: str, verdicts: dict[str, bool] | None = None) -> bool:
+    """Whether a directory of ``relpath`` is a default exclude or a virtualenv.
+
+    ``verdicts`` remembers the answer per directory for one listing: every file of a directory shares it.
+    """
+    directory, _, _ = relpath.rpartition("/")
+    if verdicts is not None and directory in verdicts:
+        return verdicts[directory]
+    parts = directory.split("/") if directory else []
+    excluded = any(part in DEFAULT_EXCLUDED_DIRS for part in parts)
+    if not excluded:
+        path = root
+        for part in parts:
+            path = path / part
+            if _is_virtualenv(path):
+                excluded = True
+                break
+    if verdicts is not None:
+        verdicts[directory] = excluded
+    return excluded
 
 
-def _keep(root: Path, relpath: str) -> bool:
+def _keep(root: Path, relpath: str, verdicts: dict[str, bool]) -> bool:
     """A regular .py file (symlinks skipped: their target is migrated where it lives, or not at all).
 
-    One ``lstat`` on a string path: on a large tree this check runs for every file, twice per run.
+    One ``lstat`` on a string path: on a large tree this check runs for every file.
     """
-    if not relpath.endswith(".py") or _in_excluded_dir(root, relpath):
+    if not relpath.endswith(".py") or _in_excluded_dir(root, relpath, verdicts):
         return False
     try:
         return stat.S_ISREG(os.lstat(f"{root}/{relpath}").st_mode)
@@ -256,10 +267,39 @@ def _walk_files(root: Path, targets: list[str]) -> list[str]:
     return found
 
 
+def _listed(root: Path, names: Iterable[str]) -> list[str]:
+    verdicts: dict[str, bool] = {}
+    return sorted({name for name in names if _keep(root, name, verdicts)})
+
+
 def list_python_files(root: Path, targets: Sequence[Path]) -> list[str]:
     """Relative posix paths of the Python files to consider under ``targets``, sorted, no duplicates."""
     relative = _relative_targets(root, targets) or ["."]
     names = _git_files(root, relative) if git_toplevel(root) is not None else None
     if names is None:
         names = _walk_files(root, relative)
-    return sorted({name for name in names if _keep(root, name)})
+    return _listed(root, names)
+
+
+def list_project_files(root: Path, targets: Sequence[Path]) -> tuple[list[str], list[str]]:
+    """Every Python file of the project, and those under ``targets``: the same as two calls of
+    :func:`list_python_files` (``[root]``, then ``targets``), listing the tree once where that gives the
+    same answer.
+
+    In a git work tree the targets' files are the project's files under them (git applies the same
+    ignore rules whatever the pathspec); outside git, targets other than the root are walked on their own,
+    because naming a file or a directory the .gitignore excludes lists it there.
+    """
+    relative = _relative_targets(root, targets) or ["."]
+    in_git = git_toplevel(root) is not None
+    names = _git_files(root, ["."]) if in_git else None
+    if names is None:
+        every = _listed(root, _walk_files(root, ["."]))
+        if all(target == "." for target in relative):
+            return every, every
+        return every, _listed(root, _walk_files(root, relative))
+    every = _listed(root, names)
+    if any(target == "." for target in relative):
+        return every, every
+    prefixes = tuple(f"{target}/" for target in relative)
+    return every, [path for path in every if path in relative or path.startswith(prefixes)]

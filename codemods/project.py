@@ -7,21 +7,30 @@ computed once (:func:`load_project`) and handed down to the runner as a :class:`
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 from codemods.cache import ResultCache
-from codemods.files import find_project_root, list_python_files
+from codemods.files import find_project_root, list_project_files
 from codemods.legacy_helpers.discovery import DEFAULT_HELPER_NAME, FoundHelper, find_helpers
 from codemods.legacy_helpers.equivalence import analyse_legacy_helpers
 from codemods.limits import DEFAULT_LIMITS
+from codemods.needles import NeedleIndex
 from codemods.plan import Phase, Plan, PlanError, load_plan, plan_from_table, read_toml, select_rule_ids
 from codemods.rules import all_rules
 from codemods.rules.base import PoolshiftRule, RuleOptions
 from codemods.transform import SourceError, decode_source
 
-__all__ = ["Project", "decoded_sources", "load_project", "module_and_package", "read_matching"]
+__all__ = [
+    "Project",
+    "ProjectSources",
+    "decoded_sources",
+    "load_project",
+    "module_and_package",
+    "read_matching",
+]
 
 #: (mtime_ns, size, bytes) of a file as read while loading, keyed by relative path.
 Snapshot = dict[str, tuple[int, int, bytes]]
@@ -50,14 +59,30 @@ class Project:
     #: read at, so a run right after loading does not read every file a second time; reused only while
     #: the file's stat is unchanged (and writes still compare the bytes on disk, see atomic_write).
     snapshot: Mapping[str, tuple[int, int, bytes]] = field(default_factory=dict, compare=False, repr=False)
+    #: The words found (or not) in each file's bytes so far: loading asks about ``connect``, the runner
+    #: about the rules' words; a word is searched once per file version for the whole run.
+    needles: NeedleIndex = field(default_factory=NeedleIndex, compare=False, repr=False)
+
+    #: Per-path answers of module_of and phase_of: asked for every file in every phase of a run.
+    _modules: dict[str, tuple[str, str]] = field(default_factory=dict, init=False, compare=False, repr=False)
+    _phases: dict[str, Phase | None] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def module_of(self, relpath: str) -> tuple[str, str]:
-        return module_and_package(self.root, relpath)
+        found = self._modules.get(relpath)
+        if found is None:
+            found = self._modules[relpath] = module_and_package(self.root, relpath)
+        return found
+
+    def phase_of(self, relpath: str) -> Phase | None:
+        """``plan.phase_of``, remembered per path."""
+        if relpath not in self._phases:
+            self._phases[relpath] = self.plan.phase_of(relpath)
+        return self._phases[relpath]
 
     def files_in(self, phase: Phase) -> list[str]:
         if phase.is_cleanup:
             return list(self.target_files)
-        return [path for path in self.target_files if self.plan.phase_of(path) == phase]
+        return [path for path in self.target_files if self.phase_of(path) == phase]
 
     def tree_files(self) -> list[str]:
         """Every non-excluded Python file of the project, whatever PATH arguments were given: where the
@@ -65,7 +90,7 @@ class Project:
         return [path for path in self.all_files if not self.plan.is_excluded(path)]
 
     def unassigned_files(self) -> list[str]:
-        return [path for path in self.target_files if self.plan.phase_of(path) is None]
+        return [path for path in self.target_files if self.phase_of(path) is None]
 
     def rule_options(self) -> RuleOptions:
         """What every rule is told about the project (the runner adds the cleanup's remaining references)."""
@@ -79,8 +104,12 @@ class Project:
                 if helper in (self.plan.legacy_helpers or ())
                 or helper.rpartition(".")[2] == DEFAULT_HELPER_NAME
             ),
-            first_party=frozenset(self.module_of(path)[0].partition(".")[0] for path in self.all_files),
+            first_party=self._first_party,
         )
+
+    @cached_property
+    def _first_party(self) -> frozenset[str]:
+        return frozenset(self.module_of(path)[0].partition(".")[0] for path in self.all_files)
 
 
 def module_and_package(root: Path, relpath: str) -> tuple[str, str]:
@@ -103,18 +132,20 @@ def read_matching(
 ) -> dict[str, bytes]:
     """Bytes of the files that contain one of ``needles`` (all of them when ``needles`` is empty).
 
-    With ``snapshot``, every file read is also recorded there with the stat taken *before* reading: a
-    change after the stat gives a newer stat later, so a stale entry is never mistaken for current.
+    With ``snapshot``, every file read is also recorded there with the stat taken *before* reading (of the
+    open file): a change after the stat gives a newer stat later, so a stale entry is never mistaken for
+    current.
     """
     found: dict[str, bytes] = {}
     for path in paths:
         try:
-            if snapshot is None:
-                data = (root / path).read_bytes()
-            else:
-                info = os.stat(root / path)
-                data = (root / path).read_bytes()
-                snapshot[path] = (info.st_mtime_ns, info.st_size, data)
+            with open(f"{root}/{path}", "rb") as handle:
+                if snapshot is None:
+                    data = handle.read()
+                else:
+                    info = os.fstat(handle.fileno())
+                    data = handle.read()
+                    snapshot[path] = (info.st_mtime_ns, info.st_size, data)
         except OSError:
             continue
         if not needles or any(needle in data for needle in needles):
@@ -131,6 +162,66 @@ def decoded_sources(files: Mapping[str, bytes]) -> dict[str, str]:
         except (SourceError, ValueError):
             continue
     return texts
+
+
+def _utf8_by_default(data: bytes) -> bool:
+    """No coding cookie where PEP 263 looks (the first two lines, as ``tokenize.detect_encoding`` reads
+    them): the file's text, if it has one, is its bytes decoded as UTF-8 (after a BOM)."""
+    first = data.find(b"\n")
+    end = len(data) if first < 0 else data.find(b"\n", first + 1)
+    return b"coding" not in data[: len(data) if end < 0 else end]
+
+
+class ProjectSources(Mapping[str, str]):
+    """The text of each file that decodes (:func:`decoded_sources`), decoded only when first needed.
+
+    Helper discovery asks every file whether its text mentions ``connect`` (or a helper's name), and
+    nearly every file answers no: :meth:`mentions` answers that from the bytes (through the run's
+    :class:`NeedleIndex`) when the file has no coding cookie, because a word is in a UTF-8 text exactly
+    when its UTF-8 bytes are in the file. A cookie can name an encoding where that fails (``utf-7``,
+    ``unicode_escape``: letters from escapes), so such a file is decoded first, as before.
+    """
+
+    def __init__(self, files: Mapping[str, bytes], needles: NeedleIndex) -> None:
+        self._files = files
+        self._needles = needles
+        self._texts: dict[str, str | None] = {}
+
+    def _text(self, path: str) -> str | None:
+        if path not in self._texts:
+            text: str | None = None
+            data = self._files.get(path)
+            if data is not None:
+                try:
+                    text = decode_source(data).text
+                except (SourceError, ValueError):
+                    text = None
+            self._texts[path] = text
+        return self._texts[path]
+
+    def __getitem__(self, path: str) -> str:
+        text = self._text(path)
+        if text is None:
+            raise KeyError(path)
+        return text
+
+    def __iter__(self) -> Iterator[str]:
+        return (path for path in self._files if self._text(path) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def mentions(self, path: str, words: Collection[str]) -> bool:
+        """Whether ``path`` has a text holding one of ``words`` (exactly; decoding only when it may)."""
+        data = self._files.get(path)
+        if data is None:
+            return False
+        if _utf8_by_default(data):
+            encoded = [word.encode("utf-8", "surrogatepass") for word in words]
+            if not self._needles.contains(path, data, encoded):
+                return False
+        text = self._text(path)
+        return text is not None and any(word in text for word in words)
 
 
 def _shadowing(root: Path, files: Iterable[str]) -> tuple[str, ...]:
@@ -153,26 +244,35 @@ def _selected_rules(
 
 
 def _legacy_helpers(
-    root: Path, plan: Plan, files: Sequence[str], snapshot: Snapshot, *, cache: ResultCache, max_bytes: int
+    root: Path,
+    plan: Plan,
+    files: Sequence[str],
+    snapshot: Snapshot,
+    *,
+    cache: ResultCache,
+    max_bytes: int,
+    needles: NeedleIndex,
 ) -> tuple[tuple[FoundHelper, ...], dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
     """The legacy helpers (found by behavior, plus the configured ones) and how each differs from the shim.
 
-    Every file is read (a helper may have any name); :func:`find_helpers` summarises each with ``ast``
-    and parses with LibCST only those that may define one, both through ``cache``. A configured helper
-    poolshift did not find is kept, with no file or line.
+    Every file is read (a helper may have any name); :func:`find_helpers` summarises each file that
+    mentions ``connect`` or a helper's name with ``ast`` and parses with LibCST only those that may define
+    one, both through ``cache``. A configured helper poolshift did not find is kept, with no file or line.
     """
     read = read_matching(root, files, (), snapshot)
     # A file over the size limit is never parsed (the run reports it as file-too-large), here neither.
-    sources = decoded_sources(
-        {path: data for path, data in read.items() if len(data) <= max_bytes or not max_bytes}
-    )
-    names = {path: module_and_package(root, path)[0] for path in sources}
+    parseable = {path: data for path, data in read.items() if len(data) <= max_bytes or not max_bytes}
+    sources = ProjectSources(parseable, needles)
+    names = {path: module_and_package(root, path)[0] for path in parseable}
     found = {helper.name: helper for helper in find_helpers(sources, names, cache)}
     for name in plan.legacy_helpers or ():
         found.setdefault(name, FoundHelper(name, "", 0, ()))
     helpers = tuple(sorted(found))
-    differences = analyse_legacy_helpers(sources, names, helpers)
-    contracts = analyse_legacy_helpers(sources, names, helpers, contract_only=True)
+    # The analysis reads the helpers' own modules only (the last file of a module name wins, as before).
+    modules = {helper.rpartition(".")[0] for helper in helpers}
+    own = {path: module for path, module in names.items() if module in modules and path in sources}
+    differences = analyse_legacy_helpers(sources, own, helpers)
+    contracts = analyse_legacy_helpers(sources, own, helpers, contract_only=True)
     return tuple(found[name] for name in helpers), differences, contracts
 
 
@@ -216,13 +316,14 @@ def load_project(
         plan = load_plan(root)
     if exclude:
         plan = replace(plan, exclude=(*plan.exclude, *exclude))
-    all_files = list_python_files(root, [root])
-    target_files = [path for path in list_python_files(root, targets) if not plan.is_excluded(path)]
+    all_files, under_targets = list_project_files(root, targets)
+    target_files = [path for path in under_targets if not plan.is_excluded(path)]
     rules = _selected_rules(plan, select, ignore)
     snapshot: Snapshot = {}
+    needles = NeedleIndex()
     results = ResultCache(root, enabled=cache)
     found, differences, contracts = _legacy_helpers(
-        root, plan, all_files, snapshot, cache=results, max_bytes=max_bytes
+        root, plan, all_files, snapshot, cache=results, max_bytes=max_bytes, needles=needles
     )
     results.save()
     project = Project(
@@ -237,6 +338,7 @@ def load_project(
         legacy_helper_contracts=contracts,
         shadowing_db_utils=_shadowing(root, all_files),
         snapshot=snapshot,
+        needles=needles,
     )
     unassigned = project.unassigned_files()
     if unassigned and plan.config_path is not None:

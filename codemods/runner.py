@@ -39,6 +39,7 @@ from codemods.first_pass import (
 from codemods.legacy_helpers.discovery import prefilter_names
 from codemods.legacy_helpers.references import find_legacy_references
 from codemods.limits import DEFAULT_LIMITS, FileTimeout, Limits, cap_memory, time_limit
+from codemods.needles import NeedleIndex
 from codemods.plan import Phase, Plan
 from codemods.project import Project, decoded_sources
 from codemods.rules._redirect import RedirectCallRule
@@ -169,10 +170,26 @@ def _sites_on_disk(sites: list[Site], on_disk: bytes, data: bytes) -> list[Site]
     return [positions.site(site) for site in sites]
 
 
-def _needles(rule: type[PoolshiftRule], legacy_names: Sequence[str]) -> tuple[bytes, ...]:
-    """The strings one of which a file must contain for ``rule`` to have a candidate there."""
-    needles = [*rule.PREFILTER, *(legacy_names if rule.LEGACY_HELPER_PREFILTER else ())]
+def _needles(
+    rule: type[PoolshiftRule], legacy_names: Sequence[str], *, applies: bool = True
+) -> tuple[bytes, ...]:
+    """The strings one of which a file must contain for ``rule`` to have a candidate there.
+
+    A rule whose ``first_pass_wants`` cannot send it any file of this project (``applies`` False) only
+    has its ``TARGETS`` calls to look for, and those need the words naming a target (see _target_words).
+    """
+    words = rule.PREFILTER if applies else _target_words(rule)
+    needles = [*words, *(legacy_names if rule.LEGACY_HELPER_PREFILTER else ())]
     return tuple(dict.fromkeys(needle.encode("utf-8") for needle in needles))
+
+
+def _target_words(rule: type[PoolshiftRule]) -> tuple[str, ...]:
+    """The ``PREFILTER`` words a call of one of the rule's ``TARGETS`` needs: those naming a part of a
+    target (a target is reached through an import, which names its module; a project alias adds its own
+    word). PS103's method names (``as_string``, ``prepare``) are for its ``first_pass_wants`` instead.
+    A rule without targets keeps every word."""
+    parts = {part for target in _targets_of(rule) for part in target.split(".")}
+    return tuple(word for word in rule.PREFILTER if word in parts) if parts else tuple(rule.PREFILTER)
 
 
 class _Progress:
@@ -301,20 +318,13 @@ class _State:
     current: dict[str, bytes] = field(default_factory=dict)
     #: Files the TREE_WIDE rules already ran on in this run (they run on each file once per run).
     tree_wide_done: set[str] = field(default_factory=set)
-    #: (path, needle) -> (the bytes searched, found): each needle is searched once per file version, not
-    #: once per phase and rule (on a large tree the searches are most of a candidate-free file's cost).
-    _found: dict[tuple[str, bytes], tuple[bytes, bool]] = field(default_factory=dict)
+    #: The words found in each file version: shared with project loading, so each word is searched once
+    #: per file and run, whichever phase, rule or lookup asks (see codemods.needles).
+    needles: NeedleIndex = field(default_factory=NeedleIndex)
 
     def contains(self, path: str, data: bytes, needles: Sequence[bytes]) -> bool:
         """Whether ``data`` (``path``'s current bytes) holds one of ``needles``."""
-        for needle in needles:
-            known = self._found.get((path, needle))
-            if known is None or known[0] is not data:
-                known = (data, needle in data)
-                self._found[(path, needle)] = known
-            if known[1]:
-                return True
-        return False
+        return self.needles.contains(path, data, needles)
 
     def read(self, path: str) -> bytes | None:
         if path not in self.current:
@@ -331,7 +341,7 @@ class _State:
         cached = self.snapshot.get(path)
         if cached is None:
             return None
-        info = os.stat(self.root / path)
+        info = os.stat(f"{self.root}/{path}")
         return cached[2] if (info.st_mtime_ns, info.st_size) == cached[:2] else None
 
 
@@ -342,7 +352,7 @@ def _references(project: Project, state: _State) -> tuple[str, ...]:
     files: dict[str, bytes] = {}
     for path in project.all_files:
         data = state.read(path)
-        if data is not None and any(needle in data for needle in needles):
+        if data is not None and state.contains(path, data, needles):
             files[path] = data
     sources = decoded_sources(files)
     names = {path: project.module_of(path)[0] for path in sources}
@@ -458,7 +468,7 @@ class _Context:
 def _first_pass_needles(
     rules: Sequence[type[PoolshiftRule]], aliases: Mapping[str, str]
 ) -> tuple[bytes, ...]:
-    words = [word for rule in rules if _targets_of(rule) for word in rule.PREFILTER]
+    words = [word for rule in rules if _targets_of(rule) for word in _target_words(rule)]
     words += [name.rpartition(".")[2] for name in aliases]
     return tuple(dict.fromkeys(word.encode("utf-8") for word in words))
 
@@ -495,7 +505,7 @@ def _project_facts(context: _Context) -> None:
             facts[path] = context.facts(path, data)[0]
     names = {path: context.project.module_of(path)[0] for path in facts}
     context.aliases = project_module_aliases(facts, names, context.targets.modules)
-    # Every file naming psycopg2 went through the pass above (it is one of PS103's PREFILTER needles).
+    # Every file naming psycopg2 went through the pass above (a word naming PS100's and PS103's targets).
     context.psycopg2_imported = any(imports_psycopg2(file_facts.imports) for file_facts in facts.values())
 
 
@@ -582,15 +592,26 @@ class _PhaseFiles:
     chain: bool
     needles: dict[type[PoolshiftRule], tuple[bytes, ...]] = field(default_factory=dict)
     alias_needles: dict[type[PoolshiftRule], tuple[bytes, ...]] = field(default_factory=dict)
+    #: Words a rule that does not apply to the project still judges a suppression comment by (its
+    #: PREFILTER words beyond ``needles``): the transform reports an unused one only for a rule that ran.
+    judge_needles: dict[type[PoolshiftRule], tuple[bytes, ...]] = field(default_factory=dict)
     jobs: list[_Job] = field(default_factory=list)
     keys: list[str | None] = field(default_factory=list)
     extras: list[list[Site]] = field(default_factory=list)
     decided: dict[int, FileResult] = field(default_factory=dict)  # by position among the phase's files
     options_key: str = ""  # set for read-only runs, whose outcomes are cached
+    #: The words of each combination of rules asked about (see _may_any_match): (needles, judge_needles).
+    _words: dict[tuple[type[PoolshiftRule], ...], tuple[tuple[bytes, ...] | None, tuple[bytes, ...]]] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         legacy_names = prefilter_names(self.context.project.legacy_helpers)
-        self.needles = {rule: _needles(rule, legacy_names) for rule in self.rules}
+        for rule in self.rules:
+            applies = not _asks_first_pass(rule) or rule.applies_to_project(self.options)
+            self.needles[rule] = _needles(rule, legacy_names, applies=applies)
+            every = _needles(rule, legacy_names)
+            self.judge_needles[rule] = tuple(word for word in every if word not in self.needles[rule])
         self.alias_needles = {rule: _alias_needles(rule, self.context.aliases) for rule in self.rules}
         # Outcomes of read-only runs are cached; a run that writes (or chains phases) always computes.
         self.options_key = (
@@ -599,13 +620,47 @@ class _PhaseFiles:
 
     def _may_match(self, rule: type[PoolshiftRule], path: str, data: bytes) -> bool:
         """Byte-level prefilter: a rule with no needle in the file cannot have a candidate there."""
+        state = self.context.state
         needles = self.needles[rule]
-        if not needles or self.context.state.contains(path, data, needles):
+        if not needles or state.contains(path, data, needles):
             return True
-        return self.context.state.contains(path, data, self.alias_needles[rule])
+        if state.contains(path, data, self.alias_needles[rule]):
+            return True
+        judge = self.judge_needles[rule]
+        return (
+            bool(judge)
+            and state.contains(path, data, (_SUPPRESSION_MARKER,))
+            and state.contains(path, data, judge)
+        )
 
-    def add(self, path: str, data: bytes, rules: Sequence[type[PoolshiftRule]]) -> None:
-        matching = tuple(rule for rule in rules if self._may_match(rule, path, data))
+    def _may_any_match(self, path: str, data: bytes, rules: tuple[type[PoolshiftRule], ...]) -> bool:
+        """:meth:`_may_match` of some of ``rules``, in one question for the common answer (no word at all)."""
+        words = self._words.get(rules)
+        if words is None:
+            if not all(self.needles[rule] for rule in rules):
+                words = None, ()  # a rule without words may match any file
+            else:
+                every = [word for rule in rules for word in (*self.needles[rule], *self.alias_needles[rule])]
+                judging = [word for rule in rules for word in self.judge_needles[rule]]
+                words = tuple(dict.fromkeys(every)), tuple(dict.fromkeys(judging))
+            self._words[rules] = words
+        needles, judge = words
+        state = self.context.state
+        if needles is None or state.contains(path, data, needles):
+            return True
+        return (
+            bool(judge)
+            and state.contains(path, data, (_SUPPRESSION_MARKER,))
+            and state.contains(path, data, judge)
+        )
+
+    def add(self, path: str, data: bytes, rules: tuple[type[PoolshiftRule], ...]) -> None:
+        matching: tuple[type[PoolshiftRule], ...] = ()
+        if self._may_any_match(path, data, rules):  # most files: no rule's word is in them
+            matching = tuple(rule for rule in rules if self._may_match(rule, path, data))
+        if not matching:
+            self.context.progress.advance()
+            return
         # The cache key names every rule that may have a say here, before the first pass narrows them.
         rule_ids = [rule.RULE_ID for rule in matching]
         matching, extra, relevant = self._narrow(path, data, matching)
@@ -658,7 +713,7 @@ class _PhaseFiles:
         """
         extra: list[Site] = []
         relevant: dict[str, str] = {}
-        judges = _SUPPRESSION_MARKER in data
+        judges = self.context.state.contains(path, data, (_SUPPRESSION_MARKER,))
         needed = set(rules)
         if any(_targets_of(rule) for rule in rules):
             facts, relevant = self.context.facts(path, data)
@@ -679,7 +734,11 @@ class _PhaseFiles:
                 if rule.applies_to_project(self.options) and self.context.wants(path, data, rule, relevant)
             }
         if judges:
-            needed |= {rule for rule in rules if self.context.state.contains(path, data, self.needles[rule])}
+            needed |= {
+                rule
+                for rule in rules
+                if self.context.state.contains(path, data, self.needles[rule] + self.judge_needles[rule])
+            }
         return tuple(rule for rule in rules if rule in needed), extra, relevant
 
     def _judge_detached(
@@ -719,7 +778,7 @@ class _PhaseFiles:
 
 def _own_phase(project: Project, path: str) -> str:
     """The phase a file visited only by TREE_WIDE rules belongs to, for its sites' label."""
-    own = project.plan.phase_of(path)
+    own = project.phase_of(path)
     return own.name if own is not None else UNASSIGNED
 
 
@@ -822,7 +881,7 @@ def run(
     inventory never hides candidates. ``cache`` reads and writes ``.poolshift_cache/`` in the project
     root; ``progress`` is the stream for the progress line (shown only when it is a terminal).
     """
-    state = _State(project.root, project.snapshot)
+    state = _State(project.root, project.snapshot, needles=project.needles)
     result = RunResult(project)
     with_unassigned = include_unassigned and any(not phase.is_cleanup for phase in phases)
     total = sum(len(project.files_in(phase)) for phase in phases)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import ast
 import hashlib
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, cast, runtime_checkable
 
 from libcst.metadata import QualifiedName
 
@@ -29,6 +29,7 @@ __all__ = [
     "CONNECT_FUNCTIONS",
     "DEFAULT_HELPER_NAME",
     "FoundHelper",
+    "MentionIndex",
     "absolute_name",
     "discover_legacy_helpers",
     "find_helpers",
@@ -88,6 +89,20 @@ class AnswerCache(Protocol):
     def put(self, table: str, key: str, value: Any) -> None: ...
 
 
+@runtime_checkable
+class MentionIndex(Protocol):
+    """Sources that answer "does this file's text contain one of these words" without decoding every file
+    (``codemods.project.ProjectSources``, a layer up): exactly ``any(word in sources[path] ...)``, False
+    for a path with no text."""
+
+    def mentions(self, path: str, words: Collection[str]) -> bool: ...
+
+
+def _text_mentions(sources: Mapping[str, str], path: str, words: Collection[str]) -> bool:
+    text = sources.get(path)
+    return text is not None and any(word in text for word in words)
+
+
 class _NoCache:
     def get(self, table: str, key: str) -> Any:
         return None
@@ -120,6 +135,9 @@ def find_helpers(
 ) -> list[FoundHelper]:
     """Every function in ``sources`` (path -> text) whose return value comes from a connect call.
 
+    Files are looked at in ``module_names`` order (sorted paths); one without a module name or a text is
+    skipped.
+
     Each file is first summarised with CPython's parser (:func:`helper_shapes`); a file is parsed with
     LibCST only when one of its functions may return nothing but calls of ``connect`` or of a helper
     found so far, and the search repeats until no new helper appears (a helper may return another
@@ -132,16 +150,27 @@ def find_helpers(
     needles = {_CONNECT_NEEDLE}
     found: dict[str, FoundHelper] = {}
     shapes: dict[str, list[list[list[str]]]] = {}
-    for path in sorted(sources):
-        if module_names.get(path) is not None and _CONNECT_NEEDLE in sources[path]:
+    if isinstance(sources, MentionIndex):
+        mentions = sources.mentions
+    else:
+
+        def mentions(path: str, words: Collection[str]) -> bool:
+            return _text_mentions(sources, path, words)
+
+    # Only files that have a module name and a text are looked at; most do not mention a needle at all,
+    # which ``mentions`` answers from their bytes when it can (no text is decoded for them).
+    paths = sorted(module_names)
+    for path in paths:
+        if mentions(path, (_CONNECT_NEEDLE,)):
             shapes[path] = _cached_shapes(sources[path], cache)
+    looked_at = list(shapes)  # the first round's only needle is connect: exactly these files mention it
     while True:
-        for path in sorted(sources):
-            if path in parsed or not any(needle in sources[path] for needle in needles):
+        # A short word first: when it is absent, so is every longer word holding it (codemods.needles).
+        words = tuple(sorted(needles, key=lambda word: (len(word), word)))
+        for path in looked_at:
+            if path in parsed or not mentions(path, words):
                 continue
-            module_name = module_names.get(path)
-            if module_name is None:
-                continue
+            module_name = module_names[path]
             if path not in shapes:
                 shapes[path] = _cached_shapes(sources[path], cache)
             if not _may_be_a_helper(shapes[path], needles):
@@ -154,6 +183,7 @@ def find_helpers(
         if not grown and not new_needles:
             return sorted(found.values(), key=lambda helper: helper.name)
         needles |= new_needles
+        looked_at = paths
 
 
 def _cached_shapes(source: str, cache: AnswerCache) -> list[list[list[str]]]:

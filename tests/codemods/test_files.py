@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from codemods.files import FileDiscoveryError, find_project_root, list_python_files
+from codemods.files import FileDiscoveryError, find_project_root, list_project_files, list_python_files
 
 FILES = {
     "pkg/a.py": "",
@@ -44,6 +44,24 @@ def test_listing_respects_gitignore_and_default_excludes(tmp_path: Path, git: bo
     assert list_python_files(root, [root]) == EXPECTED
     assert list_python_files(root, [root / "pkg" / "sub"]) == ["pkg/sub/b.py"]
     assert list_python_files(root, [root / "top.py", root / "pkg"]) == ["pkg/a.py", "pkg/sub/b.py", "top.py"]
+
+
+@pytest.mark.parametrize("git", [False, True], ids=["walk", "git"])
+@pytest.mark.parametrize(
+    "targets",
+    [["."], ["pkg/sub"], ["top.py", "pkg"], ["pkg/sub/local_x.py"], ["pkg/sub/local_x.py", "."], ["keep"]],
+)
+def test_one_listing_gives_what_two_would(tmp_path: Path, git: bool, targets: list[str]) -> None:
+    """The project's files and the targets' files from one listing: the same as listing twice, ignored
+    files named explicitly included (outside git they are listed when named)."""
+    root = make(tmp_path)
+    if git:
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+    paths = [root / target for target in targets]
+    assert list_project_files(root, paths) == (
+        list_python_files(root, [root]),
+        list_python_files(root, paths),
+    )
 
 
 def test_symlinked_files_are_skipped(tmp_path: Path) -> None:

@@ -27,7 +27,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("codemods.limits",),  # per-file size, time and memory guards (standard library only)
     ("codemods.transform",),  # one file's bytes through the rules
     ("codemods.first_pass", "codemods.detached"),  # the ast pass and read-only verdicts, before LibCST
-    ("codemods.plan", "codemods.files", "codemods.project", "codemods.cache"),  # what a run looks at
+    # what a run looks at (needles: which words a file's bytes contain)
+    ("codemods.plan", "codemods.files", "codemods.project", "codemods.cache", "codemods.needles"),
     ("codemods.runner", "codemods.report"),  # phases, execution and writes; what the user reads
     # progress; scan's helper lines; rules; the PATHs grouped by configuration
     ("codemods.status", "codemods.helper_summary", "codemods.guide", "codemods.groups"),

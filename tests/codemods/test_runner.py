@@ -161,3 +161,44 @@ def test_progress_shows_files_and_sites_on_a_terminal_only() -> None:
     quiet.advance(3, 3)
     quiet.finish()
     assert piped.getvalue() == ""
+
+
+def _method_project(root: Path, *, psycopg2_elsewhere: bool, suppressed: bool = False) -> Path:
+    (root / "pyproject.toml").write_text("[project]\nname = 'app'\n")
+    (root / "app").mkdir()
+    (root / "app" / "__init__.py").write_text("")
+    comment = "  # poolshift: ignore[PS103]" if suppressed else ""
+    (root / "app" / "mail.py").write_text(
+        f"def render(message, policy):\n    return message.as_string(policy){comment}\n"
+    )
+    if psycopg2_elsewhere:
+        (root / "app" / "db.py").write_text("import psycopg2\n")
+    return root
+
+
+@pytest.mark.parametrize("psycopg2_elsewhere", [False, True], ids=["no-psycopg2", "psycopg2-elsewhere"])
+def test_ps103_method_words_send_a_file_to_the_first_pass_only_where_psycopg2_is_imported(
+    tmp_path: Path, psycopg2_elsewhere: bool
+) -> None:
+    """``.as_string(x)`` concerns PS103 only in a project that imports psycopg2 somewhere; elsewhere its
+    words (as_string, prepare) are nobody's and the file is neither parsed by ``ast`` nor by LibCST."""
+    project = load_project([_method_project(tmp_path, psycopg2_elsewhere=psycopg2_elsewhere)], cache=False)
+    result = run(project, project.plan.phases, dry_run=True, chain=False, workers=1, cache=False)
+    sites = [(site.rule, site.path, site.reason) for site in result.sites]
+    if psycopg2_elsewhere:
+        assert sites == [("PS103", "app/mail.py", "receiver-unknown")]
+    else:
+        assert sites == []
+        # app/__init__.py and app/mail.py hold no target's word; nothing reaches either pass.
+        assert (result.files_first_pass, result.files_parsed) == (0, 0)
+
+
+def test_a_ps103_suppression_is_still_judged_where_the_rule_does_not_apply(tmp_path: Path) -> None:
+    """The suppression comment names PS103, so PS103 runs on the file and reports the comment unused."""
+    project = load_project(
+        [_method_project(tmp_path, psycopg2_elsewhere=False, suppressed=True)], cache=False
+    )
+    result = run(project, project.plan.phases, dry_run=True, chain=False, workers=1, cache=False)
+    assert [(site.rule, site.path, site.reason) for site in result.sites] == [
+        ("PS000", "app/mail.py", "unused-suppression")
+    ]
