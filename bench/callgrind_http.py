@@ -18,11 +18,9 @@ in its own process. ``--parts`` also counts the pieces of a direct-path call one
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import http.client
 import os
-import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -31,7 +29,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.callgrind_postgres import count_in
+from bench import callgrind
+from bench.callgrind import WARM_UP_OPS, count_in
 
 PATH = "/bytes/512"
 BASELINE = "urllib.request.urlopen"
@@ -45,7 +44,6 @@ PARTS = (
     "direct.send + read + close",
     "http.client request + getresponse + read",
 )
-WARM_UP_OPS = 20
 
 
 def operation_for(name: str, base_url: str) -> Callable[[int], object]:
@@ -173,10 +171,7 @@ def server() -> Iterator[tuple[str, str]]:
 
 
 def run(ops: int, top: int, parts: bool) -> dict[str, Any]:
-    from bench.common import environment, write_document
-
-    if shutil.which("valgrind") is None:
-        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    callgrind.require_valgrind()
     names = CONTENDERS + (PARTS if parts else ())
     with server() as (url, description), tempfile.TemporaryDirectory() as workdir:
         env = {**os.environ, "POOLSHIFT_BENCH_URL": url}
@@ -191,34 +186,28 @@ def run(ops: int, top: int, parts: bool) -> dict[str, Any]:
         print(f"  {r['name']:<40} {r['per_op']:>9,}{versus}")
         for line in r.get("top", []):
             print(f"      {line}")
-    document = {
-        "benchmark": "callgrind_http",
-        "ops": ops,
-        **environment(),
-        "results": results,
-        "notes": {
+    return callgrind.save(
+        "callgrind_http",
+        ops,
+        results,
+        {
             "server": description,
             "measure": "user-space instructions executed by the client process inside the measured loop "
             "(callgrind Ir); server and kernel work and waits are not counted",
         },
-    }
-    write_document("callgrind_http", document)
-    return document
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    callgrind.main(
+        argv,
+        description=__doc__,
+        default_ops=1000,
+        ops_help="measured requests per contender",
+        extra_flag=("--parts", "also count the direct path's steps one by one"),
+        child=child,
+        run=run,
     )
-    parser.add_argument("--ops", type=int, default=1000, help="measured requests per contender")
-    parser.add_argument("--top", type=int, default=0, help="also list each contender's top K C functions")
-    parser.add_argument("--parts", action="store_true", help="also count the direct path's steps one by one")
-    parser.add_argument("--child", metavar="CONTENDER", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        child(args.child, args.ops)
-    else:
-        run(args.ops, args.top, args.parts)
 
 
 if __name__ == "__main__":

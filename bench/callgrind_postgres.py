@@ -17,11 +17,7 @@ TCP with scram auth, as in ``bench_postgres.py``.
 
 from __future__ import annotations
 
-import argparse
 import os
-import re
-import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -29,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import callgrind
+from bench.callgrind import WARM_UP_OPS, count_in
 
 LIMIT = "persistent + rollback"
 THREADED = "psycopg2 ThreadedConnectionPool"
@@ -40,9 +39,6 @@ SPLIT_QUEUE = "split: FairQueuePool get + return"
 SPLIT_LEND = "split: checkout + return, no query"
 SPLIT_HELD = "split: SELECT 1 + rollback on a held handle"
 SPLIT = (SPLIT_QUEUE, SPLIT_LEND, SPLIT_HELD)
-WARM_UP_OPS = 20
-# Collection is on only inside this C function of CPython: the child's measured loop runs in it.
-COLLECT_INSIDE = "map_next"
 
 
 def operation_for(name: str, dsn: str) -> Callable[[int], object]:
@@ -139,54 +135,10 @@ def count(name: str, ops: int, env: dict[str, str], workdir: Path, top: int) -> 
     return count_in(Path(__file__), (CONTENDERS + SPLIT).index(name), name, ops, env, workdir, top)
 
 
-def count_in(
-    script: Path, index: int, name: str, ops: int, env: dict[str, str], workdir: Path, top: int
-) -> dict[str, Any]:
-    """Run ``script --child name --ops ops`` under callgrind, counting only inside ``COLLECT_INSIDE``."""
-    out = workdir / f"callgrind.{index}.out"
-    command = [
-        "valgrind",
-        "--tool=callgrind",
-        "--collect-atstart=no",
-        f"--toggle-collect={COLLECT_INSIDE}",
-        f"--callgrind-out-file={out}",
-        sys.executable,
-        str(script.resolve()),
-        "--child",
-        name,
-        "--ops",
-        str(ops),
-    ]
-    subprocess.run(command, env=env, check=True, capture_output=True)
-    total = _total_instructions(out.read_text())
-    result: dict[str, Any] = {"name": name, "instructions": total, "per_op": round(total / ops)}
-    if top:
-        result["top"] = _top_functions(out, top)
-    return result
-
-
-def _total_instructions(profile: str) -> int:
-    match = re.search(r"^(?:summary|totals):\s*(\d+)", profile, re.MULTILINE)
-    if match is None:
-        raise RuntimeError("callgrind wrote no instruction total")
-    return int(match.group(1))
-
-
-def _top_functions(out: Path, top: int) -> list[str]:
-    """The ``top`` C functions by instructions executed in themselves (callgrind_annotate's list)."""
-    text = subprocess.run(
-        ["callgrind_annotate", "--threshold=100", str(out)], check=True, capture_output=True, text=True
-    ).stdout
-    lines = [line.strip() for line in text.splitlines() if re.match(r"^\s*[\d,]+ \(", line)]
-    return [line for line in lines if "PROGRAM TOTALS" not in line][:top]
-
-
 def run(ops: int, top: int, split: bool = False) -> dict[str, Any]:
-    from bench.common import environment, write_document
     from testservers.postgres import launch_postgres
 
-    if shutil.which("valgrind") is None:
-        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    callgrind.require_valgrind()
     server = launch_postgres(max_connections=20)
     try:
         env = {**os.environ, "DATABASE_URL": server.url, "POOLSHIFT_BENCH_DSN": server.dsn}
@@ -204,35 +156,27 @@ def run(ops: int, top: int, split: bool = False) -> dict[str, Any]:
         )
         for line in r.get("top", []):
             print(f"      {line}")
-    document = {
-        "benchmark": "callgrind_postgres",
-        "ops": ops,
-        **environment(),
-        "results": results,
-        "notes": {
+    return callgrind.save(
+        "callgrind_postgres",
+        ops,
+        results,
+        {
             "measure": "instructions executed by the client process inside the measured loop (callgrind Ir); "
             "server work and waits are not counted",
         },
-    }
-    write_document("callgrind_postgres", document)
-    return document
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    callgrind.main(
+        argv,
+        description=__doc__,
+        default_ops=2000,
+        ops_help="measured operations per contender",
+        extra_flag=("--split", "also count the components of our op (queue, checkout, query)"),
+        child=child,
+        run=run,
     )
-    parser.add_argument("--ops", type=int, default=2000, help="measured operations per contender")
-    parser.add_argument("--top", type=int, default=0, help="also list each contender's top K C functions")
-    parser.add_argument(
-        "--split", action="store_true", help="also count the components of our op (queue, checkout, query)"
-    )
-    parser.add_argument("--child", metavar="CONTENDER", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        child(args.child, args.ops)
-    else:
-        run(args.ops, args.top, args.split)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ component's share; see SPLIT).
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sqlite3
@@ -33,7 +32,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.callgrind_postgres import count_in
+from bench import callgrind
+from bench.callgrind import WARM_UP_OPS, count_in
 
 BASELINE = "sqlite3.connect per call"
 POOLED = "db_utils.sqlite.connect per call"
@@ -46,7 +46,6 @@ SPLIT_STAT = "split: file_identity(path)"
 SPLIT_HELD = "split: SELECT 1 on a held pooled connection"
 SPLIT = (SPLIT_LEND, SPLIT_POOL, SPLIT_STAT, SPLIT_HELD)
 SQL = "SELECT 1"
-WARM_UP_OPS = 20
 
 
 def operation_for(name: str, shared: str, legacy: str) -> Callable[[int], object]:
@@ -126,10 +125,8 @@ def count(name: str, ops: int, env: dict[str, str], workdir: Path, top: int) -> 
 
 def run(ops: int, top: int, split: bool) -> dict[str, Any]:
     from bench.bench_sqlite import build_database
-    from bench.common import environment, write_document
 
-    if shutil.which("valgrind") is None:
-        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    callgrind.require_valgrind()
     names = CONTENDERS + (SPLIT if split else ())
     with tempfile.TemporaryDirectory(prefix="poolshift-callgrind-sqlite-") as tmp:
         shared, legacy = Path(tmp) / "app.db", Path(tmp) / "legacy.db"
@@ -147,34 +144,28 @@ def run(ops: int, top: int, split: bool) -> dict[str, Any]:
         print(f"  {r['name']:<46} {r['per_op']:>9,}{versus}")
         for line in r.get("top", []):
             print(f"      {line}")
-    document = {
-        "benchmark": "callgrind_sqlite",
-        "ops": ops,
-        **environment(),
-        "results": results,
-        "notes": {
+    return callgrind.save(
+        "callgrind_sqlite",
+        ops,
+        results,
+        {
             "sql": SQL,
             "measure": "user-space instructions executed inside the measured loop (callgrind Ir); kernel "
             "work (sqlite3.connect's open/fstat/lock system calls) is not counted",
         },
-    }
-    write_document("callgrind_sqlite", document)
-    return document
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    callgrind.main(
+        argv,
+        description=__doc__,
+        default_ops=2000,
+        ops_help="measured operations per contender",
+        extra_flag=("--split", "also count the pooled call's components"),
+        child=child,
+        run=run,
     )
-    parser.add_argument("--ops", type=int, default=2000, help="measured operations per contender")
-    parser.add_argument("--top", type=int, default=0, help="also list each contender's top K C functions")
-    parser.add_argument("--split", action="store_true", help="also count the pooled call's components")
-    parser.add_argument("--child", metavar="CONTENDER", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        child(args.child, args.ops)
-    else:
-        run(args.ops, args.top, args.split)
 
 
 if __name__ == "__main__":
