@@ -177,11 +177,11 @@ def run_deep(function: Callable[[], T]) -> T:
     can be started, ``function`` runs in this thread with the limits it has.
     """
     call = _DeepCall(function)
-    if not call.start():
-        return function()
     try:
+        if not call.start():
+            return function()
         call.thread.join()
-    except FileTimeout:
+    except FileTimeout:  # the timer may fire while the thread starts, too
         call.cancel()
         raise
     return call.result()
@@ -237,7 +237,7 @@ class _DeepCall(Generic[T]):
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
                     ctypes.c_ulong(self.thread.ident), ctypes.py_object(FileTimeout)
                 )
-        if self.thread.ident is not None:
+        if self.thread.ident is not None:  # else it never started, or it sees ``_cancelled`` first thing
             self.thread.join()
 
     def result(self) -> T:

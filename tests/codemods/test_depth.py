@@ -149,3 +149,10 @@ def test_a_timeout_stops_the_deep_thread_too() -> None:
         assert not [t for t in threading.enumerate() if t.name == "poolshift-deep" and t.is_alive()]
     finally:
         stop.set()
+
+
+def test_without_room_for_the_deep_stack_the_work_runs_in_the_calling_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(limits, "STACK_BYTES", 1 << 50)  # no thread can get that stack
+    assert run_deep(threading.current_thread) is threading.current_thread()
