@@ -19,7 +19,8 @@ is the real command line in a subprocess, as a user runs it, with the same numbe
   process after imports (interleaved rounds), so the ratio compares the work, not interpreter start-up
   and LibCST's import, which the command line adds to every run alike (reported separately).
 * Peak memory of ``migrate --all`` over the stdlib plus hostile files (500 nested calls, a 5 MB generated
-  module, deep nesting, NUL bytes, odd encodings, a 1 MB line): bounded by the per-file guards
+  module, deep nesting, a 1,000-term ``and``, 5,000 adjacent string literals, NUL bytes, odd encodings, a
+  1 MB line): bounded by the per-file guards
   (:mod:`codemods.limits`).
 
 Peak memory is the sum of the resident sets of the command's whole process tree (workers included),
@@ -417,6 +418,8 @@ def hostile_files(target: Path) -> list[str]:
     nested = "f(" * 500 + "1" + ")" * 500
     blocks = "".join(" " * level + "if x:\n" for level in range(100)) + " " * 100 + "sqlite3.connect('a')\n"
     lists = "[" * 150 + "sqlite3.connect('a')" + "]" * 150
+    candidate = "import sqlite3\nsqlite3.connect('a')\n"
+    strings = " ".join(["'s'"] * 5000)
     files = {
         "hostile/nested_calls.py": f"import sqlite3\nsqlite3.connect({nested})\n".encode(),
         "hostile/generated_5mb.py": b"import sqlite3\n"
@@ -428,6 +431,9 @@ def hostile_files(target: Path) -> list[str]:
         "hostile/bad_utf8.py": b"import sqlite3\nsqlite3.connect('\xff\xfe')\n",
         "hostile/utf16.py": "import sqlite3\nsqlite3.connect('a')\n".encode("utf-16"),
         "hostile/long_line.py": b"import sqlite3\nx = [" + b"1, " * 330_000 + b"sqlite3.connect('a')]\n",
+        # LibCST nests what CPython keeps flat: migrated in the deep thread, or past LibCST's parser.
+        "hostile/and_chain.py": f"{candidate}x = {' and '.join(['a'] * 1000)}\n".encode(),
+        "hostile/long_concatenation.py": f"{candidate}x = {strings}\n".encode(),
     }
     for name, data in files.items():
         (target / name).parent.mkdir(parents=True, exist_ok=True)

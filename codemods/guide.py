@@ -15,6 +15,7 @@ from pathlib import Path
 from codemods.report import markdown_table, text_table
 from codemods.rules import all_rules
 from codemods.suppressions import UNUSED_CODE, UNUSED_RULE
+from codemods.transform import ERROR_CODES
 
 __all__ = ["GUIDE_URL_HINT", "explain", "guide_dir", "rules_table"]
 
@@ -72,6 +73,10 @@ def explain(code: str) -> str | None:
         page = guide / "README.md" if guide else None
         section = _section(page.read_text(encoding="utf-8"), UNUSED_CODE) if page else None
         return section or f"{UNUSED_CODE}: {_SUPPRESSIONS}\n(full page: {GUIDE_URL_HINT})\n"
+    if code in ERROR_CODES:  # a file's error (``path: error [code]``): its section of the guide's README
+        page = guide / "README.md" if guide else None
+        section = _section(page.read_text(encoding="utf-8"), code) if page else None
+        return section or f"{code}: {ERROR_CODES[code]}\n(full page: {GUIDE_URL_HINT})\n"
     owners = [rule for rule in rules.values() if code in rule.REASON_CODES]
     if not owners:
         return None

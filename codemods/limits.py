@@ -7,19 +7,58 @@ signal in the process that transforms the file (CPU time, not wall time: on a lo
 the same budget of work, so the same files are refused whatever else runs); memory is an address-space
 limit on the worker processes (never on the process the user started, whose own allocations are not ours
 to cap).
+
+Depth is the fourth guard. LibCST parses, analyses and renders a tree recursively, so a file nested a few
+hundred levels (150 nested lists, 1000 chained ``+``, thousands of adjacent string literals) exhausts the
+interpreter's default recursion limit although Python compiles it. That work runs in a thread of its own
+with a large stack and a raised recursion limit (:func:`run_deep`), so such a file is simply migrated; a
+file deeper still ends as a ``RecursionError`` (or LibCST's parser gives up), which :func:`nesting_depth`
+attributes to the input or to a bug (see ``DEEP_NESTING``).
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import ctypes
+import io
 import resource
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+import tokenize
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
+from typing import Generic, TypeVar
 
-__all__ = ["DEFAULT_LIMITS", "FileTimeout", "Limits", "cap_memory", "time_limit"]
+__all__ = [
+    "DEEP_NESTING",
+    "DEFAULT_LIMITS",
+    "FileTimeout",
+    "Limits",
+    "cap_memory",
+    "nesting_depth",
+    "run_deep",
+    "time_limit",
+]
+
+T = TypeVar("T")
+
+#: The recursion limit while LibCST works on a file (:func:`run_deep`); enough for every input whose
+#: depth LibCST's own parser accepts (it refuses a few thousand levels).
+RECURSION_LIMIT = 20_000
+#: The stack of that thread. CPython 3.11 spends well under 1 KiB of C stack per unit of recursion depth
+#: (measured: a property recursing into itself, the deepest C path, overflows 16 MiB near 30,000 levels),
+#: so this stack holds RECURSION_LIMIT with a wide margin: the limit raises RecursionError long before the
+#: stack could overflow. It is address space, reserved per file being transformed, within the memory cap.
+STACK_BYTES = 64 * 1024 * 1024
+#: A RecursionError (or LibCST's parser refusing a file Python compiles) counts as the input's limit
+#: (``too-deeply-nested``) when the file nests at least this deep (:func:`nesting_depth`); on a shallower
+#: file it is a bug (``rule-crashed`` / ``internal-error``). Hand-written code nests a few dozen levels,
+#: and a shallower file cannot exhaust RECURSION_LIMIT through LibCST (some ten frames per level).
+DEEP_NESTING = 100
 
 
 @dataclass(frozen=True)
@@ -75,3 +114,164 @@ def cap_memory(limit_bytes: int) -> None:
     if hard != resource.RLIM_INFINITY:
         limit_bytes = min(limit_bytes, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, hard))
+
+
+def nesting_depth(text: str) -> int:
+    """How deep LibCST's tree of ``text`` goes, measured without recursion (0 when Python rejects it).
+
+    CPython's syntax tree depth, except where LibCST nests what CPython keeps flat: a chain of ``and`` /
+    ``or`` counts one level per operator, and a run of adjacent string literals (implicit concatenation,
+    one constant for CPython) one level per literal.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return 0
+    deepest = 0
+    pending: list[tuple[ast.AST, int]] = [(tree, 0)]
+    while pending:
+        node, depth = pending.pop()
+        if isinstance(node, ast.BoolOp):
+            depth += len(node.values) - 2
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return max(deepest, _longest_string_run(text))
+
+
+def _longest_string_run(text: str) -> int:
+    """The most string literals written next to each other (``"a" "b"``), f-strings counting as one."""
+    skipped = {tokenize.NL, tokenize.COMMENT, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}
+    starts = {getattr(tokenize, "FSTRING_START", -1)}  # Python 3.12 tokenizes f-strings in parts
+    ends = {getattr(tokenize, "FSTRING_END", -1)}
+    longest = run = inside = 0
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type in starts:
+                inside += 1
+            elif token.type in ends:
+                inside -= 1
+                if not inside:
+                    run += 1
+            elif inside:
+                continue
+            elif token.type == tokenize.STRING:
+                run += 1
+            elif token.type not in skipped:
+                run = 0
+            longest = max(longest, run)
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return longest
+
+
+def run_deep(function: Callable[[], T]) -> T:
+    """``function()`` in a thread with a STACK_BYTES stack and RECURSION_LIMIT, so deep inputs fit.
+
+    Its result or exception is this call's. The recursion limit is the interpreter's (there is no
+    per-thread one): it is raised while such a thread runs and restored when the last one ends; the
+    calling thread waits meanwhile. The per-file timer (:func:`time_limit`) signals the main thread, which
+    is waiting here: its FileTimeout is then raised in the working thread too (between two bytecodes, as a
+    signal would have been) before it is raised here, so no work outlives its file. Where no such thread
+    can be started, ``function`` runs in this thread with the limits it has.
+    """
+    call = _DeepCall(function)
+    try:
+        if not call.start():
+            return function()
+        call.thread.join()
+    except FileTimeout:  # the timer may fire while the thread starts, too
+        call.cancel()
+        raise
+    return call.result()
+
+
+class _DeepCall(Generic[T]):
+    """One :func:`run_deep` call: its thread, its outcome, and the way in for a timeout."""
+
+    def __init__(self, function: Callable[[], T]) -> None:
+        self.function = function
+        self.thread = threading.Thread(target=self._work, name="poolshift-deep", daemon=True)
+        self.outcome: list[tuple[bool, object]] = []
+        self._lock = threading.Lock()  # a timeout is only raised in the thread while the function runs
+        self._running = False
+        self._cancelled = False
+
+    def start(self) -> bool:
+        with _THREAD_SETUP:
+            previous = threading.stack_size()
+            try:
+                threading.stack_size(STACK_BYTES)
+                self.thread.start()
+            except (RuntimeError, MemoryError, ValueError):
+                return False  # no room for the stack (a small memory cap): run with the usual limits
+            finally:
+                threading.stack_size(previous)
+        return True
+
+    def _work(self) -> None:
+        # The timer's SIGPROF (and a Ctrl-C) must reach the main thread: delivered here, they would not
+        # wake the main thread's wait, and handlers only ever run there.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _FOR_MAIN_THREAD)
+        with _RECURSION.raised(RECURSION_LIMIT):
+            try:
+                with self._lock:
+                    if self._cancelled:
+                        raise FileTimeout("cancelled before it started")
+                    self._running = True
+                try:
+                    value: object = self.function()
+                finally:
+                    with self._lock:
+                        self._running = False
+                self.outcome.append((True, value))
+            except BaseException as exc:  # handed to the caller: every failure is the file's to report
+                self.outcome.append((False, exc))
+
+    def cancel(self) -> None:
+        """Stop the thread (its time is up) and wait for it."""
+        with self._lock:
+            self._cancelled = True
+            if self._running and self.thread.ident is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(self.thread.ident), ctypes.py_object(FileTimeout)
+                )
+        if self.thread.ident is not None:  # else it never started, or it sees ``_cancelled`` first thing
+            self.thread.join()
+
+    def result(self) -> T:
+        succeeded, value = self.outcome[0]
+        if not succeeded:
+            assert isinstance(value, BaseException)
+            raise value
+        return value  # type: ignore[return-value]
+
+
+class _SharedLimit:
+    """The interpreter's recursion limit, raised while at least one deep thread runs (counted)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved = 0
+
+    @contextlib.contextmanager
+    def raised(self, limit: int) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                self._saved = sys.getrecursionlimit()
+                sys.setrecursionlimit(max(limit, self._saved))
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    sys.setrecursionlimit(self._saved)
+
+
+_FOR_MAIN_THREAD = {signal.SIGPROF, signal.SIGINT, signal.SIGTERM, signal.SIGALRM}
+_THREAD_SETUP = threading.Lock()  # threading.stack_size is process-wide: set, start, restore as one step
+_RECURSION = _SharedLimit()

@@ -69,7 +69,7 @@ UNASSIGNED = "unassigned"
 #: Below this many bytes to parse, starting worker processes costs more than it saves.
 MIN_BYTES_FOR_POOL = 32 * 1024
 #: Errors that mean a per-file limit was reached (codemods.limits), not that the file or a rule is at fault.
-LIMIT_CODES = frozenset({"timeout", "memory-limit", "file-too-large"})
+LIMIT_CODES = frozenset({"timeout", "memory-limit", "file-too-large", "too-deeply-nested"})
 
 _SUPPRESSION_MARKER = MARKER.encode()
 
@@ -754,7 +754,10 @@ class _PhaseFiles:
         package = self.context.project.module_of(path)[1]
         remaining = list(rules)
         for rule in redirect:
-            found = detached_sites(rule, self.options, path, text, package, tree=tree)
+            try:
+                found = detached_sites(rule, self.options, path, text, package, tree=tree)
+            except RecursionError:  # a deeply nested file: the transform (deep stack, depth guard) decides
+                found = None
             if found is not None:
                 sites.extend(found)
                 remaining.remove(rule)

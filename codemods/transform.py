@@ -11,8 +11,11 @@ user relies on are enforced in exactly one place:
 * a rule that raises leaves the file untouched (``rule-crashed``) instead of stopping the run;
 * the output must parse again, or the whole file is rolled back (``output-does-not-parse``);
 * a file the interpreter does not compile is refused (``syntax-error``), even if LibCST would parse it;
-* any other exception while handling a file (``RecursionError`` in LibCST's code generator, a timeout,
-  memory) is that file's error (``internal-error``, ``timeout``, ``memory-limit``), never the run's.
+* a file Python compiles but nested too deep for LibCST even with the deep stack LibCST's work gets
+  (:func:`codemods.limits.run_deep`) is refused (``too-deeply-nested``): a ``RecursionError`` counts as
+  the input's when the file nests at least ``DEEP_NESTING`` levels, and as a bug below that;
+* any other exception while handling a file (a bug, a timeout, memory) is that file's error
+  (``internal-error``, ``timeout``, ``memory-limit``), never the run's.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import ast
 import bisect
 import difflib
+import functools
 import io
 import tokenize
 import warnings
@@ -32,7 +36,7 @@ from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 from libcst.metadata import MetadataWrapper
 
 from codemods.cst.imports.placement import GroupedAddImports, place_changed_imports
-from codemods.limits import FileTimeout
+from codemods.limits import DEEP_NESTING, FileTimeout, nesting_depth, run_deep
 from codemods.rules.base import SUPPRESSIONS_KEY, PoolshiftRule, RuleOptions, Site
 from codemods.suppressions import MARKER, apply_suppressions
 
@@ -60,6 +64,8 @@ ERROR_CODES: dict[str, str] = {
     "file-too-large": "the file is over the size limit per file; it was not parsed (see the guide's limits)",
     "timeout": "analysing the file took longer than the time limit per file; it was left untouched",
     "memory-limit": "analysing the file needed more memory than the limit per worker; it was left untouched",
+    "too-deeply-nested": "the file nests deeper than poolshift can analyse; it was left untouched (see the "
+    "guide's limits)",
     "internal-error": "poolshift crashed on this file; it was left untouched and the run went on (please "
     "report it)",
 }
@@ -257,15 +263,29 @@ def _encode(text: str, source: SourceText) -> bytes:
 
 
 def _parse(text: str) -> cst.Module:
+    """LibCST's tree of ``text``, which the interpreter compiles (so a refusal is LibCST's limit or bug)."""
     try:
         return cst.parse_module(text)
     except cst.ParserSyntaxError as exc:
-        raise SourceError(
-            "syntax-error", f"line {exc.editor_line}:{exc.editor_column}: {exc.message}"
-        ) from exc
-    except (RecursionError, MemoryError, ValueError) as exc:
-        # The native parser reports some malformed input (NUL bytes, absurd nesting) this way.
+        # LibCST's parser gives up a few thousand levels deep (adjacent string literals) with a syntax error.
+        detail = f"line {exc.editor_line}:{exc.editor_column}: {exc.message}"
+        raise _too_deep_or(text, "syntax-error", f"LibCST's parser: {detail}") from exc
+    except RecursionError as exc:
+        raise _too_deep_or(text, "internal-error", f"LibCST's parser: {exc}") from exc
+    except ValueError as exc:
         raise SourceError("syntax-error", f"{type(exc).__name__}: {exc}") from exc
+
+
+def _too_deep_or(text: str, code: str, detail: str) -> SourceError:
+    """``too-deeply-nested`` when the file nests DEEP_NESTING levels or more, else ``code``.
+
+    A RecursionError (or LibCST's parser refusing code the interpreter compiles) on a deep file is the
+    input's limit, reported like the size and time limits; on a file of ordinary depth it is a bug.
+    """
+    depth = nesting_depth(text)
+    if depth >= DEEP_NESTING:
+        return SourceError("too-deeply-nested", f"{depth} levels of nesting ({detail})"[:500])
+    return SourceError(code, detail[:500])
 
 
 def _check_compiles(text: str, path: str) -> None:
@@ -300,7 +320,9 @@ def _check_output(original: str, output: str) -> None:
     """Roll back unless the output parses as well as the original did (LibCST, then CPython)."""
     try:
         cst.parse_module(output)
-    except Exception as exc:  # any failure to parse means "do not write this"
+    except RecursionError:
+        raise  # as deep as the input: judged like the input's own RecursionError
+    except Exception as exc:  # any other failure to parse means "do not write this"
         raise SourceError("output-does-not-parse", f"LibCST: {exc}") from exc
     # Only demand what the input satisfied: code for a newer Python than the one running us stays
     # migratable, but if CPython accepted the input it must accept the output.
@@ -395,6 +417,9 @@ def _run_rules(
             new_module = module
         except (FileTimeout, MemoryError):
             raise  # the file's limits, not the rule's fault
+        except RecursionError as exc:  # LibCST's analysis of a deep file, or a rule recursing forever
+            detail = f"{rule_class.RULE_ID}: {type(exc).__name__}: {exc}"
+            raise _too_deep_or(original_code, "rule-crashed", detail) from exc
         except Exception as exc:
             raise SourceError("rule-crashed", f"{rule_class.RULE_ID}: {type(exc).__name__}: {exc}") from exc
         else:
@@ -406,6 +431,37 @@ def _run_rules(
             module, code, wrapper = new_module, new_code, None
             positions = PositionMap(original_code, code) if code != original_code else None
     return code, sites
+
+
+def _rewrite(
+    text: str,
+    source: SourceText,
+    data: bytes,
+    rules: Sequence[type[PoolshiftRule]],
+    *,
+    path: str,
+    options: RuleOptions,
+    module_name: str | None,
+    package_name: str | None,
+) -> tuple[bytes | None, list[Site]]:
+    """LibCST's part of :func:`transform_bytes`, run in the deep thread: the new bytes (or None), sites."""
+    module = _parse(text)
+    new_text, sites = _run_rules(
+        module, rules, path=path, options=options, module_name=module_name, package_name=package_name
+    )
+    sites, unused = apply_suppressions(text, sites, [rule.RULE_ID for rule in rules])
+    sites += [Site.unused_suppression(path, suppression) for suppression in unused]
+    # ``new_text`` is LibCST's rendering of the tree, which may differ from the file (``except A :``
+    # loses its space, LibCST issue 1457) even when no rule changed anything: the file is unchanged.
+    # (Not ``not in (text, module.code)``: that would render every file again.)
+    if new_text == text or new_text == module.code:  # noqa: PLR1714
+        return None, sites
+    if module.code != text:
+        # Then part of the diff would be LibCST's doing, not a rule's: never write that.
+        raise SourceError("output-does-not-parse", "LibCST does not reproduce this file exactly")
+    _check_output(text, new_text)
+    output = _encode(new_text, source)
+    return (None if output == data else output), sites
 
 
 def transform_bytes(
@@ -426,35 +482,20 @@ def transform_bytes(
     limit) is refused before it is decoded.
     """
     options = options or RuleOptions()
+    text = ""
     try:
         if max_bytes and len(data) > max_bytes:
             raise SourceError("file-too-large", f"{len(data)} bytes, over the limit of {max_bytes}")
         source = decode_source(data)
         text = rules_text(source)
+        # In this thread, with the interpreter's own recursion limit (which bounds what compiles): the
+        # deep thread's raised limit must not make a file compile that the user's Python refuses.
         _check_compiles(text, path)
-        module = _parse(text)
-        new_text, sites = _run_rules(
-            module,
-            rules,
-            path=path,
-            options=options,
-            module_name=module_name,
+        rewrite = functools.partial(
+            _rewrite, text, source, data, rules, path=path, options=options, module_name=module_name,
             package_name=package_name,
-        )
-        sites, unused = apply_suppressions(text, sites, [rule.RULE_ID for rule in rules])
-        sites += [Site.unused_suppression(path, suppression) for suppression in unused]
-        output: bytes | None = None
-        # ``new_text`` is LibCST's rendering of the tree, which may differ from the file (``except A :``
-        # loses its space, LibCST issue 1457) even when no rule changed anything: the file is unchanged.
-        # (Not ``not in (text, module.code)``: that would render every file again.)
-        if new_text != text and new_text != module.code:  # noqa: PLR1714
-            if module.code != text:
-                # Then part of the diff would be LibCST's doing, not a rule's: never write that.
-                raise SourceError("output-does-not-parse", "LibCST does not reproduce this file exactly")
-            _check_output(text, new_text)
-            output = _encode(new_text, source)
-            if output == data:
-                output = None
+        )  # fmt: skip
+        output, sites = run_deep(rewrite)
     except SourceError as exc:
         return FileResult(path=path, original=data, output=None, error=exc.code, error_detail=exc.detail)
     except FileTimeout as exc:
@@ -462,7 +503,10 @@ def transform_bytes(
     except MemoryError:
         detail = "out of memory while analysing the file"
         return FileResult(path=path, original=data, output=None, error="memory-limit", error_detail=detail)
-    except Exception as exc:  # one file's crash (RecursionError included) is never the run's
+    except RecursionError as exc:  # LibCST rendering or re-parsing a deep tree, or a bug of ours
+        error = _too_deep_or(text, "internal-error", f"{type(exc).__name__}: {exc}")
+        return FileResult(path=path, original=data, output=None, error=error.code, error_detail=error.detail)
+    except Exception as exc:  # one file's crash is never the run's
         detail = f"{type(exc).__name__}: {exc}"[:500]
         return FileResult(path=path, original=data, output=None, error="internal-error", error_detail=detail)
     if dry_run:

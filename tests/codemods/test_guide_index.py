@@ -1,4 +1,5 @@
-"""The guide's index lists every reason code of every rule, so a new code cannot ship undocumented there."""
+"""The guide's index lists every reason code of every rule, and its README explains every file error, so a
+new code cannot ship undocumented."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from codemods.guide import explain
 from codemods.rules import all_rules
+from codemods.transform import ERROR_CODES
 
 INDEX = Path(__file__).resolve().parents[2] / "migration_guide" / "README.md"
 
@@ -25,3 +28,10 @@ def test_index_links_every_rule_page() -> None:
     for rule_id in all_rules():
         assert f"(rules/{rule_id}.md)" in text
         assert (INDEX.parent / "rules" / f"{rule_id}.md").is_file()
+
+
+@pytest.mark.parametrize("code", sorted(ERROR_CODES))
+def test_every_file_error_has_a_section_explain_prints(code: str) -> None:
+    text = explain(code)
+    assert text is not None
+    assert text.startswith(f"### {code}\n")
