@@ -132,7 +132,7 @@ def test_the_deep_thread_restores_the_recursion_limit_and_hands_back_exceptions(
     before = sys.getrecursionlimit()
     assert run_deep(sys.getrecursionlimit) == limits.RECURSION_LIMIT
     with pytest.raises(KeyError):
-        run_deep(lambda: {}["missing"])
+        run_deep(lambda: dict[str, int]()["missing"])
     assert sys.getrecursionlimit() == before
 
 
