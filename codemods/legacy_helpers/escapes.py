@@ -12,7 +12,7 @@ blocks return None; :mod:`.equivalence` checks that shape), what can still escap
 * :data:`ESCAPES_NOTHING`: every exception it can raise ends in an ``except`` (bare, ``BaseException``)
   that returns None, and nothing before its ``try`` can raise.
 * :data:`MAY_RAISE` + classes: what its statements before the ``try`` (``dsn = os.environ["DSN"]``: a
-  ``KeyError``; ``int(...)``: ``ValueError``, ``TypeError``) and its ``except`` blocks may raise, never
+  ``KeyError``; ``int(...)`` of a string: ``ValueError``) and its ``except`` blocks may raise, never
   caught. ``builtins.BaseException`` when it cannot tell (a call of anything else, a handler that
   re-raises): anything.
 
@@ -60,6 +60,14 @@ _NUMBER_CONVERSIONS = frozenset({"builtins.int", "builtins.float"})
 _LOG_METHODS = frozenset({"debug", "info", "warning", "warn", "error", "exception", "critical", "log"})
 #: ``str`` methods that take no argument or only strings and raise nothing on those.
 _STR_METHODS = {"strip": 0, "lstrip": 0, "rstrip": 0, "lower": 0, "upper": 0, "replace": 2}
+#: What ``int()``/``float()`` of a value of each kind may raise (of anything else: whatever its
+#: ``__int__`` raises): ``int("x")``, ``int(None)``, ``int(float("nan"))``, ``int(float("inf"))``.
+_CONVERSION_ERRORS = {
+    "str": {"builtins.ValueError"},
+    "str-or-none": {"builtins.TypeError", "builtins.ValueError"},
+    "number": {"builtins.ValueError", "builtins.OverflowError"},
+    "none": {"builtins.TypeError"},
+}
 #: How many calls deep a pre-try statement's project function calls are followed.
 MAX_FOLLOW_DEPTH = 3
 
@@ -400,7 +408,9 @@ class _Evaluator:
         if callee and callee <= _ENV_GETTERS and 1 <= len(values) <= 2:
             return _env_read(values)
         if callee and callee <= _NUMBER_CONVERSIONS and len(values) == 1:
-            return {"builtins.TypeError", "builtins.ValueError"} | self.value(values[0], env)[0], NUMBER
+            raised, kind = self.value(values[0], env)
+            converting = _CONVERSION_ERRORS.get(kind) if isinstance(kind, str) else None
+            return (raised | converting, NUMBER) if converting is not None else _anything()
         if callee == {"builtins.str"} and len(values) == 1:
             # Like formatting in an f-string: a name's value (the caught exception too) or a plain value.
             raised, kind = self.value(values[0], env)
