@@ -106,7 +106,7 @@ def helper_differences(
     if not functions:
         return None
     project = project or ProjectModules()
-    scope = ModuleScope.of(module, project.module_name, project.is_package)
+    scope = ModuleScope(module, project.module_name, project.is_package)
     analysis = (_ContractAnalysis if contract_only else _HelperAnalysis)(scope, project)
     if len(functions) > 1:
         return ("it is defined more than once",)

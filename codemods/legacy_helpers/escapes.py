@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TypeAlias
 
 import libcst as cst
@@ -127,25 +128,22 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(name for name in text.split(", ") if name and name != "none")
 
 
-@dataclass
 class ModuleScope:
     """One parsed module as the analysis sees it: qualified names, module-level bindings, its package."""
 
-    module: cst.Module
-    qualified: Mapping[cst.CSTNode, object]
-    global_scope: GlobalScope | None
-    module_name: str | None
-    package: str | None
+    def __init__(self, module: cst.Module, module_name: str | None, is_package: bool) -> None:
+        self.module = module
+        self.module_name = module_name
+        self.package = module_name if is_package or module_name is None else module_name.rpartition(".")[0]
+        self.wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+        self.qualified: Mapping[cst.CSTNode, object] = self.wrapper.resolve(QualifiedNameProvider)
 
-    @classmethod
-    def of(cls, module: cst.Module, module_name: str | None, is_package: bool) -> ModuleScope:
-        wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-        qualified = wrapper.resolve(QualifiedNameProvider)
-        scopes = wrapper.resolve(ScopeProvider)
-        first = module.body[0] if module.body else None
-        scope = scopes.get(first) if first is not None else None
-        package = module_name if is_package or module_name is None else module_name.rpartition(".")[0]
-        return cls(module, qualified, scope if isinstance(scope, GlobalScope) else None, module_name, package)
+    @cached_property
+    def global_scope(self) -> GlobalScope | None:
+        """Resolved on first use: only a call to follow needs it."""
+        first = self.module.body[0] if self.module.body else None
+        scope = self.wrapper.resolve(ScopeProvider).get(first) if first is not None else None
+        return scope if isinstance(scope, GlobalScope) else None
 
     def qualified_names(self, node: cst.CSTNode) -> Collection[QualifiedName]:
         value = self.qualified.get(node, ())
@@ -177,7 +175,7 @@ class ProjectModules:
             found = self.read(module_name) if self.read is not None else None
             parsed = parse_or_none(found[0]) if found is not None else None
             self.loaded[module_name] = (
-                ModuleScope.of(parsed, module_name, found[1]) if parsed is not None and found else None
+                ModuleScope(parsed, module_name, found[1]) if parsed is not None and found else None
             )
         return self.loaded[module_name]
 
