@@ -59,7 +59,8 @@ def demo(session: nox.Session) -> None:
     session.run("poolshift", "migrate", ".", "--all")
     session.run("git", "--no-pager", "diff", "--stat", external=True)
     # Three files in full: the helper's own connect pooled (PS100), an idiomatic rewrite on the helper's
-    # pool (PS101), and a drop-in (PS201).
+    # pool (PS101: products.product_count; the scan says why the others are not, users.user_count's
+    # `except Exception` for one), and a drop-in (PS201).
     shown = ["legacy_app/db.py", "legacy_app/api/products.py", "legacy_app/cache.py"]
     session.run("git", "--no-pager", "diff", "--", *shown, external=True)
     session.run("poolshift", "check", ".", success_codes=[0, 1])

@@ -31,6 +31,7 @@ __all__ = [
     "FoundHelper",
     "MentionIndex",
     "absolute_name",
+    "absolute_names",
     "discover_legacy_helpers",
     "find_helpers",
     "helper_shapes",
@@ -57,6 +58,19 @@ def resolve_helper(
     is made absolute with the package. ``ambiguous`` is True when the name may be the helper *or*
     something else (e.g. imported, then reassigned): such a site is reported, never rewritten.
     """
+    resolved = absolute_names(qualified_names, module_name, package_name)
+    matching = resolved.intersection(helpers)
+    if not matching:
+        return None, False
+    return sorted(matching)[0], len(resolved) > 1
+
+
+def absolute_names(
+    qualified_names: Iterable[QualifiedName], module_name: str | None, package_name: str | None
+) -> set[str]:
+    """The absolute names an expression may stand for: a module-level name of this module becomes
+    ``<module>.<name>``, a relative import is made absolute with the package; function locals stay as
+    LibCST names them (``f.<locals>.x``)."""
     resolved: set[str] = set()
     for qualified in qualified_names:
         name = qualified.name
@@ -67,10 +81,7 @@ def resolve_helper(
             name = f"{module_name}.{name}"
         absolute = absolute_name(name, package_name)
         resolved.add(absolute if absolute is not None else name)
-    matching = resolved.intersection(helpers)
-    if not matching:
-        return None, False
-    return sorted(matching)[0], len(resolved) > 1
+    return resolved
 
 
 def prefilter_names(helpers: Sequence[str]) -> tuple[str, ...]:

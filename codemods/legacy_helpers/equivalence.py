@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, QualifiedNameProvider
 
 from codemods.cst.literals import literal
 from codemods.cst.syntax import (
@@ -26,7 +25,7 @@ from codemods.cst.syntax import (
     suite_statements,
 )
 from codemods.legacy_helpers.connect_arguments import ConnectArgumentCheck
-from codemods.legacy_helpers.escapes import escape_facts
+from codemods.legacy_helpers.escapes import ModuleScope, ProjectModules, escape_facts
 from codemods.legacy_helpers.raising_helper import raising_helper_facts
 
 # Exceptions that cover a failed psycopg2.connect (it raises OperationalError).
@@ -58,20 +57,32 @@ def analyse_legacy_helpers(
     call sites in files other than the helper's own.
     """
     by_module = {module: path for path, module in module_names.items()}
+
+    def read(module_name: str) -> tuple[str, bool] | None:
+        path = by_module.get(module_name)
+        if path is None or path not in sources:
+            return None
+        return sources[path], path.endswith("__init__.py")
+
     verdicts: dict[str, tuple[str, ...]] = {}
     for helper in helpers:
         module_name, _, function_name = helper.rpartition(".")
-        path = by_module.get(module_name)
-        if path is None or path not in sources:
+        found = read(module_name)
+        if found is None:
             continue
-        differences = helper_differences(sources[path], function_name, contract_only=contract_only)
+        differences = helper_differences(
+            found[0],
+            function_name,
+            contract_only=contract_only,
+            project=ProjectModules(module_name, found[1], read),
+        )
         if differences is not None:
             verdicts[helper] = differences
     return verdicts
 
 
 def helper_differences(
-    source: str, function_name: str, *, contract_only: bool = False
+    source: str, function_name: str, *, contract_only: bool = False, project: ProjectModules | None = None
 ) -> tuple[str, ...] | None:
     """What the helper ``function_name`` in ``source`` does differently from the shim; None if not defined.
 
@@ -85,17 +96,18 @@ def helper_differences(
     left says whether the helper keeps the contract "a connection, or None when connecting fails" that
     PS101's rewrite relies on when the caller has ``except`` blocks. Facts come with it: for a helper
     that keeps the contract, which exceptions still escape it (:mod:`.escapes`, always stated); for one
-    that does not, whether it raises instead (:mod:`.raising_helper`).
+    that does not, whether it raises instead (:mod:`.raising_helper`). ``project`` names the helper's
+    module and reads the project's others, so the escape analysis can follow calls into them.
     """
     module = parse_or_none(source)
     if module is None:
         return None
-    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    qualified = wrapper.resolve(QualifiedNameProvider)
     functions = [f for f in module_level_functions(module) if f.name.value == function_name]
     if not functions:
         return None
-    analysis = (_ContractAnalysis if contract_only else _HelperAnalysis)(module, qualified)
+    project = project or ProjectModules()
+    scope = ModuleScope(module, project.module_name, project.is_package)
+    analysis = (_ContractAnalysis if contract_only else _HelperAnalysis)(scope, project)
     if len(functions) > 1:
         return ("it is defined more than once",)
     return tuple(analysis.differences_of(functions[0]))
@@ -105,6 +117,11 @@ class _HelperAnalysis(ConnectArgumentCheck):
     """Walks one helper's body: what it runs before, inside and after its ``try``."""
 
     CONTRACT_ONLY = False
+
+    def __init__(self, scope: ModuleScope, project: ProjectModules) -> None:
+        super().__init__(scope.module, scope.qualified)
+        self.scope = scope
+        self.project = project
 
     def differences_of(self, function: cst.FunctionDef) -> list[str]:
         differences: list[str] = []
@@ -220,7 +237,7 @@ class _ContractAnalysis(_HelperAnalysis):
             return [*differences, *raising_helper_facts(self.module, function, self.names_of)]
         # One that keeps it may still let exceptions out (a missing variable, an invalid DSN): what
         # escapes is stated too (see escapes), as facts, never as differences.
-        return escape_facts(function, self.names_of)
+        return escape_facts(function, self.scope, self.project)
 
     def connect_differences(self, connect: cst.Call) -> list[str]:
         return [d for d in super().connect_differences(connect) if d.endswith("not psycopg2.connect")]

@@ -14,6 +14,7 @@ from pathlib import Path
 import libcst as cst
 
 from codemods.legacy_helpers.equivalence import helper_differences
+from codemods.legacy_helpers.escapes import ProjectModules
 
 
 class HelperDifferences:
@@ -49,15 +50,24 @@ class HelperDifferences:
         if helper in self.known:
             return self.known[helper]
         helper_module, _, function_name = helper.rpartition(".")
-        if helper_module == self.module_name:
-            return helper_differences(self.module.code, function_name, contract_only=self.contract_only)
-        source = self._read_from_disk(helper_module)
-        if source is None:
+        found = self._read(helper_module)
+        if found is None:
             return None
-        return helper_differences(source, function_name, contract_only=self.contract_only)
+        return helper_differences(
+            found[0],
+            function_name,
+            contract_only=self.contract_only,
+            project=ProjectModules(helper_module, found[1], self._read),
+        )
 
-    def _read_from_disk(self, helper_module: str) -> str | None:
-        """The helper module's text, found next to this file (root = filename minus module path)."""
+    def _read(self, module_name: str) -> tuple[str, bool] | None:
+        """A module's text and whether it is a package: this file's own, or read from the disk."""
+        if module_name == self.module_name:
+            return self.module.code, bool(self.filename and Path(self.filename).name == "__init__.py")
+        return self._read_from_disk(module_name)
+
+    def _read_from_disk(self, helper_module: str) -> tuple[str, bool] | None:
+        """The module's text, found next to this file (root = filename minus module path)."""
         if not self.filename or not self.module_name:
             return None
         path = Path(self.filename)
@@ -71,7 +81,7 @@ class HelperDifferences:
         relative = Path(*helper_module.split("."))
         for candidate in (root / relative.with_suffix(".py"), root / relative / "__init__.py"):
             try:
-                return candidate.read_text(encoding="utf-8")
+                return candidate.read_text(encoding="utf-8"), candidate.name == "__init__.py"
             except (OSError, UnicodeDecodeError):
                 continue
         return None

@@ -34,6 +34,7 @@ def test_handlers_degrade_when_database_is_unreachable(db_down):
     assert orders.cancel_order(1) is False
     assert products.search("T") == []
     assert products.product_count() is None
+    assert users.user_count() is None
     assert audit.record("lost") is False
     assert health.check_database() is False
 

@@ -69,3 +69,10 @@ def test_product_count_is_none_when_the_query_fails(db):
         assert products.product_count() is None
     finally:
         db.query("ALTER TABLE products_gone RENAME TO products")
+
+
+def test_product_count_raises_on_a_bad_port_setting(db, app_env):
+    """A misconfiguration is not an outage: the helper's int(POSTGRES_PORT) error reaches the caller."""
+    app_env.setenv("POSTGRES_PORT", "54x32")
+    with pytest.raises(ValueError):
+        products.product_count()

@@ -76,3 +76,16 @@ def test_user_written_by_another_client_is_visible(db):
     db.query("INSERT INTO users (name, email) VALUES ('Barbara', 'barbara@example.org')")
 
     assert users.list_users()[0]["name"] == "Barbara"
+
+
+def test_user_count_counts_committed_users(db):
+    assert users.user_count() == 0
+    users.create_user("Ada", "ada@example.org")
+    assert users.user_count() == 1
+
+
+def test_user_count_raises_on_a_bad_port_setting(db, app_env):
+    """Its `except Exception` never saw the helper's int(POSTGRES_PORT) error: the caller gets it."""
+    app_env.setenv("POSTGRES_PORT", "54x32")
+    with pytest.raises(ValueError):
+        users.user_count()

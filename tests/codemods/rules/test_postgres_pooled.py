@@ -224,6 +224,27 @@ CATCH_ALL = _helper("", "except BaseException")
 DSN_FIRST = _helper("    dsn = os.environ['DSN']\n", "except BaseException")
 OPERATIONAL = _helper("", "except psycopg2.OperationalError")
 EXCEPTION = _helper("", "except Exception")
+# The example app's shape: a settings function whose int() may raise ValueError, followed by the analysis.
+SETTINGS = """\
+import logging
+import os
+
+import psycopg2
+
+log = logging.getLogger(__name__)
+
+def _settings():
+    return {"host": os.environ.get("PGHOST", "localhost"), "port": int(os.environ.get("PGPORT", "5432"))}
+
+
+def get_postgres_connection():
+    settings = _settings()
+    try:
+        return psycopg2.connect(**settings)
+    except psycopg2.Error as error:
+        log.error("cannot connect to %s: %s", settings["host"], str(error).strip())
+        return None
+"""
 
 
 @pytest.mark.parametrize(
@@ -249,6 +270,11 @@ EXCEPTION = _helper("", "except Exception")
         (OPERATIONAL, ["except psycopg2.OperationalError", "except psycopg2.ProgrammingError"], False),
         (OPERATIONAL, ["except psycopg2.Error"], False),
         (OPERATIONAL, ["except Exception"], False),
+        # A ValueError (a bad port) escapes the followed settings function, anything but Error its try.
+        (SETTINGS, ["except psycopg2.Error"], True),
+        (SETTINGS, ["except psycopg2.OperationalError"], True),
+        (SETTINGS, ["except Exception"], False),
+        (SETTINGS, ["except psycopg2.Error", "except ValueError"], False),
     ],
 )
 def test_seed_handlers_may_not_catch_what_escapes_the_helper(

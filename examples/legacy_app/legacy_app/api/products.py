@@ -2,6 +2,8 @@
 
 import logging
 
+import psycopg2
+
 import legacy_app.db
 from legacy_app import cache, clients
 
@@ -34,7 +36,7 @@ def product_count():
         with conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM products")
             return cur.fetchone()[0]
-    except Exception:
+    except psycopg2.Error:
         return None
     finally:
         conn.close()

@@ -89,3 +89,18 @@ def list_users(limit=100):
         return fetch_all(conn, "SELECT id, name, email FROM users ORDER BY id LIMIT %s", (limit,))
     finally:
         conn.close()
+
+
+def user_count():
+    """How many users signed up, for the dashboard; None when anything goes wrong (it shows a dash)."""
+    conn = get_postgres_connection()
+    if conn is None:
+        return None
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM users")
+        return cur.fetchone()[0]
+    except Exception:
+        return None
+    finally:
+        conn.close()
