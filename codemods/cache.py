@@ -167,16 +167,14 @@ class StatFacts:
         limit = self.started_ns - RACY_MARGIN_NS
         if info.st_mtime_ns >= limit or info.st_ctime_ns >= limit:
             return  # changed too recently: the same signature could hide a later change; read it next time
-        self._cache.put(
-            self.TABLE,
-            path,
-            {
-                "sig": list(signature(info)),
-                "utf8": utf8,
-                "found": sorted(word.decode("latin-1") for word, found in words.items() if found),
-                "absent": sorted(word.decode("latin-1") for word, found in words.items() if not found),
-            },
-        )
+        entry = {
+            "sig": list(signature(info)),
+            "utf8": utf8,
+            "found": sorted(word.decode("latin-1") for word, found in words.items() if found),
+            "absent": sorted(word.decode("latin-1") for word, found in words.items() if not found),
+        }
+        if self._cache.get(self.TABLE, path) != entry:  # an unchanged table is not written again
+            self._cache.put(self.TABLE, path, entry)
 
     def save(self) -> None:
         self._cache.save()

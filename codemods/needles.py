@@ -85,17 +85,17 @@ def known_answer(known: dict[bytes, bool], words: Sequence[bytes]) -> bool | Non
 
     A word not asked before is absent when a word inside it is known absent (see NeedleIndex.contains).
     """
-    absent = [word for word, found in known.items() if not found]
-    undecided = False
+    unknown: list[bytes] = []
     for word in words:
         found = known.get(word)
-        if found is None:
-            if any(part in word for part in absent):
-                continue
-            undecided = True
-        elif found:
+        if found:
             return True
-    return None if undecided else False
+        if found is None:
+            unknown.append(word)
+    if not unknown:
+        return False
+    absent = [word for word, found in known.items() if not found]
+    return False if all(any(part in word for part in absent) for word in unknown) else None
 
 
 def _search(data: bytes, word: bytes, known: dict[bytes, bool], absent: list[bytes]) -> bool:

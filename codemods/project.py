@@ -303,9 +303,9 @@ class ProjectSources(Mapping[str, str]):
         return text is not None and any(word in text for word in words)
 
 
-def _shadowing(root: Path, files: Iterable[str]) -> tuple[str, ...]:
+def _shadowing(root: Path, modules: Mapping[str, tuple[str, str]]) -> tuple[str, ...]:
     """Project files that Python would import as the top-level ``db_utils`` instead of the shim."""
-    found = {path for path in files if module_and_package(root, path)[0] == "db_utils"}
+    found = {path for path, (module, _) in modules.items() if module == "db_utils"}
     for candidate in ("db_utils.py", "db_utils/__init__.py", "src/db_utils.py", "src/db_utils/__init__.py"):
         if (root / candidate).is_file():
             found.add(candidate)
@@ -327,6 +327,7 @@ def _legacy_helpers(
     plan: Plan,
     files: Sequence[str],
     store: FileStore,
+    modules: Mapping[str, tuple[str, str]],
     *,
     cache: ResultCache,
     max_bytes: int,
@@ -343,14 +344,14 @@ def _legacy_helpers(
         path for path, size in sizes.items() if size is not None and (not max_bytes or size <= max_bytes)
     ]
     sources = ProjectSources(store, parseable)
-    names = {path: module_and_package(root, path)[0] for path in parseable}
+    names = {path: modules[path][0] for path in parseable}
     found = {helper.name: helper for helper in find_helpers(sources, names, cache)}
     for name in plan.legacy_helpers or ():
         found.setdefault(name, FoundHelper(name, "", 0, ()))
     helpers = tuple(sorted(found))
     # The analysis reads the helpers' own modules only (the last file of a module name wins, as before).
-    modules = {helper.rpartition(".")[0] for helper in helpers}
-    own = {path: module for path, module in names.items() if module in modules and path in sources}
+    defining = {helper.rpartition(".")[0] for helper in helpers}
+    own = {path: module for path, module in names.items() if module in defining and path in sources}
     differences = analyse_legacy_helpers(sources, own, helpers)
     contracts = analyse_legacy_helpers(sources, own, helpers, contract_only=True)
     return tuple(found[name] for name in helpers), differences, contracts
@@ -402,10 +403,11 @@ def load_project(
     all_files, under_targets = list_project_files(root, targets)
     target_files = [path for path in under_targets if not plan.is_excluded(path)]
     rules = _selected_rules(plan, select, ignore)
+    modules = {path: module_and_package(root, path) for path in all_files}
     results = ResultCache(root, enabled=cache)
     store = FileStore(root, NeedleIndex(), StatFacts(results) if cache and read_only else None)
     found, differences, contracts = _legacy_helpers(
-        root, plan, all_files, store, cache=results, max_bytes=max_bytes
+        root, plan, all_files, store, modules, cache=results, max_bytes=max_bytes
     )
     results.save()
     project = Project(
@@ -418,9 +420,10 @@ def load_project(
         found_helpers=found,
         legacy_helper_differences=differences,
         legacy_helper_contracts=contracts,
-        shadowing_db_utils=_shadowing(root, all_files),
+        shadowing_db_utils=_shadowing(root, modules),
         files=store,
     )
+    project._modules.update(modules)  # its own memo, filled once here
     unassigned = project.unassigned_files()
     if unassigned and plan.config_path is not None:
         warning = (
