@@ -459,7 +459,7 @@ def generated_project_scan(work: Path, rounds: int, lines: int = 50_000) -> dict
     def scan(*, cold: bool) -> None:
         if cold:
             shutil.rmtree(cache, ignore_errors=True)
-        project = load_project([corpus.root])
+        project = load_project([corpus.root], read_only=True)  # as the scan command loads it
         run_phases(project, project.plan.phases, dry_run=True, chain=False, include_unassigned=True)
 
     samples: dict[str, list[float]] = {"ast.parse": [], "scan cold": [], "scan warm": []}

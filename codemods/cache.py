@@ -10,6 +10,11 @@ what it writes is always computed.
 Concurrent runs are safe: each loads the cache once and saves it once, by writing a temporary file and
 renaming it over the old one, so a reader sees a complete old or new file, never a torn one; the last
 writer wins, and what it drops is only recomputed. An unreadable or foreign cache file is ignored.
+
+A third kind, for read-only runs only (:class:`StatFacts`), lets an unchanged file go unread, as git's
+index and ruff's cache do: per path, the file's stat signature and the words of the text prefilter found
+(or not) in its bytes. These are facts of the content alone, true under any configuration; a word no
+earlier run asked about is not among them, so the file is read.
 """
 
 from __future__ import annotations
@@ -18,13 +23,14 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from codemods import __version__
 
-__all__ = ["CACHE_DIR", "ResultCache", "content_key", "digest"]
+__all__ = ["CACHE_DIR", "RACY_MARGIN_NS", "ResultCache", "StatFacts", "content_key", "digest", "signature"]
 
 CACHE_DIR = ".poolshift_cache"
 _FORMAT = 1
@@ -84,6 +90,7 @@ class ResultCache:
                 self._write(table, {"format": _FORMAT, "entries": entries})
             except OSError:
                 continue  # a read-only tree still gets its report; the next run recomputes
+        self._dirty.clear()
 
     def _path(self, table: str) -> Path:
         return self.directory / f"{table}.json"
@@ -114,6 +121,63 @@ class ResultCache:
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise
+
+
+#: How much older than the moment a file was read its mtime and ctime must be for its facts to be kept.
+#: Timestamps are coarse (2 s on FAT, 1 s on some network filesystems, a kernel tick elsewhere): a file
+#: written again within the same tick as the read keeps the same mtime and ctime, and its stat signature
+#: would not tell the new content from the one read ("racy git"). A file last changed before the read by
+#: more than the coarsest granularity gets a strictly newer timestamp from any later change.
+RACY_MARGIN_NS = 2_000_000_000
+
+Signature = tuple[int, int, int, int, int]
+
+
+def signature(info: os.stat_result) -> Signature:
+    """What changes whenever a file's bytes may have: size, mtime, ctime (``utime`` cannot set it back),
+    inode and device (a file replaced by a rename)."""
+    return (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev)
+
+
+class StatFacts:
+    """The ``stat`` table: path -> stat signature, the prefilter words found and absent, and whether the
+    file has a coding cookie (a text decoded another way may hold words its bytes do not)."""
+
+    TABLE = "stat"
+
+    def __init__(self, cache: ResultCache) -> None:
+        self._cache = cache
+        #: Files read from here on are recorded only if they were last changed before this, with margin.
+        self.started_ns = time.time_ns()
+
+    def lookup(self, path: str, info: os.stat_result) -> tuple[dict[bytes, bool], bool] | None:
+        """(word -> found, utf-8 by default) of ``path`` when its stat signature is the recorded one."""
+        entry = self._cache.get(self.TABLE, path)
+        if not isinstance(entry, dict) or entry.get("sig") != list(signature(info)):
+            return None
+        try:
+            words = {word.encode("latin-1"): True for word in entry["found"]}
+            words.update((word.encode("latin-1"), False) for word in entry["absent"])
+            return words, bool(entry["utf8"])
+        except (KeyError, TypeError, AttributeError, UnicodeEncodeError):
+            return None
+
+    def record(self, path: str, info: os.stat_result, words: Mapping[bytes, bool], utf8: bool) -> None:
+        """Keep what this run learnt of ``path``'s bytes (read with ``info``), unless it may be racy."""
+        limit = self.started_ns - RACY_MARGIN_NS
+        if info.st_mtime_ns >= limit or info.st_ctime_ns >= limit:
+            return  # changed too recently: the same signature could hide a later change; read it next time
+        entry = {
+            "sig": list(signature(info)),
+            "utf8": utf8,
+            "found": sorted(word.decode("latin-1") for word, found in words.items() if found),
+            "absent": sorted(word.decode("latin-1") for word, found in words.items() if not found),
+        }
+        if self._cache.get(self.TABLE, path) != entry:  # an unchanged table is not written again
+            self._cache.put(self.TABLE, path, entry)
+
+    def save(self) -> None:
+        self._cache.save()
 
 
 def _mark_cache_directory(directory: Path) -> None:

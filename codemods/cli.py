@@ -223,6 +223,10 @@ def _prefix(root: Path) -> str:
     return "" if relative == "." else relative + "/"
 
 
+#: The commands that never write: their runs may skip reading files unchanged since an earlier one.
+_READ_ONLY_COMMANDS = frozenset({"scan", "check", "status"})
+
+
 def _load(
     args: argparse.Namespace, config: Path | None, paths: Sequence[Path], nested: Sequence[str]
 ) -> Project:
@@ -234,6 +238,7 @@ def _load(
         config=config,
         exclude=[*args.exclude, *nested],
         cache=not args.no_cache,
+        read_only=args.command in _READ_ONLY_COMMANDS,
     )
     if args.verbose:
         if config is None:

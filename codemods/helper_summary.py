@@ -67,11 +67,11 @@ def _uses_per_helper(project: Project) -> Counter[str]:
     """References to each helper in the whole tree, outside its own definition (imports excluded)."""
     names = [helper.name for helper in project.found_helpers]
     needles = [name.encode() for name in prefilter_names(names)]
-    files = {
-        path: entry[2]
-        for path, entry in project.snapshot.items()
-        if any(needle in entry[2] for needle in needles)
-    }
+    files: dict[str, bytes] = {}
+    for path in project.all_files:
+        data = project.files.read(path) if project.files.contains(path, needles) else None
+        if data is not None:
+            files[path] = data
     sources = decoded_sources(files)
     modules = {path: project.module_of(path)[0] for path in sources}
     counts: Counter[str] = Counter()

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 
-__all__ = ["NeedleIndex", "shared_parts"]
+__all__ = ["NeedleIndex", "known_answer", "shared_parts"]
 
 #: A shared part shorter than this is in too many files to rule anything out.
 MIN_SHARED = 3
@@ -73,6 +73,29 @@ class NeedleIndex:
             if found:
                 return True
         return False
+
+    def answers(self, path: str, data: bytes) -> dict[bytes, bool]:
+        """Every word asked about ``data`` (``path``'s bytes) so far: word -> found."""
+        entry = self._files.get(path)
+        return dict(entry[1]) if entry is not None and entry[0] is data else {}
+
+
+def known_answer(known: dict[bytes, bool], words: Sequence[bytes]) -> bool | None:
+    """Whether one of ``words`` is found, from ``known`` answers alone; None when that cannot tell.
+
+    A word not asked before is absent when a word inside it is known absent (see NeedleIndex.contains).
+    """
+    unknown: list[bytes] = []
+    for word in words:
+        found = known.get(word)
+        if found:
+            return True
+        if found is None:
+            unknown.append(word)
+    if not unknown:
+        return False
+    absent = [word for word, found in known.items() if not found]
+    return False if all(any(part in word for part in absent) for word in unknown) else None
 
 
 def _search(data: bytes, word: bytes, known: dict[bytes, bool], absent: list[bytes]) -> bool:

@@ -12,18 +12,19 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-from codemods.cache import ResultCache
+from codemods.cache import ResultCache, StatFacts
 from codemods.files import find_project_root, list_project_files
 from codemods.legacy_helpers.discovery import DEFAULT_HELPER_NAME, FoundHelper, find_helpers
 from codemods.legacy_helpers.equivalence import analyse_legacy_helpers
 from codemods.limits import DEFAULT_LIMITS
-from codemods.needles import NeedleIndex
+from codemods.needles import NeedleIndex, known_answer
 from codemods.plan import Phase, Plan, PlanError, load_plan, plan_from_table, read_toml, select_rule_ids
 from codemods.rules import all_rules
 from codemods.rules.base import PoolshiftRule, RuleOptions
 from codemods.transform import SourceError, decode_source
 
 __all__ = [
+    "FileStore",
     "Project",
     "ProjectSources",
     "decoded_sources",
@@ -31,9 +32,6 @@ __all__ = [
     "module_and_package",
     "read_matching",
 ]
-
-#: (mtime_ns, size, bytes) of a file as read while loading, keyed by relative path.
-Snapshot = dict[str, tuple[int, int, bytes]]
 
 
 @dataclass(frozen=True)
@@ -55,13 +53,14 @@ class Project:
     #: The same, limited to the helper's contract (connection or None); see RuleOptions.
     legacy_helper_contracts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
-    #: Bytes read while loading (helper discovery reads every file) with the (mtime_ns, size) they were
-    #: read at, so a run right after loading does not read every file a second time; reused only while
-    #: the file's stat is unchanged (and writes still compare the bytes on disk, see atomic_write).
-    snapshot: Mapping[str, tuple[int, int, bytes]] = field(default_factory=dict, compare=False, repr=False)
-    #: The words found (or not) in each file's bytes so far: loading asks about ``connect``, the runner
-    #: about the rules' words; a word is searched once per file version for the whole run.
-    needles: NeedleIndex = field(default_factory=NeedleIndex, compare=False, repr=False)
+    #: The files' bytes, read on first need and shared with the run (see FileStore).
+    files: FileStore = field(kw_only=True, compare=False, repr=False)
+
+    @property
+    def needles(self) -> NeedleIndex:
+        """The words found (or not) in each file's bytes so far: loading asks about ``connect``, the
+        runner about the rules' words; a word is searched once per file version for the whole run."""
+        return self.files.needles
 
     #: Per-path answers of module_of and phase_of: asked for every file in every phase of a run.
     _modules: dict[str, tuple[str, str]] = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -127,30 +126,111 @@ def module_and_package(root: Path, relpath: str) -> tuple[str, str]:
     return ".".join(parts), ".".join(parts[:-1])
 
 
-def read_matching(
-    root: Path, paths: Iterable[str], needles: Sequence[bytes], snapshot: Snapshot | None = None
-) -> dict[str, bytes]:
-    """Bytes of the files that contain one of ``needles`` (all of them when ``needles`` is empty).
-
-    With ``snapshot``, every file read is also recorded there with the stat taken *before* reading (of the
-    open file): a change after the stat gives a newer stat later, so a stale entry is never mistaken for
-    current.
-    """
+def read_matching(root: Path, paths: Iterable[str], needles: Sequence[bytes]) -> dict[str, bytes]:
+    """Bytes of the files that contain one of ``needles`` (all of them when ``needles`` is empty)."""
     found: dict[str, bytes] = {}
     for path in paths:
         try:
             with open(f"{root}/{path}", "rb") as handle:
-                if snapshot is None:
-                    data = handle.read()
-                else:
-                    info = os.fstat(handle.fileno())
-                    data = handle.read()
-                    snapshot[path] = (info.st_mtime_ns, info.st_size, data)
+                data = handle.read()
         except OSError:
             continue
         if not needles or any(needle in data for needle in needles):
             found[path] = data
     return found
+
+
+class FileStore:
+    """The project's files' bytes, each read when something first needs them, and what is known of them.
+
+    A read is one ``open``, ``fstat`` (taken before reading: a change after it gives a newer stat later,
+    so a stale entry is never mistaken for current) and ``read``; an ``OSError`` makes the file unreadable
+    for the run, as before. The runner reuses these bytes while the file's stat is unchanged (and writes
+    still compare the bytes on disk, see atomic_write).
+
+    With ``facts`` (read-only runs with the cache on), a file whose stat signature is the one an earlier
+    run recorded answers the text prefilter's questions from the recorded answers without being read; the
+    first question those cannot answer, or anything that needs the bytes, reads it as above.
+    """
+
+    def __init__(self, root: Path, needles: NeedleIndex, facts: StatFacts | None = None) -> None:
+        self.root = root
+        self.needles = needles
+        self.facts = facts
+        #: path -> (the fstat taken before reading, the bytes), or None when the file could not be read.
+        self.snapshot: dict[str, tuple[os.stat_result, bytes] | None] = {}
+        self._known: dict[str, tuple[dict[bytes, bool], bool] | None] = {}
+        self._sizes: dict[str, int] = {}
+
+    def read(self, path: str) -> bytes | None:
+        """``path``'s bytes as first read in this run (None: unreadable)."""
+        if path not in self.snapshot:
+            self.reread(path)
+        entry = self.snapshot[path]
+        return None if entry is None else entry[1]
+
+    def reread(self, path: str) -> bytes | None:
+        try:
+            with open(f"{self.root}/{path}", "rb") as handle:
+                info = os.fstat(handle.fileno())
+                data = handle.read()
+        except OSError:
+            self.snapshot[path] = None
+            return None
+        self.snapshot[path] = (info, data)
+        return data
+
+    def _recorded(self, path: str) -> tuple[dict[bytes, bool], bool] | None:
+        """The recorded facts of an unread ``path``, when its stat says it is unchanged since."""
+        if self.facts is None or path in self.snapshot:
+            return None
+        if path not in self._known:
+            try:
+                info = os.stat(f"{self.root}/{path}")
+            except OSError:
+                info = None
+            self._known[path] = None if info is None else self.facts.lookup(path, info)
+            if info is not None:
+                self._sizes[path] = info.st_size
+        return self._known[path]
+
+    def recorded_answer(self, path: str, words: Sequence[bytes]) -> bool | None:
+        """Whether the unread ``path`` holds one of ``words``, from recorded facts; None: read it to know."""
+        recorded = self._recorded(path)
+        return None if recorded is None else known_answer(recorded[0], words)
+
+    def contains(self, path: str, words: Sequence[bytes]) -> bool:
+        """Whether ``path``'s bytes hold one of ``words`` (False when it cannot be read)."""
+        answer = self.recorded_answer(path, words)
+        if answer is not None:
+            return answer
+        data = self.read(path)
+        return data is not None and self.needles.contains(path, data, words)
+
+    def utf8_by_default(self, path: str) -> bool:
+        """No coding cookie in ``path`` (see _utf8_by_default); False when it cannot be read."""
+        recorded = self._recorded(path)
+        if recorded is not None:
+            return recorded[1]
+        data = self.read(path)
+        return data is not None and _utf8_by_default(data)
+
+    def size(self, path: str) -> int | None:
+        recorded = self._recorded(path)
+        if recorded is not None:
+            return self._sizes[path]
+        data = self.read(path)
+        return None if data is None else len(data)
+
+    def save_facts(self) -> None:
+        """Record what this run learnt of each file it read (facts of unread files are kept as they are)."""
+        if self.facts is None:
+            return
+        for path, entry in self.snapshot.items():
+            if entry is not None:
+                info, data = entry
+                self.facts.record(path, info, self.needles.answers(path, data), _utf8_by_default(data))
+        self.facts.save()
 
 
 def decoded_sources(files: Mapping[str, bytes]) -> dict[str, str]:
@@ -182,15 +262,15 @@ class ProjectSources(Mapping[str, str]):
     ``unicode_escape``: letters from escapes), so such a file is decoded first, as before.
     """
 
-    def __init__(self, files: Mapping[str, bytes], needles: NeedleIndex) -> None:
+    def __init__(self, files: FileStore, paths: Iterable[str]) -> None:
         self._files = files
-        self._needles = needles
+        self._paths = dict.fromkeys(paths)
         self._texts: dict[str, str | None] = {}
 
     def _text(self, path: str) -> str | None:
         if path not in self._texts:
             text: str | None = None
-            data = self._files.get(path)
+            data = self._files.read(path) if path in self._paths else None
             if data is not None:
                 try:
                     text = decode_source(data).text
@@ -206,27 +286,26 @@ class ProjectSources(Mapping[str, str]):
         return text
 
     def __iter__(self) -> Iterator[str]:
-        return (path for path in self._files if self._text(path) is not None)
+        return (path for path in self._paths if self._text(path) is not None)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
     def mentions(self, path: str, words: Collection[str]) -> bool:
         """Whether ``path`` has a text holding one of ``words`` (exactly; decoding only when it may)."""
-        data = self._files.get(path)
-        if data is None:
+        if path not in self._paths:
             return False
-        if _utf8_by_default(data):
+        if self._files.utf8_by_default(path):
             encoded = [word.encode("utf-8", "surrogatepass") for word in words]
-            if not self._needles.contains(path, data, encoded):
+            if not self._files.contains(path, encoded):
                 return False
         text = self._text(path)
         return text is not None and any(word in text for word in words)
 
 
-def _shadowing(root: Path, files: Iterable[str]) -> tuple[str, ...]:
+def _shadowing(root: Path, modules: Mapping[str, tuple[str, str]]) -> tuple[str, ...]:
     """Project files that Python would import as the top-level ``db_utils`` instead of the shim."""
-    found = {path for path in files if module_and_package(root, path)[0] == "db_utils"}
+    found = {path for path, (module, _) in modules.items() if module == "db_utils"}
     for candidate in ("db_utils.py", "db_utils/__init__.py", "src/db_utils.py", "src/db_utils/__init__.py"):
         if (root / candidate).is_file():
             found.add(candidate)
@@ -247,11 +326,11 @@ def _legacy_helpers(
     root: Path,
     plan: Plan,
     files: Sequence[str],
-    snapshot: Snapshot,
+    store: FileStore,
+    modules: Mapping[str, tuple[str, str]],
     *,
     cache: ResultCache,
     max_bytes: int,
-    needles: NeedleIndex,
 ) -> tuple[tuple[FoundHelper, ...], dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
     """The legacy helpers (found by behavior, plus the configured ones) and how each differs from the shim.
 
@@ -259,18 +338,20 @@ def _legacy_helpers(
     mentions ``connect`` or a helper's name with ``ast`` and parses with LibCST only those that may define
     one, both through ``cache``. A configured helper poolshift did not find is kept, with no file or line.
     """
-    read = read_matching(root, files, (), snapshot)
     # A file over the size limit is never parsed (the run reports it as file-too-large), here neither.
-    parseable = {path: data for path, data in read.items() if len(data) <= max_bytes or not max_bytes}
-    sources = ProjectSources(parseable, needles)
-    names = {path: module_and_package(root, path)[0] for path in parseable}
+    sizes = {path: store.size(path) for path in files}
+    parseable = [
+        path for path, size in sizes.items() if size is not None and (not max_bytes or size <= max_bytes)
+    ]
+    sources = ProjectSources(store, parseable)
+    names = {path: modules[path][0] for path in parseable}
     found = {helper.name: helper for helper in find_helpers(sources, names, cache)}
     for name in plan.legacy_helpers or ():
         found.setdefault(name, FoundHelper(name, "", 0, ()))
     helpers = tuple(sorted(found))
     # The analysis reads the helpers' own modules only (the last file of a module name wins, as before).
-    modules = {helper.rpartition(".")[0] for helper in helpers}
-    own = {path: module for path, module in names.items() if module in modules and path in sources}
+    defining = {helper.rpartition(".")[0] for helper in helpers}
+    own = {path: module for path, module in names.items() if module in defining and path in sources}
     differences = analyse_legacy_helpers(sources, own, helpers)
     contracts = analyse_legacy_helpers(sources, own, helpers, contract_only=True)
     return tuple(found[name] for name in helpers), differences, contracts
@@ -299,13 +380,16 @@ def load_project(
     config: Path | None = None,
     exclude: Sequence[str] = (),
     cache: bool = True,
+    read_only: bool = False,
     max_bytes: int = DEFAULT_LIMITS.max_bytes,
 ) -> Project:
     """Find the root and plan, list files, pick rules and legacy helpers. Raises ValueError subclasses.
 
     ``config`` replaces the pyproject.toml's ``[tool.poolshift]``; ``exclude`` globs add to the plan's.
     ``cache`` reads and writes the helper discovery's per-file answers in ``.poolshift_cache/``; a file
-    over ``max_bytes`` (0: no limit) is not looked at for helpers.
+    over ``max_bytes`` (0: no limit) is not looked at for helpers. ``read_only`` (with ``cache``: scan,
+    check, status) lets files unchanged since an earlier such run go unread (see FileStore); a run that
+    writes always reads what it may rewrite.
     """
     if config is not None:
         config = config.resolve()
@@ -319,11 +403,11 @@ def load_project(
     all_files, under_targets = list_project_files(root, targets)
     target_files = [path for path in under_targets if not plan.is_excluded(path)]
     rules = _selected_rules(plan, select, ignore)
-    snapshot: Snapshot = {}
-    needles = NeedleIndex()
+    modules = {path: module_and_package(root, path) for path in all_files}
     results = ResultCache(root, enabled=cache)
+    store = FileStore(root, NeedleIndex(), StatFacts(results) if cache and read_only else None)
     found, differences, contracts = _legacy_helpers(
-        root, plan, all_files, snapshot, cache=results, max_bytes=max_bytes, needles=needles
+        root, plan, all_files, store, modules, cache=results, max_bytes=max_bytes
     )
     results.save()
     project = Project(
@@ -336,10 +420,10 @@ def load_project(
         found_helpers=found,
         legacy_helper_differences=differences,
         legacy_helper_contracts=contracts,
-        shadowing_db_utils=_shadowing(root, all_files),
-        snapshot=snapshot,
-        needles=needles,
+        shadowing_db_utils=_shadowing(root, modules),
+        files=store,
     )
+    project._modules.update(modules)  # its own memo, filled once here
     unassigned = project.unassigned_files()
     if unassigned and plan.config_path is not None:
         warning = (

@@ -39,9 +39,8 @@ from codemods.first_pass import (
 from codemods.legacy_helpers.discovery import prefilter_names
 from codemods.legacy_helpers.references import find_legacy_references
 from codemods.limits import DEFAULT_LIMITS, FileTimeout, Limits, cap_memory, time_limit
-from codemods.needles import NeedleIndex
 from codemods.plan import Phase, Plan
-from codemods.project import Project, decoded_sources
+from codemods.project import FileStore, Project, decoded_sources
 from codemods.rules._redirect import RedirectCallRule
 from codemods.rules.base import FirstPassView, PoolshiftRule, RuleOptions, Site
 from codemods.rules.psycopg2_c_api import imports_psycopg2
@@ -313,36 +312,49 @@ class _State:
     """The project's file contents as this run sees them (after earlier phases, when chaining)."""
 
     root: Path
-    snapshot: Mapping[str, tuple[int, int, bytes]] = field(default_factory=dict)
+    #: The bytes read so far (while loading, too) and, in read-only runs, the recorded facts of unchanged
+    #: files; its NeedleIndex is shared with project loading, so each word is searched once per file and
+    #: run, whichever phase, rule or lookup asks (see codemods.needles).
+    files: FileStore
     on_disk: dict[str, bytes] = field(default_factory=dict)
     current: dict[str, bytes] = field(default_factory=dict)
     #: Files the TREE_WIDE rules already ran on in this run (they run on each file once per run).
     tree_wide_done: set[str] = field(default_factory=set)
-    #: The words found in each file version: shared with project loading, so each word is searched once
-    #: per file and run, whichever phase, rule or lookup asks (see codemods.needles).
-    needles: NeedleIndex = field(default_factory=NeedleIndex)
 
     def contains(self, path: str, data: bytes, needles: Sequence[bytes]) -> bool:
         """Whether ``data`` (``path``'s current bytes) holds one of ``needles``."""
-        return self.needles.contains(path, data, needles)
+        return self.files.needles.contains(path, data, needles)
+
+    def mentions(self, path: str, needles: Sequence[bytes]) -> bool:
+        """Whether ``path``'s current bytes hold one of ``needles``: from recorded facts when the file is
+        unchanged and unread (see FileStore), else from its bytes (False when it cannot be read)."""
+        if path not in self.current and path not in self.files.snapshot:
+            answer = self.files.recorded_answer(path, needles)
+            if answer is not None:
+                return answer
+        data = self.read(path)
+        return data is not None and self.contains(path, data, needles)
 
     def read(self, path: str) -> bytes | None:
         if path not in self.current:
-            try:
-                data = self._unchanged_snapshot(path) or (self.root / path).read_bytes()
-            except OSError:
+            data = self._fresh(path)
+            if data is None:
                 return None
             self.on_disk[path] = data
             self.current[path] = data
         return self.current[path]
 
-    def _unchanged_snapshot(self, path: str) -> bytes | None:
-        """The bytes read while loading the project, if the file's stat says it has not changed since."""
-        cached = self.snapshot.get(path)
-        if cached is None:
-            return None
-        info = os.stat(f"{self.root}/{path}")
-        return cached[2] if (info.st_mtime_ns, info.st_size) == cached[:2] else None
+    def _fresh(self, path: str) -> bytes | None:
+        """The bytes read earlier (while loading), if the file's stat says it has not changed since."""
+        entry = self.files.snapshot.get(path)
+        if entry is not None:
+            try:
+                info = os.stat(f"{self.root}/{path}")
+            except OSError:
+                return None
+            if (info.st_mtime_ns, info.st_size) == (entry[0].st_mtime_ns, entry[0].st_size):
+                return entry[1]
+        return self.files.reread(path)
 
 
 def _references(project: Project, state: _State) -> tuple[str, ...]:
@@ -351,8 +363,8 @@ def _references(project: Project, state: _State) -> tuple[str, ...]:
     needles = [name.encode() for name in prefilter_names(project.legacy_helpers)]
     files: dict[str, bytes] = {}
     for path in project.all_files:
-        data = state.read(path)
-        if data is not None and state.contains(path, data, needles):
+        data = state.read(path) if state.mentions(path, needles) else None
+        if data is not None:
             files[path] = data
     sources = decoded_sources(files)
     names = {path: project.module_of(path)[0] for path in sources}
@@ -500,8 +512,8 @@ def _project_facts(context: _Context) -> None:
     )
     facts: dict[str, FileFacts] = {}
     for path in context.project.all_files:
-        data = context.state.read(path)
-        if data is not None and context.state.contains(path, data, needles):
+        data = context.state.read(path) if context.state.mentions(path, needles) else None
+        if data is not None:
             facts[path] = context.facts(path, data)[0]
     names = {path: context.project.module_of(path)[0] for path in facts}
     context.aliases = project_module_aliases(facts, names, context.targets.modules)
@@ -618,22 +630,18 @@ class _PhaseFiles:
             _options_key(self.options, self.context.limits) if self.dry_run and not self.chain else ""
         )
 
-    def _may_match(self, rule: type[PoolshiftRule], path: str, data: bytes) -> bool:
+    def _may_match(self, rule: type[PoolshiftRule], path: str) -> bool:
         """Byte-level prefilter: a rule with no needle in the file cannot have a candidate there."""
         state = self.context.state
         needles = self.needles[rule]
-        if not needles or state.contains(path, data, needles):
+        if not needles or state.mentions(path, needles):
             return True
-        if state.contains(path, data, self.alias_needles[rule]):
+        if state.mentions(path, self.alias_needles[rule]):
             return True
         judge = self.judge_needles[rule]
-        return (
-            bool(judge)
-            and state.contains(path, data, (_SUPPRESSION_MARKER,))
-            and state.contains(path, data, judge)
-        )
+        return bool(judge) and state.mentions(path, (_SUPPRESSION_MARKER,)) and state.mentions(path, judge)
 
-    def _may_any_match(self, path: str, data: bytes, rules: tuple[type[PoolshiftRule], ...]) -> bool:
+    def _may_any_match(self, path: str, rules: tuple[type[PoolshiftRule], ...]) -> bool:
         """:meth:`_may_match` of some of ``rules``, in one question for the common answer (no word at all)."""
         words = self._words.get(rules)
         if words is None:
@@ -646,19 +654,18 @@ class _PhaseFiles:
             self._words[rules] = words
         needles, judge = words
         state = self.context.state
-        if needles is None or state.contains(path, data, needles):
+        if needles is None or state.mentions(path, needles):
             return True
-        return (
-            bool(judge)
-            and state.contains(path, data, (_SUPPRESSION_MARKER,))
-            and state.contains(path, data, judge)
-        )
+        return bool(judge) and state.mentions(path, (_SUPPRESSION_MARKER,)) and state.mentions(path, judge)
 
-    def add(self, path: str, data: bytes, rules: tuple[type[PoolshiftRule], ...]) -> None:
+    def add(self, path: str, rules: tuple[type[PoolshiftRule], ...]) -> None:
+        """Decide ``path`` with ``rules``: most files have no rule's word and are done here (unread, when
+        recorded facts of the unchanged file tell, see FileStore)."""
         matching: tuple[type[PoolshiftRule], ...] = ()
-        if self._may_any_match(path, data, rules):  # most files: no rule's word is in them
-            matching = tuple(rule for rule in rules if self._may_match(rule, path, data))
-        if not matching:
+        if self._may_any_match(path, rules):  # most files: no rule's word is in them
+            matching = tuple(rule for rule in rules if self._may_match(rule, path))
+        data = self.context.state.read(path) if matching else None
+        if data is None:
             self.context.progress.advance()
             return
         # The cache key names every rule that may have a say here, before the first pass narrows them.
@@ -821,12 +828,8 @@ def _run_phase(context: _Context, phase: Phase, paths: Sequence[str], *, dry_run
         options = replace(options, remaining_legacy_references=_references(project, state))
     files = _PhaseFiles(context, rules, options, dry_run, chain)
     for path, path_rules in _rules_per_path(project, paths, rules, state):
-        data = state.read(path)
         context.result.files_read += 1
-        if data is None:
-            context.progress.advance()
-            continue
-        files.add(path, data, path_rules)
+        files.add(path, path_rules)
     context.result.files_parsed += len(files.jobs)
     _record(context, phase, set(paths), files.results(), dry_run=dry_run, chain=chain)
 
@@ -884,7 +887,9 @@ def run(
     inventory never hides candidates. ``cache`` reads and writes ``.poolshift_cache/`` in the project
     root; ``progress`` is the stream for the progress line (shown only when it is a terminal).
     """
-    state = _State(project.root, project.snapshot, needles=project.needles)
+    if not dry_run or chain:
+        project.files.facts = None  # a run that writes (or chains phases) reads every file it looks at
+    state = _State(project.root, project.files)
     result = RunResult(project)
     with_unassigned = include_unassigned and any(not phase.is_cleanup for phase in phases)
     total = sum(len(project.files_in(phase)) for phase in phases)
@@ -906,6 +911,7 @@ def run(
         _run_phase(context, unassigned, project.unassigned_files(), dry_run=True, chain=False)
     context.progress.finish()
     context.cache.save()
+    project.files.save_facts()
     for path, data in state.current.items():
         if data != state.on_disk[path]:
             result.originals[path] = state.on_disk[path]

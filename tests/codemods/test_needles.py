@@ -14,7 +14,7 @@ import pytest
 
 from codemods.legacy_helpers.discovery import find_helpers
 from codemods.needles import NeedleIndex, shared_parts
-from codemods.project import ProjectSources, decoded_sources, load_project
+from codemods.project import FileStore, ProjectSources, decoded_sources, load_project
 
 WORDS = (b"urlopen", b"urllib", b"url", b"connect", b"get_postgres_connection", b"psycopg2", b"sqlite3")
 TEXTS = (
@@ -70,9 +70,9 @@ SOURCES = {
 
 
 @pytest.mark.parametrize("path", sorted(SOURCES))
-def test_mentions_is_exactly_a_search_of_the_decoded_text(path: str) -> None:
+def test_mentions_is_exactly_a_search_of_the_decoded_text(path: str, tmp_path: Path) -> None:
     texts = decoded_sources(SOURCES)
-    sources = ProjectSources(SOURCES, NeedleIndex())
+    sources = ProjectSources(_store(tmp_path, SOURCES), SOURCES)
     for words in (("connect",), ("nothing", "connect"), ("nothing",)):
         expected = path in texts and any(word in texts[path] for word in words)
         assert sources.mentions(path, words) == expected
@@ -87,10 +87,19 @@ def test_discovery_finds_a_helper_whose_connect_only_the_text_shows(tmp_path: Pa
     assert b"connect" not in encoded
     sources = {"app/db.py": encoded}
     names = {"app/db.py": "app.db"}
-    found = find_helpers(ProjectSources(sources, NeedleIndex()), names)
+    found = find_helpers(ProjectSources(_store(tmp_path / "read", sources), sources), names)
     assert [helper.name for helper in found] == ["app.db.open_db"]
     assert found == find_helpers(decoded_sources(sources), names)
-    (tmp_path / "app").mkdir()
-    (tmp_path / "app" / "db.py").write_bytes(encoded)
-    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'app'\n")
-    assert load_project([tmp_path]).legacy_helpers == ("app.db.open_db",)
+    project = tmp_path / "project"
+    (project / "app").mkdir(parents=True)
+    (project / "app" / "db.py").write_bytes(encoded)
+    (project / "pyproject.toml").write_text("[project]\nname = 'app'\n")
+    assert load_project([project]).legacy_helpers == ("app.db.open_db",)
+
+
+def _store(root: Path, files: dict[str, bytes]) -> FileStore:
+    """``files`` written under ``root``, read through the FileStore a run reads them with."""
+    for path, data in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+    return FileStore(root, NeedleIndex())
