@@ -39,8 +39,10 @@ class Baseline:
     """What a connection looked like when the pool opened it: the state a reset must come back to."""
 
     encoding: str
-    string_types: dict[Any, Any]
-    binary_types: dict[Any, Any]
+    #: ``string_types``/``binary_types`` as (oid, typecaster) pairs: compared by identity on return (see
+    #: :func:`_same_typecasters`) and put back when they differ.
+    string_types: tuple[tuple[Any, Any], ...]
+    binary_types: tuple[tuple[Any, Any], ...]
     #: DateStyle as psycopg2 left it after connecting: on a non-ISO server psycopg2 runs
     #: ``SET DATESTYLE TO 'ISO'`` (it parses ISO dates only), a SET that DISCARD ALL would undo.
     datestyle: str | None
@@ -49,16 +51,13 @@ class Baseline:
     attributes: frozenset[str]
     #: What :data:`_STATE` reads from a connection that needs no reset at all (see :func:`is_pristine`).
     pristine: tuple[Any, ...]
-    #: ``string_types``/``binary_types`` as (oid, typecaster) pairs, for :func:`_same_typecasters`.
-    string_items: tuple[tuple[Any, Any], ...]
-    binary_items: tuple[tuple[Any, Any], ...]
 
     @classmethod
     def of(cls, connection: Any) -> Baseline:
         return cls(
             connection.encoding,
-            dict(connection.string_types),
-            dict(connection.binary_types),
+            tuple(connection.string_types.items()),
+            tuple(connection.binary_types.items()),
             connection.info.parameter_status("DateStyle"),
             connection.cursor_factory,
             frozenset(vars(connection)),
@@ -80,8 +79,6 @@ class Baseline:
                 list,
                 dict(vars(connection), session_effect=CLEAN),
             ),
-            tuple(connection.string_types.items()),
-            tuple(connection.binary_types.items()),
         )
 
 
@@ -115,21 +112,17 @@ def is_pristine(connection: Any, baseline: Baseline) -> bool:
     # The transaction first: a return with work uncommitted (legacy code's close()) fails here, cheaply.
     if connection.get_transaction_status() != _IDLE or _STATE(connection) != baseline.pristine:
         return False
-    # _same_typecasters, twice, written out (a Python call each).
-    current, items = connection.string_types, baseline.string_items
-    if len(current) != len(items):
-        return False
-    get = current.get
-    for oid, caster in items:
-        if get(oid) is not caster:
+    # _same_typecasters for both dicts, written out (it is a Python call each).
+    for current, items in (
+        (connection.string_types, baseline.string_types),
+        (connection.binary_types, baseline.binary_types),
+    ):
+        if len(current) != len(items):
             return False
-    current, items = connection.binary_types, baseline.binary_items
-    if len(current) != len(items):
-        return False
-    get = current.get
-    for oid, caster in items:  # noqa: SIM110 - written out on purpose, see above
-        if get(oid) is not caster:
-            return False
+        get = current.get
+        for oid, caster in items:
+            if get(oid) is not caster:
+                return False
     return True
 
 
@@ -155,8 +148,8 @@ def reset_connection(connection: Any, baseline: Baseline) -> str | None:
                 return reason
         if effect == SESSION_STATE:
             _discard_session_state(connection, baseline)
-        _restore_typecasters(connection.string_types, baseline.string_types, baseline.string_items)
-        _restore_typecasters(connection.binary_types, baseline.binary_types, baseline.binary_items)
+        _restore_typecasters(connection.string_types, baseline.string_types)
+        _restore_typecasters(connection.binary_types, baseline.binary_types)
         _restore_client_settings(connection, baseline)
     except Exception as exc:  # any failure here means the connection's state is unknown
         return f"reset failed ({type(exc).__name__})"
@@ -175,9 +168,7 @@ def _unresettable_reason(connection: Any, effect: int, baseline: Baseline) -> st
     return None
 
 
-def _restore_typecasters(
-    current: dict[Any, Any], baseline: dict[Any, Any], items: tuple[tuple[Any, Any], ...]
-) -> None:
+def _restore_typecasters(current: dict[Any, Any], baseline: tuple[tuple[Any, Any], ...]) -> None:
     """Typecasters registered on the connection (``register_type(caster, conn)``, ``register_uuid``,
     ``register_default_jsonb``, ``register_hstore``...) live in its ``string_types``/``binary_types``
     dicts, which psycopg2 consults on every fetch: putting the connect-time contents back undoes them.
@@ -185,7 +176,7 @@ def _restore_typecasters(
     Compared by identity: psycopg2 typecasters compare equal when their OIDs do, so ``!=`` would miss
     ``register_uuid(None, conn)`` replacing the pool's own UUID-as-text caster for the same OIDs.
     """
-    if not _same_typecasters(current, items):
+    if not _same_typecasters(current, baseline):
         current.clear()
         current.update(baseline)
 
