@@ -235,13 +235,16 @@ class FileStore:
 
 def decoded_sources(files: Mapping[str, bytes]) -> dict[str, str]:
     """The text of each file that decodes; one that does not cannot define or use a resolvable helper."""
-    texts: dict[str, str] = {}
-    for path, data in files.items():
-        try:
-            texts[path] = decode_source(data).text
-        except (SourceError, ValueError):
-            continue
-    return texts
+    texts = {path: _text_of(data) for path, data in files.items()}
+    return {path: text for path, text in texts.items() if text is not None}
+
+
+def _text_of(data: bytes) -> str | None:
+    """``data`` decoded as Python source (PEP 263, BOM), or None when it does not decode."""
+    try:
+        return decode_source(data).text
+    except (SourceError, ValueError):
+        return None
 
 
 def _utf8_by_default(data: bytes) -> bool:
@@ -269,14 +272,8 @@ class ProjectSources(Mapping[str, str]):
 
     def _text(self, path: str) -> str | None:
         if path not in self._texts:
-            text: str | None = None
             data = self._files.read(path) if path in self._paths else None
-            if data is not None:
-                try:
-                    text = decode_source(data).text
-                except (SourceError, ValueError):
-                    text = None
-            self._texts[path] = text
+            self._texts[path] = None if data is None else _text_of(data)
         return self._texts[path]
 
     def __getitem__(self, path: str) -> str:

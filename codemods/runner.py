@@ -593,6 +593,12 @@ def _store_result(context: _Context, key: str, result: FileResult) -> None:
     context.cache.put("outcomes", key, {"sites": sites, "error": result.error, "detail": result.error_detail})
 
 
+def _suppression_may_judge(state: _State, path: str, judge: Sequence[bytes]) -> bool:
+    """Whether ``path`` may hold a suppression comment naming one of ``judge``'s words (rules that do not
+    apply to the project are still run there, so that an unused suppression is reported)."""
+    return bool(judge) and state.mentions(path, (_SUPPRESSION_MARKER,)) and state.mentions(path, judge)
+
+
 @dataclass
 class _PhaseFiles:
     """One phase's files as they are decided: outcomes known without LibCST, and jobs for the rest."""
@@ -639,7 +645,7 @@ class _PhaseFiles:
         if state.mentions(path, self.alias_needles[rule]):
             return True
         judge = self.judge_needles[rule]
-        return bool(judge) and state.mentions(path, (_SUPPRESSION_MARKER,)) and state.mentions(path, judge)
+        return _suppression_may_judge(state, path, judge)
 
     def _may_any_match(self, path: str, rules: tuple[type[PoolshiftRule], ...]) -> bool:
         """:meth:`_may_match` of some of ``rules``, in one question for the common answer (no word at all)."""
@@ -656,7 +662,7 @@ class _PhaseFiles:
         state = self.context.state
         if needles is None or state.mentions(path, needles):
             return True
-        return bool(judge) and state.mentions(path, (_SUPPRESSION_MARKER,)) and state.mentions(path, judge)
+        return _suppression_may_judge(state, path, judge)
 
     def add(self, path: str, rules: tuple[type[PoolshiftRule], ...]) -> None:
         """Decide ``path`` with ``rules``: most files have no rule's word and are done here (unread, when

@@ -8,6 +8,7 @@ the reason.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -91,3 +92,18 @@ def scratch_table(postgres: PostgresServer) -> Iterator[str]:
     postgres.query(f"CREATE TABLE {name} (id int PRIMARY KEY)")
     yield name
     postgres.query(f"DROP TABLE {name}")
+
+
+@pytest.fixture
+def made_temp_dirs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every directory ``tempfile.mkdtemp`` makes during the test: a test server that fails to start must
+    leave none of them behind."""
+    made: list[str] = []
+    real_mkdtemp = tempfile.mkdtemp
+
+    def recording_mkdtemp(*args: object, **kwargs: object) -> str:
+        made.append(real_mkdtemp(*args, **kwargs))  # type: ignore[call-overload]
+        return made[-1]
+
+    monkeypatch.setattr(tempfile, "mkdtemp", recording_mkdtemp)
+    return made

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -149,17 +148,10 @@ def test_stop_ends_the_process_its_server_connections_its_role_and_its_files(
 
 
 def test_a_bad_setting_fails_with_pgbouncer_own_words_and_leaves_nothing(
-    postgres: PostgresServer, pgbouncer_binary: Path, monkeypatch: pytest.MonkeyPatch
+    postgres: PostgresServer, pgbouncer_binary: Path, made_temp_dirs: list[str]
 ) -> None:
     roles_before = postgres.query("SELECT rolname FROM pg_roles ORDER BY 1")
-    made: list[str] = []
-    real_mkdtemp = tempfile.mkdtemp
-
-    def recording_mkdtemp(*args: object, **kwargs: object) -> str:
-        made.append(real_mkdtemp(*args, **kwargs))  # type: ignore[call-overload]
-        return made[-1]
-
-    monkeypatch.setattr(tempfile, "mkdtemp", recording_mkdtemp)
+    made = made_temp_dirs
     with pytest.raises(RuntimeError, match=r"(?s)pgbouncer exited .*pool_mode"):
         launch_pgbouncer(postgres, pool_mode="no-such-mode")
     assert len(made) == 1

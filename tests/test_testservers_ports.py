@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import socket
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -53,18 +52,6 @@ def _hand_out(monkeypatch: pytest.MonkeyPatch, first: list[int]) -> Picks:
     return picks
 
 
-def _mkdtemp_recorder(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    made: list[str] = []
-    real_mkdtemp = tempfile.mkdtemp
-
-    def recording_mkdtemp(*args: object, **kwargs: object) -> str:
-        made.append(real_mkdtemp(*args, **kwargs))  # type: ignore[call-overload]
-        return made[-1]
-
-    monkeypatch.setattr(tempfile, "mkdtemp", recording_mkdtemp)
-    return made
-
-
 def test_start_on_free_port_gives_up_after_bind_attempts_with_the_last_error() -> None:
     tried: list[int] = []
 
@@ -99,10 +86,12 @@ def test_postgres_comes_up_on_another_port_when_the_first_is_taken(
 
 
 def test_postgres_gives_up_after_bind_attempts_and_leaves_nothing(
-    monkeypatch: pytest.MonkeyPatch, postgres_factory: Callable[..., PostgresServer]
+    monkeypatch: pytest.MonkeyPatch,
+    postgres_factory: Callable[..., PostgresServer],
+    made_temp_dirs: list[str],
 ) -> None:
     """Every start loses the race: PortTaken with PostgreSQL's own words, and its directory is removed."""
-    made = _mkdtemp_recorder(monkeypatch)
+    made = made_temp_dirs
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
