@@ -199,21 +199,6 @@ class PoolCounters:
             for figure, delta in deltas.items():
                 setattr(self, figure, getattr(self, figure) + delta)
 
-    # The two updates on every checkout/checkin of a pool are written out rather than going through
-    # ``add(**deltas)``, whose keyword dict and getattr/setattr loop cost more than the rest of a pooled
-    # SQLite checkout.
-    def on_checkout(self, *, reused: bool) -> None:
-        with self._lock:
-            self.checkouts += 1
-            self.checked_out += 1
-            if reused:
-                self.reuses += 1
-
-    def on_checkin(self) -> None:
-        with self._lock:
-            self.checkins += 1
-            self.checked_out -= 1
-
     def snapshot(self) -> dict[str, Any]:
         # Checkins before checkouts: a checkout between the two reads can only make checked_out larger,
         # never negative.
