@@ -252,15 +252,16 @@ def test_recommended_bound_is_the_smallest_below_the_threshold(active, bound):
 def test_failed_connects_raise_a_connection_failures_alert_and_pending_counts_waiters(pg_pools):
     import psycopg2
 
-    from testservers.ports import free_port
+    from testservers.ports import refused_port
 
     clock = Clock()
     monitor = Monitor(databases=(), alert_book=AlertBook(window=60, clock=clock))
-    refused = pg_pools.url.replace(f":{pg_pools.port}/", f":{free_port()}/")
-    db_utils.get_connection_pool(refused)
-    assert monitor.alerts() == {"alerts": []}
-    with pytest.raises(psycopg2.OperationalError), db_utils.get_pooled_connection(refused):
-        pass
+    with refused_port() as port:
+        refused = pg_pools.url.replace(f":{pg_pools.port}/", f":{port}/")
+        db_utils.get_connection_pool(refused)
+        assert monitor.alerts() == {"alerts": []}
+        with pytest.raises(psycopg2.OperationalError), db_utils.get_pooled_connection(refused):
+            pass
 
     (alert,) = monitor.alerts()["alerts"]
     assert (alert["condition"], alert["severity"]) == ("connection_failures", "critical")

@@ -12,7 +12,7 @@ import db_utils.sqlite
 from db_utils.monitor import Monitor, make_wsgi_app
 from db_utils.monitor.figures import DESCRIPTIONS, FIGURES
 from tests.monitor_support import PostgresLoad, request, wsgi_server
-from testservers.ports import free_port
+from testservers.ports import refused_port
 
 TOKEN = "s3cr3t-Monitor_token~42"
 
@@ -85,10 +85,11 @@ def test_connection_pools_reports_every_kind_in_one_vocabulary(
 
 @pytest.mark.postgres
 def test_system_health_pings_each_listed_database_and_hides_passwords(pg_pools):
-    unreachable = f"postgresql://app:hunter2-secret@127.0.0.1:{free_port()}/app"
-    monitor = Monitor(databases=[None, unreachable])
-    with wsgi_server(make_wsgi_app(monitor=monitor)) as (base, _log):
-        reply = request(base + "/system-health")
+    with refused_port() as port:
+        unreachable = f"postgresql://app:hunter2-secret@127.0.0.1:{port}/app"
+        monitor = Monitor(databases=[None, unreachable])
+        with wsgi_server(make_wsgi_app(monitor=monitor)) as (base, _log):
+            reply = request(base + "/system-health")
 
     assert reply.status == 503
     document = reply.json()

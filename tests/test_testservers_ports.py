@@ -18,7 +18,7 @@ import testservers.ports
 from testservers.http import pattern
 from testservers.nginx import NginxUnavailable, find_nginx, start_nginx
 from testservers.pgbouncer import launch_pgbouncer
-from testservers.ports import BIND_ATTEMPTS, PortTaken, start_on_free_port
+from testservers.ports import BIND_ATTEMPTS, PortTaken, refused_port, start_on_free_port
 from testservers.postgres import PostgresServer
 
 
@@ -50,6 +50,15 @@ def _hand_out(monkeypatch: pytest.MonkeyPatch, first: list[int]) -> Picks:
 
     monkeypatch.setattr(testservers.ports, "free_port", free_port)
     return picks
+
+
+def test_refused_port_refuses_connections_and_cannot_be_taken_while_held() -> None:
+    with refused_port() as port:
+        for _ in range(3):  # every time, not just once
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=30).close()
+        with socket.socket() as other, pytest.raises(OSError, match="in use"):
+            other.bind(("127.0.0.1", port))
 
 
 def test_start_on_free_port_gives_up_after_bind_attempts_with_the_last_error() -> None:

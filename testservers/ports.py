@@ -7,8 +7,9 @@ already in use". :func:`start_on_free_port` starts the server again on another p
 
 from __future__ import annotations
 
+import contextlib
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 #: Starts tried before giving up: each lost race costs one server start, and losing several in a row means
@@ -27,6 +28,20 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections for as long as the ``with`` block lasts.
+
+    A port :func:`free_port` found free may be taken by a parallel server or a client's ephemeral port
+    before the test connects, and then the "unreachable" server answers. A socket bound but never put in
+    listening state holds the port (nothing else can bind it), and Linux refuses every connection to it
+    (RST, ``ECONNREFUSED``) at once.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
 
 
 def port_taken(output: str) -> bool:
