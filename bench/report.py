@@ -18,6 +18,8 @@ RESULTS = ROOT / "bench" / "results"
 README = ROOT / "README.md"
 CHART = RESULTS / "op_cost.png"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+#: The aggregate of a full run (committed with the README it feeds) and of any other run (not committed).
+LATEST, LAST_RUN = "latest.json", "last-run.json"
 ORDER = ("postgres", "load", "sqlite", "http", "codemod")
 #: The chart shows the cost of one operation; the load test (latency under contention) and the codemod
 #: runs (whole-corpus seconds) are on other scales and stay in the tables.
@@ -28,7 +30,7 @@ def load_results(directory: Path = RESULTS) -> list[dict[str, Any]]:
     """Every benchmark document in ``directory``, in the README's order (unknown names last)."""
     documents = []
     for path in sorted(directory.glob("*.json")):
-        if path.name == "latest.json":
+        if path.name in (LATEST, LAST_RUN):
             continue
         documents.append(json.loads(path.read_text()))
 
@@ -149,10 +151,11 @@ def chart(documents: list[dict[str, Any]], path: Path = CHART) -> None:
 
 
 def write_report(machine: dict[str, Any], *, readme: bool) -> list[dict[str, Any]]:
-    """Aggregate: latest.json always; the chart and the README block for full runs only."""
-    documents = load_results()
+    """Aggregate: the chart, the README block and latest.json (committed with them) for full runs only;
+    a quick or partial run writes last-run.json (ignored by git), so CI leaves the checkout clean."""
+    documents = load_results(RESULTS)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(
+    (RESULTS / (LATEST if readme else LAST_RUN)).write_text(
         json.dumps({"machine": machine, "benchmarks": documents}, indent=2, default=str) + "\n"
     )
     block = markdown(documents, machine)

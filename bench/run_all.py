@@ -2,7 +2,7 @@
 
 Each benchmark runs in its own subprocess (a fresh interpreter: no pool, cache or imported module from one
 benchmark can flatter the next). A full run rewrites the README's benchmark block and the chart; a quick
-run (CI's smoke test) only prints and writes bench/results/latest.json, so CI never edits the README.
+run (CI's smoke test) only prints and writes bench/results/last-run.json, so CI never edits the checkout.
 """
 
 from __future__ import annotations
