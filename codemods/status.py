@@ -8,18 +8,17 @@ verdict). The tables use :mod:`codemods.report`'s formats, with a ``total`` row.
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass, fields, replace
 from typing import Any
 
-import libcst as cst
-from libcst.metadata import MetadataWrapper, QualifiedNameProvider
-
-from codemods.project import Project, read_matching
+from codemods.first_pass import binding_resolver, parse_text
+from codemods.project import Project
 from codemods.report import markdown_table, records, text_table
 from codemods.runner import UNASSIGNED, RunResult
-from codemods.transform import decode_source
+from codemods.transform import SourceError, decode_source
 
 __all__ = [
     "POOLED_API",
@@ -64,35 +63,52 @@ class PhaseStatus:
     state: str
 
 
-class _PooledCallCounter(cst.CSTVisitor):
-    """Counts calls that resolve to the ``db_utils`` API (what the rules rewrite to)."""
-
-    METADATA_DEPENDENCIES = (QualifiedNameProvider,)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def visit_Call(self, node: cst.Call) -> None:
-        names = self.get_metadata(QualifiedNameProvider, node.func, set())
-        if any(name.name in POOLED_API for name in names):
-            self.count += 1
-
-
 def count_pooled_calls(project: Project) -> dict[str, int]:
-    """Per phase name, the number of calls already going through ``db_utils`` (the "migrated" column)."""
+    """Per phase name, the number of calls already going through ``db_utils`` (the "migrated" column).
+
+    Counted on CPython's own tree (``ast``): every file that compiles is counted, however deep it nests
+    (LibCST's parser refuses some of those), and the files are read through the project's file store, so
+    a warm read-only run answers "no ``db_utils`` here" from the recorded stat facts without reading.
+    """
     counts: dict[str, int] = {}
-    for path, data in read_matching(project.root, project.target_files, [b"db_utils"]).items():
-        try:
-            module = cst.parse_module(decode_source(data).text)
-        except (ValueError, cst.ParserSyntaxError):
+    for path in project.target_files:
+        if not project.files.contains(path, _POOLED_WORDS):
             continue
-        counter = _PooledCallCounter()
-        MetadataWrapper(module, unsafe_skip_copy=True).visit(counter)
+        data = project.files.read(path)
+        try:
+            text = decode_source(data).text if data is not None else None
+        except (SourceError, ValueError):
+            text = None
+        tree = parse_text(text) if text is not None else "unreadable"
+        if isinstance(tree, str):
+            continue  # the dry run reports the file (syntax-error, undecodable, ...)
+        resolve, _ = binding_resolver(tree, text or "", project.module_of(path)[1], {})
+        found = sum(
+            1
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and (callee := _callee_name(node.func)) is not None
+            and not resolve(callee).isdisjoint(POOLED_API)
+        )
         phase = project.plan.phase_of(path)
         name = phase.name if phase is not None else UNASSIGNED
-        counts[name] = counts.get(name, 0) + counter.count
+        counts[name] = counts.get(name, 0) + found
     return counts
+
+
+_POOLED_WORDS = (b"db_utils",)
+
+
+def _callee_name(node: ast.expr) -> str | None:
+    """``a.b.c`` as a dotted name when the callee is a plain name or attribute chain, else None."""
+    names: list[str] = []
+    while isinstance(node, ast.Attribute):
+        names.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    names.append(node.id)
+    return ".".join(reversed(names))
 
 
 def phase_statuses(project: Project, result: RunResult) -> list[PhaseStatus]:

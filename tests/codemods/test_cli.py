@@ -355,6 +355,29 @@ def test_status_counts_suppressed_sites_per_phase_and_in_total(tmp_path: Path) -
     assert "| total | 3 |" in markdown
 
 
+def test_status_counts_migrated_calls_however_the_file_nests_and_only_calls_into_db_utils(
+    tmp_path: Path,
+) -> None:
+    literals = " ".join(['"x"'] * 5000)  # Python compiles this; LibCST's parser gives up near 3,000
+    migrated = (
+        "import db_utils\nfrom db_utils.sqlite import connect as pooled\n\n"
+        f"BANNER = {literals}\n\n\ndef run(op):\n    pooled('a.db').close()\n"
+        "    return db_utils.execute_with_pool(op)\n"
+    )
+    lookalike = (
+        "# db_utils is not imported here: these calls are the module's own\n"
+        "def connect(path):\n    return path\n\n\ndef execute_with_pool(op):\n    return op(connect('a'))\n"
+    )
+    root = tmp_path / "shop"
+    for relpath, text in {"app/migrated.py": migrated, "app/lookalike.py": lookalike}.items():
+        (root / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (root / relpath).write_text(text)
+    for attempt in ("cold", "warm"):  # the second run answers from the recorded stat facts
+        completed = poolshift("status", ".", "--format", "json", cwd=root)
+        assert completed.returncode == 0, (attempt, completed.stderr.decode())
+        assert json.loads(completed.stdout)["total"]["migrated"] == 2, attempt
+
+
 def test_help_documents_exit_codes(tmp_path: Path) -> None:
     for command in ("check", "migrate"):
         completed = poolshift(command, "--help", cwd=tmp_path)
