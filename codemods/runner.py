@@ -538,11 +538,7 @@ def _first_pass_sites(rules: Sequence[type[PoolshiftRule]], path: str, facts: Fi
                 "it cannot be resolved, so it is left as is"
             )
         else:
-            module = candidate.target.rpartition(".")[0]
-            message = (
-                f"{candidate.text} may be {candidate.target}, but where its module comes from cannot be "
-                f"known here; import {module} by name to migrate"
-            )
+            message = rule.ambiguous_module_message(candidate.text, candidate.target)
         sites.append(
             Site(rule.RULE_ID, path, candidate.line, candidate.column, "reported", candidate.kind, message)
         )

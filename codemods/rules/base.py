@@ -218,6 +218,16 @@ class PoolshiftRule(VisitorBasedCodemodCommand):
         """
         return True
 
+    @classmethod
+    def ambiguous_module_message(cls, written: str, target: str) -> str:
+        """What the report says of ``written`` (``sqlite3.connect``) when it may be ``target`` but where
+        its first name comes from cannot be known (``ambiguous-module``, from the runner's first pass)."""
+        module = target.rpartition(".")[0]
+        return (
+            f"{written} may be {target}, but where its module comes from cannot be known here; "
+            f"import {module} by name to migrate"
+        )
+
     def __init__(self, context: CodemodContext, options: RuleOptions | None = None) -> None:
         super().__init__(context)
         self.options = options or RuleOptions()

@@ -81,6 +81,14 @@ class Psycopg3ConnectRule(RedirectCallRule):
     def dynamic_lookup_message(self) -> str:
         return f"getattr on psycopg may return its connect, which opens a psycopg 3 connection; {_ADVICE}"
 
+    @classmethod
+    def ambiguous_module_message(cls, written: str, target: str) -> str:
+        return (
+            f"{written} may be {target}, which opens a psycopg 3 connection, but where its module comes from "
+            f"cannot be known here; if it is psycopg2 under another name, import psycopg2 by name so PS100 "
+            f"migrates it; if it is psycopg 3, {_ADVICE}"
+        )
+
     def _star_message(self) -> str:
         return f"connect may come from a star import of psycopg (a psycopg 3 connect); {_ADVICE}"
 

@@ -135,3 +135,19 @@ def test_explain_prints_what_to_do_instead(tmp_path: Path) -> None:
     assert text.startswith(f"# {NOT_SUPPORTED} (PS104, psycopg3-connect)\n\n### {NOT_SUPPORTED}\n")
     assert "ConnectionPool" in text
     assert "pool.connection()" in text
+
+
+def test_an_ambiguous_module_gets_psycopg3_advice_not_a_promise_to_migrate(tmp_path: Path) -> None:
+    """PS104 rewrites nothing, so "import it by name to migrate" (the other rules' advice) would mislead."""
+    from codemods.project import load_project
+    from codemods.runner import run
+
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "db.py").write_text("def load(psycopg, dsn):\n    return psycopg.connect(dsn)\n")
+    project = load_project([tmp_path], select=["PS104"])
+    result = run(project, project.plan.work_phases, dry_run=True, workers=1, cache=False)
+    (site,) = result.sites
+    assert (site.rule, site.line, site.status, site.reason) == ("PS104", 2, "reported", "ambiguous-module")
+    assert "to migrate" not in site.message
+    assert "psycopg_pool" in site.message
+    assert "import psycopg2 by name so PS100 migrates it" in site.message
