@@ -58,8 +58,9 @@ exit codes:
 CONFIG_HELP = """\
 configuration:
   The closest .poolshift.toml, poolshift.toml or pyproject.toml with [tool.poolshift] (in that order
-  within a directory), from each PATH up to the repository top, as ruff finds its own; PATHs under
-  different files run once per file (one report, the worst exit code); --config FILE overrides it and
+  within a directory), from each PATH up to the repository top, as ruff finds its own, and the files
+  inside a directory PATH for their own subtrees; PATHs under different files run once per file (one
+  report, the worst exit code); --config FILE overrides it and
   -v names the file used. Keys: legacy_helpers, exclude, select, ignore, and
   [[phases]] (name, paths). Every key with its default and an example:
   README.md, section "Configuration". Suppress one call with `# poolshift: ignore[PS201]`;

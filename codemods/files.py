@@ -22,6 +22,7 @@ __all__ = [
     "CONFIG_NAMES",
     "DEFAULT_EXCLUDED_DIRS",
     "FileDiscoveryError",
+    "config_files_below",
     "find_config_file",
     "find_project_root",
     "git_toplevel",
@@ -303,3 +304,72 @@ def list_project_files(root: Path, targets: Sequence[Path]) -> tuple[list[str], 
         return every, every
     prefixes = tuple(f"{target}/" for target in relative)
     return every, [path for path in every if path in relative or path.startswith(prefixes)]
+
+
+def config_files_below(directory: Path) -> list[Path]:
+    """The configuration files in the directories under ``directory`` (its own excluded), sorted: each
+    applies to its own subtree, as ruff's nested configurations do.
+
+    Listed like the Python files (git's listing in a work tree, so ignored directories are skipped; the
+    walk elsewhere), without the default excludes and virtualenvs. A ``pyproject.toml`` counts only with a
+    ``[tool.poolshift]`` table, and one that does not even mention poolshift is never parsed, so a broken
+    unrelated one in the tree cannot fail the run.
+    """
+    top = directory.resolve()
+    names = None
+    if git_toplevel(top) is not None:
+        names = _git_files(top, [f":(glob)**/{name}" for name in CONFIG_NAMES])
+    if names is None:
+        names = _walk_config_names(top)
+    found: dict[Path, Path] = {}
+    verdicts: dict[str, bool] = {}
+    for relpath in sorted(names):
+        folder, _, name = relpath.rpartition("/")
+        if not folder or name not in CONFIG_NAMES or _in_excluded_dir(top, relpath, verdicts):
+            continue
+        path = top / relpath
+        if name == "pyproject.toml" and not (_mentions_poolshift(path) and _has_poolshift_table(path)):
+            continue
+        earlier = found.get(path.parent)  # one file per directory, in CONFIG_NAMES' order of precedence
+        if earlier is None or CONFIG_NAMES.index(name) < CONFIG_NAMES.index(earlier.name):
+            found[path.parent] = path
+    return sorted(found.values())
+
+
+def _mentions_poolshift(path: Path) -> bool:
+    try:
+        return b"poolshift" in path.read_bytes()
+    except OSError:
+        return False
+
+
+def _walk_config_names(top: Path) -> list[str]:
+    """Outside git: the walk of :func:`_walk_files` looking at file names only, .gitignore rules checked
+    for the few configuration files found (matching every name against them costs as much as the walk)."""
+    wanted = frozenset(CONFIG_NAMES)
+    found: list[str] = []
+    start = len(str(top)) + 1
+    isfile, join = os.path.isfile, os.path.join
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = [
+            name
+            for name in dirnames
+            if name not in DEFAULT_EXCLUDED_DIRS and not isfile(join(dirpath, name, "pyvenv.cfg"))
+        ]
+        hits = wanted.intersection(filenames)
+        if hits:
+            prefix = dirpath[start:] + "/" if len(dirpath) >= start else ""
+            found.extend(prefix + name for name in sorted(hits))
+    return [relpath for relpath in found if not _gitignored(top, relpath)]
+
+
+def _gitignored(top: Path, relpath: str) -> bool:
+    """Whether the .gitignore files from ``top`` down to ``relpath`` exclude it or one of its directories."""
+    parts = relpath.split("/")
+    rules: list[_IgnoreRule] = []
+    for depth in range(len(parts)):
+        base = "/".join(parts[:depth])
+        rules.extend(_read_gitignore(top / base if base else top, base))
+        if depth and _ignored(rules, base, is_dir=True):
+            return True
+    return _ignored(rules, relpath, is_dir=False)

@@ -46,6 +46,12 @@ def _commit(root: Path) -> None:
 
 
 def write_monorepo(root: Path) -> Path:
+    write_monorepo_files(root)
+    _commit(root)
+    return root
+
+
+def write_monorepo_files(root: Path) -> None:
     files = {
         "a/pyproject.toml": PACKAGE_A,
         "a/app/__init__.py": "",
@@ -60,8 +66,6 @@ def write_monorepo(root: Path) -> Path:
     for relpath, text in files.items():
         (root / relpath).parent.mkdir(parents=True, exist_ok=True)
         (root / relpath).write_text(text)
-    _commit(root)
-    return root
 
 
 STAGED = ("a/app/store.py", "a/tests/test_store.py", "b/svc/jobs/sync.py", "b/svc/net.py", "tools/release.py")
@@ -145,5 +149,41 @@ def test_a_package_inside_another_is_left_to_its_own_configuration(monorepo: Pat
     status = poolshift("status", ".", "a", "--format", "json", cwd=monorepo)
     assert status.returncode == 0, status.stderr.decode()
     rows = {row["phase"]: row["remaining"] for row in json.loads(status.stdout)["phases"]}
-    assert list(rows) == [".:repo", ".:cleanup", "a:all", "a:cleanup"]
-    assert rows["a:all"] == 1
+    # "." holds b too, whose own configuration applies to its subtree (found inside the directory named).
+    assert list(rows) == [".:repo", ".:cleanup", "a:all", "a:cleanup", "b:jobs", "b:rest", "b:cleanup"]
+    assert (rows["a:all"], rows["b:jobs"], rows["b:rest"]) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("in_git", [True, False], ids=["git", "no-git"])
+def test_a_directory_named_finds_the_packages_configurations_inside_it(tmp_path: Path, in_git: bool) -> None:
+    """``poolshift scan .`` at the top of a monorepo: each package's own file applies to its subtree, as
+    ``ruff check .`` applies nested configurations; ignored directories and unrelated pyproject.toml files
+    (one not even valid TOML) are not configurations."""
+    root = tmp_path / "mono"
+    extra = {
+        "c/pyproject.toml": "[project\nname = 'broken, and no table of ours'\n",
+        "c/lib.py": SQLITE_USER,
+        "vendored/pkg/poolshift.toml": '[[phases]]\nname = "vendor"\npaths = ["**"]\n',
+        "vendored/pkg/mod.py": SQLITE_USER,
+        ".gitignore": "vendored/\n",
+    }
+    for relpath, text in extra.items():
+        (root / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (root / relpath).write_text(text)
+    if in_git:
+        write_monorepo(root)
+    else:
+        write_monorepo_files(root)
+    completed = poolshift("scan", ".", "--format", "json", "-v", cwd=root)
+    assert completed.returncode == 0, completed.stderr.decode()
+    assert _sites(completed) == {
+        "a/app/store.py": ("PS201", "all", "migratable"),  # a's exclude keeps a/tests out
+        "b/svc/jobs/sync.py": ("PS201", "jobs", "migratable"),  # b's phases
+        "b/svc/net.py": ("PS201", "rest", "migratable"),  # b ignores PS301
+        "c/lib.py": ("PS201", "all", "migratable"),  # c's pyproject.toml is not ours: the defaults
+        "tools/release.py": ("PS201", "all", "migratable"),
+    }
+    stderr = completed.stderr.decode()
+    assert f"configuration: {root / 'a' / 'pyproject.toml'} (the closest)" in stderr
+    assert f"configuration: {root / 'b' / 'poolshift.toml'} (the closest)" in stderr
+    assert "vendored" not in stderr
