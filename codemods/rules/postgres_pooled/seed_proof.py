@@ -203,7 +203,11 @@ class SeedProof:
         if isinstance(attempt, cst.Try) and self._closes(attempt):
             pass  # no guard: only a helper that never returns None qualifies
         elif len(rest) < 2 or not isinstance(rest[0], cst.If) or not _guard_kind(rest[0], self.conn):
-            raise Refusal("not-seed-pattern", "the call is not followed by `if not conn: return ...`")
+            # Say what is missing for this helper: one that never returns None needs no guard.
+            expected = "" if self.helper.never_none else "`if not conn: return ...`, then "
+            raise Refusal(
+                "not-seed-pattern", f"the call is not followed by {expected}`try: ... finally: conn.close()`"
+            )
         else:
             guard, attempt = rest[0], rest[1]
         if guard is not None and self._guard_uses_conn(guard):

@@ -202,6 +202,26 @@ def test_no_guard_needs_the_never_none_fact() -> None:
         assert reasons == [(line, "none-guard-differs") for line in (7, 17, 32, 44)]
 
 
+def test_not_seed_pattern_names_what_is_missing_for_this_helper() -> None:
+    """The everyday ``conn = helper(); cur = conn.cursor(); ...; conn.close()``: with a helper that never
+    returns None only the ``try``/``finally`` is missing, so the note must not ask for a guard."""
+    source = (
+        "from app.db import get_postgres_connection\n\n\ndef count():\n    conn = get_postgres_connection()\n"
+        "    cur = conn.cursor()\n    cur.execute('SELECT 1')\n    conn.close()\n"
+    )
+    expected = {
+        "never returns None": "the call is not followed by `try: ... finally: conn.close()`",
+        "may return None": "the call is not followed by `if not conn: return ...`, then `try: ... finally:",
+    }
+    for helper, options in (
+        ("never returns None", _contracts(NEVER_RETURNS_NONE, RUNS_ONLY_THE_CONNECT)),
+        ("may return None", TRUSTED),
+    ):
+        (site,) = run_rules(source, [PostgresPooledRule], options=options).sites
+        assert (site.status, site.reason) == ("reported", "not-seed-pattern"), helper
+        assert site.message.startswith(expected[helper]), (helper, site.message)
+
+
 def _helper(before: str, handler: str) -> str:
     return (
         "import os\n\nimport psycopg2\n\n\ndef get_postgres_connection():\n"
