@@ -206,9 +206,8 @@ class PostgresPooledRule(LegacyHelperCallRule):
         self.plans.setdefault(id(function.body), []).append(plan)
         callee = code_of(pooled_source(use.node))
         # The message starts with the helper's name: scan counts PS101's rewrites per helper by it.
-        self.record(
-            use.node, "migrated", None, f"{use.helper}: seed pattern -> with {POOLED}({callee}) as {name}:"
-        )
+        form = f"{name} = ... {name}.close()" if plan.straight else "seed pattern"
+        self.record(use.node, "migrated", None, f"{use.helper}: {form} -> with {POOLED}({callee}) as {name}:")
         return True
 
     def _report_unbound_arguments(self, call: cst.Call, function: cst.FunctionDef) -> bool:
@@ -244,6 +243,8 @@ class PostgresPooledRule(LegacyHelperCallRule):
 
     @staticmethod
     def _has_handlers(function: cst.FunctionDef, plan: SeedPlan) -> bool:
+        if plan.straight:
+            return False
         attempt = suite_statements(function.body)[plan.index + plan.length - 1]
         return isinstance(attempt, cst.Try) and bool(attempt.handlers)
 

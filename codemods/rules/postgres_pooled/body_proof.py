@@ -65,6 +65,8 @@ class BodyProof:
         self.clean = True
         self.dirtied = 0
         self.last_write: cst.CSTNode | None = None
+        # The straight-line form (no try/finally) never closed the connection on an early `return`.
+        self.returns_leak = False
 
     @property
     def tracked(self) -> set[str]:
@@ -135,10 +137,16 @@ class BodyProof:
     def check_exit(self, node: cst.CSTNode) -> None:
         if not self.clean and not self.commits_on_exit:
             write = f" after the write at line {self.line_of(self.last_write)}" if self.last_write else ""
+            legacy = (
+                "the legacy code leaves the connection open there, and its work is rolled back when the "
+                "connection is collected"
+                if self.returns_leak and isinstance(node, cst.Return)
+                else "closing the legacy connection rolls it back"
+            )
             raise Refusal(
                 "implicit-transaction",
-                f"line {self.line_of(node)}: the block can end with uncommitted work{write}; closing the "
-                "legacy connection rolls it back, the pooled block would commit it",
+                f"line {self.line_of(node)}: the block can end with uncommitted work{write}; {legacy}, the "
+                "pooled block would commit it",
             )
 
     def _assign(self, node: cst.Assign) -> None:

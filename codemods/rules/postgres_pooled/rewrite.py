@@ -31,6 +31,8 @@ def apply_plans(
 
 def rewrite_seed(body: list[cst.BaseStatement], plan: SeedPlan, pooled_call: str) -> cst.BaseStatement:
     """The seed's replacement: a ``with`` statement, inside the ``try`` when the seed had handlers."""
+    if plan.straight:
+        return _rewrite_straight_line(body, plan, pooled_call)
     first, attempt = body[plan.index], body[plan.index + plan.length - 1]
     assert isinstance(first, cst.SimpleStatementLine)
     assert isinstance(attempt, cst.Try)
@@ -45,20 +47,7 @@ def rewrite_seed(body: list[cst.BaseStatement], plan: SeedPlan, pooled_call: str
         block = inner.body.with_changes(header=block.header)
         more_items = list(inner.items[1:])  # `with conn, conn.cursor() as cur:` keeps its cursor
     # The helper, spelled as the seed called it: the block borrows from the helper's own pool.
-    seed_call = first.body[0].value if isinstance(first.body[0], cst.Assign) else None
-    assert isinstance(seed_call, cst.Call)
-    with_node = cst.With(
-        items=[
-            cst.WithItem(
-                item=cst.Call(
-                    func=cst.parse_expression(pooled_call), args=[cst.Arg(pooled_source(seed_call))]
-                ),
-                asname=cst.AsName(name=cst.Name(plan.conn)),
-            ),
-            *more_items,
-        ],
-        body=block,
-    )
+    with_node = _pooled_with(first, plan, pooled_call, more_items, block)
     carried = [cst.EmptyLine(comment=cst.Comment(text)) for text in plan.comments]
     handlers = [
         _drop_rollbacks(handler, plan.drop_rollbacks.get(position, 0))
@@ -80,6 +69,59 @@ def rewrite_seed(body: list[cst.BaseStatement], plan: SeedPlan, pooled_call: str
         finalbody=None,
         leading_lines=[*first.leading_lines, *carried, *attempt.leading_lines],
     )
+
+
+def _pooled_with(
+    first: cst.SimpleStatementLine,
+    plan: SeedPlan,
+    pooled_call: str,
+    more_items: Sequence[cst.WithItem],
+    block: cst.IndentedBlock,
+) -> cst.With:
+    """``with get_pooled_connection(<the helper, spelled as the seed called it>) as conn[, more]:``."""
+    seed_call = first.body[0].value if isinstance(first.body[0], cst.Assign) else None
+    assert isinstance(seed_call, cst.Call)
+    return cst.With(
+        items=[
+            cst.WithItem(
+                item=cst.Call(
+                    func=cst.parse_expression(pooled_call), args=[cst.Arg(pooled_source(seed_call))]
+                ),
+                asname=cst.AsName(name=cst.Name(plan.conn)),
+            ),
+            *more_items,
+        ],
+        body=block,
+    )
+
+
+def _rewrite_straight_line(
+    body: list[cst.BaseStatement], plan: SeedPlan, pooled_call: str
+) -> cst.BaseStatement:
+    """``conn = helper()`` [guard] BODY ``conn.close()`` -> the pooled ``with`` around BODY.
+
+    The guard (dead code: the proof requires a helper that never returns None) and the close go; their
+    comments go above the new statement. Blank lines between the call and BODY are dropped.
+    """
+    first = body[plan.index]
+    assert isinstance(first, cst.SimpleStatementLine)
+    statements = body[plan.body_start : plan.index + plan.length - 1]
+    more_items: list[cst.WithItem] = []
+    if plan.with_conn_body:
+        inner = statements[0]
+        assert isinstance(inner, cst.With)
+        assert isinstance(inner.body, cst.IndentedBlock)  # SeedProof refuses a one-line `with conn:`
+        more_items = list(inner.items[1:])
+        block = inner.body.with_changes(header=cst.TrailingWhitespace())
+    else:
+        lines = list(statements[0].leading_lines)
+        while lines and lines[0].comment is None:
+            lines.pop(0)
+        statements[0] = statements[0].with_changes(leading_lines=lines)
+        block = cst.IndentedBlock(body=statements)
+    carried = [cst.EmptyLine(comment=cst.Comment(text)) for text in plan.comments]
+    with_node = _pooled_with(first, plan, pooled_call, more_items, block)
+    return with_node.with_changes(leading_lines=[*first.leading_lines, *carried])
 
 
 def plain_arguments(call: cst.Call) -> bool:

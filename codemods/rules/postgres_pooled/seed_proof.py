@@ -55,13 +55,17 @@ def _exception_class(name: str) -> type | None:
 class SeedPlan:
     """How to rewrite one proven seed: statements [index, index+length) of the function body become one.
 
-    ``length`` is 3 (call, guard, try) or 2 (call, try: no guard, or none needed).
+    ``length`` is 3 (call, guard, try) or 2 (call, try: no guard, or none needed); for the straight-line
+    form (``straight``) it runs from the call to the ``conn.close()`` statement, both included, and BODY is
+    the statements in between, from ``body_start`` (after the guard, if any).
     """
 
     index: int
     conn: str
     with_conn_body: bool  # BODY was a single `with conn[, more]:` block: its body moves up one level
     length: int = 3
+    straight: bool = False  # `conn = helper()` ... `conn.close()` at one level, no try/finally
+    body_start: int = 0
     drop_rollbacks: dict[int, int] = field(default_factory=dict)  # handler index -> leading rollbacks
     comments: list[str] = field(default_factory=list)
 
@@ -148,6 +152,7 @@ class SeedProof:
         *,
         helper: HelperFacts,
     ) -> None:
+        self.function = function
         self.body = suite_statements(function.body)
         self.index = index
         self.conn = conn
@@ -156,6 +161,9 @@ class SeedProof:
         self.helper = helper
 
     def prove(self) -> SeedPlan:
+        straight = self._straight_line()
+        if straight is not None:
+            return self._prove_straight_line(*straight)
         guard, attempt = self._shape()
         plan = SeedPlan(
             index=self.index, conn=self.conn, with_conn_body=False, length=2 if guard is None else 3
@@ -191,6 +199,102 @@ class SeedProof:
         plan.comments = self._removed_comments(guard, attempt, plan)
         return plan
 
+    def _straight_line(self) -> tuple[cst.If | None, int] | None:
+        """(guard, index of the close) for ``conn = helper()`` [guard] ... ``conn.close()`` at one level.
+
+        None when the call is followed by the seed's ``try``/``finally`` (that form is proven as before) or
+        when no ``conn.close()`` statement follows at the call's level (the seed's shape refusal says what
+        is missing).
+        """
+        start = self.index + 1
+        guard: cst.If | None = None
+        if start < len(self.body) and _guard_kind(self.body[start], self.conn):
+            guard = self.body[start]
+            assert isinstance(guard, cst.If)
+            start += 1
+        if start < len(self.body) and isinstance(self.body[start], cst.Try):
+            attempt = self.body[start]
+            assert isinstance(attempt, cst.Try)
+            if self._closes(attempt):
+                return None
+        for position in range(start, len(self.body)):
+            if _is_method_call_statement(self.body[position], self.conn, "close"):
+                return guard, position
+        return None
+
+    def _prove_straight_line(self, guard: cst.If | None, close_index: int) -> SeedPlan:
+        """The straight-line form: everything between the call and its one close becomes the block.
+
+        The legacy code closes the connection only when the body ends normally; an exception leaves its
+        transaction open until the connection object is collected, and then rolled back. The pooled block
+        rolls it back at once: the same data, sooner. Every normal exit (an early ``return`` included,
+        which leaked the connection before) must have nothing uncommitted, as in the seed's ``try``.
+        """
+        close = self.body[close_index]
+        assert isinstance(close, cst.SimpleStatementLine)
+        assert isinstance(close.body[0], cst.Expr)
+        for call in _close_calls(self.function, self.conn):
+            if call is not close.body[0].value:
+                raise Refusal(
+                    "not-seed-pattern",
+                    f"line {self.line_of(call)}: another `{self.conn}.close()` besides the one at line "
+                    f"{self.line_of(close)}; without try/finally, the rule rewrites only a connection closed "
+                    "once, by a statement at the level of the call",
+                )
+        if guard is not None and self._guard_uses_conn(guard):
+            raise Refusal("not-seed-pattern", "the guard's body uses the connection")
+        if not self.helper.never_none:
+            if guard is not None:
+                raise Refusal(
+                    "not-seed-pattern",
+                    "the connection is closed without try/finally: with a helper that may return None, the "
+                    "guard's answer needs `try: ... except <what the guard does> ... finally: conn.close()`, "
+                    "the form the rule proves",
+                )
+            raise Refusal(
+                "none-guard-differs",
+                "there is no `if not conn:` guard and the helper is not shown to never return None (or its "
+                f"definition was not found): on None the legacy code fails with AttributeError at "
+                f"`{self.conn}.` where the pooled block raises OperationalError",
+            )
+        start = self.index + (2 if guard is not None else 1)
+        inner = self.body[start:close_index]
+        if not inner:
+            raise Refusal("not-seed-pattern", "nothing runs between the call and `conn.close()`")
+        plan = SeedPlan(
+            index=self.index,
+            conn=self.conn,
+            with_conn_body=False,
+            length=close_index - self.index + 1,
+            straight=True,
+            body_start=start,
+        )
+        if len(inner) == 1 and isinstance(inner[0], cst.With) and self._is_with_conn(inner[0]):
+            if not isinstance(inner[0].body, cst.IndentedBlock):
+                raise Refusal("not-seed-pattern", "one-line blocks are left alone")
+            plan.with_conn_body = True
+            proof = BodyProof(self.conn, self.line_of, commits_on_exit=True)
+            inner_body = (
+                [inner[0].with_changes(items=inner[0].items[1:])]
+                if len(inner[0].items) > 1
+                else suite_statements(inner[0].body)
+            )
+        else:
+            proof = BodyProof(self.conn, self.line_of, commits_on_exit=False)
+            inner_body = inner
+        proof.returns_leak = True
+        if proof.block(inner_body):
+            proof.check_exit(close)  # reaching the close is the block's normal end
+        self._check_surroundings(proof.tracked, plan)
+        first = self.body[self.index]
+        assert isinstance(first, cst.SimpleStatementLine)
+        removed: list[cst.CSTNode] = [first.trailing_whitespace, *([guard] if guard else [])]
+        if plan.with_conn_body:
+            removed.extend(self._with_conn_lines(inner[0]))
+        removed.append(close)  # in source order: the comments go above the new statement in this order
+        plan.comments = comments_in(removed)
+        return plan
+
     @property
     def needs_none_contract(self) -> bool:
         """Whether the rule must still show that the helper returns None rather than raising."""
@@ -205,8 +309,13 @@ class SeedProof:
         elif len(rest) < 2 or not isinstance(rest[0], cst.If) or not _guard_kind(rest[0], self.conn):
             # Say what is missing for this helper: one that never returns None needs no guard.
             expected = "" if self.helper.never_none else "`if not conn: return ...`, then "
+            # A helper that never returns None also has the straight-line form (see _straight_line).
+            straight = (
+                " (or by statements ending in `conn.close()` at its level)" if self.helper.never_none else ""
+            )
             raise Refusal(
-                "not-seed-pattern", f"the call is not followed by {expected}`try: ... finally: conn.close()`"
+                "not-seed-pattern",
+                f"the call is not followed by {expected}`try: ... finally: conn.close()`{straight}",
             )
         else:
             guard, attempt = rest[0], rest[1]
@@ -451,15 +560,42 @@ class SeedProof:
         if attempt.finalbody is not None:
             removed.append(attempt.finalbody)
         if plan.with_conn_body:
-            inner = suite_statements(attempt.body)[0]
-            assert isinstance(inner, cst.With)
-            removed.extend(inner.leading_lines)
-            removed.extend(inner.items[:1])
-            if isinstance(inner.body, cst.IndentedBlock):
-                removed.append(inner.body.header)
+            removed.extend(self._with_conn_lines(suite_statements(attempt.body)[0]))
         for position, count in plan.drop_rollbacks.items():
             removed.extend(suite_statements(attempt.handlers[position].body)[:count])
         return comments_in(removed)
+
+    @staticmethod
+    def _with_conn_lines(inner: cst.BaseStatement) -> list[cst.CSTNode]:
+        """What the rewrite removes of a folded ``with conn:`` (its comments are carried over)."""
+        assert isinstance(inner, cst.With)
+        removed: list[cst.CSTNode] = [*inner.leading_lines, *inner.items[:1]]
+        if isinstance(inner.body, cst.IndentedBlock):
+            removed.append(inner.body.header)
+        return removed
+
+
+def _close_calls(function: cst.FunctionDef, conn: str) -> list[cst.Call]:
+    """Every ``conn.close()`` call in the function, nested blocks and definitions included."""
+
+    class Finder(cst.CSTVisitor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.found: list[cst.Call] = []
+
+        def visit_Call(self, node: cst.Call) -> None:
+            func = node.func
+            if (
+                isinstance(func, cst.Attribute)
+                and isinstance(func.value, cst.Name)
+                and func.value.value == conn
+                and func.attr.value == "close"
+            ):
+                self.found.append(node)
+
+    finder = Finder()
+    function.visit(finder)
+    return finder.found
 
 
 def _types_of(handler: cst.ExceptHandler) -> list[cst.BaseExpression]:

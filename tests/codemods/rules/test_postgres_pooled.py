@@ -203,14 +203,17 @@ def test_no_guard_needs_the_never_none_fact() -> None:
 
 
 def test_not_seed_pattern_names_what_is_missing_for_this_helper() -> None:
-    """The everyday ``conn = helper(); cur = conn.cursor(); ...; conn.close()``: with a helper that never
-    returns None only the ``try``/``finally`` is missing, so the note must not ask for a guard."""
+    """A connection never closed: with a helper that never returns None only the ``try``/``finally`` (or
+    the straight-line form's ``conn.close()``) is missing, so the note must not ask for a guard."""
     source = (
         "from app.db import get_postgres_connection\n\n\ndef count():\n    conn = get_postgres_connection()\n"
-        "    cur = conn.cursor()\n    cur.execute('SELECT 1')\n    conn.close()\n"
+        "    cur = conn.cursor()\n    cur.execute('SELECT 1')\n    return cur.fetchone()\n"
     )
     expected = {
-        "never returns None": "the call is not followed by `try: ... finally: conn.close()`",
+        "never returns None": (
+            "the call is not followed by `try: ... finally: conn.close()` (or by statements ending in "
+            "`conn.close()` at its level)"
+        ),
         "may return None": "the call is not followed by `if not conn: return ...`, then `try: ... finally:",
     }
     for helper, options in (
