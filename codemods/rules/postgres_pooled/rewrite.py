@@ -114,10 +114,12 @@ def _rewrite_straight_line(
         more_items = list(inner.items[1:])
         block = inner.body.with_changes(header=cst.TrailingWhitespace())
     else:
-        lines = list(statements[0].leading_lines)
+        opening = statements[0]
+        assert isinstance(opening, (cst.SimpleStatementLine, cst.BaseCompoundStatement))
+        lines = list(opening.leading_lines)
         while lines and lines[0].comment is None:
             lines.pop(0)
-        statements[0] = statements[0].with_changes(leading_lines=lines)
+        statements[0] = opening.with_changes(leading_lines=lines)
         block = cst.IndentedBlock(body=statements)
     carried = [cst.EmptyLine(comment=cst.Comment(text)) for text in plan.comments]
     with_node = _pooled_with(first, plan, pooled_call, more_items, block)

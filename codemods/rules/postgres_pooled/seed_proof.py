@@ -208,9 +208,10 @@ class SeedProof:
         """
         start = self.index + 1
         guard: cst.If | None = None
-        if start < len(self.body) and _guard_kind(self.body[start], self.conn):
-            guard = self.body[start]
-            assert isinstance(guard, cst.If)
+        candidate = self.body[start] if start < len(self.body) else None
+        if candidate is not None and _guard_kind(candidate, self.conn):
+            assert isinstance(candidate, cst.If)
+            guard = candidate
             start += 1
         if start < len(self.body) and isinstance(self.body[start], cst.Try):
             attempt = self.body[start]
