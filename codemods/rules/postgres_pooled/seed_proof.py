@@ -255,8 +255,8 @@ class SeedProof:
             raise Refusal(
                 "none-guard-differs",
                 "there is no `if not conn:` guard and the helper is not shown to never return None (or its "
-                f"definition was not found): on None the legacy code fails with AttributeError at "
-                f"`{self.conn}.` where the pooled block raises OperationalError",
+                "definition was not found): on None the legacy code fails with AttributeError at its first "
+                f"`{self.conn}.<method>()`, where the pooled block raises OperationalError",
             )
         start = self.index + (2 if guard is not None else 1)
         inner = self.body[start:close_index]

@@ -627,3 +627,169 @@ def test_rewritten_raising_helper_callers_behave_like_the_legacy_ones(
         for m in down
     ]
     assert answers[0] == answers[1] == ["OperationalError"] * 3
+
+
+# ------------------------------------------------------------- the straight-line form (no try/finally)
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        (
+            5,
+            "line 10: the block can end with uncommitted work after the write at line 7; the legacy code "
+            "leaves the connection open there",
+        ),
+        (17, "line 22: the connection (or a cursor) is used after the block"),
+        (27, "line 31: the connection (or a cursor) is used after the block"),
+        (35, "line 40: another `conn.close()` besides the one at line 39"),
+        (45, "line 50: another `conn.close()` besides the one at line 52"),
+        (57, "(or by statements ending in `conn.close()` at its level)"),
+        (67, "line 70: `conn` is passed, returned or stored"),
+        (77, "line 81: yields while the connection is open"),
+        (86, "nothing runs between the call and `conn.close()`"),
+    ],
+)
+def test_straight_line_refusals_say_what_breaks_the_proof(line: int, words: str) -> None:
+    never_none = _contracts(NEVER_RETURNS_NONE, RUNS_ONLY_THE_CONNECT)
+    result = run_rules(_source("straight_line_near_miss"), [PostgresPooledRule], options=never_none)
+    assert result.output is None
+    (site,) = [site for site in result.sites if site.line == line]
+    assert words in site.message, site.message
+
+
+def test_straight_line_needs_a_helper_that_never_returns_none() -> None:
+    """On None the legacy code fails with AttributeError where the pooled block raises OperationalError;
+    a guarded call needs the except that answers like the guard, so the try/finally form."""
+    for options in (TRUSTED, RuleOptions(legacy_helpers=(HELPER,)), _contracts(RUNS_ONLY_THE_CONNECT)):
+        result = run_rules(_source("straight_line_none_helper"), [PostgresPooledRule], options=options)
+        assert result.output is None
+        assert [(s.line, s.reason) for s in result.sites] == [
+            (5, "none-guard-differs"),
+            (14, "not-seed-pattern"),
+        ]
+        assert "fails with AttributeError" in result.sites[0].message
+        assert "with a helper that may return None" in result.sites[1].message
+
+
+def test_straight_line_rewrite_is_reported_by_its_form() -> None:
+    """scan counts rewrites per helper by the message's first word; the form follows."""
+    never_none = _contracts(NEVER_RETURNS_NONE, RUNS_ONLY_THE_CONNECT)
+    result = run_rules(_source("straight_line"), [PostgresPooledRule], options=never_none)
+    assert {site.message for site in result.sites} == {
+        f"{HELPER}: conn = ... conn.close() -> with get_pooled_connection(get_postgres_connection) as conn:"
+    }
+
+
+STRAIGHT_MODULE = """
+from app.db import get_postgres_connection
+
+
+def count_rows():
+    conn = get_postgres_connection()
+    cur = conn.cursor()
+    cur.execute("SELECT count(*) FROM ps101_items")
+    count = cur.fetchone()[0]
+    cur.close()
+    conn.close()
+    return count
+
+
+def add_item(name):
+    conn = get_postgres_connection()
+    cur = conn.cursor()
+    cur.execute("INSERT INTO ps101_items (name) VALUES (%s) RETURNING id", (name,))
+    item_id = cur.fetchone()[0]
+    conn.commit()
+    cur.close()
+    conn.close()
+    return item_id is not None
+
+
+def add_two(first, second):
+    conn = get_postgres_connection()
+    cur = conn.cursor()
+    cur.execute("INSERT INTO ps101_items (name) VALUES (%s)", (first,))
+    cur.execute("INSERT INTO ps101_items (name) VALUES (%s)", (second,))
+    conn.commit()
+    conn.close()
+    return True
+
+
+def rename(old, new):
+    conn = get_postgres_connection()
+    with conn:
+        with conn.cursor() as cur:
+            cur.execute("UPDATE ps101_items SET name = %s WHERE name = %s", (new, old))
+            if cur.rowcount != 1:
+                return False
+    conn.close()
+    return True
+
+
+def find(name):
+    conn = get_postgres_connection()
+    cur = conn.cursor()
+    cur.execute("SELECT id FROM ps101_items WHERE name = %s", (name,))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    cur.close()
+    conn.close()
+    return row[0] > 0
+"""
+
+
+@pytest.mark.postgres
+def test_rewritten_straight_line_functions_behave_like_the_legacy_ones(
+    postgres: object, clean_env: pytest.MonkeyPatch, app_modules: None
+) -> None:
+    """Same answers, same rows, the same exceptions; a failed write (add_two's duplicate) left the legacy
+    transaction open until the connection was collected, the pooled block rolls it back at once: either way
+    the first insert is gone."""
+    import db_utils
+
+    contracts = analyse_legacy_helpers(
+        {"app/db.py": RAISING_HELPER}, {"app/db.py": "app.db"}, (HELPER,), contract_only=True
+    )
+    options = RuleOptions(legacy_helpers=(HELPER,), legacy_helper_contracts=contracts)
+    result = run_rules(STRAIGHT_MODULE, [PostgresPooledRule], options=options)
+    assert [s.status for s in result.sites] == ["migrated"] * 5, result.sites
+    after = (result.output or b"").decode()
+    assert "conn.close()" not in after
+    assert after.count("with get_pooled_connection(get_postgres_connection) as conn:") == 5
+
+    for name, value in postgres.env().items():  # type: ignore[attr-defined]
+        clean_env.setenv(name, value)
+    db_utils.dispose_pools()
+    runs = []
+    for name, source in (("legacy_straight", STRAIGHT_MODULE), ("pooled_straight", after)):
+        module = _load(name, source, RAISING_HELPER)
+        postgres.query("DROP TABLE IF EXISTS ps101_items")  # type: ignore[attr-defined]
+        postgres.query("CREATE TABLE ps101_items (id serial PRIMARY KEY, name text UNIQUE)")  # type: ignore[attr-defined]
+        runs.append(
+            [
+                _outcome(module.count_rows),
+                _outcome(lambda m=module: m.add_item("a")),
+                _outcome(lambda m=module: m.add_item("a")),
+                _outcome(lambda m=module: m.add_two("b", "a")),
+                _outcome(lambda m=module: m.add_two("b", "d")),
+                _outcome(lambda m=module: m.rename("a", "c")),
+                _outcome(lambda m=module: m.rename("missing", "x")),
+                _outcome(lambda m=module: m.find("c")),
+                _outcome(lambda m=module: m.find("zzz")),
+                _outcome(module.count_rows),
+                postgres.query("SELECT name FROM ps101_items ORDER BY name"),  # type: ignore[attr-defined]
+            ]
+        )
+    assert runs[0] == runs[1]
+    assert runs[0][:10] == [0, True, "UniqueViolation", "UniqueViolation", True, True, False, True, None, 3]
+
+    clean_env.setenv("POSTGRES_PORT", "1")  # the database is down: the helper raises in both forms
+    db_utils.dispose_pools()
+    down = [
+        _load(name, source, RAISING_HELPER)
+        for name, source in (("legacy_straight_down", STRAIGHT_MODULE), ("pooled_straight_down", after))
+    ]
+    answers = [[_outcome(m.count_rows), _outcome(lambda m=m: m.add_item("x"))] for m in down]
+    assert answers[0] == answers[1] == ["OperationalError"] * 2
