@@ -12,6 +12,17 @@ The seed pattern, at the top level of a function body::
     finally:
         conn.close()
 
+And the *straight-line form*, for a helper shown to never return None (with None, the legacy code fails
+with AttributeError where the pooled block raises OperationalError: ``none-guard-differs``)::
+
+    conn = get_postgres_connection()
+    BODY                         # everything up to the close becomes the block
+    conn.close()                 # the only close in the function, at the level of the call
+
+Its legacy code never closed the connection on an exception or an early ``return`` (the transaction stayed
+open until the object was collected, then rolled back). The pooled block rolls an exception's work back at
+once, the same data; an early ``return`` commits, so the body proof covers each one as it covers a seed's.
+
 The helper itself is passed (``get_pooled_connection(get_postgres_connection)``): the pooled block calls
 it, so it borrows from the helper's own pool (PS100 pooled its ``psycopg2.connect``) with the helper's own
 parameters, and the helper need not resemble the shim at all. The block commits on a clean exit, rolls
