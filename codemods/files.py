@@ -153,17 +153,23 @@ def _in_excluded_dir(root: Path, relpath: str, verdicts: dict[str, bool] | None 
     return excluded
 
 
-def _keep(root: Path, relpath: str, verdicts: dict[str, bool]) -> bool:
+def _keep(
+    root: Path, relpath: str, verdicts: dict[str, bool], stats: dict[str, os.stat_result] | None
+) -> bool:
     """A regular .py file (symlinks skipped: their target is migrated where it lives, or not at all).
 
-    One ``lstat`` on a string path: on a large tree this check runs for every file.
+    One ``lstat`` on a string path (on a large tree this check runs for every file), kept in ``stats``:
+    it is the one ``stat`` a read-only run needs of an unchanged file (see ``codemods.project.FileStore``).
     """
     if not relpath.endswith(".py") or _in_excluded_dir(root, relpath, verdicts):
         return False
     try:
-        return stat.S_ISREG(os.lstat(f"{root}/{relpath}").st_mode)
+        info = os.lstat(f"{root}/{relpath}")
     except OSError:
         return False
+    if stats is not None:
+        stats[relpath] = info
+    return stat.S_ISREG(info.st_mode)
 
 
 def _git_files(root: Path, targets: list[str]) -> list[str] | None:
@@ -229,7 +235,12 @@ def _walk_files(root: Path, targets: list[str]) -> list[str]:
     """Fallback outside git: walk, pruning default excludes, virtualenvs and .gitignore'd paths.
 
     Rules are kept in one list: each carries its .gitignore's directory and applies only below it, so
-    sibling directories' rules never leak into each other.
+    sibling directories' rules never leak into each other (a directory's rules are read before anything
+    below it is looked at, so a deeper .gitignore's rules come later and win, as in git); each directory
+    asks only the rules that apply below it. Only regular ``.py`` files are returned, none under a default
+    exclude or a virtualenv (what :func:`_in_excluded_dir` checks per file of a listing): ``os.scandir``
+    gives each entry's type without a ``stat`` (symlinks are skipped, symlinked directories not followed,
+    as ``os.walk`` does not follow them).
     """
     rules: list[_IgnoreRule] = []
     read: set[Path] = set()
@@ -248,29 +259,63 @@ def _walk_files(root: Path, targets: list[str]) -> list[str]:
             if ancestor == root or root in ancestor.parents:
                 load(ancestor if ancestor.is_dir() else ancestor.parent)
         if top.is_file():
-            found.append(target)
+            if target.endswith(".py") and not _in_excluded_dir(root, target) and _regular(top):
+                found.append(target)
             continue
-        for dirpath, dirnames, filenames in os.walk(top):
-            directory = Path(dirpath)
+        top_rel = top.relative_to(root).as_posix()
+        if top_rel != "." and _in_excluded_dir(root, f"{top_rel}/-"):
+            continue
+        pending = ["" if top_rel == "." else top_rel]
+        while pending:
+            rel_dir = pending.pop()
+            directory = root / rel_dir if rel_dir else root
             load(directory)
-            rel_dir = directory.relative_to(root).as_posix()
-            prefix = "" if rel_dir == "." else f"{rel_dir}/"
-            dirnames[:] = sorted(
-                name
-                for name in dirnames
-                if name not in DEFAULT_EXCLUDED_DIRS
-                and not _is_virtualenv(directory / name)
-                and not _ignored(rules, prefix + name, is_dir=True)
-            )
-            found.extend(
-                prefix + name for name in filenames if not _ignored(rules, prefix + name, is_dir=False)
-            )
+            prefix = f"{rel_dir}/" if rel_dir else ""
+            applying = [rule for rule in rules if not rule.base or prefix.startswith(f"{rule.base}/")]
+            try:
+                with os.scandir(directory) as listing:
+                    entries = list(listing)
+            except OSError:
+                continue  # as os.walk: an unreadable directory is skipped
+            for entry in entries:
+                name = entry.name
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if (
+                            name not in DEFAULT_EXCLUDED_DIRS
+                            and not _is_virtualenv(directory / name)
+                            and not (applying and _ignored(applying, prefix + name, is_dir=True))
+                        ):
+                            pending.append(prefix + name)
+                    elif (
+                        name.endswith(".py")
+                        and entry.is_file(follow_symlinks=False)
+                        and not (applying and _ignored(applying, prefix + name, is_dir=False))
+                    ):
+                        found.append(prefix + name)
+                except OSError:
+                    continue
     return found
 
 
-def _listed(root: Path, names: Iterable[str]) -> list[str]:
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def _listed(
+    root: Path, names: Iterable[str], stats: dict[str, os.stat_result] | None = None, *, checked: bool = False
+) -> list[str]:
+    """The regular .py files among ``names``, sorted, no duplicates; ``checked``: ``names`` are known to be
+    regular .py files outside excluded directories already (:func:`_walk_files`), so no ``lstat`` is taken."""
     verdicts: dict[str, bool] = {}
-    return sorted({name for name in names if _keep(root, name, verdicts)})
+    if checked:
+        return sorted(
+            {name for name in names if name.endswith(".py") and not _in_excluded_dir(root, name, verdicts)}
+        )
+    return sorted({name for name in names if _keep(root, name, verdicts, stats)})
 
 
 def list_python_files(root: Path, targets: Sequence[Path]) -> list[str]:
@@ -278,28 +323,31 @@ def list_python_files(root: Path, targets: Sequence[Path]) -> list[str]:
     relative = _relative_targets(root, targets) or ["."]
     names = _git_files(root, relative) if git_toplevel(root) is not None else None
     if names is None:
-        names = _walk_files(root, relative)
+        return _listed(root, _walk_files(root, relative), checked=True)
     return _listed(root, names)
 
 
-def list_project_files(root: Path, targets: Sequence[Path]) -> tuple[list[str], list[str]]:
+def list_project_files(
+    root: Path, targets: Sequence[Path], stats: dict[str, os.stat_result] | None = None
+) -> tuple[list[str], list[str]]:
     """Every Python file of the project, and those under ``targets``: the same as two calls of
     :func:`list_python_files` (``[root]``, then ``targets``), listing the tree once where that gives the
     same answer.
 
     In a git work tree the targets' files are the project's files under them (git applies the same
     ignore rules whatever the pathspec); outside git, targets other than the root are walked on their own,
-    because naming a file or a directory the .gitignore excludes lists it there.
+    because naming a file or a directory the .gitignore excludes lists it there. ``stats`` receives the
+    ``lstat`` of each file it took one of (git's listing; a walk needs none).
     """
     relative = _relative_targets(root, targets) or ["."]
     in_git = git_toplevel(root) is not None
     names = _git_files(root, ["."]) if in_git else None
     if names is None:
-        every = _listed(root, _walk_files(root, ["."]))
+        every = _listed(root, _walk_files(root, ["."]), checked=True)
         if all(target == "." for target in relative):
             return every, every
-        return every, _listed(root, _walk_files(root, relative))
-    every = _listed(root, names)
+        return every, _listed(root, _walk_files(root, relative), checked=True)
+    every = _listed(root, names, stats)
     if any(target == "." for target in relative):
         return every, every
     prefixes = tuple(f"{target}/" for target in relative)

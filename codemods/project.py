@@ -462,12 +462,13 @@ def load_project(
         plan = load_plan(root)
     if exclude:
         plan = replace(plan, exclude=(*plan.exclude, *exclude))
-    all_files, under_targets = list_project_files(root, targets)
+    stats: dict[str, os.stat_result] = {}
+    all_files, under_targets = list_project_files(root, targets, stats)
     target_files = [path for path in under_targets if not plan.is_excluded(path)]
     rules = _selected_rules(plan, select, ignore)
     modules = {path: module_and_package(root, path) for path in all_files}
     results = ResultCache(root, enabled=cache)
-    store = FileStore(root, NeedleIndex(), StatFacts(results) if cache and read_only else None)
+    store = FileStore(root, NeedleIndex(), StatFacts(results) if cache and read_only else None, stats)
     found, differences, contracts = _legacy_helpers(
         root, plan, all_files, store, modules, cache=results, max_bytes=max_bytes
     )
