@@ -310,11 +310,9 @@ def _listed(
 ) -> list[str]:
     """The regular .py files among ``names``, sorted, no duplicates; ``checked``: ``names`` are known to be
     regular .py files outside excluded directories already (:func:`_walk_files`), so no ``lstat`` is taken."""
-    verdicts: dict[str, bool] = {}
     if checked:
-        return sorted(
-            {name for name in names if name.endswith(".py") and not _in_excluded_dir(root, name, verdicts)}
-        )
+        return sorted(set(names))
+    verdicts: dict[str, bool] = {}
     return sorted({name for name in names if _keep(root, name, verdicts, stats)})
 
 
