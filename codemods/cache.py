@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from codemods import __version__
+from codemods.needles import known_answer
 
 __all__ = [
     "CACHE_DIR",
@@ -175,18 +176,12 @@ class WordFacts:
         self._answers: dict[tuple[bytes, ...], bool | None] = {}
 
     def answer(self, words: tuple[bytes, ...]) -> bool | None:
-        """Whether one of ``words`` is in the content; None when these facts cannot tell (see
-        ``codemods.needles.known_answer``: a word holding a part known absent is absent too)."""
+        """Whether one of ``words`` is in the content; None when these facts cannot tell."""
         try:
             return self._answers[words]
         except KeyError:
             pass
-        answer: bool | None = False
-        if not self.found.isdisjoint(words):
-            answer = True
-        elif not all(word in self.absent or any(part in word for part in self.absent) for word in words):
-            answer = None
-        self._answers[words] = answer
+        answer = self._answers[words] = known_answer(self.found, self.absent, words)
         return answer
 
     def as_json(self) -> list[Any]:
@@ -229,18 +224,30 @@ class StatFacts:
         return entries
 
     def _decoded(self, raw: object) -> WordFacts | None:
+        if not isinstance(raw, list) or len(raw) != 4:
+            return None
+        found, absent, utf8, decodes = raw
+        if not (
+            isinstance(found, list)
+            and isinstance(absent, list)
+            and all(isinstance(word, str) for word in (*found, *absent))
+            and isinstance(utf8, bool)
+            and isinstance(decodes, (bool, type(None)))
+        ):
+            return None  # a foreign value: the files pointing at it are read
         try:
-            found, absent, utf8, decodes = raw  # type: ignore[misc]
             return self._intern(
                 frozenset(word.encode("latin-1") for word in found),
                 frozenset(word.encode("latin-1") for word in absent),
-                bool(utf8),
-                None if decodes is None else bool(decodes),
+                utf8,
+                decodes,
             )
-        except (TypeError, ValueError, AttributeError, UnicodeEncodeError):
-            return None  # a foreign value: the files pointing at it are read
+        except UnicodeEncodeError:
+            return None
 
-    def _intern(self, found: frozenset[bytes], absent: frozenset[bytes], utf8: bool, decodes: bool | None) -> WordFacts:
+    def _intern(
+        self, found: frozenset[bytes], absent: frozenset[bytes], utf8: bool, decodes: bool | None
+    ) -> WordFacts:
         value = (found, absent, utf8, decodes)
         facts = self._interned.get(value)
         if facts is None:
@@ -262,7 +269,11 @@ class StatFacts:
         ):
             return None
         index, key = entry[5], entry[6]
-        if type(index) is not int or not 0 <= index < len(self._facts) or not (key is None or type(key) is str):
+        if (
+            type(index) is not int
+            or not 0 <= index < len(self._facts)
+            or (key is not None and type(key) is not str)
+        ):
             return None
         facts = self._facts[index]
         if facts is None:
@@ -319,7 +330,7 @@ class StatFacts:
         renumber = {old: new for new, old in enumerate(used)}
         document = {
             "format": self.FORMAT,
-            "facts": [self._facts[old].as_json() for old in used],  # type: ignore[union-attr]
+            "facts": [self._facts[old].as_json() for old in used],
             "entries": {path: [*entry[:5], renumber[entry[5]], entry[6]] for path, entry in entries.items()},
         }
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -238,18 +238,20 @@ def _walk_files(root: Path, targets: list[str]) -> list[str]:
     sibling directories' rules never leak into each other (a directory's rules are read before anything
     below it is looked at, so a deeper .gitignore's rules come later and win, as in git); each directory
     asks only the rules that apply below it. Only regular ``.py`` files are returned, none under a default
-    exclude or a virtualenv (what :func:`_in_excluded_dir` checks per file of a listing): ``os.scandir``
-    gives each entry's type without a ``stat`` (symlinks are skipped, symlinked directories not followed,
-    as ``os.walk`` does not follow them).
+    exclude or a virtualenv (what :func:`_in_excluded_dir` checks per file of a listing).
+
+    One ``os.scandir`` per directory is all the walk asks of the filesystem: it gives each entry's type
+    without a ``stat`` (symlinks are skipped, symlinked directories not followed, as ``os.walk`` does not
+    follow them), and whether the directory holds a ``.gitignore`` to read or a ``pyvenv.cfg`` (a
+    virtualenv, skipped whole).
     """
     rules: list[_IgnoreRule] = []
-    read: set[Path] = set()
+    read: set[str] = set()
 
-    def load(directory: Path) -> None:
-        if directory not in read:
-            read.add(directory)
-            rel = directory.relative_to(root).as_posix()
-            rules.extend(_read_gitignore(directory, "" if rel == "." else rel))
+    def load(rel: str) -> None:
+        if rel not in read:
+            read.add(rel)
+            rules.extend(_read_gitignore(root / rel if rel else root, rel))
 
     found: list[str] = []
     for target in targets:
@@ -257,45 +259,67 @@ def _walk_files(root: Path, targets: list[str]) -> list[str]:
         # .gitignore files between the root and the target apply to the target too.
         for ancestor in reversed([top, *top.parents]):
             if ancestor == root or root in ancestor.parents:
-                load(ancestor if ancestor.is_dir() else ancestor.parent)
+                rel = (ancestor if ancestor.is_dir() else ancestor.parent).relative_to(root).as_posix()
+                load("" if rel == "." else rel)
         if top.is_file():
             if target.endswith(".py") and not _in_excluded_dir(root, target) and _regular(top):
                 found.append(target)
             continue
         top_rel = top.relative_to(root).as_posix()
-        if top_rel != "." and _in_excluded_dir(root, f"{top_rel}/-"):
+        top_rel = "" if top_rel == "." else top_rel
+        if top_rel and _in_excluded_dir(root, f"{top_rel}/-"):
             continue
-        pending = ["" if top_rel == "." else top_rel]
-        while pending:
-            rel_dir = pending.pop()
-            directory = root / rel_dir if rel_dir else root
-            load(directory)
-            prefix = f"{rel_dir}/" if rel_dir else ""
-            applying = [rule for rule in rules if not rule.base or prefix.startswith(f"{rule.base}/")]
-            try:
-                with os.scandir(directory) as listing:
-                    entries = list(listing)
-            except OSError:
-                continue  # as os.walk: an unreadable directory is skipped
-            for entry in entries:
+        _walk_below(root, top_rel, rules, load, found)
+    return found
+
+
+def _walk_below(
+    root: Path, top_rel: str, rules: list[_IgnoreRule], load: Callable[[str], None], found: list[str]
+) -> None:
+    """:func:`_walk_files` under one directory target (``top_rel``, "" for the root)."""
+    pending = [top_rel]
+    while pending:
+        rel_dir = pending.pop()
+        files, directories, special = _scan(f"{root}/{rel_dir}" if rel_dir else str(root))
+        if rel_dir != top_rel and "pyvenv.cfg" in special:
+            continue  # a virtualenv (the top was checked by the caller)
+        if ".gitignore" in special:
+            load(rel_dir)
+        prefix = f"{rel_dir}/" if rel_dir else ""
+        applying = [rule for rule in rules if not rule.base or prefix.startswith(f"{rule.base}/")]
+        for name in directories:
+            if not (applying and _ignored(applying, prefix + name, is_dir=True)):
+                pending.append(prefix + name)
+        for name in files:
+            if not (applying and _ignored(applying, prefix + name, is_dir=False)):
+                found.append(prefix + name)
+
+
+def _scan(directory: str) -> tuple[list[str], list[str], set[str]]:
+    """A directory's regular ``.py`` files, its subdirectories but the default excludes, and which of
+    ``.gitignore`` (any entry: reading it decides) and ``pyvenv.cfg`` (a file, symlinks followed, as
+    :func:`_is_virtualenv` checks it) it holds. An unreadable directory is empty, as for ``os.walk``."""
+    files: list[str] = []
+    directories: list[str] = []
+    special: set[str] = set()
+    try:
+        with os.scandir(directory) as listing:
+            for entry in listing:
                 name = entry.name
                 try:
                     if entry.is_dir(follow_symlinks=False):
-                        if (
-                            name not in DEFAULT_EXCLUDED_DIRS
-                            and not _is_virtualenv(directory / name)
-                            and not (applying and _ignored(applying, prefix + name, is_dir=True))
-                        ):
-                            pending.append(prefix + name)
-                    elif (
-                        name.endswith(".py")
-                        and entry.is_file(follow_symlinks=False)
-                        and not (applying and _ignored(applying, prefix + name, is_dir=False))
-                    ):
-                        found.append(prefix + name)
+                        if name not in DEFAULT_EXCLUDED_DIRS:
+                            directories.append(name)
+                    elif name.endswith(".py"):
+                        if entry.is_file(follow_symlinks=False):
+                            files.append(name)
+                    elif name == ".gitignore" or (name == "pyvenv.cfg" and entry.is_file()):
+                        special.add(name)
                 except OSError:
                     continue
-    return found
+    except OSError:
+        pass
+    return files, directories, special
 
 
 def _regular(path: Path) -> bool:

@@ -17,7 +17,7 @@ from codemods.files import find_project_root, list_project_files
 from codemods.legacy_helpers.discovery import DEFAULT_HELPER_NAME, FoundHelper, find_helpers
 from codemods.legacy_helpers.equivalence import analyse_legacy_helpers
 from codemods.limits import DEFAULT_LIMITS
-from codemods.needles import NeedleIndex, known_answer
+from codemods.needles import NeedleIndex
 from codemods.plan import Phase, Plan, PlanError, load_plan, plan_from_table, read_toml, select_rule_ids
 from codemods.rules import all_rules
 from codemods.rules.base import PoolshiftRule, RuleOptions
@@ -164,11 +164,12 @@ class FileStore:
     ) -> None:
         self.root = root
         self.needles = needles
-        self.facts = facts
         #: path -> (the fstat taken before reading, the bytes), or None when the file could not be read.
         self.snapshot: dict[str, tuple[os.stat_result, bytes] | None] = {}
         self._stats = stats or {}
+        #: path -> its recorded facts, None once known to have none usable (or once read).
         self._known: dict[str, WordFacts | None] = {}
+        self._facts = facts
         self._sizes: dict[str, int] = {}
         self._recorded_keys: dict[str, str] = {}
         #: Computed from the bytes read: path -> (those bytes, their content key / their text).
@@ -189,29 +190,42 @@ class FileStore:
                 data = handle.read()
         except OSError:
             self.snapshot[path] = None
+            self._known[path] = None
             return None
         self.snapshot[path] = (info, data)
+        self._known[path] = None  # read: its bytes answer from now on
         return data
+
+    @property
+    def facts(self) -> StatFacts | None:
+        return self._facts
+
+    @facts.setter
+    def facts(self, facts: StatFacts | None) -> None:
+        """None: a run that writes reads every file it looks at, whatever was recorded."""
+        self._facts = facts
+        self._known.clear()
 
     def _recorded(self, path: str) -> WordFacts | None:
         """The recorded facts of an unread ``path``, when its stat says it is unchanged since."""
-        if self.facts is None or path in self.snapshot:
-            return None
         try:
             return self._known[path]
         except KeyError:
-            pass
+            return self._look_up(path)
+
+    def _look_up(self, path: str) -> WordFacts | None:
+        self._known[path] = None  # until found below; and for good once the file is read (see reread)
+        if self._facts is None or path in self.snapshot:
+            return None
         info = self._stats.get(path)
         if info is None:
             try:
                 info = os.stat(f"{self.root}/{path}")
             except OSError:
-                self._known[path] = None
                 return None
         self._sizes[path] = info.st_size
-        found = self.facts.lookup(path, info)
+        found = self._facts.lookup(path, info)
         if found is None:
-            self._known[path] = None
             return None
         known, key = found
         if key is not None:
@@ -221,7 +235,10 @@ class FileStore:
 
     def recorded_answer(self, path: str, words: Sequence[bytes]) -> bool | None:
         """Whether the unread ``path`` holds one of ``words``, from recorded facts; None: read it to know."""
-        recorded = self._recorded(path)
+        try:  # _recorded, inlined: asked of every file by every phase
+            recorded = self._known[path]
+        except KeyError:
+            recorded = self._look_up(path)
         if recorded is None:
             return None
         return recorded.answer(words if type(words) is tuple else tuple(words))
@@ -282,19 +299,19 @@ class FileStore:
 
     def save_facts(self) -> None:
         """Record what this run learnt of each file it read (facts of unread files are kept as they are)."""
-        if self.facts is None:
+        if self._facts is None:
             return
         for path, entry in self.snapshot.items():
             if entry is None:
                 continue
             info, data = entry
             text, key = self._texts.get(path), self._keys.get(path)
-            self.facts.record(
+            self._facts.record(
                 path, info, self.needles.answers(path, data), _utf8_by_default(data),
                 decodes=None if text is None or text[0] is not data else text[1] is not None,
                 key=None if key is None or key[0] is not data else key[1],
             )  # fmt: skip
-        self.facts.save()
+        self._facts.save()
 
 
 def decoded_sources(files: Mapping[str, bytes]) -> dict[str, str]:
@@ -334,6 +351,7 @@ class ProjectSources(Mapping[str, str]):
     def __init__(self, files: FileStore, paths: Iterable[str]) -> None:
         self._files = files
         self._paths = dict.fromkeys(paths)
+        self._encoded: dict[tuple[str, ...], tuple[bytes, ...]] = {}
 
     def _text(self, path: str) -> str | None:
         return self._files.text(path) if path in self._paths else None
@@ -355,7 +373,10 @@ class ProjectSources(Mapping[str, str]):
         if path not in self._paths:
             return False
         if self._files.utf8_by_default(path):
-            encoded = tuple(word.encode("utf-8", "surrogatepass") for word in words)
+            key = words if type(words) is tuple else tuple(words)
+            encoded = self._encoded.get(key)
+            if encoded is None:
+                encoded = self._encoded[key] = tuple(word.encode("utf-8", "surrogatepass") for word in words)
             return self._files.contains(path, encoded) and self._files.decodes(path)
         text = self._text(path)
         return text is not None and any(word in text for word in words)

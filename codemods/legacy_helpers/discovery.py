@@ -16,7 +16,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import warnings
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast, runtime_checkable
 
@@ -27,8 +27,8 @@ from codemods.legacy_helpers.returns import FunctionReturns, absolute_name, read
 
 __all__ = [
     "CONNECT_FUNCTIONS",
-    "ContentKeys",
     "DEFAULT_HELPER_NAME",
+    "ContentKeys",
     "FoundHelper",
     "MentionIndex",
     "absolute_name",
@@ -172,24 +172,7 @@ def find_helpers(
     needles = {_CONNECT_NEEDLE}
     found: dict[str, FoundHelper] = {}
     shapes: dict[str, list[list[list[str]]]] = {}
-    if isinstance(sources, MentionIndex):
-        mentions = sources.mentions
-    else:
-
-        def mentions(path: str, words: Collection[str]) -> bool:
-            return _text_mentions(sources, path, words)
-
-    if isinstance(sources, ContentKeys):
-        named = sources.content_key
-    else:
-
-        def named(path: str) -> str | None:
-            return _answer_key("text", sources[path])
-
-    def content(path: str) -> str:
-        """The name of ``path``'s content in the cache keys (mentioned files always have one)."""
-        return named(path) or _answer_key("text", sources[path])
-
+    mentions, content = _access(sources)
     # Only files that have a module name and a text are looked at; most do not mention a needle at all,
     # which ``mentions`` answers from their bytes when it can (no text is decoded for them).
     paths = sorted(module_names)
@@ -217,6 +200,28 @@ def find_helpers(
             return sorted(found.values(), key=lambda helper: helper.name)
         needles |= new_needles
         looked_at = paths
+
+
+def _access(
+    sources: Mapping[str, str],
+) -> tuple[Callable[[str, Collection[str]], bool], Callable[[str], str]]:
+    """How :func:`find_helpers` asks ``sources`` whether a file mentions words (without decoding it, for
+    a :class:`MentionIndex`) and what names a file's content in cache keys (the name
+    :class:`ContentKeys` gives it, which needs no reading, else its text's hash)."""
+    if isinstance(sources, MentionIndex):
+        mentions = sources.mentions
+    else:
+
+        def mentions(path: str, words: Collection[str]) -> bool:
+            return _text_mentions(sources, path, words)
+
+    named = sources.content_key if isinstance(sources, ContentKeys) else None
+
+    def content(path: str) -> str:
+        """The name of ``path``'s content in the cache keys (a mentioned file always has one)."""
+        return (named(path) if named is not None else None) or _answer_key("text", sources[path])
+
+    return mentions, content
 
 
 def _cached_shapes(
