@@ -208,10 +208,8 @@ class FileStore:
 
     def _recorded(self, path: str) -> WordFacts | None:
         """The recorded facts of an unread ``path``, when its stat says it is unchanged since."""
-        try:
-            return self._known[path]
-        except KeyError:
-            return self._look_up(path)
+        known = self._known
+        return known[path] if path in known else self._look_up(path)
 
     def _look_up(self, path: str) -> WordFacts | None:
         self._known[path] = None  # until found below; and for good once the file is read (see reread)
@@ -235,10 +233,8 @@ class FileStore:
 
     def recorded_answer(self, path: str, words: Sequence[bytes]) -> bool | None:
         """Whether the unread ``path`` holds one of ``words``, from recorded facts; None: read it to know."""
-        try:  # _recorded, inlined: asked of every file by every phase
-            recorded = self._known[path]
-        except KeyError:
-            recorded = self._look_up(path)
+        known = self._known  # _recorded, inlined: asked of every file by every phase
+        recorded = known[path] if path in known else self._look_up(path)
         if recorded is None:
             return None
         return recorded.answer(words if type(words) is tuple else tuple(words))
