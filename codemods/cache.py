@@ -12,9 +12,11 @@ renaming it over the old one, so a reader sees a complete old or new file, never
 writer wins, and what it drops is only recomputed. An unreadable or foreign cache file is ignored.
 
 A third kind, for read-only runs only (:class:`StatFacts`), lets an unchanged file go unread, as git's
-index and ruff's cache do: per path, the file's stat signature and the words of the text prefilter found
-(or not) in its bytes. These are facts of the content alone, true under any configuration; a word no
-earlier run asked about is not among them, so the file is read.
+index and ruff's cache do: per path, the file's stat signature, the words of the text prefilter found
+(or not) in its bytes, whether its text decodes and, when a run computed it, its content key (so the
+content-keyed answers of helper discovery are found without reading it). These are facts of the content
+alone, true under any configuration; a word no earlier run asked about is not among them, so the file is
+read.
 """
 
 from __future__ import annotations

@@ -595,6 +595,11 @@ def _suppression_may_judge(state: _State, path: str, judge: Sequence[bytes]) -> 
     return bool(judge) and state.mentions(path, (_SUPPRESSION_MARKER,)) and state.mentions(path, judge)
 
 
+#: A combination of rules' words (see _PhaseFiles._may_any_match): its needles (None: any file may
+#: match), the words a suppression comment judges, and every word whose absence rules it out.
+_Words = tuple[tuple[bytes, ...] | None, tuple[bytes, ...], tuple[bytes, ...]]
+
+
 @dataclass
 class _PhaseFiles:
     """One phase's files as they are decided: outcomes known without LibCST, and jobs for the rest."""
@@ -614,11 +619,9 @@ class _PhaseFiles:
     extras: list[list[Site]] = field(default_factory=list)
     decided: dict[int, FileResult] = field(default_factory=dict)  # by position among the phase's files
     options_key: str = ""  # set for read-only runs, whose outcomes are cached
-    #: The words of each combination of rules asked about (see _may_any_match): (needles, judge_needles,
-    #: every word whose absence rules the combination out).
-    _words: dict[
-        tuple[type[PoolshiftRule], ...], tuple[tuple[bytes, ...] | None, tuple[bytes, ...], tuple[bytes, ...]]
-    ] = field(default_factory=dict)
+    #: The words of each combination of rules asked about (see _may_any_match), and the last one asked.
+    _words: dict[tuple[type[PoolshiftRule], ...], _Words] = field(default_factory=dict)
+    _last_words: tuple[tuple[type[PoolshiftRule], ...], _Words] | None = None
 
     def __post_init__(self) -> None:
         legacy_names = prefilter_names(self.context.project.legacy_helpers)
@@ -646,7 +649,8 @@ class _PhaseFiles:
 
     def _may_any_match(self, path: str, rules: tuple[type[PoolshiftRule], ...]) -> bool:
         """:meth:`_may_match` of some of ``rules``, in one question for the common answer (no word at all)."""
-        words = self._words.get(rules)
+        last = self._last_words  # nearly every file asks with the very same tuple (see _rules_per_path)
+        words = last[1] if last is not None and last[0] is rules else self._words.get(rules)
         if words is None:
             if not all(self.needles[rule] for rule in rules):
                 words = None, (), ()  # a rule without words may match any file
@@ -656,6 +660,7 @@ class _PhaseFiles:
                 ruling, judged = tuple(dict.fromkeys(every)), tuple(dict.fromkeys(judging))
                 words = ruling, judged, (*ruling, _SUPPRESSION_MARKER) if judged else ruling
             self._words[rules] = words
+        self._last_words = rules, words
         needles, judge, asked = words
         if needles is None:
             return True
