@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -312,3 +313,35 @@ def test_recorded_facts_keep_what_an_earlier_run_learnt_of_the_same_content(tree
     assert (facts.utf8, facts.decodes, key) == (True, True, "k1")
     assert facts.answer((b"get_postgres_connection",)) is False  # holds a part known absent
     assert facts.answer((b"psycopg2",)) is None  # never asked: read the file to know
+
+
+@pytest.mark.usefixtures("no_margin")
+@pytest.mark.parametrize("git", [False, True], ids=["walk", "git"])
+def test_a_warm_run_takes_one_stat_per_unchanged_file(
+    tree: Path, monkeypatch: pytest.MonkeyPatch, git: bool
+) -> None:
+    """Outside git the walk's listing needs none (the directory entries give the types) and the store
+    takes it; in git the listing's ``lstat`` is the one the store uses."""
+    if git:
+        subprocess.run(["git", "init", "-q", str(tree)], check=True)
+
+    def scan() -> None:
+        project = load_project([tree], read_only=True)
+        run(project, project.plan.phases, dry_run=True, chain=False, include_unassigned=True, workers=1)
+
+    scan()
+    calls: list[str] = []
+    real_stat, real_lstat = os.stat, os.lstat
+
+    def counting(real: Callable[..., os.stat_result]) -> Callable[..., os.stat_result]:
+        def stat(path: str | os.PathLike[str], *args: object, **kwargs: object) -> os.stat_result:
+            calls.append(os.fspath(path))
+            return real(path, *args, **kwargs)
+
+        return stat
+
+    monkeypatch.setattr(os, "stat", counting(real_stat))
+    monkeypatch.setattr(os, "lstat", counting(real_lstat))
+    scan()
+    for path in FREE_FILES:
+        assert sum(call.endswith(path) for call in calls) == 1, path
