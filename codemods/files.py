@@ -295,10 +295,15 @@ def _walk_below(
                 found.append(prefix + name)
 
 
-def _scan(directory: str) -> tuple[list[str], list[str], set[str]]:
-    """A directory's regular ``.py`` files, its subdirectories but the default excludes, and which of
-    ``.gitignore`` (any entry: reading it decides) and ``pyvenv.cfg`` (a file, symlinks followed, as
-    :func:`_is_virtualenv` checks it) it holds. An unreadable directory is empty, as for ``os.walk``."""
+#: The names :func:`_walk_files` looks for in each directory it lists.
+_WALK_NAMES = frozenset({".gitignore", "pyvenv.cfg"})
+
+
+def _scan(directory: str, wanted: frozenset[str] = _WALK_NAMES) -> tuple[list[str], list[str], set[str]]:
+    """A directory's regular ``.py`` files, its subdirectories but the default excludes, and which of the
+    ``wanted`` names it holds (``pyvenv.cfg`` as a file, symlinks followed, as :func:`_is_virtualenv`
+    checks it; any other name as anything but a directory, as ``os.walk`` lists files). An unreadable
+    directory is empty, as for ``os.walk``."""
     files: list[str] = []
     directories: list[str] = []
     special: set[str] = set()
@@ -313,7 +318,7 @@ def _scan(directory: str) -> tuple[list[str], list[str], set[str]]:
                     elif name.endswith(".py"):
                         if entry.is_file(follow_symlinks=False):
                             files.append(name)
-                    elif name == ".gitignore" or (name == "pyvenv.cfg" and entry.is_file()):
+                    elif name in wanted and (entry.is_file() if name == "pyvenv.cfg" else not entry.is_dir()):
                         special.add(name)
                 except OSError:
                     continue
@@ -416,20 +421,17 @@ def _mentions_poolshift(path: Path) -> bool:
 def _walk_config_names(top: Path) -> list[str]:
     """Outside git: the walk of :func:`_walk_files` looking at file names only, .gitignore rules checked
     for the few configuration files found (matching every name against them costs as much as the walk)."""
-    wanted = frozenset(CONFIG_NAMES)
+    wanted = frozenset({*CONFIG_NAMES, "pyvenv.cfg"})
     found: list[str] = []
-    start = len(str(top)) + 1
-    isfile, join = os.path.isfile, os.path.join
-    for dirpath, dirnames, filenames in os.walk(top):
-        dirnames[:] = [
-            name
-            for name in dirnames
-            if name not in DEFAULT_EXCLUDED_DIRS and not isfile(join(dirpath, name, "pyvenv.cfg"))
-        ]
-        hits = wanted.intersection(filenames)
-        if hits:
-            prefix = dirpath[start:] + "/" if len(dirpath) >= start else ""
-            found.extend(prefix + name for name in sorted(hits))
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
+        _, directories, special = _scan(f"{top}/{rel_dir}" if rel_dir else str(top), wanted)
+        if rel_dir and "pyvenv.cfg" in special:
+            continue  # a virtualenv below the top
+        prefix = f"{rel_dir}/" if rel_dir else ""
+        found.extend(prefix + name for name in sorted(special.intersection(CONFIG_NAMES)))
+        pending.extend(prefix + name for name in directories)
     return [relpath for relpath in found if not _gitignored(top, relpath)]
 
 
