@@ -629,10 +629,10 @@ def run(quick: bool) -> dict[str, Any]:
         Target.at_least(f"migrate --all --diff >= 20x {same}", diff_ratio, 20.0, limit),
         Target.at_most(
             "candidate-free file costs <= 2x reading it", free["ratio"], 2.0,
-            "a warm run reads no unchanged file whose stored stat facts answer the prefilter, but the"
-            " files that mention `connect` (about 8% of the candidate-free ones) are still read, decoded"
-            " and hashed, because helper discovery's cache is keyed by their text; then the listing, one"
-            " stat per file and the per-rule questions in Python: see bench/README.md",
+            "a warm run reads no unchanged file (helper discovery's answers are found by the content key"
+            " its stat entry holds); what remains per file is the listing, one stat, the stat table's"
+            " JSON and the questions of discovery and each phase in Python (two dictionary lookups each),"
+            " which a loaded machine's noise can push over: see bench/README.md",
         ),
         Target.at_most(
             f"scan of a generated {generated['lines'] // 1000}k-line project, cold <= 3x ast.parse of it",

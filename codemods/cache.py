@@ -12,9 +12,11 @@ renaming it over the old one, so a reader sees a complete old or new file, never
 writer wins, and what it drops is only recomputed. An unreadable or foreign cache file is ignored.
 
 A third kind, for read-only runs only (:class:`StatFacts`), lets an unchanged file go unread, as git's
-index and ruff's cache do: per path, the file's stat signature and the words of the text prefilter found
-(or not) in its bytes. These are facts of the content alone, true under any configuration; a word no
-earlier run asked about is not among them, so the file is read.
+index and ruff's cache do: per path, the file's stat signature, the words of the text prefilter found
+(or not) in its bytes, whether its text decodes and, when a run computed it, its content key (so the
+content-keyed answers of helper discovery are found without reading it). These are facts of the content
+alone, true under any configuration; a word no earlier run asked about is not among them, so the file is
+read.
 """
 
 from __future__ import annotations
@@ -29,8 +31,18 @@ from pathlib import Path
 from typing import Any
 
 from codemods import __version__
+from codemods.needles import known_answer
 
-__all__ = ["CACHE_DIR", "RACY_MARGIN_NS", "ResultCache", "StatFacts", "content_key", "digest", "signature"]
+__all__ = [
+    "CACHE_DIR",
+    "RACY_MARGIN_NS",
+    "ResultCache",
+    "StatFacts",
+    "WordFacts",
+    "content_key",
+    "digest",
+    "signature",
+]
 
 CACHE_DIR = ".poolshift_cache"
 _FORMAT = 1
@@ -87,7 +99,7 @@ class ResultCache:
             used = self._used.get(table, set())
             entries = {key: value for key, value in self._tables[table].items() if key in used}
             try:
-                self._write(table, {"format": _FORMAT, "entries": entries})
+                self.write_document(table, {"format": _FORMAT, "entries": entries})
             except OSError:
                 continue  # a read-only tree still gets its report; the next run recomputes
         self._dirty.clear()
@@ -100,17 +112,24 @@ class ResultCache:
             self._tables[table] = self._load(table)
         return self._tables[table]
 
-    def _load(self, table: str) -> dict[str, Any]:
+    def read_document(self, table: str) -> Any:
+        """The JSON document of ``table`` as stored, or None (disabled, missing, unreadable, not JSON)."""
+        if not self.enabled:
+            return None
         try:
-            document = json.loads(self._path(table).read_bytes())
+            return json.loads(self._path(table).read_bytes())
         except (OSError, ValueError):
-            return {}
+            return None
+
+    def _load(self, table: str) -> dict[str, Any]:
+        document = self.read_document(table)
         if not isinstance(document, dict) or document.get("format") != _FORMAT:
             return {}
         entries = document.get("entries")
         return entries if isinstance(entries, dict) else {}
 
-    def _write(self, table: str, document: dict[str, Any]) -> None:
+    def write_document(self, table: str, document: dict[str, Any]) -> None:
+        """Replace ``table``'s file with ``document``, atomically (a temporary file renamed over it)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         _mark_cache_directory(self.directory.parent)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{table}.", suffix=".tmp", dir=self.directory)
@@ -139,45 +158,188 @@ def signature(info: os.stat_result) -> Signature:
     return (info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev)
 
 
+class WordFacts:
+    """What is known of one content's words: those found, those absent, whether the file has no coding
+    cookie (``utf8``: its text is its bytes decoded as UTF-8, so a word is in the text exactly when its
+    bytes are in the file) and whether it decodes (None: not known).
+
+    Most files of a tree share the same facts (none of the run's words), so one object is kept per
+    distinct value (:class:`StatFacts` interns them) and remembers its answer per question: a file's
+    question is then two dictionary lookups.
+    """
+
+    __slots__ = ("_answers", "absent", "decodes", "found", "utf8")
+
+    def __init__(self, found: frozenset[bytes], absent: frozenset[bytes], utf8: bool, decodes: bool | None):
+        self.found = found
+        self.absent = absent
+        self.utf8 = utf8
+        self.decodes = decodes
+        self._answers: dict[tuple[bytes, ...], bool | None] = {}
+
+    def answer(self, words: tuple[bytes, ...]) -> bool | None:
+        """Whether one of ``words`` is in the content; None when these facts cannot tell."""
+        try:
+            return self._answers[words]
+        except KeyError:
+            pass
+        answer = self._answers[words] = known_answer(self.found, self.absent, words)
+        return answer
+
+    def as_json(self) -> list[Any]:
+        return [sorted(word.decode("latin-1") for word in self.found),
+                sorted(word.decode("latin-1") for word in self.absent), self.utf8, self.decodes]  # fmt: skip
+
+
 class StatFacts:
-    """The ``stat`` table: path -> stat signature, the prefilter words found and absent, and whether the
-    file has a coding cookie (a text decoded another way may hold words its bytes do not)."""
+    """The ``stat`` table: path -> stat signature, content key and :class:`WordFacts`, for read-only runs.
+
+    Its own compact document (it has an entry per file of the tree, and a warm run loads it whole): the
+    distinct word facts once, in a list, and per path a list ``[size, mtime_ns, ctime_ns, ino, dev,
+    facts index, content key or null]``. The content key (:func:`content_key` of the bytes, recorded when
+    the run computed it) lets content-keyed answers (helper discovery's) be found without reading the file.
+    """
 
     TABLE = "stat"
+    FORMAT = 2
 
     def __init__(self, cache: ResultCache) -> None:
         self._cache = cache
         #: Files read from here on are recorded only if they were last changed before this, with margin.
         self.started_ns = time.time_ns()
+        self._entries: dict[str, list[Any]] | None = None
+        self._facts: list[WordFacts | None] = []
+        self._interned: dict[tuple[Any, ...], WordFacts] = {}
+        self._used: set[str] = set()
+        self._dirty = False
 
-    def lookup(self, path: str, info: os.stat_result) -> tuple[dict[bytes, bool], bool] | None:
-        """(word -> found, utf-8 by default) of ``path`` when its stat signature is the recorded one."""
-        entry = self._cache.get(self.TABLE, path)
-        if not isinstance(entry, dict) or entry.get("sig") != list(signature(info)):
+    def _load(self) -> dict[str, list[Any]]:
+        self._entries = {}
+        document = self._cache.read_document(self.TABLE)
+        if not isinstance(document, dict) or document.get("format") != self.FORMAT:
+            return self._entries
+        facts, entries = document.get("facts"), document.get("entries")
+        if not isinstance(facts, list) or not isinstance(entries, dict):
+            return self._entries
+        self._facts = [self._decoded(raw) for raw in facts]
+        self._entries = entries
+        return entries
+
+    def _decoded(self, raw: object) -> WordFacts | None:
+        if not isinstance(raw, list) or len(raw) != 4:
             return None
+        found, absent, utf8, decodes = raw
+        if not (
+            isinstance(found, list)
+            and isinstance(absent, list)
+            and all(isinstance(word, str) for word in (*found, *absent))
+            and isinstance(utf8, bool)
+            and isinstance(decodes, (bool, type(None)))
+        ):
+            return None  # a foreign value: the files pointing at it are read
         try:
-            words = {word.encode("latin-1"): True for word in entry["found"]}
-            words.update((word.encode("latin-1"), False) for word in entry["absent"])
-            return words, bool(entry["utf8"])
-        except (KeyError, TypeError, AttributeError, UnicodeEncodeError):
+            return self._intern(
+                frozenset(word.encode("latin-1") for word in found),
+                frozenset(word.encode("latin-1") for word in absent),
+                utf8,
+                decodes,
+            )
+        except UnicodeEncodeError:
             return None
 
-    def record(self, path: str, info: os.stat_result, words: Mapping[bytes, bool], utf8: bool) -> None:
-        """Keep what this run learnt of ``path``'s bytes (read with ``info``), unless it may be racy."""
+    def _intern(
+        self, found: frozenset[bytes], absent: frozenset[bytes], utf8: bool, decodes: bool | None
+    ) -> WordFacts:
+        value = (found, absent, utf8, decodes)
+        facts = self._interned.get(value)
+        if facts is None:
+            facts = self._interned[value] = WordFacts(found, absent, utf8, decodes)
+        return facts
+
+    def lookup(self, path: str, info: os.stat_result) -> tuple[WordFacts, str | None] | None:
+        """(word facts, content key or None) of ``path`` when its stat signature is the recorded one."""
+        entries = self._entries if self._entries is not None else self._load()
+        entry = entries.get(path)
+        if (
+            type(entry) is not list
+            or len(entry) != 7
+            or entry[0] != info.st_size
+            or entry[1] != info.st_mtime_ns
+            or entry[2] != info.st_ctime_ns
+            or entry[3] != info.st_ino
+            or entry[4] != info.st_dev
+        ):
+            return None
+        index, key = entry[5], entry[6]
+        if (
+            type(index) is not int
+            or not 0 <= index < len(self._facts)
+            or (key is not None and type(key) is not str)
+        ):
+            return None
+        facts = self._facts[index]
+        if facts is None:
+            return None
+        self._used.add(path)
+        return facts, key
+
+    def record(
+        self,
+        path: str,
+        info: os.stat_result,
+        words: Mapping[bytes, bool],
+        utf8: bool,
+        *,
+        decodes: bool | None = None,
+        key: str | None = None,
+    ) -> None:
+        """Keep what this run learnt of ``path``'s bytes (read with ``info``), unless it may be racy.
+
+        What an earlier run recorded of the same signature (the same content) is kept too: the words it
+        asked, whether the text decodes and the content key, when this run did not learn them itself.
+        """
         limit = self.started_ns - RACY_MARGIN_NS
         if info.st_mtime_ns >= limit or info.st_ctime_ns >= limit:
             return  # changed too recently: the same signature could hide a later change; read it next time
-        entry = {
-            "sig": list(signature(info)),
-            "utf8": utf8,
-            "found": sorted(word.decode("latin-1") for word, found in words.items() if found),
-            "absent": sorted(word.decode("latin-1") for word, found in words.items() if not found),
-        }
-        if self._cache.get(self.TABLE, path) != entry:  # an unchanged table is not written again
-            self._cache.put(self.TABLE, path, entry)
+        found = {word for word, present in words.items() if present}
+        absent = {word for word, present in words.items() if not present}
+        earlier = self.lookup(path, info)
+        if earlier is not None:
+            facts, earlier_key = earlier
+            found |= facts.found - absent
+            absent |= facts.absent - found
+            decodes = facts.decodes if decodes is None else decodes
+            key = key or earlier_key
+        merged = self._intern(frozenset(found), frozenset(absent), utf8, decodes)
+        if earlier is not None and earlier == (merged, key):
+            return  # an unchanged table is not written again
+        try:
+            index = self._facts.index(merged)
+        except ValueError:
+            index = len(self._facts)
+            self._facts.append(merged)
+        assert self._entries is not None  # loaded by lookup above
+        self._entries[path] = [*signature(info), index, key]
+        self._used.add(path)
+        self._dirty = True
 
     def save(self) -> None:
-        self._cache.save()
+        """Write the table atomically when this run changed it, keeping the entries this run used."""
+        if not self._dirty or not self._cache.enabled or self._entries is None:
+            return
+        entries = {path: entry for path, entry in self._entries.items() if path in self._used}
+        used = sorted({entry[5] for entry in entries.values()})
+        renumber = {old: new for new, old in enumerate(used)}
+        document = {
+            "format": self.FORMAT,
+            "facts": [self._facts[old].as_json() for old in used],
+            "entries": {path: [*entry[:5], renumber[entry[5]], entry[6]] for path, entry in entries.items()},
+        }
+        try:
+            self._cache.write_document(self.TABLE, document)
+        except OSError:
+            return  # a read-only tree still gets its report; the next run reads the files again
+        self._dirty = False
 
 
 def _mark_cache_directory(directory: Path) -> None:

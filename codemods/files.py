@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -153,17 +153,23 @@ def _in_excluded_dir(root: Path, relpath: str, verdicts: dict[str, bool] | None 
     return excluded
 
 
-def _keep(root: Path, relpath: str, verdicts: dict[str, bool]) -> bool:
+def _keep(
+    root: Path, relpath: str, verdicts: dict[str, bool], stats: dict[str, os.stat_result] | None
+) -> bool:
     """A regular .py file (symlinks skipped: their target is migrated where it lives, or not at all).
 
-    One ``lstat`` on a string path: on a large tree this check runs for every file.
+    One ``lstat`` on a string path (on a large tree this check runs for every file), kept in ``stats``:
+    it is the one ``stat`` a read-only run needs of an unchanged file (see ``codemods.project.FileStore``).
     """
     if not relpath.endswith(".py") or _in_excluded_dir(root, relpath, verdicts):
         return False
     try:
-        return stat.S_ISREG(os.lstat(f"{root}/{relpath}").st_mode)
+        info = os.lstat(f"{root}/{relpath}")
     except OSError:
         return False
+    if stats is not None:
+        stats[relpath] = info
+    return stat.S_ISREG(info.st_mode)
 
 
 def _git_files(root: Path, targets: list[str]) -> list[str] | None:
@@ -229,16 +235,23 @@ def _walk_files(root: Path, targets: list[str]) -> list[str]:
     """Fallback outside git: walk, pruning default excludes, virtualenvs and .gitignore'd paths.
 
     Rules are kept in one list: each carries its .gitignore's directory and applies only below it, so
-    sibling directories' rules never leak into each other.
+    sibling directories' rules never leak into each other (a directory's rules are read before anything
+    below it is looked at, so a deeper .gitignore's rules come later and win, as in git); each directory
+    asks only the rules that apply below it. Only regular ``.py`` files are returned, none under a default
+    exclude or a virtualenv (what :func:`_in_excluded_dir` checks per file of a listing).
+
+    One ``os.scandir`` per directory is all the walk asks of the filesystem: it gives each entry's type
+    without a ``stat`` (symlinks are skipped, symlinked directories not followed, as ``os.walk`` does not
+    follow them), and whether the directory holds a ``.gitignore`` to read or a ``pyvenv.cfg`` (a
+    virtualenv, skipped whole).
     """
     rules: list[_IgnoreRule] = []
-    read: set[Path] = set()
+    read: set[str] = set()
 
-    def load(directory: Path) -> None:
-        if directory not in read:
-            read.add(directory)
-            rel = directory.relative_to(root).as_posix()
-            rules.extend(_read_gitignore(directory, "" if rel == "." else rel))
+    def load(rel: str) -> None:
+        if rel not in read:
+            read.add(rel)
+            rules.extend(_read_gitignore(root / rel if rel else root, rel))
 
     found: list[str] = []
     for target in targets:
@@ -246,31 +259,90 @@ def _walk_files(root: Path, targets: list[str]) -> list[str]:
         # .gitignore files between the root and the target apply to the target too.
         for ancestor in reversed([top, *top.parents]):
             if ancestor == root or root in ancestor.parents:
-                load(ancestor if ancestor.is_dir() else ancestor.parent)
+                rel = (ancestor if ancestor.is_dir() else ancestor.parent).relative_to(root).as_posix()
+                load("" if rel == "." else rel)
         if top.is_file():
-            found.append(target)
+            if target.endswith(".py") and not _in_excluded_dir(root, target) and _regular(top):
+                found.append(target)
             continue
-        for dirpath, dirnames, filenames in os.walk(top):
-            directory = Path(dirpath)
-            load(directory)
-            rel_dir = directory.relative_to(root).as_posix()
-            prefix = "" if rel_dir == "." else f"{rel_dir}/"
-            dirnames[:] = sorted(
-                name
-                for name in dirnames
-                if name not in DEFAULT_EXCLUDED_DIRS
-                and not _is_virtualenv(directory / name)
-                and not _ignored(rules, prefix + name, is_dir=True)
-            )
-            found.extend(
-                prefix + name for name in filenames if not _ignored(rules, prefix + name, is_dir=False)
-            )
+        top_rel = top.relative_to(root).as_posix()
+        top_rel = "" if top_rel == "." else top_rel
+        if top_rel and _in_excluded_dir(root, f"{top_rel}/-"):
+            continue
+        _walk_below(root, top_rel, rules, load, found)
     return found
 
 
-def _listed(root: Path, names: Iterable[str]) -> list[str]:
+def _walk_below(
+    root: Path, top_rel: str, rules: list[_IgnoreRule], load: Callable[[str], None], found: list[str]
+) -> None:
+    """:func:`_walk_files` under one directory target (``top_rel``, "" for the root)."""
+    pending = [top_rel]
+    while pending:
+        rel_dir = pending.pop()
+        files, directories, special = _scan(f"{root}/{rel_dir}" if rel_dir else str(root))
+        if rel_dir != top_rel and "pyvenv.cfg" in special:
+            continue  # a virtualenv (the top was checked by the caller)
+        if ".gitignore" in special:
+            load(rel_dir)
+        prefix = f"{rel_dir}/" if rel_dir else ""
+        applying = [rule for rule in rules if not rule.base or prefix.startswith(f"{rule.base}/")]
+        for name in directories:
+            if not (applying and _ignored(applying, prefix + name, is_dir=True)):
+                pending.append(prefix + name)
+        for name in files:
+            if not (applying and _ignored(applying, prefix + name, is_dir=False)):
+                found.append(prefix + name)
+
+
+#: The names :func:`_walk_files` looks for in each directory it lists.
+_WALK_NAMES = frozenset({".gitignore", "pyvenv.cfg"})
+
+
+def _scan(directory: str, wanted: frozenset[str] = _WALK_NAMES) -> tuple[list[str], list[str], set[str]]:
+    """A directory's regular ``.py`` files, its subdirectories but the default excludes, and which of the
+    ``wanted`` names it holds (``pyvenv.cfg`` as a file, symlinks followed, as :func:`_is_virtualenv`
+    checks it; any other name as anything but a directory, as ``os.walk`` lists files). An unreadable
+    directory is empty, as for ``os.walk``."""
+    files: list[str] = []
+    directories: list[str] = []
+    special: set[str] = set()
+    try:
+        with os.scandir(directory) as listing:
+            for entry in listing:
+                name = entry.name
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if name not in DEFAULT_EXCLUDED_DIRS:
+                            directories.append(name)
+                    elif name.endswith(".py"):
+                        if entry.is_file(follow_symlinks=False):
+                            files.append(name)
+                    elif name in wanted and (entry.is_file() if name == "pyvenv.cfg" else not entry.is_dir()):
+                        special.add(name)
+                except OSError:
+                    continue
+    except OSError:
+        pass
+    return files, directories, special
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def _listed(
+    root: Path, names: Iterable[str], stats: dict[str, os.stat_result] | None = None, *, checked: bool = False
+) -> list[str]:
+    """The regular .py files among ``names``, sorted, no duplicates; ``checked``: ``names`` are known to be
+    regular .py files outside excluded directories already (:func:`_walk_files`), so no ``lstat`` is taken."""
+    if checked:
+        return sorted(set(names))
     verdicts: dict[str, bool] = {}
-    return sorted({name for name in names if _keep(root, name, verdicts)})
+    return sorted({name for name in names if _keep(root, name, verdicts, stats)})
 
 
 def list_python_files(root: Path, targets: Sequence[Path]) -> list[str]:
@@ -278,28 +350,31 @@ def list_python_files(root: Path, targets: Sequence[Path]) -> list[str]:
     relative = _relative_targets(root, targets) or ["."]
     names = _git_files(root, relative) if git_toplevel(root) is not None else None
     if names is None:
-        names = _walk_files(root, relative)
+        return _listed(root, _walk_files(root, relative), checked=True)
     return _listed(root, names)
 
 
-def list_project_files(root: Path, targets: Sequence[Path]) -> tuple[list[str], list[str]]:
+def list_project_files(
+    root: Path, targets: Sequence[Path], stats: dict[str, os.stat_result] | None = None
+) -> tuple[list[str], list[str]]:
     """Every Python file of the project, and those under ``targets``: the same as two calls of
     :func:`list_python_files` (``[root]``, then ``targets``), listing the tree once where that gives the
     same answer.
 
     In a git work tree the targets' files are the project's files under them (git applies the same
     ignore rules whatever the pathspec); outside git, targets other than the root are walked on their own,
-    because naming a file or a directory the .gitignore excludes lists it there.
+    because naming a file or a directory the .gitignore excludes lists it there. ``stats`` receives the
+    ``lstat`` of each file it took one of (git's listing; a walk needs none).
     """
     relative = _relative_targets(root, targets) or ["."]
     in_git = git_toplevel(root) is not None
     names = _git_files(root, ["."]) if in_git else None
     if names is None:
-        every = _listed(root, _walk_files(root, ["."]))
+        every = _listed(root, _walk_files(root, ["."]), checked=True)
         if all(target == "." for target in relative):
             return every, every
-        return every, _listed(root, _walk_files(root, relative))
-    every = _listed(root, names)
+        return every, _listed(root, _walk_files(root, relative), checked=True)
+    every = _listed(root, names, stats)
     if any(target == "." for target in relative):
         return every, every
     prefixes = tuple(f"{target}/" for target in relative)
@@ -346,20 +421,17 @@ def _mentions_poolshift(path: Path) -> bool:
 def _walk_config_names(top: Path) -> list[str]:
     """Outside git: the walk of :func:`_walk_files` looking at file names only, .gitignore rules checked
     for the few configuration files found (matching every name against them costs as much as the walk)."""
-    wanted = frozenset(CONFIG_NAMES)
+    wanted = frozenset({*CONFIG_NAMES, "pyvenv.cfg"})
     found: list[str] = []
-    start = len(str(top)) + 1
-    isfile, join = os.path.isfile, os.path.join
-    for dirpath, dirnames, filenames in os.walk(top):
-        dirnames[:] = [
-            name
-            for name in dirnames
-            if name not in DEFAULT_EXCLUDED_DIRS and not isfile(join(dirpath, name, "pyvenv.cfg"))
-        ]
-        hits = wanted.intersection(filenames)
-        if hits:
-            prefix = dirpath[start:] + "/" if len(dirpath) >= start else ""
-            found.extend(prefix + name for name in sorted(hits))
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
+        _, directories, special = _scan(f"{top}/{rel_dir}" if rel_dir else str(top), wanted)
+        if rel_dir and "pyvenv.cfg" in special:
+            continue  # a virtualenv below the top
+        prefix = f"{rel_dir}/" if rel_dir else ""
+        found.extend(prefix + name for name in sorted(special.intersection(CONFIG_NAMES)))
+        pending.extend(prefix + name for name in directories)
     return [relpath for relpath in found if not _gitignored(top, relpath)]
 
 

@@ -17,7 +17,7 @@ alternation at every position that starts like one of the words, which costs sev
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from functools import lru_cache
 
 __all__ = ["NeedleIndex", "known_answer", "shared_parts"]
@@ -80,22 +80,17 @@ class NeedleIndex:
         return dict(entry[1]) if entry is not None and entry[0] is data else {}
 
 
-def known_answer(known: dict[bytes, bool], words: Sequence[bytes]) -> bool | None:
-    """Whether one of ``words`` is found, from ``known`` answers alone; None when that cannot tell.
+def known_answer(found: Collection[bytes], absent: Collection[bytes], words: Sequence[bytes]) -> bool | None:
+    """Whether one of ``words`` is in a content of which ``found`` and ``absent`` words are known; None
+    when that cannot tell.
 
     A word not asked before is absent when a word inside it is known absent (see NeedleIndex.contains).
     """
-    unknown: list[bytes] = []
-    for word in words:
-        found = known.get(word)
-        if found:
-            return True
-        if found is None:
-            unknown.append(word)
-    if not unknown:
+    if any(word in found for word in words):
+        return True
+    if all(word in absent or any(part in word for part in absent) for word in words):
         return False
-    absent = [word for word, found in known.items() if not found]
-    return False if all(any(part in word for part in absent) for word in unknown) else None
+    return None
 
 
 def _search(data: bytes, word: bytes, known: dict[bytes, bool], absent: list[bytes]) -> bool:

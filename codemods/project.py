@@ -12,12 +12,12 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-from codemods.cache import ResultCache, StatFacts
+from codemods.cache import ResultCache, StatFacts, WordFacts, content_key
 from codemods.files import find_project_root, list_project_files
 from codemods.legacy_helpers.discovery import DEFAULT_HELPER_NAME, FoundHelper, find_helpers
 from codemods.legacy_helpers.equivalence import analyse_legacy_helpers
 from codemods.limits import DEFAULT_LIMITS
-from codemods.needles import NeedleIndex, known_answer
+from codemods.needles import NeedleIndex
 from codemods.plan import Phase, Plan, PlanError, load_plan, plan_from_table, read_toml, select_rule_ids
 from codemods.rules import all_rules
 from codemods.rules.base import PoolshiftRule, RuleOptions
@@ -149,18 +149,32 @@ class FileStore:
     still compare the bytes on disk, see atomic_write).
 
     With ``facts`` (read-only runs with the cache on), a file whose stat signature is the one an earlier
-    run recorded answers the text prefilter's questions from the recorded answers without being read; the
-    first question those cannot answer, or anything that needs the bytes, reads it as above.
+    run recorded answers the text prefilter's questions, whether it decodes and its content key from the
+    recorded facts without being read; the first question those cannot answer, or anything that needs the
+    bytes, reads it as above. ``stats`` are the ``lstat`` results the listing took (see
+    ``codemods.files.list_project_files``): the one ``stat`` per file such a run needs.
     """
 
-    def __init__(self, root: Path, needles: NeedleIndex, facts: StatFacts | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        needles: NeedleIndex,
+        facts: StatFacts | None = None,
+        stats: Mapping[str, os.stat_result] | None = None,
+    ) -> None:
         self.root = root
         self.needles = needles
-        self.facts = facts
         #: path -> (the fstat taken before reading, the bytes), or None when the file could not be read.
         self.snapshot: dict[str, tuple[os.stat_result, bytes] | None] = {}
-        self._known: dict[str, tuple[dict[bytes, bool], bool] | None] = {}
+        self._stats = stats or {}
+        #: path -> its recorded facts, None once known to have none usable (or once read).
+        self._known: dict[str, WordFacts | None] = {}
+        self._facts = facts
         self._sizes: dict[str, int] = {}
+        self._recorded_keys: dict[str, str] = {}
+        #: Computed from the bytes read: path -> (those bytes, their content key / their text).
+        self._keys: dict[str, tuple[bytes, str]] = {}
+        self._texts: dict[str, tuple[bytes, str | None]] = {}
 
     def read(self, path: str) -> bytes | None:
         """``path``'s bytes as first read in this run (None: unreadable)."""
@@ -176,28 +190,54 @@ class FileStore:
                 data = handle.read()
         except OSError:
             self.snapshot[path] = None
+            self._known[path] = None
             return None
         self.snapshot[path] = (info, data)
+        self._known[path] = None  # read: its bytes answer from now on
         return data
 
-    def _recorded(self, path: str) -> tuple[dict[bytes, bool], bool] | None:
+    @property
+    def facts(self) -> StatFacts | None:
+        return self._facts
+
+    @facts.setter
+    def facts(self, facts: StatFacts | None) -> None:
+        """None: a run that writes reads every file it looks at, whatever was recorded."""
+        self._facts = facts
+        self._known.clear()
+
+    def _recorded(self, path: str) -> WordFacts | None:
         """The recorded facts of an unread ``path``, when its stat says it is unchanged since."""
-        if self.facts is None or path in self.snapshot:
+        known = self._known
+        return known[path] if path in known else self._look_up(path)
+
+    def _look_up(self, path: str) -> WordFacts | None:
+        self._known[path] = None  # until found below; and for good once the file is read (see reread)
+        if self._facts is None or path in self.snapshot:
             return None
-        if path not in self._known:
+        info = self._stats.get(path)
+        if info is None:
             try:
                 info = os.stat(f"{self.root}/{path}")
             except OSError:
-                info = None
-            self._known[path] = None if info is None else self.facts.lookup(path, info)
-            if info is not None:
-                self._sizes[path] = info.st_size
-        return self._known[path]
+                return None
+        self._sizes[path] = info.st_size
+        found = self._facts.lookup(path, info)
+        if found is None:
+            return None
+        known, key = found
+        if key is not None:
+            self._recorded_keys[path] = key
+        self._known[path] = known
+        return known
 
     def recorded_answer(self, path: str, words: Sequence[bytes]) -> bool | None:
         """Whether the unread ``path`` holds one of ``words``, from recorded facts; None: read it to know."""
-        recorded = self._recorded(path)
-        return None if recorded is None else known_answer(recorded[0], words)
+        known = self._known  # _recorded, inlined: asked of every file by every phase
+        recorded = known[path] if path in known else self._look_up(path)
+        if recorded is None:
+            return None
+        return recorded.answer(words if type(words) is tuple else tuple(words))
 
     def contains(self, path: str, words: Sequence[bytes]) -> bool:
         """Whether ``path``'s bytes hold one of ``words`` (False when it cannot be read)."""
@@ -211,7 +251,7 @@ class FileStore:
         """No coding cookie in ``path`` (see _utf8_by_default); False when it cannot be read."""
         recorded = self._recorded(path)
         if recorded is not None:
-            return recorded[1]
+            return recorded.utf8
         data = self.read(path)
         return data is not None and _utf8_by_default(data)
 
@@ -222,15 +262,52 @@ class FileStore:
         data = self.read(path)
         return None if data is None else len(data)
 
+    def text(self, path: str) -> str | None:
+        """``path``'s text (:func:`_text_of` of its bytes), decoded once per version read; None when it
+        cannot be read or does not decode."""
+        data = self.read(path)
+        if data is None:
+            return None
+        known = self._texts.get(path)
+        if known is None or known[0] is not data:
+            known = self._texts[path] = (data, _text_of(data))
+        return known[1]
+
+    def decodes(self, path: str) -> bool:
+        """Whether ``path`` has a text: from recorded facts when they tell, else by decoding it."""
+        recorded = self._recorded(path)
+        if recorded is not None and recorded.decodes is not None:
+            return recorded.decodes
+        return self.text(path) is not None
+
+    def content_key(self, path: str) -> str | None:
+        """:func:`codemods.cache.content_key` of ``path``'s bytes: recorded for an unchanged unread file,
+        else computed from the bytes (once per version read); None when it cannot be read."""
+        if self._recorded(path) is not None and path in self._recorded_keys:
+            return self._recorded_keys[path]
+        data = self.read(path)
+        if data is None:
+            return None
+        known = self._keys.get(path)
+        if known is None or known[0] is not data:
+            known = self._keys[path] = (data, content_key(data))
+        return known[1]
+
     def save_facts(self) -> None:
         """Record what this run learnt of each file it read (facts of unread files are kept as they are)."""
-        if self.facts is None:
+        if self._facts is None:
             return
         for path, entry in self.snapshot.items():
-            if entry is not None:
-                info, data = entry
-                self.facts.record(path, info, self.needles.answers(path, data), _utf8_by_default(data))
-        self.facts.save()
+            if entry is None:
+                continue
+            info, data = entry
+            text, key = self._texts.get(path), self._keys.get(path)
+            self._facts.record(
+                path, info, self.needles.answers(path, data), _utf8_by_default(data),
+                decodes=None if text is None or text[0] is not data else text[1] is not None,
+                key=None if key is None or key[0] is not data else key[1],
+            )  # fmt: skip
+        self._facts.save()
 
 
 def decoded_sources(files: Mapping[str, bytes]) -> dict[str, str]:
@@ -260,21 +337,20 @@ class ProjectSources(Mapping[str, str]):
 
     Helper discovery asks every file whether its text mentions ``connect`` (or a helper's name), and
     nearly every file answers no: :meth:`mentions` answers that from the bytes (through the run's
-    :class:`NeedleIndex`) when the file has no coding cookie, because a word is in a UTF-8 text exactly
-    when its UTF-8 bytes are in the file. A cookie can name an encoding where that fails (``utf-7``,
-    ``unicode_escape``: letters from escapes), so such a file is decoded first, as before.
+    :class:`FileStore`: its recorded facts or its :class:`NeedleIndex`) when the file has no coding
+    cookie, because in a file that decodes as UTF-8 a word is in the text exactly when its UTF-8 bytes are
+    in the file. A cookie can name an encoding where that fails (``utf-7``, ``unicode_escape``: letters
+    from escapes), so such a file is decoded first, as before. :meth:`content_key` names a file's content
+    for discovery's cached answers, so an unchanged file's answers are found without reading it.
     """
 
     def __init__(self, files: FileStore, paths: Iterable[str]) -> None:
         self._files = files
         self._paths = dict.fromkeys(paths)
-        self._texts: dict[str, str | None] = {}
+        self._encoded: dict[tuple[str, ...], tuple[bytes, ...]] = {}
 
     def _text(self, path: str) -> str | None:
-        if path not in self._texts:
-            data = self._files.read(path) if path in self._paths else None
-            self._texts[path] = None if data is None else _text_of(data)
-        return self._texts[path]
+        return self._files.text(path) if path in self._paths else None
 
     def __getitem__(self, path: str) -> str:
         text = self._text(path)
@@ -293,11 +369,17 @@ class ProjectSources(Mapping[str, str]):
         if path not in self._paths:
             return False
         if self._files.utf8_by_default(path):
-            encoded = [word.encode("utf-8", "surrogatepass") for word in words]
-            if not self._files.contains(path, encoded):
-                return False
+            key = words if type(words) is tuple else tuple(words)
+            encoded = self._encoded.get(key)
+            if encoded is None:
+                encoded = self._encoded[key] = tuple(word.encode("utf-8", "surrogatepass") for word in words)
+            return self._files.contains(path, encoded) and self._files.decodes(path)
         text = self._text(path)
         return text is not None and any(word in text for word in words)
+
+    def content_key(self, path: str) -> str | None:
+        """What names ``path``'s content in cached answers (None: it cannot be read)."""
+        return self._files.content_key(path) if path in self._paths else None
 
 
 def _shadowing(root: Path, modules: Mapping[str, tuple[str, str]]) -> tuple[str, ...]:
@@ -397,12 +479,13 @@ def load_project(
         plan = load_plan(root)
     if exclude:
         plan = replace(plan, exclude=(*plan.exclude, *exclude))
-    all_files, under_targets = list_project_files(root, targets)
+    stats: dict[str, os.stat_result] = {}
+    all_files, under_targets = list_project_files(root, targets, stats)
     target_files = [path for path in under_targets if not plan.is_excluded(path)]
     rules = _selected_rules(plan, select, ignore)
     modules = {path: module_and_package(root, path) for path in all_files}
     results = ResultCache(root, enabled=cache)
-    store = FileStore(root, NeedleIndex(), StatFacts(results) if cache and read_only else None)
+    store = FileStore(root, NeedleIndex(), StatFacts(results) if cache and read_only else None, stats)
     found, differences, contracts = _legacy_helpers(
         root, plan, all_files, store, modules, cache=results, max_bytes=max_bytes
     )

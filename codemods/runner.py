@@ -328,7 +328,7 @@ class _State:
     def mentions(self, path: str, needles: Sequence[bytes]) -> bool:
         """Whether ``path``'s current bytes hold one of ``needles``: from recorded facts when the file is
         unchanged and unread (see FileStore), else from its bytes (False when it cannot be read)."""
-        if path not in self.current and path not in self.files.snapshot:
+        if path not in self.current:  # (a file read since answers from its bytes: recorded_answer is None)
             answer = self.files.recorded_answer(path, needles)
             if answer is not None:
                 return answer
@@ -595,6 +595,11 @@ def _suppression_may_judge(state: _State, path: str, judge: Sequence[bytes]) -> 
     return bool(judge) and state.mentions(path, (_SUPPRESSION_MARKER,)) and state.mentions(path, judge)
 
 
+#: A combination of rules' words (see _PhaseFiles._may_any_match): its needles (None: any file may
+#: match), the words a suppression comment judges, and every word whose absence rules it out.
+_Words = tuple[tuple[bytes, ...] | None, tuple[bytes, ...], tuple[bytes, ...]]
+
+
 @dataclass
 class _PhaseFiles:
     """One phase's files as they are decided: outcomes known without LibCST, and jobs for the rest."""
@@ -614,10 +619,9 @@ class _PhaseFiles:
     extras: list[list[Site]] = field(default_factory=list)
     decided: dict[int, FileResult] = field(default_factory=dict)  # by position among the phase's files
     options_key: str = ""  # set for read-only runs, whose outcomes are cached
-    #: The words of each combination of rules asked about (see _may_any_match): (needles, judge_needles).
-    _words: dict[tuple[type[PoolshiftRule], ...], tuple[tuple[bytes, ...] | None, tuple[bytes, ...]]] = field(
-        default_factory=dict
-    )
+    #: The words of each combination of rules asked about (see _may_any_match), and the last one asked.
+    _words: dict[tuple[type[PoolshiftRule], ...], _Words] = field(default_factory=dict)
+    _last_words: tuple[tuple[type[PoolshiftRule], ...], _Words] | None = None
 
     def __post_init__(self) -> None:
         legacy_names = prefilter_names(self.context.project.legacy_helpers)
@@ -645,18 +649,25 @@ class _PhaseFiles:
 
     def _may_any_match(self, path: str, rules: tuple[type[PoolshiftRule], ...]) -> bool:
         """:meth:`_may_match` of some of ``rules``, in one question for the common answer (no word at all)."""
-        words = self._words.get(rules)
+        last = self._last_words  # nearly every file asks with the very same tuple (see _rules_per_path)
+        words = last[1] if last is not None and last[0] is rules else self._words.get(rules)
         if words is None:
             if not all(self.needles[rule] for rule in rules):
-                words = None, ()  # a rule without words may match any file
+                words = None, (), ()  # a rule without words may match any file
             else:
                 every = [word for rule in rules for word in (*self.needles[rule], *self.alias_needles[rule])]
                 judging = [word for rule in rules for word in self.judge_needles[rule]]
-                words = tuple(dict.fromkeys(every)), tuple(dict.fromkeys(judging))
+                ruling, judged = tuple(dict.fromkeys(every)), tuple(dict.fromkeys(judging))
+                words = ruling, judged, (*ruling, _SUPPRESSION_MARKER) if judged else ruling
             self._words[rules] = words
-        needles, judge = words
+        self._last_words = rules, words
+        needles, judge, asked = words
+        if needles is None:
+            return True
         state = self.context.state
-        if needles is None or state.mentions(path, needles):
+        if path not in state.current and state.files.recorded_answer(path, asked) is False:
+            return False  # an unchanged file with none of the words (nor a suppression comment judging them)
+        if state.mentions(path, needles):
             return True
         return _suppression_may_judge(state, path, judge)
 
@@ -802,18 +813,21 @@ def _rules_per_path(
     A TREE_WIDE rule runs on each file once per run (in the first phase that runs), so chained phases
     see its output and an inventory lists each of its sites once.
     """
-    tree_wide = tuple(rule for rule in rules if rule.TREE_WIDE)
+    every = tuple(rules)  # one tuple for every file: the rule combinations' words are looked up by it
+    tree_wide = tuple(rule for rule in every if rule.TREE_WIDE)
+    other = tuple(rule for rule in every if not rule.TREE_WIDE)
     phase_paths = set(paths)
     planned: list[tuple[str, tuple[type[PoolshiftRule], ...]]] = []
     extra = [path for path in project.tree_files() if path not in phase_paths] if tree_wide else []
+    done = state.tree_wide_done
     for path in [*paths, *extra]:
-        candidates = rules if path in phase_paths else tree_wide
-        if path in state.tree_wide_done:
-            candidates = tuple(rule for rule in candidates if not rule.TREE_WIDE)
+        candidates = every if path in phase_paths else tree_wide
+        if path in done:
+            candidates = other if candidates is every else ()
         elif tree_wide:
-            state.tree_wide_done.add(path)
+            done.add(path)
         if candidates:
-            planned.append((path, tuple(candidates)))
+            planned.append((path, candidates))
     return planned
 
 

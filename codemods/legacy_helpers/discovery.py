@@ -16,7 +16,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import warnings
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast, runtime_checkable
 
@@ -28,6 +28,7 @@ from codemods.legacy_helpers.returns import FunctionReturns, absolute_name, read
 __all__ = [
     "CONNECT_FUNCTIONS",
     "DEFAULT_HELPER_NAME",
+    "ContentKeys",
     "FoundHelper",
     "MentionIndex",
     "absolute_name",
@@ -109,6 +110,15 @@ class MentionIndex(Protocol):
     def mentions(self, path: str, words: Collection[str]) -> bool: ...
 
 
+@runtime_checkable
+class ContentKeys(Protocol):
+    """Sources that name each file's content without decoding it (``codemods.project.ProjectSources``,
+    from the file's bytes or the stat facts of an unchanged file): discovery's cached answers are found
+    by that name, so an unchanged file need not even be read. None for a path with no content."""
+
+    def content_key(self, path: str) -> str | None: ...
+
+
 def _text_mentions(sources: Mapping[str, str], path: str, words: Collection[str]) -> bool:
     text = sources.get(path)
     return text is not None and any(word in text for word in words)
@@ -123,7 +133,8 @@ class _NoCache:
 
 
 def _answer_key(kind: str, source: str, *names: str) -> str:
-    """The key of one file's answer: what it is, the file's text and the names it was read under."""
+    """The key of one file's answer: what it is, the file's content (its text, or the name
+    :class:`ContentKeys` gives it) and the names it was read under."""
     hasher = hashlib.blake2b(digest_size=16)
     for part in (kind, source, *names):
         hasher.update(part.encode("utf-8", "surrogateescape"))
@@ -161,19 +172,13 @@ def find_helpers(
     needles = {_CONNECT_NEEDLE}
     found: dict[str, FoundHelper] = {}
     shapes: dict[str, list[list[list[str]]]] = {}
-    if isinstance(sources, MentionIndex):
-        mentions = sources.mentions
-    else:
-
-        def mentions(path: str, words: Collection[str]) -> bool:
-            return _text_mentions(sources, path, words)
-
+    mentions, content = _access(sources)
     # Only files that have a module name and a text are looked at; most do not mention a needle at all,
     # which ``mentions`` answers from their bytes when it can (no text is decoded for them).
     paths = sorted(module_names)
     for path in paths:
         if mentions(path, (_CONNECT_NEEDLE,)):
-            shapes[path] = _cached_shapes(sources[path], cache)
+            shapes[path] = _cached_shapes(sources, path, content(path), cache)
     looked_at = list(shapes)  # the first round's only needle is connect: exactly these files mention it
     while True:
         # A short word first: when it is absent, so is every longer word holding it (codemods.needles).
@@ -183,11 +188,11 @@ def find_helpers(
                 continue
             module_name = module_names[path]
             if path not in shapes:
-                shapes[path] = _cached_shapes(sources[path], cache)
+                shapes[path] = _cached_shapes(sources, path, content(path), cache)
             if not _may_be_a_helper(shapes[path], needles):
                 continue  # looked at again if a later round adds a helper's name to the needles
             parsed.add(path)
-            for function in _cached_returns(sources[path], path, module_name, cache):
+            for function in _cached_returns(sources, path, content(path), module_name, cache):
                 functions[function.name] = (path, function)
         grown = _helpers_among(functions, found)
         new_needles = {name.rpartition(".")[2] for name in grown} - needles
@@ -197,23 +202,50 @@ def find_helpers(
         looked_at = paths
 
 
-def _cached_shapes(source: str, cache: AnswerCache) -> list[list[list[str]]]:
-    key = _answer_key("helper-shapes", source)
+def _access(
+    sources: Mapping[str, str],
+) -> tuple[Callable[[str, Collection[str]], bool], Callable[[str], str]]:
+    """How :func:`find_helpers` asks ``sources`` whether a file mentions words (without decoding it, for
+    a :class:`MentionIndex`) and what names a file's content in cache keys (the name
+    :class:`ContentKeys` gives it, which needs no reading, else its text's hash)."""
+    if isinstance(sources, MentionIndex):
+        mentions = sources.mentions
+    else:
+
+        def mentions(path: str, words: Collection[str]) -> bool:
+            return _text_mentions(sources, path, words)
+
+    named = sources.content_key if isinstance(sources, ContentKeys) else None
+
+    def content(path: str) -> str:
+        """The name of ``path``'s content in the cache keys (a mentioned file always has one)."""
+        return (named(path) if named is not None else None) or _answer_key("text", sources[path])
+
+    return mentions, content
+
+
+def _cached_shapes(
+    sources: Mapping[str, str], path: str, content: str, cache: AnswerCache
+) -> list[list[list[str]]]:
+    """:func:`helper_shapes` of one file, through the cache (keyed by ``content``, the name of its text)."""
+    key = _answer_key("helper-shapes", content)
     cached = cache.get("helper_shapes", key)
     if cached is None:
-        cached = helper_shapes(source)
+        cached = helper_shapes(sources[path])
         cache.put("helper_shapes", key, cached)
     return cast(list[list[list[str]]], cached)
 
 
-def _cached_returns(source: str, path: str, module_name: str, cache: AnswerCache) -> list[FunctionReturns]:
-    """:func:`read_function_returns` of one file (LibCST), through the cache."""
+def _cached_returns(
+    sources: Mapping[str, str], path: str, content: str, module_name: str, cache: AnswerCache
+) -> list[FunctionReturns]:
+    """:func:`read_function_returns` of one file (LibCST), through the cache (keyed by ``content``)."""
     package = module_name if path.endswith("__init__.py") else module_name.rpartition(".")[0]
-    key = _answer_key("function-returns", source, module_name, package)
+    key = _answer_key("function-returns", content, module_name, package)
     cached = cache.get("function_returns", key)
     if cached is not None:
         return [FunctionReturns.from_json(raw) for raw in cached]
-    module = parse_or_none(source)
+    module = parse_or_none(sources[path])
     returns: list[FunctionReturns] = []
     if module is not None:
         try:

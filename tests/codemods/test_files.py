@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -64,10 +65,45 @@ def test_one_listing_gives_what_two_would(tmp_path: Path, git: bool, targets: li
     )
 
 
-def test_symlinked_files_are_skipped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("git", [False, True], ids=["walk", "git"])
+def test_symlinked_files_and_directories_are_skipped(tmp_path: Path, git: bool) -> None:
     root = make(tmp_path)
+    if git:
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
     (root / "link.py").symlink_to(root / "top.py")
-    assert "link.py" not in list_python_files(root, [root])
+    (root / "linked").symlink_to(root / "pkg", target_is_directory=True)
+    (root / "pkg" / "venv_link").symlink_to(root / "env", target_is_directory=True)
+    assert list_python_files(root, [root]) == EXPECTED
+
+
+@pytest.mark.parametrize("git", [False, True], ids=["walk", "git"])
+@pytest.mark.parametrize("target", ["env", "env/lib", "dist", "env/lib/site.py", "dist/x.py"])
+def test_a_target_inside_an_excluded_directory_lists_nothing(tmp_path: Path, git: bool, target: str) -> None:
+    root = make(tmp_path)
+    if git:
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+    assert list_python_files(root, [root / target]) == []
+
+
+def test_a_virtualenv_is_recognised_by_its_pyvenv_cfg_file(tmp_path: Path) -> None:
+    """``pyvenv.cfg`` as a file (a symlink to one counts); a directory of that name does not make one."""
+    root = make(tmp_path)
+    (root / "tools" / "pyvenv.cfg").mkdir(parents=True)
+    (root / "tools" / "t.py").write_text("")
+    (root / "linkenv" / "lib").mkdir(parents=True)
+    (root / "linkenv" / "pyvenv.cfg").symlink_to(root / "env" / "pyvenv.cfg")
+    (root / "linkenv" / "lib" / "l.py").write_text("")
+    assert list_python_files(root, [root]) == sorted([*EXPECTED, "tools/t.py"])
+
+
+def test_listing_in_git_keeps_the_lstat_it_took(tmp_path: Path) -> None:
+    """The one stat a read-only run needs of an unchanged file (codemods.project.FileStore)."""
+    root = make(tmp_path)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    stats: dict[str, os.stat_result] = {}
+    every, _ = list_project_files(root, [root], stats)
+    assert set(every) <= set(stats)
+    assert all(stats[path].st_ino == (root / path).stat().st_ino for path in every)
 
 
 def test_project_root_is_the_nearest_pyproject_not_above_the_repository(tmp_path: Path) -> None:

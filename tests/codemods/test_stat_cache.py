@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from codemods import __version__
 from codemods import cache as cache_module
-from codemods.cache import CACHE_DIR, RACY_MARGIN_NS, ResultCache, StatFacts, signature
+from codemods.cache import CACHE_DIR, RACY_MARGIN_NS, ResultCache, StatFacts, content_key, signature
 from codemods.cli import main
 from codemods.project import load_project
 from codemods.runner import run
@@ -158,11 +160,188 @@ def test_facts_are_kept_only_when_older_than_the_run_by_the_margin(tree: Path) -
     assert StatFacts(ResultCache(tree)).lookup(path, (tree / path).stat()) is None
 
 
-def test_a_foreign_stat_table_is_ignored(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _signature_of(tree: Path, path: str) -> list[int]:
+    return list(signature((tree / path).stat()))
+
+
+#: Every word a scan of TREE asks about, said absent: believed, it would hide any candidate.
+WORDS = ["_connection", "as_string", "connect", "get_connection", "get_postgres_connection", "poolshift:",
+         "prepare", "psycopg", "psycopg2", "sqlite3", "url", "urllib", "urlopen"]  # fmt: skip
+ALL_ABSENT = [[], WORDS, True, True]
+
+FOREIGN_TABLES = {
+    "an older format": lambda tree: {
+        "format": 1,
+        "entries": {"app/free1.py": {"sig": _signature_of(tree, "app/free1.py"), "found": [], "absent": []}},
+    },
+    "a facts index out of range": lambda tree: {
+        "format": StatFacts.FORMAT,
+        "facts": [ALL_ABSENT],
+        "entries": {"app/free1.py": [*_signature_of(tree, "app/free1.py"), 3, None]},
+    },
+    "facts of the wrong types": lambda tree: {
+        "format": StatFacts.FORMAT,
+        "facts": [[[], WORDS, 1, None], [[], [*WORDS, 3], True, None], "x"],
+        "entries": {
+            "app/free1.py": [*_signature_of(tree, "app/free1.py"), 0, None],
+            "app/free2.py": [*_signature_of(tree, "app/free2.py"), 1, None],
+            "app/free3.py": [*_signature_of(tree, "app/free3.py"), 2, None],
+        },
+    },
+    "entries of the wrong shape": lambda tree: {
+        "format": StatFacts.FORMAT,
+        "facts": [ALL_ABSENT],
+        "entries": {
+            "app/free0.py": {"sig": "x"},
+            "app/free1.py": [*_signature_of(tree, "app/free1.py"), 0],
+            "app/free2.py": [*_signature_of(tree, "app/free2.py"), 0, 7],
+            "app/free3.py": [*_signature_of(tree, "app/free3.py"), "0", None],
+        },
+    },
+    "not a table": lambda tree: ["format", StatFacts.FORMAT],
+}
+
+
+@pytest.mark.parametrize("table_of", FOREIGN_TABLES.values(), ids=FOREIGN_TABLES)
+def test_a_foreign_stat_table_is_ignored(
+    tree: Path, capsys: pytest.CaptureFixture[str], table_of: Callable[[Path], object]
+) -> None:
+    """Entries it cannot vouch for are not used: their files are read (the lies above would hide
+    ``app/free1.py``'s edit below: each says it holds none of the words)."""
+    (tree / "app" / "free1.py").write_bytes(NEW_CANDIDATE)
     expected = report(tree, capsys, "--no-cache")
+    assert "app/free1.py" in json.dumps(expected)
     table = tree / CACHE_DIR / __version__ / f"{StatFacts.TABLE}.json"
     table.parent.mkdir(parents=True)
-    current = list(signature((tree / "app" / "free1.py").stat()))
-    garbage = {"app/free0.py": {"sig": "x"}, "app/free1.py": {"sig": current, "found": 3, "absent": []}}
-    table.write_text(json.dumps({"format": 1, "entries": garbage}))
+    table.write_text(json.dumps(table_of(tree)))
     assert report(tree, capsys) == expected
+
+
+@pytest.mark.usefixtures("no_margin")
+def test_a_well_formed_entry_is_believed(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The control for the test above: the same lie, well formed and with the file's signature, hides the
+    candidate (what vouches for an entry is the stat signature, which the file's edit changes)."""
+    (tree / "app" / "free1.py").write_bytes(NEW_CANDIDATE)
+    table = tree / CACHE_DIR / __version__ / f"{StatFacts.TABLE}.json"
+    table.parent.mkdir(parents=True)
+    lie = {"app/free1.py": [*_signature_of(tree, "app/free1.py"), 0, None]}
+    table.write_text(json.dumps({"format": StatFacts.FORMAT, "facts": [ALL_ABSENT], "entries": lie}))
+    assert "app/free1.py" not in json.dumps(report(tree, capsys))
+
+
+#: Mentions ``connect`` (helper discovery summarises it) and none of the rules' words.
+MENTIONS_CONNECT = b"def reconnect(pool):\n    return pool.reconnect()\n"
+#: HELPER with the same size, no longer a helper: it returns ``psycopg3.connect(...)``, a call its
+#: ``ast`` summary cannot tell from a helper's (only LibCST's answer, keyed by content too, can).
+HELPER_NO_MORE = HELPER.replace("psycopg2.connect(", "psycopg3.connect(").encode()
+
+
+@pytest.mark.usefixtures("no_margin")
+def test_discovery_answers_are_found_by_content_key_without_reading(tree: Path) -> None:
+    """A file that mentions ``connect`` but no rule's word is not read by a warm run: its discovery
+    answers are found by the content key its stat entry holds."""
+    (tree / "app" / "pool.py").write_bytes(MENTIONS_CONNECT)
+
+    def scan() -> tuple[set[str], tuple[str, ...]]:
+        project = load_project([tree], read_only=True)
+        run(project, project.plan.phases, dry_run=True, chain=False, include_unassigned=True, workers=1)
+        read = {path for path, entry in project.files.snapshot.items() if entry is not None}
+        return read, project.legacy_helpers
+
+    cold_read, helpers = scan()
+    assert "app/pool.py" in cold_read
+    assert helpers == ("app.db.get_connection",)
+    warm_read, warm_helpers = scan()
+    assert "app/pool.py" not in warm_read
+    assert warm_helpers == helpers
+    entry = stat_entries(tree)["app/pool.py"]
+    assert isinstance(entry, list)
+    assert entry[6] == content_key(MENTIONS_CONNECT)
+
+
+@pytest.mark.usefixtures("no_margin")
+def test_a_helper_file_unchanged_while_its_callers_change(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = assert_same_as_without_cache(tree, capsys)
+    assert_same_as_without_cache(tree, capsys)  # warm: the helper from its recorded content key
+    (tree / "app" / "free2.py").write_text(HELPER_USER.replace("users", "orders"))
+    (tree / "app" / "users.py").write_text(HELPER_USER + "\n\ndef again():\n    return get_connection()\n")
+    changed = assert_same_as_without_cache(tree, capsys)
+    assert changed != first
+    assert "app/free2.py" in json.dumps(changed)
+    assert "app.db.get_connection" in json.dumps(changed)
+
+
+@pytest.mark.usefixtures("no_margin")
+def test_a_helper_file_edited_in_place_keeping_size_and_mtime(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its recorded content key no longer names it: only the ctime tells, and discovery runs again."""
+    first = assert_same_as_without_cache(tree, capsys)
+    assert_same_as_without_cache(tree, capsys)
+    helper = tree / "app" / "db.py"
+    before = helper.stat()
+    assert len(HELPER_NO_MORE) == before.st_size
+    with open(helper, "r+b") as handle:
+        handle.write(HELPER_NO_MORE)
+    os.utime(helper, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (helper.stat().st_size, helper.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    edited = assert_same_as_without_cache(tree, capsys)
+    assert "app.db.get_connection" in json.dumps(first)
+    assert "app.db.get_connection" not in json.dumps(edited)
+    assert assert_same_as_without_cache(tree, capsys) == edited  # warm again
+
+
+def test_recorded_facts_keep_what_an_earlier_run_learnt_of_the_same_content(tree: Path) -> None:
+    path = "app/free2.py"
+    info = (tree / path).stat()
+    started = max(info.st_mtime_ns, info.st_ctime_ns) + RACY_MARGIN_NS + 1
+    first = StatFacts(ResultCache(tree))
+    first.started_ns = started
+    first.record(path, info, {b"connect": False, b"sqlite3": False}, utf8=True, decodes=True, key="k1")
+    first.save()
+    second = StatFacts(ResultCache(tree))
+    second.started_ns = started
+    second.record(path, info, {b"url": False}, utf8=True)  # read again, asked other words
+    second.save()
+    found = StatFacts(ResultCache(tree)).lookup(path, info)
+    assert found is not None
+    facts, key = found
+    assert facts.found == frozenset()
+    assert facts.absent == {b"connect", b"sqlite3", b"url"}
+    assert (facts.utf8, facts.decodes, key) == (True, True, "k1")
+    assert facts.answer((b"get_postgres_connection",)) is False  # holds a part known absent
+    assert facts.answer((b"psycopg2",)) is None  # never asked: read the file to know
+
+
+@pytest.mark.usefixtures("no_margin")
+@pytest.mark.parametrize("git", [False, True], ids=["walk", "git"])
+def test_a_warm_run_takes_one_stat_per_unchanged_file(
+    tree: Path, monkeypatch: pytest.MonkeyPatch, git: bool
+) -> None:
+    """Outside git the walk's listing needs none (the directory entries give the types) and the store
+    takes it; in git the listing's ``lstat`` is the one the store uses."""
+    if git:
+        subprocess.run(["git", "init", "-q", str(tree)], check=True)
+
+    def scan() -> None:
+        project = load_project([tree], read_only=True)
+        run(project, project.plan.phases, dry_run=True, chain=False, include_unassigned=True, workers=1)
+
+    scan()
+    calls: list[str] = []
+    real_stat, real_lstat = os.stat, os.lstat
+
+    def counting(real: Callable[..., os.stat_result]) -> Callable[..., os.stat_result]:
+        def stat(path: str | os.PathLike[str], *args: object, **kwargs: object) -> os.stat_result:
+            calls.append(os.fspath(path))
+            return real(path, *args, **kwargs)
+
+        return stat
+
+    monkeypatch.setattr(os, "stat", counting(real_stat))
+    monkeypatch.setattr(os, "lstat", counting(real_lstat))
+    scan()
+    for path in FREE_FILES:
+        assert sum(call.endswith(path) for call in calls) == 1, path
