@@ -14,6 +14,12 @@ interpreter's default recursion limit although Python compiles it. That work run
 with a large stack and a raised recursion limit (:func:`run_deep`), so such a file is simply migrated; a
 file deeper still ends as a ``RecursionError`` (or LibCST's parser gives up), which :func:`nesting_depth`
 attributes to the input or to a bug (see ``DEEP_NESTING``).
+
+Both are predicted from CPython's tree before LibCST sees a file (:func:`measure`, :class:`Shape`): a
+file whose tree is so large that LibCST surely cannot get through it within the time limit is refused
+at once (``timeout``) instead of burning its budget, and the read-only shortcut that judges calls
+without LibCST (:mod:`codemods.detached`) is only taken where LibCST surely succeeds
+(:func:`libcst_surely_succeeds`), so ``scan`` and ``check`` predict what ``migrate`` does.
 """
 
 from __future__ import annotations
@@ -38,8 +44,12 @@ __all__ = [
     "DEFAULT_LIMITS",
     "FileTimeout",
     "Limits",
+    "Shape",
     "cap_memory",
+    "libcst_surely_succeeds",
+    "measure",
     "nesting_depth",
+    "predicted_timeout",
     "run_deep",
     "time_limit",
 ]
@@ -59,6 +69,15 @@ STACK_BYTES = 64 * 1024 * 1024
 #: file it is a bug (``rule-crashed`` / ``internal-error``). Hand-written code nests a few dozen levels,
 #: and a shallower file cannot exhaust RECURSION_LIMIT through LibCST (some ten frames per level).
 DEEP_NESTING = 100
+#: What LibCST and the rules get through per CPU second, in nodes of CPython's tree of a file (their cost
+#: grows linearly with that count once nothing nests deep; the shape of the code moves it within a
+#: factor of about two). SLOWEST: every rule on the file, on a loaded machine; a file that fits the time
+#: limit even at that rate may be judged without LibCST. FASTEST: well above what the rules a file
+#: actually needs reach on a 2-core CI machine; a file over the time limit even at that rate is refused
+#: without being tried (raising the time limit raises the bound with it). Figures: migration_guide's
+#: Limits section.
+SLOWEST_NODES_PER_S = 1_000
+FASTEST_NODES_PER_S = 4_000
 
 
 @dataclass(frozen=True)
@@ -116,32 +135,105 @@ def cap_memory(limit_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, hard))
 
 
-def nesting_depth(text: str) -> int:
-    """How deep LibCST's tree of ``text`` goes, measured without recursion (0 when Python rejects it).
+@dataclass(frozen=True)
+class Shape:
+    """What LibCST's work on a file will be like, told by CPython's tree of it (see :func:`measure`)."""
 
-    CPython's syntax tree depth, except where LibCST nests what CPython keeps flat: a chain of ``and`` /
-    ``or`` counts one level per operator, and a run of adjacent string literals (implicit concatenation,
-    one constant for CPython) one level per literal.
+    #: How deep LibCST's tree goes (see :func:`measure`).
+    depth: int
+    #: Nodes of CPython's tree: LibCST's cost grows with it.
+    nodes: int
+
+
+def measure(text: str, tree: ast.Module | None = None) -> Shape:
+    """The :class:`Shape` of ``text`` (``tree`` is CPython's parse of it, when the caller has it), measured
+    without recursion; ``Shape(0, 0)`` when Python rejects the text.
+
+    The depth is CPython's tree's, except where LibCST nests what CPython keeps flat: a chain of ``and``
+    / ``or`` counts one level per operator, and a run of adjacent string literals (implicit
+    concatenation, one constant for CPython) one level per literal.
     """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tree = ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return 0
-    deepest = 0
+    if tree is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tree = ast.parse(text)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return Shape(0, 0)
+    deepest = nodes = 0
+    strings: list[ast.expr] = []
     pending: list[tuple[ast.AST, int]] = [(tree, 0)]
     while pending:
         node, depth = pending.pop()
+        nodes += 1
         if isinstance(node, ast.BoolOp):
             depth += len(node.values) - 2
+        elif isinstance(node, ast.JoinedStr) or (
+            isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes))
+        ):
+            strings.append(node)
         deepest = max(deepest, depth)
         pending.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
-    return max(deepest, _longest_string_run(text))
+    return Shape(max(deepest, _longest_string_run(text, strings, deepest)), nodes)
 
 
-def _longest_string_run(text: str) -> int:
-    """The most string literals written next to each other (``"a" "b"``), f-strings counting as one."""
+def nesting_depth(text: str) -> int:
+    """How deep LibCST's tree of ``text`` goes (0 when Python rejects it): :func:`measure`'s depth."""
+    return measure(text).depth
+
+
+def libcst_surely_succeeds(shape: Shape, limits: Limits) -> bool:
+    """Whether LibCST surely gets through a file of this shape: shallower than DEEP_NESTING (far from
+    any recursion limit) and small enough to fit the time limit even at SLOWEST_NODES_PER_S."""
+    return shape.depth < DEEP_NESTING and (
+        limits.time_s <= 0 or shape.nodes <= limits.time_s * SLOWEST_NODES_PER_S
+    )
+
+
+def predicted_timeout(shape: Shape, time_s: float) -> str | None:
+    """Why a file of this shape surely cannot be analysed within ``time_s`` CPU seconds (None: it may).
+
+    Such a file would only burn its whole budget before being reported ``timeout``; it is reported so at
+    once. Below the bound the file is tried and the timer decides.
+    """
+    if time_s <= 0 or shape.nodes <= time_s * FASTEST_NODES_PER_S:
+        return None
+    return (
+        f"predicted: {shape.nodes} syntax nodes, more than LibCST gets through in the {time_s:g} s limit "
+        f"per file (at most {FASTEST_NODES_PER_S} a second); not tried"
+    )
+
+
+def _longest_string_run(text: str, strings: list[ast.expr], shorter_than: int) -> int:
+    """The most string literals written next to each other (``"a" "b"``) among ``strings`` (CPython's
+    string nodes of ``text``), f-strings counting as one; a run not longer than ``shorter_than`` (a depth
+    the caller has already) may be left out.
+
+    A run of k literals holds at least 2k quotes, so only a node with that many is tokenized: ordinary
+    literals are never looked at twice, and the file is never tokenized whole.
+    """
+    lines = text.split("\n")
+    longest = 0
+    for node in strings:
+        if node.end_lineno is None or node.end_col_offset is None:
+            continue
+        segment = _segment(lines, node.lineno, node.col_offset, node.end_lineno, node.end_col_offset)
+        if segment.count("'") + segment.count('"') >= 2 * max(shorter_than, longest, 1):
+            longest = max(longest, _string_run_of(f"({segment})"))
+    return longest
+
+
+def _segment(lines: list[str], line: int, col: int, end_line: int, end_col: int) -> str:
+    """The source text between two of ``ast``'s positions (lines 1-based, columns in UTF-8 bytes)."""
+    if line == end_line:
+        return lines[line - 1].encode()[col:end_col].decode(errors="replace")
+    first = lines[line - 1].encode()[col:].decode(errors="replace")
+    last = lines[end_line - 1].encode()[:end_col].decode(errors="replace")
+    return "\n".join([first, *lines[line : end_line - 1], last])
+
+
+def _string_run_of(text: str) -> int:
+    """The most string literals written next to each other in ``text``, f-strings counting as one."""
     skipped = {tokenize.NL, tokenize.COMMENT, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}
     starts = {getattr(tokenize, "FSTRING_START", -1)}  # Python 3.12 tokenizes f-strings in parts
     ends = {getattr(tokenize, "FSTRING_END", -1)}
