@@ -494,7 +494,7 @@ def transform_bytes(
     With ``dry_run`` the rewritten bytes are still returned (``--diff`` needs them) but sites say
     ``migratable`` instead of ``migrated``: nothing has been written. With ``limits`` (the caller's
     guards; none by default), a file over ``max_bytes`` is refused before it is decoded, and one that
-    surely cannot be analysed within ``time_s`` before LibCST parses it.
+    is predicted not to be analysed within ``time_s`` before LibCST parses it.
     """
     options = options or RuleOptions()
     max_bytes, time_s = (limits.max_bytes, limits.time_s) if limits is not None else (0, 0.0)

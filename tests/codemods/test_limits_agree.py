@@ -9,13 +9,15 @@ from ``scan``, ``check`` and ``migrate --all --diff``, all through the real comm
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from codemods.limits import DEEP_NESTING, FASTEST_NODES_PER_S, SLOWEST_NODES_PER_S
-from tests.codemods.test_depth import poolshift
+from tests.codemods.test_depth import poolshift as run_cli
 
 CANDIDATE = "import sqlite3\nconn = sqlite3.connect('app.db')\n"
 LEVELS = DEEP_NESTING + 50  # deep enough to leave the shortcut, shallow enough for LibCST
@@ -52,7 +54,7 @@ REFUSED = {
     "utf16.py": "import sqlite3\nsqlite3.connect('a')\n".encode("utf-16"),
     "over_size.py": CANDIDATE.encode() + b"# padding\n" * (2 * 1024 * 1024 // 10 + 1),
 }
-#: With ``--timeout TIMEOUT_S``: trees LibCST surely cannot get through in time (refused before it
+#: With ``--timeout TIMEOUT_S``: trees LibCST would not get through in time (refused before it
 #: tries), next to an ordinary file.
 TIMEOUT_S = 2
 TOO_LARGE_NODES = TIMEOUT_S * FASTEST_NODES_PER_S * 2
@@ -66,14 +68,23 @@ TOO_SLOW = {
 }
 
 
-def outcomes(report: dict[str, object]) -> dict[str, tuple[tuple[object, ...], str | None]]:
+Site = tuple[str, int, int, str, str | None]  # rule, line, column, status, reason
+
+
+def outcomes(report: dict[str, Any]) -> dict[str, tuple[tuple[Site, ...], str | None]]:
     """Per file: its sites (rule, position, status, reason) and its error code."""
-    sites: dict[str, list[tuple[object, ...]]] = {}
-    for site in report["sites"]:  # type: ignore[attr-defined]
+    sites: dict[str, list[Site]] = {}
+    for site in report["sites"]:
         position = (site["rule"], site["line"], site["column"], site["status"], site["reason"])
         sites.setdefault(site["path"], []).append(position)
-    errors = {error["path"]: error["error"] for error in report["errors"]}  # type: ignore[attr-defined]
+    errors = {error["path"]: error["error"] for error in report["errors"]}
     return {path: (tuple(sorted(sites.get(path, []))), errors.get(path)) for path in {*sites, *errors}}
+
+
+def poolshift(root: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """The real command line on ``root`` (``--no-cache --format json``), its JSON report."""
+    done, report = run_cli(root, *args)
+    return done, report
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> Path:
@@ -83,7 +94,7 @@ def write_tree(root: Path, files: dict[str, bytes]) -> Path:
     return root
 
 
-def assert_read_only_commands_predict_migrate(root: Path, *options: str) -> dict[str, object]:
+def assert_read_only_commands_predict_migrate(root: Path, *options: str) -> dict[str, Any]:
     """scan's per-file outcomes equal migrate --diff's and check's; status counts the same; returns
     migrate's report."""
     scanned, scan_report = poolshift(root, "scan", *options)
@@ -94,12 +105,12 @@ def assert_read_only_commands_predict_migrate(root: Path, *options: str) -> dict
     expected = outcomes(migrate_report)
     assert outcomes(scan_report) == expected
     assert outcomes(check_report) == expected
-    _, status = poolshift(root, "status", *options)
-    statuses = Counter(status for sites, _ in expected.values() for *_, status, _reason in sites)
-    total = status["total"]  # type: ignore[index]
-    assert total["remaining"] == statuses["migratable"]  # type: ignore[index]
-    assert total["reported"] == statuses["reported"]  # type: ignore[index]
-    assert total["errors"] == sum(error is not None for _, error in expected.values())  # type: ignore[index]
+    _, status_report = poolshift(root, "status", *options)
+    statuses = Counter(site[3] for sites, _ in expected.values() for site in sites)
+    total = status_report["total"]
+    assert total["remaining"] == statuses["migratable"]
+    assert total["reported"] == statuses["reported"]
+    assert total["errors"] == sum(error is not None for _, error in expected.values())
     return migrate_report
 
 
@@ -127,11 +138,11 @@ def test_a_tree_too_large_for_the_time_limit_is_refused_by_every_command_before_
 ) -> None:
     root = write_tree(tmp_path, {name: TOO_SLOW[name].encode(), "ordinary.py": CANDIDATE.encode()})
     report = assert_read_only_commands_predict_migrate(root, "--timeout", str(TIMEOUT_S), "-j", "1")
-    errors = {error["path"]: error for error in report["errors"]}  # type: ignore[attr-defined]
+    errors = {error["path"]: error for error in report["errors"]}
     assert list(errors) == [name]
     assert errors[name]["error"] == "timeout"
     assert "not tried" in errors[name]["detail"]  # predicted, not stopped by the timer
-    assert [site["path"] for site in report["sites"]] == ["ordinary.py"]  # type: ignore[attr-defined]
+    assert [site["path"] for site in report["sites"]] == ["ordinary.py"]
 
 
 def test_the_shortcut_bounds_sit_between_ordinary_files_and_refused_ones() -> None:
