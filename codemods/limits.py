@@ -213,23 +213,30 @@ def _longest_string_run(text: str, strings: list[ast.expr], shorter_than: int) -
     literals are never looked at twice, and the file is never tokenized whole.
     """
     lines = text.split("\n")
+    encoded: dict[int, bytes] = {}  # ast's columns count UTF-8 bytes; a long line is encoded once
+
+    def line_bytes(number: int) -> bytes:
+        if number not in encoded:
+            encoded[number] = lines[number - 1].encode()
+        return encoded[number]
+
     longest = 0
     for node in strings:
-        if node.end_lineno is None or node.end_col_offset is None:
+        line, col, end_line, end_col = node.lineno, node.col_offset, node.end_lineno, node.end_col_offset
+        if end_line is None or end_col is None:
             continue
-        segment = _segment(lines, node.lineno, node.col_offset, node.end_lineno, node.end_col_offset)
-        if segment.count("'") + segment.count('"') >= 2 * max(shorter_than, longest, 1):
+        quotes_needed = 2 * max(shorter_than, longest, 1)
+        if line == end_line and end_col - col < quotes_needed:
+            continue  # too short to hold that many quotes
+        if line == end_line:
+            segment = line_bytes(line)[col:end_col].decode(errors="replace")
+        else:
+            first = line_bytes(line)[col:].decode(errors="replace")
+            last = line_bytes(end_line)[:end_col].decode(errors="replace")
+            segment = "\n".join([first, *lines[line : end_line - 1], last])
+        if segment.count("'") + segment.count('"') >= quotes_needed:
             longest = max(longest, _string_run_of(f"({segment})"))
     return longest
-
-
-def _segment(lines: list[str], line: int, col: int, end_line: int, end_col: int) -> str:
-    """The source text between two of ``ast``'s positions (lines 1-based, columns in UTF-8 bytes)."""
-    if line == end_line:
-        return lines[line - 1].encode()[col:end_col].decode(errors="replace")
-    first = lines[line - 1].encode()[col:].decode(errors="replace")
-    last = lines[end_line - 1].encode()[:end_col].decode(errors="replace")
-    return "\n".join([first, *lines[line : end_line - 1], last])
 
 
 def _string_run_of(text: str) -> int:
