@@ -9,6 +9,12 @@ the target, no star import, no ``db_utils`` name that could conflict), the rule'
 :meth:`~codemods.rules._redirect.RedirectCallRule.check_detached_call` judges each call from its text;
 anything else returns None and the file goes through LibCST as before. A test pins both routes to the
 same sites.
+
+The shortcut is only valid where LibCST surely gets through the file (:func:`~codemods.limits.
+libcst_surely_succeeds`): a file nested deep enough to near LibCST's recursion limits, or large enough
+to near the time limit, goes through LibCST too, which migrates it or reports the limit exactly as
+``migrate`` does (``too-deeply-nested``, ``timeout``): ``check`` must never promise what ``migrate``
+then refuses.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import libcst as cst
 from libcst.codemod import CodemodContext
 
 from codemods.first_pass import TargetSet, binding_resolver
+from codemods.limits import DEFAULT_LIMITS, Limits, libcst_surely_succeeds, measure
 from codemods.rules._redirect import STORED_IN_MODULE, STORED_IN_OBJECT, RedirectCallRule
 from codemods.rules.base import RuleOptions, Site, SiteStatus, dotted_name
 from codemods.suppressions import MARKER
@@ -57,20 +64,16 @@ def detached_sites(
     package: str,
     *,
     tree: ast.Module | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> list[Site] | None:
     """The sites ``rule_class`` would record in a dry run, or None when the file needs LibCST.
 
-    ``tree`` is CPython's parse of ``text`` when the caller has it already.
+    ``tree`` is CPython's parse of ``text`` when the caller has it already; ``limits`` are the ones the
+    transform would run under.
     """
-    if any(word in text for word in _NEEDS_METADATA):
-        return None
+    tree = _tree_if_shortcut(text, tree, limits)
     if tree is None:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                tree = ast.parse(text)
-        except (SyntaxError, ValueError, MemoryError, RecursionError):
-            return None
+        return None
     rule = _rule(rule_class, options)
     resolve, column = binding_resolver(tree, text, package, options.module_aliases)
     targets = TargetSet(rule_class.TARGETS)
@@ -104,6 +107,20 @@ def detached_sites(
             message = rule.value_reference_message()
             sites.append(Site(rule.RULE_ID, path, line, col, "reported", "callee-as-value", message))
     return sites
+
+
+def _tree_if_shortcut(text: str, tree: ast.Module | None, limits: Limits) -> ast.Module | None:
+    """CPython's tree of ``text`` when the shortcut may judge the file, else None (it needs LibCST)."""
+    if any(word in text for word in _NEEDS_METADATA):
+        return None
+    if tree is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tree = ast.parse(text)
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            return None
+    return tree if libcst_surely_succeeds(measure(text, tree), limits) else None
 
 
 def _may_patch(call: ast.Call, rule: type[RedirectCallRule], resolve: Callable[[str], set[str]]) -> bool:

@@ -14,6 +14,12 @@ interpreter's default recursion limit although Python compiles it. That work run
 with a large stack and a raised recursion limit (:func:`run_deep`), so such a file is simply migrated; a
 file deeper still ends as a ``RecursionError`` (or LibCST's parser gives up), which :func:`nesting_depth`
 attributes to the input or to a bug (see ``DEEP_NESTING``).
+
+Both are predicted from CPython's tree before LibCST sees a file (:func:`measure`, :class:`Shape`): a
+file whose tree is so large that LibCST would not get through it within the time limit is refused
+at once (``timeout``) instead of burning its budget, and the read-only shortcut that judges calls
+without LibCST (:mod:`codemods.detached`) is only taken where LibCST surely succeeds
+(:func:`libcst_surely_succeeds`), so ``scan`` and ``check`` predict what ``migrate`` does.
 """
 
 from __future__ import annotations
@@ -38,8 +44,12 @@ __all__ = [
     "DEFAULT_LIMITS",
     "FileTimeout",
     "Limits",
+    "Shape",
     "cap_memory",
+    "libcst_surely_succeeds",
+    "measure",
     "nesting_depth",
+    "predicted_timeout",
     "run_deep",
     "time_limit",
 ]
@@ -59,6 +69,15 @@ STACK_BYTES = 64 * 1024 * 1024
 #: file it is a bug (``rule-crashed`` / ``internal-error``). Hand-written code nests a few dozen levels,
 #: and a shallower file cannot exhaust RECURSION_LIMIT through LibCST (some ten frames per level).
 DEEP_NESTING = 100
+#: What LibCST and the rules get through per CPU second, in nodes of CPython's tree of a file (their cost
+#: grows linearly with that count once nothing nests deep; the shape of the code moves it within a
+#: factor of about two). SLOWEST: every rule on the file, on a loaded machine; a file that fits the time
+#: limit even at that rate may be judged without LibCST. FASTEST: about what the rules a large file
+#: needs reach on a 2-core CI machine (20,000 ``x = 1;`` statements, 80,000 nodes: 31 s; a 2 MB literal
+#: dict, 177,000 nodes: over 60 s); a file over the time limit at that rate is refused without being
+#: tried, since trying would only burn the limit (raising the time limit raises the bound with it).
+SLOWEST_NODES_PER_S = 1_000
+FASTEST_NODES_PER_S = 2_500
 
 
 @dataclass(frozen=True)
@@ -116,32 +135,112 @@ def cap_memory(limit_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, hard))
 
 
-def nesting_depth(text: str) -> int:
-    """How deep LibCST's tree of ``text`` goes, measured without recursion (0 when Python rejects it).
+@dataclass(frozen=True)
+class Shape:
+    """What LibCST's work on a file will be like, told by CPython's tree of it (see :func:`measure`)."""
 
-    CPython's syntax tree depth, except where LibCST nests what CPython keeps flat: a chain of ``and`` /
-    ``or`` counts one level per operator, and a run of adjacent string literals (implicit concatenation,
-    one constant for CPython) one level per literal.
+    #: How deep LibCST's tree goes (see :func:`measure`).
+    depth: int
+    #: Nodes of CPython's tree: LibCST's cost grows with it.
+    nodes: int
+
+
+def measure(text: str, tree: ast.Module | None = None) -> Shape:
+    """The :class:`Shape` of ``text`` (``tree`` is CPython's parse of it, when the caller has it), measured
+    without recursion; ``Shape(0, 0)`` when Python rejects the text.
+
+    The depth is CPython's tree's, except where LibCST nests what CPython keeps flat: a chain of ``and``
+    / ``or`` counts one level per operator, and a run of adjacent string literals (implicit
+    concatenation, one constant for CPython) one level per literal.
     """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tree = ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return 0
-    deepest = 0
+    if tree is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tree = ast.parse(text)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return Shape(0, 0)
+    deepest = nodes = 0
+    strings: list[ast.expr] = []
     pending: list[tuple[ast.AST, int]] = [(tree, 0)]
     while pending:
         node, depth = pending.pop()
+        nodes += 1
         if isinstance(node, ast.BoolOp):
             depth += len(node.values) - 2
+        elif isinstance(node, ast.JoinedStr) or (
+            isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes))
+        ):
+            strings.append(node)
         deepest = max(deepest, depth)
         pending.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
-    return max(deepest, _longest_string_run(text))
+    return Shape(max(deepest, _longest_string_run(text, strings, deepest)), nodes)
 
 
-def _longest_string_run(text: str) -> int:
-    """The most string literals written next to each other (``"a" "b"``), f-strings counting as one."""
+def nesting_depth(text: str) -> int:
+    """How deep LibCST's tree of ``text`` goes (0 when Python rejects it): :func:`measure`'s depth."""
+    return measure(text).depth
+
+
+def libcst_surely_succeeds(shape: Shape, limits: Limits) -> bool:
+    """Whether LibCST surely gets through a file of this shape: shallower than DEEP_NESTING (far from
+    any recursion limit) and small enough to fit the time limit even at SLOWEST_NODES_PER_S."""
+    return shape.depth < DEEP_NESTING and (
+        limits.time_s <= 0 or shape.nodes <= limits.time_s * SLOWEST_NODES_PER_S
+    )
+
+
+def predicted_timeout(shape: Shape, time_s: float) -> str | None:
+    """Why a file of this shape is not worth trying within ``time_s`` CPU seconds (None: try it).
+
+    LibCST would run out of time on such a file after burning its whole budget; it is reported
+    ``timeout`` at once instead. Below the bound the file is tried and the timer decides.
+    """
+    if time_s <= 0 or shape.nodes <= time_s * FASTEST_NODES_PER_S:
+        return None
+    return (
+        f"predicted: {shape.nodes} syntax nodes, more than LibCST gets through in the {time_s:g} s limit "
+        f"per file (at most {FASTEST_NODES_PER_S} a second); not tried"
+    )
+
+
+def _longest_string_run(text: str, strings: list[ast.expr], shorter_than: int) -> int:
+    """The most string literals written next to each other (``"a" "b"``) among ``strings`` (CPython's
+    string nodes of ``text``), f-strings counting as one; a run not longer than ``shorter_than`` (a depth
+    the caller has already) may be left out.
+
+    A run of k literals holds at least 2k quotes, so only a node with that many is tokenized: ordinary
+    literals are never looked at twice, and the file is never tokenized whole.
+    """
+    lines = text.split("\n")
+    encoded: dict[int, bytes] = {}  # ast's columns count UTF-8 bytes; a long line is encoded once
+
+    def line_bytes(number: int) -> bytes:
+        if number not in encoded:
+            encoded[number] = lines[number - 1].encode()
+        return encoded[number]
+
+    longest = 0
+    for node in strings:
+        line, col, end_line, end_col = node.lineno, node.col_offset, node.end_lineno, node.end_col_offset
+        if end_line is None or end_col is None:
+            continue
+        quotes_needed = 2 * max(shorter_than, longest, 1)
+        if line == end_line and end_col - col < quotes_needed:
+            continue  # too short to hold that many quotes
+        if line == end_line:
+            segment = line_bytes(line)[col:end_col].decode(errors="replace")
+        else:
+            first = line_bytes(line)[col:].decode(errors="replace")
+            last = line_bytes(end_line)[:end_col].decode(errors="replace")
+            segment = "\n".join([first, *lines[line : end_line - 1], last])
+        if segment.count("'") + segment.count('"') >= quotes_needed:
+            longest = max(longest, _string_run_of(f"({segment})"))
+    return longest
+
+
+def _string_run_of(text: str) -> int:
+    """The most string literals written next to each other in ``text``, f-strings counting as one."""
     skipped = {tokenize.NL, tokenize.COMMENT, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}
     starts = {getattr(tokenize, "FSTRING_START", -1)}  # Python 3.12 tokenizes f-strings in parts
     ends = {getattr(tokenize, "FSTRING_END", -1)}

@@ -134,18 +134,20 @@ def _transform_job(job: _Job) -> FileResult:
     """
 
     try:
-        with time_limit(job.limits.time_s):
-            return _transform_checked(job)
+        return _transform_checked(job)
     except FileTimeout as exc:  # the timer fired between the transform's own handlers and here
         return FileResult(job.path, job.data, None, [], "timeout", str(exc))
 
 
 def _transform_checked(job: _Job) -> FileResult:
     def transform(data: bytes, dry_run: bool) -> FileResult:
-        return transform_bytes(
-            data, job.rules, path=job.path, options=job.options, dry_run=dry_run,
-            module_name=job.module_name, package_name=job.package_name, max_bytes=job.limits.max_bytes,
-        )  # fmt: skip
+        # Each pass has the whole time limit: the check of a rewrite must not make a file that scan
+        # judged within the limit run out of time in migrate.
+        with time_limit(job.limits.time_s):
+            return transform_bytes(
+                data, job.rules, path=job.path, options=job.options, dry_run=dry_run,
+                module_name=job.module_name, package_name=job.package_name, limits=job.limits,
+            )  # fmt: skip
 
     result = transform(job.data, job.dry_run)
     if result.output is not None and job.verify_idempotent:
@@ -564,7 +566,7 @@ def _options_key(options: RuleOptions, limits: Limits) -> str:
         for item in fields(options)
         if item.name != "module_aliases"
     ]
-    return digest(values, limits.max_bytes)
+    return digest(values, limits.max_bytes, limits.time_s)  # time_s: a predicted timeout (limits.py)
 
 
 def _stable(value: object) -> object:
@@ -775,7 +777,9 @@ class _PhaseFiles:
         remaining = list(rules)
         for rule in redirect:
             try:
-                found = detached_sites(rule, self.options, path, text, package, tree=tree)
+                found = detached_sites(
+                    rule, self.options, path, text, package, tree=tree, limits=self.context.limits
+                )
             except RecursionError:  # a deeply nested file: the transform (deep stack, depth guard) decides
                 found = None
             if found is not None:

@@ -11,6 +11,8 @@ user relies on are enforced in exactly one place:
 * a rule that raises leaves the file untouched (``rule-crashed``) instead of stopping the run;
 * the output must parse again, or the whole file is rolled back (``output-does-not-parse``);
 * a file the interpreter does not compile is refused (``syntax-error``), even if LibCST would parse it;
+* a file whose CPython tree is too large for LibCST to get through within the time limit is refused at
+  once (``timeout``, :func:`codemods.limits.predicted_timeout`) rather than after burning its budget;
 * a file Python compiles but nested too deep for LibCST even with the deep stack LibCST's work gets
   (:func:`codemods.limits.run_deep`) is refused (``too-deeply-nested``): a ``RecursionError`` counts as
   the input's when the file nests at least ``DEEP_NESTING`` levels, and as a bug below that;
@@ -36,7 +38,15 @@ from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 from libcst.metadata import MetadataWrapper
 
 from codemods.cst.imports.placement import GroupedAddImports, place_changed_imports
-from codemods.limits import DEEP_NESTING, FileTimeout, nesting_depth, run_deep
+from codemods.limits import (
+    DEEP_NESTING,
+    FileTimeout,
+    Limits,
+    measure,
+    nesting_depth,
+    predicted_timeout,
+    run_deep,
+)
 from codemods.rules.base import SUPPRESSIONS_KEY, PoolshiftRule, RuleOptions, Site
 from codemods.suppressions import MARKER, apply_suppressions
 
@@ -288,8 +298,9 @@ def _too_deep_or(text: str, code: str, detail: str) -> SourceError:
     return SourceError(code, detail[:500])
 
 
-def _check_compiles(text: str, path: str) -> None:
-    """Refuse a file the interpreter itself rejects, even where LibCST's more lenient parser accepts it.
+def _check_compiles(text: str, path: str) -> ast.Module:
+    """CPython's tree of ``text``; refuse a file the interpreter itself rejects, even where LibCST's more
+    lenient parser accepts it.
 
     ``compile`` (not only ``ast.parse``) also runs the compiler's checks ("too many statically nested
     blocks"); a file that does not compile cannot be run, so no rewrite of it could be checked.
@@ -297,11 +308,14 @@ def _check_compiles(text: str, path: str) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            compile(text, path, "exec", dont_inherit=True)
+            tree = ast.parse(text, path)
+            compile(tree, path, "exec", dont_inherit=True)
     except SyntaxError as exc:
         raise SourceError("syntax-error", f"line {exc.lineno}: {exc.msg}") from exc
     except (ValueError, RecursionError, MemoryError) as exc:
         raise SourceError("syntax-error", f"{type(exc).__name__}: {exc}") from exc
+    assert isinstance(tree, ast.Module)
+    return tree
 
 
 def _python_accepts(text: str) -> bool:
@@ -473,15 +487,17 @@ def transform_bytes(
     dry_run: bool = False,
     module_name: str | None = None,
     package_name: str | None = None,
-    max_bytes: int = 0,
+    limits: Limits | None = None,
 ) -> FileResult:
     """Run ``rules`` in order over one file's bytes; never raises for a bad file or a crashing rule.
 
     With ``dry_run`` the rewritten bytes are still returned (``--diff`` needs them) but sites say
-    ``migratable`` instead of ``migrated``: nothing has been written. A file over ``max_bytes`` (0: no
-    limit) is refused before it is decoded.
+    ``migratable`` instead of ``migrated``: nothing has been written. With ``limits`` (the caller's
+    guards; none by default), a file over ``max_bytes`` is refused before it is decoded, and one that
+    is predicted not to be analysed within ``time_s`` before LibCST parses it.
     """
     options = options or RuleOptions()
+    max_bytes, time_s = (limits.max_bytes, limits.time_s) if limits is not None else (0, 0.0)
     text = ""
     try:
         if max_bytes and len(data) > max_bytes:
@@ -490,7 +506,9 @@ def transform_bytes(
         text = rules_text(source)
         # In this thread, with the interpreter's own recursion limit (which bounds what compiles): the
         # deep thread's raised limit must not make a file compile that the user's Python refuses.
-        _check_compiles(text, path)
+        too_slow = predicted_timeout(measure(text, _check_compiles(text, path)), time_s)
+        if too_slow is not None:
+            raise SourceError("timeout", too_slow)
         rewrite = functools.partial(
             _rewrite, text, source, data, rules, path=path, options=options, module_name=module_name,
             package_name=package_name,
