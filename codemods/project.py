@@ -30,7 +30,6 @@ __all__ = [
     "decoded_sources",
     "load_project",
     "module_and_package",
-    "read_matching",
 ]
 
 
@@ -124,20 +123,6 @@ def module_and_package(root: Path, relpath: str) -> tuple[str, str]:
         name = ".".join(parts[:-1])
         return name, name
     return ".".join(parts), ".".join(parts[:-1])
-
-
-def read_matching(root: Path, paths: Iterable[str], needles: Sequence[bytes]) -> dict[str, bytes]:
-    """Bytes of the files that contain one of ``needles`` (all of them when ``needles`` is empty)."""
-    found: dict[str, bytes] = {}
-    for path in paths:
-        try:
-            with open(f"{root}/{path}", "rb") as handle:
-                data = handle.read()
-        except OSError:
-            continue
-        if not needles or any(needle in data for needle in needles):
-            found[path] = data
-    return found
 
 
 class FileStore:
