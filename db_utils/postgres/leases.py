@@ -1,7 +1,8 @@
 """Who holds which pooled connection: the lease registry behind leak warnings and exhaustion errors.
 
 Every handle checked out and not yet closed has a :class:`Lease` in :data:`outstanding`, keyed by the
-handle's weak reference (whose callback returns a dropped handle's connection). A lease records where
+handle's weak reference (whose callback returns a dropped handle's connection), or by the lease itself
+when the borrower ends the lease in its own ``finally`` (``execute_with_pool``). A lease records where
 it was taken (the first frame outside ``db_utils``) and when, so that:
 
 - a pool that runs out of connections can say which call sites hold them (:func:`holders`);
@@ -23,7 +24,7 @@ from typing import Any
 
 logger = logging.getLogger("db_utils.pool")
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 class Lease:
@@ -42,9 +43,9 @@ class Lease:
         self.where: str | tuple[str, int] | None = None
         self.since = 0.0
         self.warned = False
-        #: The weak reference to the handle lent now (its key in :data:`outstanding`); dropped at close,
-        #: so the callback of a handle closed properly never runs.
-        self.ref: weakref.ref[Any] | None = None
+        #: The lease's key in :data:`outstanding` now: the weak reference to the handle lent now, dropped
+        #: at close so the callback of a handle closed properly never runs; or the lease itself.
+        self.ref: weakref.ref[Any] | Lease | None = None
         #: Weak references to the cursors handed out on this lease, once there are any.
         self.cursors: list[weakref.ref[Any]] | None = None
 
@@ -68,9 +69,10 @@ class Lease:
         raise NotImplementedError
 
 
-# Handle weakref -> its lease. Holding the weakref here keeps it alive after its handle dies, so its
-# callback runs. Single dict operations are atomic under the GIL; readers on other threads copy it first.
-outstanding: dict[weakref.ref[Any], Lease] = {}
+# Handle weakref (or the lease itself) -> its lease. Holding the weakref here keeps it alive after its handle
+# dies, so its callback runs. Single dict operations are atomic under the GIL; readers on other threads copy
+# it first.
+outstanding: dict[weakref.ref[Any] | Lease, Lease] = {}
 
 
 def borrower(frame: FrameType | None) -> tuple[str, int] | None:
@@ -78,7 +80,7 @@ def borrower(frame: FrameType | None) -> tuple[str, int] | None:
     the everyday case, where the entry point passes its own caller's frame (no stack walk, no string)."""
     while frame is not None:
         code = frame.f_code
-        if not code.co_filename.startswith(_PACKAGE_DIR):
+        if not code.co_filename.startswith(PACKAGE_DIR):
             return code.co_filename, frame.f_lineno
         frame = frame.f_back
     return None

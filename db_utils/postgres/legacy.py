@@ -15,7 +15,6 @@ import sys
 
 from db_utils.config import ConfigError
 from db_utils.postgres.api import borrow, scrub_password
-from db_utils.postgres.leases import borrower
 from db_utils.postgres.proxy import PooledConnection
 
 logger = logging.getLogger("db_utils.legacy")
@@ -24,7 +23,7 @@ logger = logging.getLogger("db_utils.legacy")
 def get_postgres_connection() -> PooledConnection | None:
     """A pooled, psycopg2-compatible connection, or ``None`` if none can be obtained (error logged)."""
     try:
-        return borrow(None, borrower(sys._getframe(1)))
+        return borrow(None, sys._getframe(1))
     except ConfigError as error:
         # Configuration errors already name the variable and never contain the password.
         logger.error("get_postgres_connection: invalid configuration: %s", error)
