@@ -128,8 +128,15 @@ class get_pooled_connection:
         if connection is None:
             return
         try:
-            if exc_type is None and not connection.closed:
-                connection.commit()
+            if exc_type is None:
+                if type(connection) is PooledConnection:
+                    # The handle's closed and commit(), read and called on the real connection (no
+                    # committing mark: nothing asks once it is closed).
+                    raw = connection._raw
+                    if raw is not None and not raw.closed:
+                        raw.commit()
+                elif not connection.closed:
+                    connection.commit()
         finally:
             # On an exception, close() rolls back (the pool's reset does): no explicit rollback here, so
             # a failing rollback on a broken connection cannot mask the caller's exception.

@@ -202,6 +202,7 @@ def lend(engine: Engine, state: PoolState, caller: FrameType | None, owned: bool
     recycle = pool._recycle
     facts: ConnectionFacts | None = record.info.get(FACTS)
     record.fairy_ref = _LENT
+    now = _monotonic()
     try:
         last_returned = facts.last_returned  # type: ignore[union-attr]
         everyday = (
@@ -213,7 +214,7 @@ def lend(engine: Engine, state: PoolState, caller: FrameType | None, owned: bool
             and last_returned is not None
             and not raw.closed
             and not facts.poller.poll(0)  # type: ignore[union-attr]
-            and _monotonic() - last_returned < state.ping_after
+            and now - last_returned < state.ping_after
         )
     except (AttributeError, OSError, ValueError):  # no facts, no poller, no socket: the full path says
         everyday = False
@@ -221,18 +222,19 @@ def lend(engine: Engine, state: PoolState, caller: FrameType | None, owned: bool
         state.counters.count_checkout()
     else:
         raw, facts = _check_out_slowly(pool, state, record)
+        now = _monotonic()  # the lease starts once the connection is ready (it may have reconnected)
     loan = facts.loan  # type: ignore[union-attr]
     if loan is None:
         loan = facts.loan = Loan(pool, state, record, facts)  # type: ignore[union-attr,arg-type]
-    return _arm(loan, raw, borrower(caller), owned)
+    return _arm(loan, raw, borrower(caller), now, owned)
 
 
-def _arm(loan: Loan, raw: Any, where: tuple[str, int] | None, owned: bool) -> PooledConnection:
+def _arm(loan: Loan, raw: Any, where: tuple[str, int] | None, now: float, owned: bool) -> PooledConnection:
     """Re-arm ``loan`` for this checkout and make its handle: what
     :func:`~db_utils.postgres.proxy.lend_handle` does, with the lease itself as an ``owned`` one's key."""
     loan.raw = raw
     loan.where = where
-    loan.since = _monotonic()
+    loan.since = now
     loan.warned = False
     loan.cursors = None
     handle: PooledConnection = new_handle(PooledConnection)

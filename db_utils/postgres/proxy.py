@@ -138,7 +138,7 @@ class PooledConnection:
             # The everyday ``conn.cursor()``: the class's own cursor() skipped when the table says what
             # it would make (a Python frame less on every cursor).
             tracked = PLAIN_CURSOR_CLASS.get(type(raw))
-            cursor = raw.cursor() if tracked is None else _connection_cursor(raw, cursor_factory=tracked)
+            cursor = raw.cursor() if tracked is None else _connection_cursor(raw, None, tracked)
         # The cursor keeps the lease (and its connection) alive. A cursor class without a __dict__ cannot
         # (rare: every factory psycopg2 ships has one); it is still closed when the lease ends.
         # Optimisation: not contextlib.suppress, which builds a context manager on every cursor.
@@ -149,11 +149,11 @@ class PooledConnection:
         lease = self._lease
         cursors = lease.cursors
         if cursors is None:
-            lease.cursors = [weakref.ref(cursor)]
+            lease.cursors = [_weak(cursor)]
         else:
             if len(cursors) % _PRUNE_EVERY == 0:  # a long lease making many cursors: forget the dead ones
                 cursors[:] = [ref for ref in cursors if ref() is not None]
-            cursors.append(weakref.ref(cursor))
+            cursors.append(_weak(cursor))
         return cursor
 
     def commit(self) -> None:
