@@ -116,3 +116,17 @@ def test_reuses_are_checkouts_that_were_not_a_first_use(pg):
         conn.close()
     stats = figures()
     assert (stats["checkouts"], stats["connections_created"], stats["reuses"]) == (5, 2, 3)
+
+
+def test_every_entry_point_names_its_borrowers_line():
+    pool = db_utils.get_connection_pool().pool
+    line = sys._getframe().f_lineno + 1
+    with db_utils.get_pooled_connection():
+        assert leases.holders(pool) == f"{__file__}:{line} (1)"
+    line = sys._getframe().f_lineno + 1
+    conn = present(db_utils.get_postgres_connection())
+    try:
+        assert leases.holders(pool) == f"{__file__}:{line} (1)"
+    finally:
+        conn.close()
+    assert leases.holders(pool) == ""

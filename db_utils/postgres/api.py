@@ -118,7 +118,7 @@ class get_pooled_connection:
         self._connection: Any = None
 
     def __enter__(self) -> Any:
-        self._connection = open_source(self._url)
+        self._connection = open_source(self._url, _getframe(1))
         return self._connection
 
     def __exit__(

@@ -19,7 +19,7 @@ import threading
 import time
 import weakref
 from collections import Counter
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 logger = logging.getLogger("db_utils.pool")
@@ -40,7 +40,9 @@ class Lease:
     def __init__(self, pool: Any, display_url: str) -> None:
         self.pool = pool
         self.display_url = display_url
-        self.where: str | tuple[str, int] | None = None
+        #: The borrower's call site: its code object and instruction offset (the line is worked out only
+        #: when a message names it, see :func:`borrower`), or a ready-made description.
+        self.where: str | Where | None = None
         self.since = 0.0
         self.warned = False
         #: The lease's key in :data:`outstanding` now: the weak reference to the handle lent now, dropped
@@ -53,7 +55,10 @@ class Lease:
         where = self.where
         if where is None:
             return "<unknown>"
-        return where if isinstance(where, str) else f"{where[0]}:{where[1]}"
+        if isinstance(where, str):
+            return where
+        code, offset = where
+        return f"{code.co_filename}:{_line_at(code, offset)}"
 
     def give_back(self) -> None:
         """Return the connection to its pool (reset there, or discarded if it cannot be)."""
@@ -75,14 +80,30 @@ class Lease:
 outstanding: dict[weakref.ref[Any] | Lease, Lease] = {}
 
 
-def borrower(frame: FrameType | None) -> tuple[str, int] | None:
-    """(file, line) of ``frame``, or of its first caller outside ``db_utils``: two attribute reads in
-    the everyday case, where the entry point passes its own caller's frame (no stack walk, no string)."""
+#: A call site as :func:`borrower` records it: a code object and the offset of its current instruction.
+Where = tuple[CodeType, int]
+
+
+def borrower(frame: FrameType | None) -> Where | None:
+    """The call site of ``frame``, or of its first caller outside ``db_utils``: two attribute reads in
+    the everyday case, where the entry point passes its own caller's frame (no stack walk, no string).
+
+    The instruction offset, not the line: ``f_lineno`` decodes the code's line table on every checkout,
+    while the line is only needed by the rare message that names the borrower (:meth:`Lease.location`).
+    """
     while frame is not None:
         code = frame.f_code
         if not code.co_filename.startswith(PACKAGE_DIR):
-            return code.co_filename, frame.f_lineno
+            return code, frame.f_lasti
         frame = frame.f_back
+    return None
+
+
+def _line_at(code: CodeType, offset: int) -> int | None:
+    """The source line of the instruction at ``offset`` in ``code`` (what ``frame.f_lineno`` says)."""
+    for start, end, line in code.co_lines():
+        if start <= offset < end:
+            return line
     return None
 
 

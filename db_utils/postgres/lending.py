@@ -36,7 +36,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from db_utils.postgres import instrument
 from db_utils.postgres.instrument import FACTS, ConnectionFacts, PoolState, reset_on_return, validate
-from db_utils.postgres.leases import Lease, borrower, outstanding
+from db_utils.postgres.leases import Lease, Where, borrower, outstanding
 from db_utils.postgres.proxy import (
     PooledConnection,
     lend_handle,
@@ -229,7 +229,7 @@ def lend(engine: Engine, state: PoolState, caller: FrameType | None, owned: bool
     return _arm(loan, raw, borrower(caller), now, owned)
 
 
-def _arm(loan: Loan, raw: Any, where: tuple[str, int] | None, now: float, owned: bool) -> PooledConnection:
+def _arm(loan: Loan, raw: Any, where: Where | None, now: float, owned: bool) -> PooledConnection:
     """Re-arm ``loan`` for this checkout and make its handle: what
     :func:`~db_utils.postgres.proxy.lend_handle` does, with the lease itself as an ``owned`` one's key."""
     loan.raw = raw

@@ -32,7 +32,7 @@ import psycopg2
 import psycopg2.extensions
 
 from db_utils.postgres.driver import PLAIN_CURSOR_CLASS
-from db_utils.postgres.leases import Lease, outstanding
+from db_utils.postgres.leases import Lease, Where, outstanding
 
 logger = logging.getLogger("db_utils.pool")
 
@@ -217,7 +217,7 @@ new_handle = object.__new__
 _weak = weakref.ref
 
 
-def lend_handle(raw: Any, lease: Lease, where: str | tuple[str, int] | None) -> PooledConnection:
+def lend_handle(raw: Any, lease: Lease, where: Where | None) -> PooledConnection:
     """A new handle over ``raw``, registered as ``lease``'s in :data:`~db_utils.postgres.leases.outstanding`.
 
     A bare weakref whose callback finds what to return in the lease registry (:func:`return_dropped`)
