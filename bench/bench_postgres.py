@@ -196,10 +196,10 @@ def targets(harness: Harness) -> list[Target]:
                 harness.paired_ratio(ours, LIMIT),
                 1.15,
                 f"same round trips; client CPU per op is {_cpu_extra_us(harness, ours, LIMIT):+.1f} us over "
-                "the limit, all of it Python: the checkout and return (QueuePool's queue, the idle "
-                "connection's socket poll, the read-back that finds nothing to reset, the handle and its "
-                "lease) and the statement tracking of the handle's cursor; instructions per part in "
-                "bench/README.md (PostgreSQL)",
+                "the limit, all of it Python spread over many small pieces, none left above a few thousand "
+                "instructions: the checkout and return (the idle queue, the idle connection's socket poll, "
+                "the read-back that finds nothing to reset, the handle and its lease) and the handle's "
+                "cursor with its statement tracking; instructions per piece in bench/README.md (PostgreSQL)",
             )
         )
         found.append(
@@ -217,9 +217,9 @@ def targets(harness: Harness) -> list[Target]:
                 harness.paired_ratio(ours, fastest_peer),
                 1.0,
                 f"{fastest_peer} validates nothing and resets nothing but the transaction; ours spends "
-                f"{_cpu_extra_us(harness, ours, fastest_peer):+.1f} us more client CPU per op: validation, "
-                "the reset check, lease tracking and statement tracking it does not do, each a few thousand "
-                "instructions of Python (bench/README.md, PostgreSQL)",
+                f"{_cpu_extra_us(harness, ours, fastest_peer):+.1f} us more client CPU per op on what it "
+                "does not do: the socket poll at checkout, the read-back at return, lease and statement "
+                "tracking, each a few thousand instructions of Python (bench/README.md, PostgreSQL)",
             )
         )
     return found

@@ -104,12 +104,14 @@ _ENVIRON_AT_IMPORT = os.environ
 _ENVIRON_DATA: Any = getattr(os.environ, "_data", None)
 _ENCODE_NAME: Callable[[str], Any] | None = getattr(os.environ, "encodekey", None)
 _DECODE_NAME: Callable[[Any], str] | None = getattr(os.environ, "decodekey", None)
+# What cannot change after import, tested once (raw_environ sits on every pooled call's path).
+_RAW_READABLE = type(_ENVIRON_DATA) is dict and _ENCODE_NAME is not None and _DECODE_NAME is not None
 
 
 def raw_environ() -> dict[Any, Any] | None:
     """os.environ's own dict of raw names and values; None when reading it is not reading os.environ."""
-    if os.environ is _ENVIRON_AT_IMPORT and type(_ENVIRON_DATA) is dict and _ENCODE_NAME and _DECODE_NAME:
-        return _ENVIRON_DATA
+    if _RAW_READABLE and os.environ is _ENVIRON_AT_IMPORT:
+        return _ENVIRON_DATA  # type: ignore[no-any-return]
     return None
 
 

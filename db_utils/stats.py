@@ -14,7 +14,8 @@ the slow path.
 Counters are plain numbers updated under one lock per :class:`PoolCounters`, exact under free-threaded
 builds too. The PostgreSQL checkout/checkin path, where even an uncontended lock costs more than the rest of
 the bookkeeping, counts with ``itertools.count`` instead (``count_checkout``...): each ``next()`` is one
-atomic C call, and the counts are read only when a snapshot is taken.
+atomic C call, and the counts are read only when a snapshot is taken. An everyday checkout and return count
+once each; reuses are derived (checkouts minus first uses, counted on the slow path of a new connection).
 """
 
 from __future__ import annotations
@@ -149,8 +150,9 @@ class PoolCounters:
     ``tallies`` name per-key counts (HTTP's fallbacks by reason), reported as dicts.
 
     Each figure is an instance attribute (the fastest thing to increment), set from ``figures``.
-    ``count_checkout``, ``count_reuse`` and ``count_checkin`` count without a lock (see the module docs);
-    their counts are added to ``checkouts``, ``reuses``, ``checkins`` and ``checked_out`` in ``snapshot()``.
+    ``count_checkout``, ``count_first_use`` and ``count_checkin`` count without a lock (see the module
+    docs); ``snapshot()`` adds their counts to ``checkouts``, ``reuses`` (checkouts that were not a
+    connection's first use), ``checkins`` and ``checked_out``.
     """
 
     # The pool figures the checkout/checkin hot path updates by name (see POOL_FIGURES).
@@ -179,7 +181,7 @@ class PoolCounters:
             setattr(self, name, value)
         self._counts = (itertools.count(), itertools.count(), itertools.count())
         self.count_checkout: Callable[[], int] = self._counts[0].__next__
-        self.count_reuse: Callable[[], int] = self._counts[1].__next__
+        self.count_first_use: Callable[[], int] = self._counts[1].__next__
         self.count_checkin: Callable[[], int] = self._counts[2].__next__
 
     def fresh(self) -> PoolCounters:
@@ -200,15 +202,17 @@ class PoolCounters:
                 setattr(self, figure, getattr(self, figure) + delta)
 
     def snapshot(self) -> dict[str, Any]:
-        # Checkins before checkouts: a checkout between the two reads can only make checked_out larger,
-        # never negative.
-        checkins, checkouts, reuses = (_current(count) for count in (self._counts[2], *self._counts[:2]))
+        # Checkins and first uses before checkouts (each is counted after its checkout): a checkout between
+        # the reads can only make checked_out and reuses larger, never negative.
+        checkout_count, first_use_count, checkin_count = self._counts
+        checkins, first_uses = _current(checkin_count), _current(first_use_count)
+        checkouts = _current(checkout_count)
         with self._lock:
             data: dict[str, Any] = {name: getattr(self, name) for name in self._figures}
             data.update({name: dict(tally) for name, tally in self._tallies.items()})
         for name, counted in (
             ("checkouts", checkouts),
-            ("reuses", reuses),
+            ("reuses", checkouts - first_uses),
             ("checkins", checkins),
             ("checked_out", checkouts - checkins),
         ):

@@ -109,3 +109,105 @@ def test_counts_taken_without_a_lock_stay_exact_across_threads():
     assert stats["checkouts"] == stats["checkins"] == 800
     assert stats["checked_out"] == 0
     assert stats["reuses"] == 800 - stats["connections_created"]
+
+
+# -- the typecaster dicts: empty at connect, so the single comparison covers them ---------------------
+
+
+def _next_borrower_reads_uuid_as_text() -> None:
+    again = present(db_utils.get_postgres_connection())
+    try:
+        with again.cursor() as cur:
+            cur.execute("SELECT '00000000-0000-0000-0000-000000000001'::uuid, 7")
+            assert cur.fetchone() == ("00000000-0000-0000-0000-000000000001", 7)
+    finally:
+        again.close()
+
+
+def test_a_pooled_connection_starts_with_no_typecasters_of_its_own():
+    # The precondition of the one-comparison pristine check: the dialect's UUID casters are removed, so
+    # psycopg2's global table decides (uuid as str, as from psycopg2.connect).
+    conn = present(db_utils.get_postgres_connection())
+    try:
+        assert conn.string_types == {}
+        assert conn.binary_types == {}
+    finally:
+        conn.close()
+    _next_borrower_reads_uuid_as_text()
+
+
+def test_typecaster_written_into_the_forwarded_dict_is_undone_and_the_connection_reused():
+    conn = present(db_utils.get_postgres_connection())
+    pid = conn.get_backend_pid()
+    # No register_type: the handle forwards string_types, and the dict is mutable.
+    conn.string_types[2950] = psycopg2.extensions.new_type((2950,), "UUID_AS_BYTES", lambda v, c: b"x")
+    conn.close()
+    _next_borrower_reads_uuid_as_text()
+    again = present(db_utils.get_postgres_connection())
+    try:
+        assert again.get_backend_pid() == pid
+    finally:
+        again.close()
+    assert figures()["discarded_dirty"] == 0
+
+
+def test_binary_typecaster_written_by_a_borrower_is_undone():
+    conn = present(db_utils.get_postgres_connection())
+    conn.binary_types[23] = psycopg2.extensions.new_type((23,), "NEVER", lambda v, c: "never")
+    conn.close()
+    again = present(db_utils.get_postgres_connection())
+    try:
+        assert again.binary_types == {}
+    finally:
+        again.close()
+
+
+def test_typecaster_replaced_on_a_cursor_leaves_the_connection_pristine():
+    # register_type on a cursor lands in the cursor's own dict, which dies with it: nothing to undo.
+    conn = present(db_utils.get_postgres_connection())
+    pid = conn.get_backend_pid()
+    with conn.cursor() as cur:
+        psycopg2.extras.register_uuid(None, cur)
+        cur.execute("SELECT '00000000-0000-0000-0000-000000000001'::uuid")
+        assert str(cur.fetchone()[0]) == "00000000-0000-0000-0000-000000000001"
+    conn.close()
+    _next_borrower_reads_uuid_as_text()
+    again = present(db_utils.get_postgres_connection())
+    try:
+        assert again.get_backend_pid() == pid
+    finally:
+        again.close()
+
+
+INT_AS_TEXT = psycopg2.extensions.new_type((23,), "INT_AS_TEXT", lambda value, cursor: f"int:{value}")
+
+
+class _CastingConnection(psycopg2.extensions.connection):  # type: ignore[misc]  # psycopg2 has no stubs
+    """A user's connection class that registers a typecaster on every connection it opens."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        psycopg2.extensions.register_type(INT_AS_TEXT, self)
+
+
+def test_connect_time_typecasters_replaced_for_the_same_oids_are_put_back(pg):
+    # Connect-time typecasters (not empty): the return compares them by identity, since a caster for
+    # the same OIDs compares equal to the original.
+    from db_utils.postgres import connect
+
+    def select_int(conn: Any) -> Any:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 7")
+            return cur.fetchone()[0]
+
+    conn = connect(pg.dsn, connection_factory=_CastingConnection)
+    assert select_int(conn) == "int:7"
+    same_oids = psycopg2.extensions.new_type((23,), "INT_AS_TEXT", lambda value, cursor: "replaced")
+    psycopg2.extensions.register_type(same_oids, conn.dbapi_connection)
+    assert select_int(conn) == "replaced"
+    conn.close()
+    again = connect(pg.dsn, connection_factory=_CastingConnection)
+    try:
+        assert select_int(again) == "int:7"
+    finally:
+        again.close()

@@ -29,7 +29,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
 import psycopg2
@@ -39,7 +39,6 @@ from sqlalchemy.engine import URL, Engine
 
 from db_utils.postgres.deadline import Deadline
 from db_utils.postgres.instrument import PoolState, PoolTimeoutError
-from db_utils.postgres.leases import borrower
 from db_utils.postgres.lending import lend
 from db_utils.postgres.proxy import PooledConnection
 from db_utils.postgres.registry import pool_for
@@ -70,22 +69,22 @@ _PERMANENT_CONNECT_FAILURES = (
 )
 
 
-def borrow(url: str | URL | None = None, where: tuple[str, int] | None = None) -> PooledConnection:
-    """Check a connection out of the pool for ``url`` as a :class:`PooledConnection`; ``where`` names
-    the borrower (default: the first caller outside ``db_utils``).
+def borrow(url: str | URL | None = None, caller: FrameType | None = None) -> PooledConnection:
+    """Check a connection out of the pool for ``url`` as a :class:`PooledConnection`; ``caller`` is the
+    borrower's frame (default: this function's caller; db_utils frames are walked out of).
 
     Raises the driver's error (``psycopg2.OperationalError``) if no connection can be made, and
     :class:`~db_utils.postgres.instrument.PoolTimeoutError` if the pool stays exhausted for its timeout.
     """
     engine, state = pool_for(url)
-    return lend(engine, state, where or borrower(_getframe(1)))
+    return lend(engine, state, caller or _getframe(1))
 
 
-def open_source(source: Source, where: tuple[str, int] | None = None) -> Any:
+def open_source(source: Source, caller: FrameType | None = None) -> Any:
     """A connection from ``source`` (see module docs); raises rather than ever returning None."""
     if not callable(source):
         engine, state = pool_for(source)
-        return lend(engine, state, where or borrower(_getframe(1)))
+        return lend(engine, state, caller or _getframe(1))
     connection = source()
     if connection is None:
         name = getattr(source, "__qualname__", None) or repr(source)
@@ -97,7 +96,7 @@ def open_source(source: Source, where: tuple[str, int] | None = None) -> Any:
 
 
 def _checkout(engine: Engine, state: PoolState) -> PooledConnection:
-    return lend(engine, state, borrower(_getframe(1)))
+    return lend(engine, state, _getframe(1))
 
 
 class get_pooled_connection:
@@ -119,7 +118,7 @@ class get_pooled_connection:
         self._connection: Any = None
 
     def __enter__(self) -> Any:
-        self._connection = open_source(self._url)
+        self._connection = open_source(self._url, _getframe(1))
         return self._connection
 
     def __exit__(
@@ -129,8 +128,15 @@ class get_pooled_connection:
         if connection is None:
             return
         try:
-            if exc_type is None and not connection.closed:
-                connection.commit()
+            if exc_type is None:
+                if type(connection) is PooledConnection:
+                    # The handle's closed and commit(), read and called on the real connection (no
+                    # committing mark: nothing asks once it is closed).
+                    raw = connection._raw
+                    if raw is not None and not raw.closed:
+                        raw.commit()
+                elif not connection.closed:
+                    connection.commit()
         finally:
             # On an exception, close() rolls back (the pool's reset does): no explicit rollback here, so
             # a failing rollback on a broken connection cannot mask the caller's exception.
@@ -143,17 +149,31 @@ def execute_with_pool(operation: Callable[[Any], T], url: Source = None) -> T:
     ``url`` is any source :class:`get_pooled_connection` accepts (a URL, None, or a callable returning a
     connection)."""
     # Optimisation: get_pooled_connection's __enter__/__exit__ written out (no context-manager object).
-    connection = open_source(url, borrower(_getframe(1)))
+    if callable(url):
+        connection = open_source(url)
+        try:
+            result = operation(connection)
+        except BaseException:
+            connection.close()  # rolls back (the pool's reset does), as get_pooled_connection's __exit__
+            raise
+        try:
+            if not connection.closed:
+                connection.commit()
+        finally:
+            connection.close()
+        return result
+    engine, state = pool_for(url)
+    # The lease ends in this frame's ``finally`` (owned): the handle needs no weak reference. A handle the
+    # operation kept is closed all the same, and raises InterfaceError if used afterwards.
+    handle = lend(engine, state, _getframe(1), owned=True)
     try:
-        result = operation(connection)
-    except BaseException:
-        connection.close()  # rolls back (the pool's reset does), as get_pooled_connection's __exit__
-        raise
-    try:
-        if not connection.closed:
-            connection.commit()
+        result = operation(handle)
+        raw = handle._raw
+        if raw is not None and not raw.closed:
+            # The handle's commit(), without marking it as committing: nothing asks once it is closed.
+            raw.commit()
     finally:
-        connection.close()
+        handle.close()  # after an exception: rolls back (the pool's reset does)
     return result
 
 

@@ -27,7 +27,6 @@ from sqlalchemy.engine import URL
 
 from db_utils.config import EnvironSignature
 from db_utils.postgres.driver import tracked_connection_class
-from db_utils.postgres.leases import borrower
 from db_utils.postgres.lending import lend
 from db_utils.postgres.registry import parameters_pool
 from db_utils.postgres.settings import redact_url
@@ -127,7 +126,7 @@ def connect(
         _warn_unpooled()
         return psycopg2.connect(merged, connection_factory, cursor_factory)
     engine, state = entry
-    return lend(engine, state, borrower(sys._getframe(1)))
+    return lend(engine, state, sys._getframe(1))
 
 
 def _poolable_factory(factory: Any) -> bool:

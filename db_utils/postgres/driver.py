@@ -132,7 +132,7 @@ class TrackedConnection(pgext.connection):  # type: ignore[misc]
     def cursor(self, *args: Any, **kwargs: Any) -> Any:
         if not args and not kwargs and self.cursor_factory is None:
             # Optimisation: the everyday ``conn.cursor()`` is exactly the general path below with the
-            # plain cursor class, resolved once at import instead of on every call.
+            # plain cursor class, resolved once at import instead of on every call (PLAIN_CURSOR_CLASS).
             return pgext.connection.cursor(self, cursor_factory=_TRACKED_CURSOR)
         factory = kwargs.get("cursor_factory") or self.cursor_factory or pgext.cursor
         withhold = kwargs.get("withhold", args[3] if len(args) > 3 else False)
@@ -145,6 +145,12 @@ class TrackedConnection(pgext.connection):  # type: ignore[misc]
             # A factory we cannot subclass: statements go untracked, so assume the worst.
             self.session_effect = max(self.session_effect, SESSION_STATE)
         return super().cursor(*args, **kwargs)
+
+
+#: Connection class -> the cursor class its ``cursor()`` makes when called without arguments and no
+#: ``cursor_factory`` is set: what the pooled handle makes directly, skipping that ``cursor()`` frame. Only
+#: classes whose ``cursor()`` is known (a user's ``connection_factory`` may override it) are listed.
+PLAIN_CURSOR_CLASS: dict[type, type] = {TrackedConnection: _TRACKED_CURSOR}
 
 
 class _PoolOpeningFront:
@@ -200,21 +206,18 @@ def plain_cursor(connection: pgext.connection) -> Any:
     return pgext.connection.cursor(connection)
 
 
-# Plain psycopg2 returns uuid columns as str; SQLAlchemy's psycopg2 dialect registers UUID typecasters on
-# every connection it opens. Legacy code expects strings, so those are overridden per connection (unless
-# the application itself registered UUID handling globally, which then wins as it would without a pool).
-_UUID_AS_TEXT = pgext.new_type((_UUID_OID,), "POOLSHIFT_UUID_TEXT", lambda value, cursor: value)
-_UUID_ARRAY_AS_TEXT = pgext.new_type(
-    (_UUID_ARRAY_OID,), "POOLSHIFT_UUID_ARRAY_TEXT", lambda value, cursor: value
-)
-
-
 def restore_plain_psycopg2_typecasters(connection: pgext.connection) -> None:
-    """Undo the dialect's per-connection UUID typecasters, so results look as from ``psycopg2.connect``."""
-    if _UUID_OID in pgext.string_types:
-        return
-    pgext.register_type(_UUID_AS_TEXT, connection)
-    pgext.register_type(_UUID_ARRAY_AS_TEXT, connection)
+    """Undo the dialect's per-connection UUID typecasters, so results look as from ``psycopg2.connect``.
+
+    Plain psycopg2 returns uuid columns as str; SQLAlchemy's psycopg2 dialect registers UUID typecasters on
+    every connection it opens. Removing them from the connection lets psycopg2's global table decide, as
+    without a pool: str, or whatever the application registered globally. It also leaves the connection's
+    typecaster dicts empty, which makes the pristine check on return one comparison (see
+    :func:`db_utils.postgres.reset.is_pristine`).
+    """
+    string_types = connection.string_types
+    for oid in (_UUID_OID, _UUID_ARRAY_OID):
+        string_types.pop(oid, None)
 
 
 def neutralize_inherited_connections() -> int:

@@ -54,30 +54,49 @@ logger = logging.getLogger("db_utils.pool")
 
 # Keys in ConnectionPoolEntry.info (cleared by SQLAlchemy whenever the record reconnects, so their
 # absence means "fresh connection") and record_info (kept for the record's whole life).
-_BASELINE = "poolshift_baseline"
-_PID = "poolshift_pid"
-_LAST_RETURNED = "poolshift_last_returned"
+FACTS = "poolshift_facts"  # the connection's ConnectionFacts
 _DISCARDING = "poolshift_discarding"
 _EVER_CONNECTED = "poolshift_ever_connected"
 _WAS_INVALIDATED = "poolshift_was_invalidated"
 _CONNECTED_AT = "poolshift_connected_at"  # time.time() of the record's latest connect, as SQLAlchemy's
-_POLLER = "poolshift_poller"  # the poll object over the connection's socket (see validate)
 _CHECKED_OUT = "poolshift_checked_out"  # the checkout event ran and was counted; the checkin must be too
 
 
 # os.getpid() is a system call (glibc stopped caching it), and the pid is compared on every checkout and
 # return; it only changes in a forked child, where the hook below sets it before anything else runs there.
-_this_process = os.getpid()
+this_process = os.getpid()
 
 
 def _note_pid_after_fork() -> None:
-    global _this_process  # noqa: PLW0603 - set once per process, read on the hot path
-    _this_process = os.getpid()
+    global this_process  # noqa: PLW0603 - set once per process, read on the hot path
+    this_process = os.getpid()
 
 
 os.register_at_fork(after_in_child=_note_pid_after_fork)
 
 _monotonic = time.monotonic
+
+
+class ConnectionFacts:
+    """What the pool knows about one open connection, kept in its record's ``info`` under :data:`FACTS`
+    (SQLAlchemy clears ``info`` when the record reconnects: a reconnected record gets new facts).
+
+    One object instead of one ``info`` key per fact: checkout and return read it once, then slots.
+    """
+
+    __slots__ = ("baseline", "last_returned", "loan", "pid", "poller")
+
+    def __init__(self, connection: Any) -> None:
+        #: The state a reset must come back to (see :mod:`db_utils.postgres.reset`).
+        self.baseline = Baseline.of(connection)
+        #: The process that opened the connection: a forked child must never use it.
+        self.pid = this_process
+        #: The poll object over the connection's socket (see :func:`validate`); None: no socket.
+        self.poller = _poller(connection)
+        #: ``time.monotonic()`` of its latest return to the pool; None until the first (a fresh connection).
+        self.last_returned: float | None = None
+        #: The lending module's :class:`~db_utils.postgres.lending.Loan` of this connection, once lent.
+        self.loan: Any = None
 
 
 class PoolTimeoutError(exc.TimeoutError, psycopg2.OperationalError):  # type: ignore[misc]
@@ -102,6 +121,12 @@ class PoolState:
     last_used: float = 0.0
     #: What the pool's first connection found at the other end (see :mod:`db_utils.postgres.upstream`).
     upstream: UpstreamProbe | None = None
+    #: Idle time from which a checkout pings: ``settings.ping_after``, infinite without ``pre_ping``
+    #: (one comparison at checkout instead of two settings reads).
+    ping_after: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ping_after = self.settings.ping_after if self.settings.pre_ping else float("inf")
 
     def timeout_message(self, held_by: str = "") -> str:
         s = self.settings
@@ -223,10 +248,7 @@ def install(engine: Engine, state: PoolState) -> None:
         dbapi_connection.poolshift_opening = False
         restore_plain_psycopg2_typecasters(dbapi_connection)
         state.database = dbapi_connection.info.dbname
-        info = record.info
-        info[_BASELINE] = Baseline.of(dbapi_connection)
-        info[_PID] = _this_process
-        info[_POLLER] = _poller(dbapi_connection)
+        record.info[FACTS] = ConnectionFacts(dbapi_connection)
         lifetime = record.record_info
         if lifetime is not None:
             if lifetime.get(_EVER_CONNECTED) and not lifetime.pop(_WAS_INVALIDATED, False):
@@ -260,22 +282,24 @@ def install(engine: Engine, state: PoolState) -> None:
 
 def reset_on_return(state: PoolState, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
     """Reset a returned connection for its next borrower, or invalidate it (closed now, reconnected at its
-    next checkout) when it cannot be reset. Never raises about the connection: a failure is a reason."""
-    info = record.info
-    baseline = info.get(_BASELINE)
-    if info.get(_PID) != _this_process:
-        reason: str | None = "connection inherited from the parent process after fork()"
-    elif baseline is None:
-        reason = "connection not opened by this pool"
-    elif is_pristine(dbapi_connection, baseline):
+    next checkout) when it cannot be reset. Never raises about the connection: a failure is a reason.
+
+    :meth:`~db_utils.postgres.lending.Loan.give_back` makes the everyday case's test inline (a
+    connection of this process, :func:`~db_utils.postgres.reset.is_pristine`) and calls this otherwise."""
+    facts: ConnectionFacts | None = record.info.get(FACTS)
+    if facts is None:
+        reason: str | None = "connection not opened by this pool"
+    elif facts.pid != this_process:
+        reason = "connection inherited from the parent process after fork()"
+    elif is_pristine(dbapi_connection, facts.baseline):
         reason = None
     else:
-        reason = reset_connection(dbapi_connection, baseline)
+        reason = reset_connection(dbapi_connection, facts.baseline)
     if reason is None:
-        info[_LAST_RETURNED] = _monotonic()
+        facts.last_returned = _monotonic()  # type: ignore[union-attr]
         return
     logger.debug("discarding a connection to %s: %s", state.display_url, reason)
-    info[_DISCARDING] = True
+    record.info[_DISCARDING] = True
     state.counters.add(discarded_dirty=1)
     record.invalidate()  # closes it now; the record reconnects on its next checkout
 
@@ -283,17 +307,17 @@ def reset_on_return(state: PoolState, dbapi_connection: Any, record: ConnectionP
 def check_out(state: PoolState, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
     """The ``checkout`` listener's work (SQLAlchemy's own checkout path): :func:`validate`, counted; the
     checkin is counted by :meth:`InstrumentedQueuePool._return_conn`."""
-    reused = validate(state, dbapi_connection, record.info)
+    reused = validate(state, dbapi_connection, record.info.get(FACTS))
     counters = state.counters
     counters.count_checkout()
-    if reused:
-        counters.count_reuse()
+    if not reused:  # counted after its checkout (see PoolCounters.snapshot)
+        counters.count_first_use()
     lifetime = record.record_info
     if lifetime is not None:
         lifetime[_CHECKED_OUT] = True
 
 
-def validate(state: PoolState, dbapi_connection: Any, info: dict[str, Any]) -> bool:
+def validate(state: PoolState, dbapi_connection: Any, facts: ConnectionFacts | None) -> bool:
     """Validate a reused connection without a round trip, and with one only if idle past ``ping_after``;
     True if the connection was used before (a reuse).
 
@@ -303,26 +327,28 @@ def validate(state: PoolState, dbapi_connection: Any, info: dict[str, Any]) -> b
     makes the idle socket readable at once (go-sql-driver's ``conncheck``). A connection idle longer,
     where firewalls, PgBouncer and failovers strike, is pinged, within ``ping_timeout``. A failed check
     raises DisconnectionError, on which the pool replaces the connection transparently.
+
+    :func:`~db_utils.postgres.lending.lend` makes the everyday case's tests inline (the same ones, in the
+    same order) and calls this when one of them fails.
     """
-    if info.get(_PID) != _this_process:
+    if facts is None or facts.pid != this_process:
         raise exc.DisconnectionError("connection inherited from the parent process after fork()")
-    last_returned = info.get(_LAST_RETURNED)
+    last_returned = facts.last_returned
     if last_returned is None:
         return False
     # Is the idle socket readable or in error right now (closed or reset)? An idle connection, reset on
     # return, has nothing to read: the server only talks when asked (LISTEN, which leaves unsolicited
     # messages, marks the session for DISCARD ALL). Readable therefore means the server's FATAL goodbye
     # or EOF. A non-blocking poll costs no round trip.
-    poller = info.get(_POLLER)
+    poller = facts.poller
     try:
         closed = poller is None or dbapi_connection.closed or bool(poller.poll(0))
     except (OSError, ValueError):  # no socket any more
         closed = True
     if closed:
         raise exc.DisconnectionError("the server closed the connection while it was idle")
-    settings = state.settings
-    if settings.pre_ping and _monotonic() - last_returned >= settings.ping_after:
-        _ping(dbapi_connection, state.counters, settings.ping_timeout)
+    if _monotonic() - last_returned >= state.ping_after:
+        _ping(dbapi_connection, state.counters, state.settings.ping_timeout)
     return True
 
 

@@ -1,7 +1,8 @@
 """Who holds which pooled connection: the lease registry behind leak warnings and exhaustion errors.
 
 Every handle checked out and not yet closed has a :class:`Lease` in :data:`outstanding`, keyed by the
-handle's weak reference (whose callback returns a dropped handle's connection). A lease records where
+handle's weak reference (whose callback returns a dropped handle's connection), or by the lease itself
+when the borrower ends the lease in its own ``finally`` (``execute_with_pool``). A lease records where
 it was taken (the first frame outside ``db_utils``) and when, so that:
 
 - a pool that runs out of connections can say which call sites hold them (:func:`holders`);
@@ -18,12 +19,12 @@ import threading
 import time
 import weakref
 from collections import Counter
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 logger = logging.getLogger("db_utils.pool")
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 class Lease:
@@ -39,12 +40,14 @@ class Lease:
     def __init__(self, pool: Any, display_url: str) -> None:
         self.pool = pool
         self.display_url = display_url
-        self.where: str | tuple[str, int] | None = None
+        #: The borrower's call site: its code object and instruction offset (the line is worked out only
+        #: when a message names it, see :func:`borrower`), or a ready-made description.
+        self.where: str | Where | None = None
         self.since = 0.0
         self.warned = False
-        #: The weak reference to the handle lent now (its key in :data:`outstanding`); dropped at close,
-        #: so the callback of a handle closed properly never runs.
-        self.ref: weakref.ref[Any] | None = None
+        #: The lease's key in :data:`outstanding` now: the weak reference to the handle lent now, dropped
+        #: at close so the callback of a handle closed properly never runs; or the lease itself.
+        self.ref: weakref.ref[Any] | Lease | None = None
         #: Weak references to the cursors handed out on this lease, once there are any.
         self.cursors: list[weakref.ref[Any]] | None = None
 
@@ -52,7 +55,10 @@ class Lease:
         where = self.where
         if where is None:
             return "<unknown>"
-        return where if isinstance(where, str) else f"{where[0]}:{where[1]}"
+        if isinstance(where, str):
+            return where
+        code, offset = where
+        return f"{code.co_filename}:{_line_at(code, offset)}"
 
     def give_back(self) -> None:
         """Return the connection to its pool (reset there, or discarded if it cannot be)."""
@@ -68,19 +74,36 @@ class Lease:
         raise NotImplementedError
 
 
-# Handle weakref -> its lease. Holding the weakref here keeps it alive after its handle dies, so its
-# callback runs. Single dict operations are atomic under the GIL; readers on other threads copy it first.
-outstanding: dict[weakref.ref[Any], Lease] = {}
+# Handle weakref (or the lease itself) -> its lease. Holding the weakref here keeps it alive after its handle
+# dies, so its callback runs. Single dict operations are atomic under the GIL; readers on other threads copy
+# it first.
+outstanding: dict[weakref.ref[Any] | Lease, Lease] = {}
 
 
-def borrower(frame: FrameType | None) -> tuple[str, int] | None:
-    """(file, line) of ``frame``, or of its first caller outside ``db_utils``: two attribute reads in
-    the everyday case, where the entry point passes its own caller's frame (no stack walk, no string)."""
+#: A call site as :func:`borrower` records it: a code object and the offset of its current instruction.
+Where = tuple[CodeType, int]
+
+
+def borrower(frame: FrameType | None) -> Where | None:
+    """The call site of ``frame``, or of its first caller outside ``db_utils``: two attribute reads in
+    the everyday case, where the entry point passes its own caller's frame (no stack walk, no string).
+
+    The instruction offset, not the line: ``f_lineno`` decodes the code's line table on every checkout,
+    while the line is only needed by the rare message that names the borrower (:meth:`Lease.location`).
+    """
     while frame is not None:
         code = frame.f_code
-        if not code.co_filename.startswith(_PACKAGE_DIR):
-            return code.co_filename, frame.f_lineno
+        if not code.co_filename.startswith(PACKAGE_DIR):
+            return code, frame.f_lasti
         frame = frame.f_back
+    return None
+
+
+def _line_at(code: CodeType, offset: int) -> int | None:
+    """The source line of the instruction at ``offset`` in ``code`` (what ``frame.f_lineno`` says)."""
+    for start, end, line in code.co_lines():
+        if start <= offset < end:
+            return line
     return None
 
 

@@ -14,9 +14,10 @@ import logging
 import sys
 
 from db_utils.config import ConfigError
-from db_utils.postgres.api import borrow, scrub_password
-from db_utils.postgres.leases import borrower
+from db_utils.postgres.api import scrub_password
+from db_utils.postgres.lending import lend
 from db_utils.postgres.proxy import PooledConnection
+from db_utils.postgres.registry import pool_for
 
 logger = logging.getLogger("db_utils.legacy")
 
@@ -24,7 +25,8 @@ logger = logging.getLogger("db_utils.legacy")
 def get_postgres_connection() -> PooledConnection | None:
     """A pooled, psycopg2-compatible connection, or ``None`` if none can be obtained (error logged)."""
     try:
-        return borrow(None, borrower(sys._getframe(1)))
+        engine, state = pool_for(None)
+        return lend(engine, state, sys._getframe(1))
     except ConfigError as error:
         # Configuration errors already name the variable and never contain the password.
         logger.error("get_postgres_connection: invalid configuration: %s", error)

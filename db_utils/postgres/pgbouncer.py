@@ -33,7 +33,7 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions as pgext
 
-from db_utils.postgres.driver import TrackedConnection, plain_cursor, tracked_cursor_class
+from db_utils.postgres.driver import PLAIN_CURSOR_CLASS, TrackedConnection, plain_cursor, tracked_cursor_class
 from db_utils.postgres.statements import CLEAN, UNRESETTABLE, classify_query, leading_keyword
 
 #: DISCARD ALL minus what may not run in a transaction block (SET SESSION AUTHORIZATION is refused
@@ -300,3 +300,5 @@ def _guarded_characteristic(name: str) -> property:
 
 for _name in ("autocommit", *_CHARACTERISTICS):
     setattr(TransactionPooledConnection, _name, _guarded_characteristic(_name))
+
+PLAIN_CURSOR_CLASS[TransactionPooledConnection] = _GUARDED_CURSOR

@@ -22,18 +22,23 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import time
 import warnings
 import weakref
 from types import TracebackType
 from typing import Any
 
 import psycopg2
+import psycopg2.extensions
 
-from db_utils.postgres.leases import Lease, outstanding
+from db_utils.postgres.driver import PLAIN_CURSOR_CLASS
+from db_utils.postgres.leases import Lease, Where, outstanding
 
 logger = logging.getLogger("db_utils.pool")
 
 _CLOSED_MESSAGE = "connection already closed"
+_monotonic = time.monotonic
+_connection_cursor = psycopg2.extensions.connection.cursor
 _PRUNE_EVERY = 64  # cursors handed out on one lease between two sweeps of the dead ones
 
 
@@ -43,7 +48,7 @@ class PooledConnection:
     A handle is two slots: the real connection (None once closed, for good) and its lease. What the
     lease needs per checkout (the handle's weak reference, its cursors) lives on the lease, which is
     re-armed at each checkout: only the handle lent now ever reaches it (every method checks ``_raw``
-    first). Handles are made by :func:`lend_handle`.
+    first). Handles are made by :func:`lend_handle` (or as it does, by ``lending.lend``).
     """
 
     __slots__ = ("__weakref__", "_committing", "_lease", "_raw")
@@ -67,7 +72,7 @@ class PooledConnection:
                 cursor = ref()
                 if cursor is not None and not cursor.closed:
                     _close_cursor(cursor)
-        _set_raw(self, None)
+        set_raw(self, None)
         outstanding.pop(lease.ref, None)  # type: ignore[arg-type]
         lease.ref = None  # the weak reference dies here: its callback never runs
         lease.give_back()
@@ -97,7 +102,7 @@ class PooledConnection:
             return None
         lease = self._lease
         _close_cursors(lease)
-        _set_raw(self, None)
+        set_raw(self, None)
         outstanding.pop(lease.ref, None)  # type: ignore[arg-type]
         lease.ref = None
         return lease
@@ -127,7 +132,13 @@ class PooledConnection:
         raw = self._raw
         if raw is None:
             raise psycopg2.InterfaceError(_CLOSED_MESSAGE)
-        cursor = raw.cursor(*args, **kwargs)
+        if args or kwargs or raw.cursor_factory is not None:
+            cursor = raw.cursor(*args, **kwargs)
+        else:
+            # The everyday ``conn.cursor()``: the class's own cursor() skipped when the table says what
+            # it would make (a Python frame less on every cursor).
+            tracked = PLAIN_CURSOR_CLASS.get(type(raw))
+            cursor = raw.cursor() if tracked is None else _connection_cursor(raw, None, tracked)
         # The cursor keeps the lease (and its connection) alive. A cursor class without a __dict__ cannot
         # (rare: every factory psycopg2 ships has one); it is still closed when the lease ends.
         # Optimisation: not contextlib.suppress, which builds a context manager on every cursor.
@@ -138,11 +149,11 @@ class PooledConnection:
         lease = self._lease
         cursors = lease.cursors
         if cursors is None:
-            lease.cursors = [weakref.ref(cursor)]
+            lease.cursors = [_weak(cursor)]
         else:
             if len(cursors) % _PRUNE_EVERY == 0:  # a long lease making many cursors: forget the dead ones
                 cursors[:] = [ref for ref in cursors if ref() is not None]
-            cursors.append(weakref.ref(cursor))
+            cursors.append(_weak(cursor))
         return cursor
 
     def commit(self) -> None:
@@ -194,29 +205,33 @@ class PooledConnection:
         return f"<PooledConnection {state} to {self._lease.display_url}>"
 
 
-# The slots' own descriptors: the handle's __setattr__ forwards to the real connection.
+# The slots' own descriptors: the handle's __setattr__ forwards to the real connection. A handle is made
+# with new_handle(PooledConnection) and its two slots set through set_raw/set_lease (no __init__ frame, no
+# object.__setattr__ name lookups): see lend_handle, and lending.lend, which does the same written out.
 _slot: Any = PooledConnection.__dict__
-_set_raw = _slot["_raw"].__set__
-_set_lease = _slot["_lease"].__set__
+set_raw = _slot["_raw"].__set__
+set_lease = _slot["_lease"].__set__
 _set_committing = _slot["_committing"].__set__
 _get_committing = _slot["_committing"].__get__
-_new_handle = object.__new__
+new_handle = object.__new__
 _weak = weakref.ref
 
 
-def lend_handle(raw: Any, lease: Lease) -> PooledConnection:
+def lend_handle(raw: Any, lease: Lease, where: Where | None) -> PooledConnection:
     """A new handle over ``raw``, registered as ``lease``'s in :data:`~db_utils.postgres.leases.outstanding`.
 
-    A bare weakref whose callback finds what to return in the lease registry does what
-    ``weakref.finalize(handle, ...)`` would, for a fraction of the cost; the slots are set through their
-    descriptors (no ``__init__`` frame, no ``object.__setattr__`` name lookups).
+    A bare weakref whose callback finds what to return in the lease registry (:func:`return_dropped`)
+    does what ``weakref.finalize(handle, ...)`` would, for a fraction of the cost.
     """
-    handle: PooledConnection = _new_handle(PooledConnection)
-    _set_raw(handle, raw)
-    _set_lease(handle, lease)
-    ref = _weak(handle, _return_dropped)
-    lease.ref = ref
+    lease.where = where
+    lease.since = _monotonic()
+    lease.warned = False
     lease.cursors = None
+    handle: PooledConnection = new_handle(PooledConnection)
+    set_raw(handle, raw)
+    set_lease(handle, lease)
+    ref = _weak(handle, return_dropped)
+    lease.ref = ref
     outstanding[ref] = lease
     return handle
 
@@ -265,7 +280,7 @@ def _at_exit() -> None:
 atexit.register(_at_exit)
 
 
-def _return_dropped(finalizer: weakref.ref[PooledConnection]) -> None:
+def return_dropped(finalizer: weakref.ref[PooledConnection]) -> None:
     """Weakref callback of a handle dropped without close(): return the connection, then say so."""
     lease = outstanding.pop(finalizer, None)
     if lease is None or _exiting:

@@ -51,6 +51,9 @@ class Baseline:
     attributes: frozenset[str]
     #: What :data:`_STATE` reads from a connection that needs no reset at all (see :func:`is_pristine`).
     pristine: tuple[Any, ...]
+    #: Whether the connect-time typecaster dicts were empty (the everyday case, see
+    #: ``driver.restore_plain_psycopg2_typecasters``): then ``pristine``'s comparison covers them too.
+    no_typecasters: bool
 
     @classmethod
     def of(cls, connection: Any) -> Baseline:
@@ -78,7 +81,10 @@ class Baseline:
                 [],
                 list,
                 dict(vars(connection), session_effect=CLEAN),
+                {},
+                {},
             ),
+            not connection.string_types and not connection.binary_types,
         )
 
 
@@ -97,6 +103,10 @@ _STATE = operator.attrgetter(
     "notifies",
     "notifies.__class__",
     "__dict__",
+    # Equal to the empty dicts of ``Baseline.pristine`` exactly when empty. Non-empty ones compare their
+    # typecasters by OIDs, not identity: is_pristine then compares them itself.
+    "string_types",
+    "binary_types",
 )
 
 
@@ -107,23 +117,21 @@ def is_pristine(connection: Any, baseline: Baseline) -> bool:
     psycopg2's own status is READY (no transaction it began) and libpq reports the server idle (a
     transaction begun with SQL text in autocommit mode shows only there); the client settings, the
     notices and notifies lists, the instance attributes (and with them ``session_effect``) are as at
-    connect time, and so are the typecaster dicts (compared by identity, see :func:`_restore_typecasters`).
+    connect time, and so are the typecaster dicts (compared by identity, see :func:`_restore_typecasters`;
+    empty ones, the everyday case, in the same single comparison as the rest).
     """
     # The transaction first: a return with work uncommitted (legacy code's close()) fails here, cheaply.
-    if connection.get_transaction_status() != _IDLE or _STATE(connection) != baseline.pristine:
+    if connection.get_transaction_status() != _IDLE:
         return False
-    # _same_typecasters for both dicts, written out (it is a Python call each).
-    for current, items in (
-        (connection.string_types, baseline.string_types),
-        (connection.binary_types, baseline.binary_types),
-    ):
-        if len(current) != len(items):
-            return False
-        get = current.get
-        for oid, caster in items:
-            if get(oid) is not caster:
-                return False
-    return True
+    if baseline.no_typecasters:
+        return bool(_STATE(connection) == baseline.pristine)
+    # Typecasters at connect time (a user's connection_factory registered some): all but the last two
+    # values compared at once, the typecasters by identity.
+    return bool(
+        _STATE(connection)[:-2] == baseline.pristine[:-2]
+        and _same_typecasters(connection.string_types, baseline.string_types)
+        and _same_typecasters(connection.binary_types, baseline.binary_types)
+    )
 
 
 def _same_typecasters(current: dict[Any, Any], items: tuple[tuple[Any, Any], ...]) -> bool:
