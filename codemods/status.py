@@ -17,6 +17,7 @@ from typing import Any
 from codemods.first_pass import binding_resolver, parse_text
 from codemods.project import Project
 from codemods.report import markdown_table, records, text_table
+from codemods.rules.base import dotted_name
 from codemods.runner import UNASSIGNED, RunResult
 from codemods.transform import SourceError, decode_source
 
@@ -87,7 +88,7 @@ def count_pooled_calls(project: Project) -> dict[str, int]:
             1
             for node in ast.walk(tree)
             if isinstance(node, ast.Call)
-            and (callee := _callee_name(node.func)) is not None
+            and (callee := dotted_name(node.func)) is not None
             and not resolve(callee).isdisjoint(POOLED_API)
         )
         phase = project.plan.phase_of(path)
@@ -97,18 +98,6 @@ def count_pooled_calls(project: Project) -> dict[str, int]:
 
 
 _POOLED_WORDS = (b"db_utils",)
-
-
-def _callee_name(node: ast.expr) -> str | None:
-    """``a.b.c`` as a dotted name when the callee is a plain name or attribute chain, else None."""
-    names: list[str] = []
-    while isinstance(node, ast.Attribute):
-        names.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    names.append(node.id)
-    return ".".join(reversed(names))
 
 
 def phase_statuses(project: Project, result: RunResult) -> list[PhaseStatus]:

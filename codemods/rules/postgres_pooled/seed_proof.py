@@ -168,19 +168,7 @@ class SeedProof:
         plan = SeedPlan(
             index=self.index, conn=self.conn, with_conn_body=False, length=2 if guard is None else 3
         )
-        inner = suite_statements(attempt.body)
-        if len(inner) == 1 and isinstance(inner[0], cst.With) and self._is_with_conn(inner[0]):
-            plan.with_conn_body = True
-            proof = BodyProof(self.conn, self.line_of, commits_on_exit=True)
-            # `with conn, conn.cursor() as cur:`: the items after `conn` stay on the pooled `with`.
-            inner_body: list[cst.BaseStatement] = (
-                [inner[0].with_changes(items=inner[0].items[1:])]
-                if len(inner[0].items) > 1
-                else suite_statements(inner[0].body)
-            )
-        else:
-            proof = BodyProof(self.conn, self.line_of, commits_on_exit=False)
-            inner_body = inner
+        proof, inner_body = self._body_proof(suite_statements(attempt.body), plan)
         if proof.block(inner_body):
             proof.check_exit(attempt.body)  # falling off the end of the block is an exit too
         self._check_handlers(attempt, proof.tracked, plan)
@@ -270,19 +258,7 @@ class SeedProof:
             straight=True,
             body_start=start,
         )
-        if len(inner) == 1 and isinstance(inner[0], cst.With) and self._is_with_conn(inner[0]):
-            if not isinstance(inner[0].body, cst.IndentedBlock):
-                raise Refusal("not-seed-pattern", "one-line blocks are left alone")
-            plan.with_conn_body = True
-            proof = BodyProof(self.conn, self.line_of, commits_on_exit=True)
-            inner_body = (
-                [inner[0].with_changes(items=inner[0].items[1:])]
-                if len(inner[0].items) > 1
-                else suite_statements(inner[0].body)
-            )
-        else:
-            proof = BodyProof(self.conn, self.line_of, commits_on_exit=False)
-            inner_body = inner
+        proof, inner_body = self._body_proof(inner, plan)
         proof.returns_leak = True
         if proof.block(inner_body):
             proof.check_exit(close)  # reaching the close is the block's normal end
@@ -295,6 +271,24 @@ class SeedProof:
         removed.append(close)  # in source order: the comments go above the new statement in this order
         plan.comments = comments_in(removed)
         return plan
+
+    def _body_proof(
+        self, inner: list[cst.BaseStatement], plan: SeedPlan
+    ) -> tuple[BodyProof, list[cst.BaseStatement]]:
+        """The proof for the pooled block's body, and the statements it must prove: a body that is one
+        ``with conn[, more]:`` is folded into the pooled block (psycopg2 commits at its end, as the pooled
+        block does), so its own body is what is proven."""
+        if len(inner) != 1 or not isinstance(inner[0], cst.With) or not self._is_with_conn(inner[0]):
+            return BodyProof(self.conn, self.line_of, commits_on_exit=False), inner
+        folded = inner[0]
+        if not isinstance(folded.body, cst.IndentedBlock):
+            raise Refusal("not-seed-pattern", "one-line blocks are left alone")
+        plan.with_conn_body = True
+        proof = BodyProof(self.conn, self.line_of, commits_on_exit=True)
+        # `with conn, conn.cursor() as cur:`: the items after `conn` stay on the pooled `with`.
+        if len(folded.items) > 1:
+            return proof, [folded.with_changes(items=folded.items[1:])]
+        return proof, suite_statements(folded.body)
 
     @property
     def needs_none_contract(self) -> bool:
