@@ -114,12 +114,14 @@ def test_counts_taken_without_a_lock_stay_exact_across_threads():
 # -- the typecaster dicts: empty at connect, so the single comparison covers them ---------------------
 
 
-def _next_borrower_reads_uuid_as_text() -> None:
+def _next_borrower_reads_uuid_as_text() -> int:
+    """Borrow again: a uuid comes back as text (psycopg2's default); returns that connection's backend pid."""
     again = present(db_utils.get_postgres_connection())
     try:
         with again.cursor() as cur:
             cur.execute("SELECT '00000000-0000-0000-0000-000000000001'::uuid, 7")
             assert cur.fetchone() == ("00000000-0000-0000-0000-000000000001", 7)
+        return int(again.get_backend_pid())
     finally:
         again.close()
 
@@ -142,12 +144,7 @@ def test_typecaster_written_into_the_forwarded_dict_is_undone_and_the_connection
     # No register_type: the handle forwards string_types, and the dict is mutable.
     conn.string_types[2950] = psycopg2.extensions.new_type((2950,), "UUID_AS_BYTES", lambda v, c: b"x")
     conn.close()
-    _next_borrower_reads_uuid_as_text()
-    again = present(db_utils.get_postgres_connection())
-    try:
-        assert again.get_backend_pid() == pid
-    finally:
-        again.close()
+    assert _next_borrower_reads_uuid_as_text() == pid  # the same connection, reset, not replaced
     assert figures()["discarded_dirty"] == 0
 
 
@@ -171,12 +168,7 @@ def test_typecaster_replaced_on_a_cursor_leaves_the_connection_pristine():
         cur.execute("SELECT '00000000-0000-0000-0000-000000000001'::uuid")
         assert str(cur.fetchone()[0]) == "00000000-0000-0000-0000-000000000001"
     conn.close()
-    _next_borrower_reads_uuid_as_text()
-    again = present(db_utils.get_postgres_connection())
-    try:
-        assert again.get_backend_pid() == pid
-    finally:
-        again.close()
+    assert _next_borrower_reads_uuid_as_text() == pid  # the same connection, reset, not replaced
 
 
 INT_AS_TEXT = psycopg2.extensions.new_type((23,), "INT_AS_TEXT", lambda value, cursor: f"int:{value}")

@@ -36,15 +36,8 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from db_utils.postgres import instrument
 from db_utils.postgres.instrument import FACTS, ConnectionFacts, PoolState, reset_on_return, validate
-from db_utils.postgres.leases import Lease, Where, borrower, outstanding
-from db_utils.postgres.proxy import (
-    PooledConnection,
-    lend_handle,
-    new_handle,
-    return_dropped,
-    set_lease,
-    set_raw,
-)
+from db_utils.postgres.leases import Lease, borrower
+from db_utils.postgres.proxy import PooledConnection, lend_handle
 from db_utils.postgres.reset import is_pristine
 
 _monotonic = time.monotonic
@@ -181,7 +174,8 @@ def lend(engine: Engine, state: PoolState, caller: FrameType | None, owned: bool
         or checkin.parent_listeners
     ):
         fairy = engine.raw_connection()
-        return lend_handle(fairy.dbapi_connection, _FairyLease(fairy, state.display_url), borrower(caller))
+        lease = _FairyLease(fairy, state.display_url)
+        return lend_handle(fairy.dbapi_connection, lease, borrower(caller), _monotonic())
     # FairQueuePool._do_get's everyday case (nobody waits, a connection is idle) written out; see there
     # why no lock is needed.
     record: Any = None
@@ -226,24 +220,8 @@ def lend(engine: Engine, state: PoolState, caller: FrameType | None, owned: bool
     loan = facts.loan  # type: ignore[union-attr]
     if loan is None:
         loan = facts.loan = Loan(pool, state, record, facts)  # type: ignore[union-attr,arg-type]
-    return _arm(loan, raw, borrower(caller), now, owned)
-
-
-def _arm(loan: Loan, raw: Any, where: Where | None, now: float, owned: bool) -> PooledConnection:
-    """Re-arm ``loan`` for this checkout and make its handle: what
-    :func:`~db_utils.postgres.proxy.lend_handle` does, with the lease itself as an ``owned`` one's key."""
     loan.raw = raw
-    loan.where = where
-    loan.since = now
-    loan.warned = False
-    loan.cursors = None
-    handle: PooledConnection = new_handle(PooledConnection)
-    set_raw(handle, raw)
-    set_lease(handle, loan)
-    key: Any = loan if owned else _weak(handle, return_dropped)
-    loan.ref = key
-    outstanding[key] = loan
-    return handle
+    return lend_handle(raw, loan, borrower(caller), now, owned)
 
 
 def _check_out_slowly(pool: Any, state: PoolState, record: Any) -> tuple[Any, ConnectionFacts]:

@@ -217,22 +217,27 @@ new_handle = object.__new__
 _weak = weakref.ref
 
 
-def lend_handle(raw: Any, lease: Lease, where: Where | None) -> PooledConnection:
-    """A new handle over ``raw``, registered as ``lease``'s in :data:`~db_utils.postgres.leases.outstanding`.
+def lend_handle(
+    raw: Any, lease: Lease, where: Where | None, since: float, owned: bool = False
+) -> PooledConnection:
+    """A new handle over ``raw``, registered as ``lease``'s in :data:`~db_utils.postgres.leases.outstanding`
+    (the lease re-armed for this checkout, which started at ``since``).
 
     A bare weakref whose callback finds what to return in the lease registry (:func:`return_dropped`)
-    does what ``weakref.finalize(handle, ...)`` would, for a fraction of the cost.
+    does what ``weakref.finalize(handle, ...)`` would, for a fraction of the cost. An ``owned`` lease is
+    ended by its caller in a ``finally`` of the frame that holds the handle (``execute_with_pool``): the
+    lease itself is its key, no weak reference.
     """
     lease.where = where
-    lease.since = _monotonic()
+    lease.since = since
     lease.warned = False
     lease.cursors = None
     handle: PooledConnection = new_handle(PooledConnection)
     set_raw(handle, raw)
     set_lease(handle, lease)
-    ref = _weak(handle, return_dropped)
-    lease.ref = ref
-    outstanding[ref] = lease
+    key: Any = lease if owned else _weak(handle, return_dropped)
+    lease.ref = key
+    outstanding[key] = lease
     return handle
 
 

@@ -12,7 +12,7 @@ import importlib
 import json
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -572,6 +572,28 @@ def _outcome(call: object) -> object:
         return type(error).__name__
 
 
+def _runs_on_a_fresh_table(
+    postgres: object,
+    clean_env: pytest.MonkeyPatch,
+    sources: list[tuple[str, str]],
+    scenario: Callable[[types.ModuleType], list[object]],
+) -> list[list[object]]:
+    """``scenario`` of each module in ``sources`` (importing the raising helper) on the test server, each
+    on a fresh ``ps101_items`` table, so the legacy and the rewritten forms start from the same rows."""
+    import db_utils
+
+    for name, value in postgres.env().items():  # type: ignore[attr-defined]
+        clean_env.setenv(name, value)
+    db_utils.dispose_pools()
+    runs = []
+    for name, source in sources:
+        module = _load(name, source, RAISING_HELPER)
+        postgres.query("DROP TABLE IF EXISTS ps101_items")  # type: ignore[attr-defined]
+        postgres.query("CREATE TABLE ps101_items (id serial PRIMARY KEY, name text UNIQUE)")  # type: ignore[attr-defined]
+        runs.append(scenario(module))
+    return runs
+
+
 @pytest.mark.postgres
 def test_rewritten_raising_helper_callers_behave_like_the_legacy_ones(
     postgres: object, clean_env: pytest.MonkeyPatch, app_modules: None
@@ -590,25 +612,19 @@ def test_rewritten_raising_helper_callers_behave_like_the_legacy_ones(
     assert "conn.close()" not in after
     assert "except Exception" not in after  # the trailing re-raise is dropped
 
-    for name, value in postgres.env().items():  # type: ignore[attr-defined]
-        clean_env.setenv(name, value)
-    db_utils.dispose_pools()
-    runs = []
-    for name, source in (("legacy_raising", RAISING_MODULE), ("pooled_raising", after)):
-        module = _load(name, source, RAISING_HELPER)
-        postgres.query("DROP TABLE IF EXISTS ps101_items")  # type: ignore[attr-defined]
-        postgres.query("CREATE TABLE ps101_items (id serial PRIMARY KEY, name text UNIQUE)")  # type: ignore[attr-defined]
-        runs.append(
-            [
-                _outcome(module.count_rows),
-                _outcome(lambda m=module: m.add_item("a")),
-                _outcome(lambda m=module: m.add_item("a")),
-                _outcome(lambda m=module: m.rename("a", "b")),
-                _outcome(lambda m=module: m.rename("missing", "c")),
-                _outcome(module.count_rows),
-                postgres.query("SELECT name FROM ps101_items ORDER BY id"),  # type: ignore[attr-defined]
-            ]
-        )
+    def scenario(module: types.ModuleType) -> list[object]:
+        return [
+            _outcome(module.count_rows),
+            _outcome(lambda: module.add_item("a")),
+            _outcome(lambda: module.add_item("a")),
+            _outcome(lambda: module.rename("a", "b")),
+            _outcome(lambda: module.rename("missing", "c")),
+            _outcome(module.count_rows),
+            postgres.query("SELECT name FROM ps101_items ORDER BY id"),  # type: ignore[attr-defined]
+        ]
+
+    sources = [("legacy_raising", RAISING_MODULE), ("pooled_raising", after)]
+    runs = _runs_on_a_fresh_table(postgres, clean_env, sources, scenario)
     assert runs[0] == runs[1]
     assert runs[0][:6] == [0, True, "duplicate", True, "LookupError", 1]
 
@@ -759,29 +775,23 @@ def test_rewritten_straight_line_functions_behave_like_the_legacy_ones(
     assert "conn.close()" not in after
     assert after.count("with get_pooled_connection(get_postgres_connection) as conn:") == 5
 
-    for name, value in postgres.env().items():  # type: ignore[attr-defined]
-        clean_env.setenv(name, value)
-    db_utils.dispose_pools()
-    runs = []
-    for name, source in (("legacy_straight", STRAIGHT_MODULE), ("pooled_straight", after)):
-        module = _load(name, source, RAISING_HELPER)
-        postgres.query("DROP TABLE IF EXISTS ps101_items")  # type: ignore[attr-defined]
-        postgres.query("CREATE TABLE ps101_items (id serial PRIMARY KEY, name text UNIQUE)")  # type: ignore[attr-defined]
-        runs.append(
-            [
-                _outcome(module.count_rows),
-                _outcome(lambda m=module: m.add_item("a")),
-                _outcome(lambda m=module: m.add_item("a")),
-                _outcome(lambda m=module: m.add_two("b", "a")),
-                _outcome(lambda m=module: m.add_two("b", "d")),
-                _outcome(lambda m=module: m.rename("a", "c")),
-                _outcome(lambda m=module: m.rename("missing", "x")),
-                _outcome(lambda m=module: m.find("c")),
-                _outcome(lambda m=module: m.find("zzz")),
-                _outcome(module.count_rows),
-                postgres.query("SELECT name FROM ps101_items ORDER BY name"),  # type: ignore[attr-defined]
-            ]
-        )
+    def scenario(module: types.ModuleType) -> list[object]:
+        return [
+            _outcome(module.count_rows),
+            _outcome(lambda: module.add_item("a")),
+            _outcome(lambda: module.add_item("a")),
+            _outcome(lambda: module.add_two("b", "a")),
+            _outcome(lambda: module.add_two("b", "d")),
+            _outcome(lambda: module.rename("a", "c")),
+            _outcome(lambda: module.rename("missing", "x")),
+            _outcome(lambda: module.find("c")),
+            _outcome(lambda: module.find("zzz")),
+            _outcome(module.count_rows),
+            postgres.query("SELECT name FROM ps101_items ORDER BY name"),  # type: ignore[attr-defined]
+        ]
+
+    sources = [("legacy_straight", STRAIGHT_MODULE), ("pooled_straight", after)]
+    runs = _runs_on_a_fresh_table(postgres, clean_env, sources, scenario)
     assert runs[0] == runs[1]
     assert runs[0][:10] == [0, True, "UniqueViolation", "UniqueViolation", True, True, False, True, None, 3]
 
