@@ -25,8 +25,10 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
 import statistics
+import struct
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -36,6 +38,44 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+#: Linux's PM QoS interface: while a process keeps it open with a value written, no CPU enters an idle
+#: state whose exit latency exceeds that many microseconds (tuned's latency-performance profile does this).
+CPU_LATENCY_DEVICE = Path("/dev/cpu_dma_latency")
+_cpu_latency_fd: int | None = None
+_cpu_latency_refused: str | None = None
+
+
+def hold_cpus_awake() -> None:
+    """Keep idle CPUs polling instead of halting for the rest of this process (:func:`cpu_idle_state`).
+
+    Every contender of a database or HTTP benchmark blocks on a socket several times per op. On a virtual
+    machine whose idle CPUs halt at once (the ``haltpoll`` cpuidle driver with ``guest_halt_poll_ns=0``),
+    each wake-up then goes through the hypervisor, which adds tens of microseconds per round trip and
+    several-fold to every contender's CPU time, in phases that come and go (bench/README.md, "Reading the
+    figures"): the ratios then measure the hypervisor, not the pools. A PM QoS request of 0 us makes the
+    idle loop poll, the same for every contender. Needs write access to the device (root); otherwise the
+    run goes on as the machine is, and the results say so.
+    """
+    global _cpu_latency_fd, _cpu_latency_refused  # noqa: PLW0603 - one request per process, released at exit
+    if _cpu_latency_fd is not None:
+        return
+    try:
+        fd = os.open(CPU_LATENCY_DEVICE, os.O_WRONLY)
+    except OSError as error:
+        _cpu_latency_refused = error.strerror or type(error).__name__
+        return
+    os.write(fd, struct.pack("i", 0))
+    _cpu_latency_fd = fd
+
+
+def cpu_idle_state() -> str:
+    """What the results document records about :func:`hold_cpus_awake`."""
+    if _cpu_latency_fd is not None:
+        return "idle CPUs poll (PM QoS latency 0 us held)"
+    if _cpu_latency_refused is not None:
+        return f"idle CPUs as configured ({CPU_LATENCY_DEVICE}: {_cpu_latency_refused})"
+    return "idle CPUs as configured"
 
 
 @dataclass(frozen=True)
@@ -110,6 +150,7 @@ class Harness:
 
     def __init__(self, name: str, *, quick: bool = False, ops: int = 200, rounds: int = 15) -> None:
         self.name = name
+        hold_cpus_awake()
         self.quick = quick
         self.ops = max(ops // 10, 1) if quick else ops
         self.rounds = 5 if quick else rounds
@@ -243,7 +284,7 @@ def print_targets(targets: list[Target]) -> None:
 
 def environment() -> dict[str, Any]:
     """The fields every results document starts with."""
-    return {"python": sys.version.split()[0], "platform": platform.platform()}
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu idle": cpu_idle_state()}
 
 
 def _time_round(operation: Callable[[], object], ops: int) -> tuple[float, float]:
@@ -260,4 +301,6 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     """The options every benchmark accepts."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="few rounds: a smoke test, not a measurement")
-    return parser.parse_args(argv)
+    arguments = parser.parse_args(argv)
+    hold_cpus_awake()
+    return arguments

@@ -87,7 +87,8 @@ def markdown(documents: list[dict[str, Any]], machine: dict[str, Any]) -> str:
     header = (
         f"Latest {kind} run: {machine.get('date', '?')} on {machine.get('cpu', '?')} "
         f"({machine.get('cores', '?')} cores), Python {machine.get('python', '?')}, "
-        f"PostgreSQL {machine.get('postgres', '?')}; {packages}."
+        f"PostgreSQL {machine.get('postgres', '?')}; {packages}; "
+        f"{machine.get('cpu idle', 'idle CPUs as configured')}."
     )
     parts = [header, "", "![op cost per approach, log scale](bench/results/op_cost.png)", ""]
     parts += [*_targets_table(documents), ""]

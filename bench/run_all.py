@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.common import cpu_idle_state, hold_cpus_awake
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ("postgres", "load", "sqlite", "http", "codemod")
 PACKAGES = ("SQLAlchemy", "psycopg2-binary", "psycopg", "psycopg-pool", "DBUtils", "urllib3", "libcst")
@@ -62,6 +64,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "postgres": _postgres_version(),
         "packages": versions,
+        "cpu idle": cpu_idle_state(),
     }
 
 
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke-test sizes (CI); leaves the README alone")
     parser.add_argument("--only", action="append", choices=BENCHMARKS, help="run only these benchmarks")
     args = parser.parse_args(argv)
+    hold_cpus_awake()  # for the whole run, each benchmark's subprocess included (it holds its own too)
     failures = []
     for name in args.only or BENCHMARKS:
         script = ROOT / "bench" / f"bench_{name}.py"
