@@ -35,7 +35,8 @@ def test_a_benchmark_process_holds_cpus_awake_while_it_runs_and_releases_them_at
         [sys.executable, "-c", HOLDER], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
-        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout is not None
+        assert holder.stdin is not None
         state = holder.stdout.readline().strip()
         if writable:
             assert state == "idle CPUs poll (PM QoS latency 0 us held)"

@@ -203,3 +203,132 @@ def test_connect_time_typecasters_replaced_for_the_same_oids_are_put_back(pg):
         assert select_int(again) == "int:7"
     finally:
         again.close()
+
+
+# -- an unexposed connection: its return reads back only what its cursors and the server can change ---
+
+
+def _exposed(handle: Any) -> bool:
+    """Whether the pool counts ``handle``'s connection as exposed (read without exposing it)."""
+    return bool(handle._lease.facts.exposed)
+
+
+def test_a_lease_that_only_used_cursors_leaves_its_connection_unexposed_and_reused():
+    conn = present(db_utils.get_postgres_connection())
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+    with conn:  # psycopg2's transaction block, through the handle's own methods
+        with conn.cursor() as cur:
+            cur.execute("SELECT 2")
+    conn.commit()
+    assert not _exposed(conn)
+    conn.close()
+    execute_pid = db_utils.execute_with_pool(_select_pid)
+    assert _next_borrower_reads_uuid_as_text() == execute_pid  # the same connection, kept
+    assert figures()["discarded_dirty"] == 0
+
+
+def _select_pid(conn: Any) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        return int(cur.fetchone()[0])
+
+
+def test_notices_raised_on_an_unexposed_connection_are_cleared_for_the_next_borrower():
+    conn = present(db_utils.get_postgres_connection())
+    with conn.cursor() as cur:
+        cur.execute("DO $$ BEGIN RAISE NOTICE 'left behind'; END $$")
+    conn.commit()
+    assert not _exposed(conn)
+    conn.close()
+    again = present(db_utils.get_postgres_connection())
+    try:
+        assert again.notices == []
+    finally:
+        again.close()
+
+
+def test_a_setting_changed_through_a_cursors_connection_is_reset():
+    conn = present(db_utils.get_postgres_connection())
+    with conn.cursor() as cur:
+        cur.connection.autocommit = True  # psycopg2's cursor.connection is the real connection
+    assert _exposed(conn)
+    conn.close()
+    again = present(db_utils.get_postgres_connection())
+    try:
+        assert again.autocommit is False
+    finally:
+        again.close()
+
+
+def test_an_exposed_connection_stays_exposed_so_a_reference_kept_past_close_is_caught_later():
+    # Borrower A keeps the real connection past close() and changes it while B holds it (misuse, but
+    # legacy code does keep references): B's return must still read everything back.
+    first = present(db_utils.get_postgres_connection())
+    kept = first.dbapi_connection
+    first.close()
+    second = present(db_utils.get_postgres_connection())
+    with second.cursor() as cur:
+        cur.execute("SELECT 1")
+    second.commit()
+    kept.set_session(readonly=True)
+    second.close()
+    third = present(db_utils.get_postgres_connection())
+    try:
+        assert third.readonly is None
+        with third.cursor() as cur:
+            cur.execute("SHOW transaction_read_only")
+            assert cur.fetchone()[0] == "off"
+    finally:
+        third.close()
+
+
+class _SettingCursor(psycopg2.extensions.cursor):  # type: ignore[misc]  # psycopg2 has no stubs
+    """An application's cursor class whose constructor changes the connection it is given."""
+
+    def __init__(self, connection: Any, *args: Any, **kwargs: Any) -> None:
+        connection.autocommit = True
+        super().__init__(connection, *args, **kwargs)
+
+
+def test_a_cursor_class_of_the_application_exposes_the_connection_it_is_given():
+    conn = present(db_utils.get_postgres_connection())
+    conn.cursor(cursor_factory=_SettingCursor).close()
+    assert _exposed(conn)
+    conn.close()
+    again = present(db_utils.get_postgres_connection())
+    try:
+        assert again.autocommit is False
+    finally:
+        again.close()
+
+
+def test_psycopg2s_own_cursor_classes_leave_the_connection_unexposed():
+    conn = present(db_utils.get_postgres_connection())
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute("SELECT 1 AS one")
+        assert cur.fetchone() == {"one": 1}
+    assert not _exposed(conn)
+    conn.close()
+
+
+class _SelfSettingConnection(psycopg2.extensions.connection):  # type: ignore[misc]  # psycopg2 has no stubs
+    """An application's connection class whose own cursor() changes the connection (``self``)."""
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        self.autocommit = True
+        return super().cursor(*args, **kwargs)
+
+
+def test_a_connection_class_of_the_application_counts_as_exposed_from_the_start(pg):
+    from db_utils.postgres import connect
+
+    conn = connect(pg.dsn, connection_factory=_SelfSettingConnection)
+    assert _exposed(conn)
+    conn.cursor().close()
+    conn.close()
+    again = connect(pg.dsn, connection_factory=_SelfSettingConnection)
+    try:
+        assert again.autocommit is False
+    finally:
+        again.close()

@@ -45,27 +45,47 @@ _live_lock = threading.Lock()
 before_database_ddl: Callable[[str], object] | None = None
 
 
+#: psycopg2's own ``cursor.connection`` (the real connection), read without the tracking classes'
+#: property: what the pool's own code uses, so only a borrower's read counts as exposing the connection.
+real_connection_of: Callable[[Any], Any] = pgext.cursor.__dict__["connection"].__get__
+
+
 class _TrackingCursorMixin:
     """Marks the connection's ``session_effect`` before a statement runs (conservative if it then fails)."""
 
     __slots__ = ()  # the tracking classes get their instance layout from tracked_cursor_class
 
-    connection: TrackedConnection
+    #: False for a class whose construction may hand the real connection to a user's code (see
+    #: :func:`tracked_cursor_class`); a pooled handle then treats making such a cursor as exposing it.
+    poolshift_trusted = True
+
+    @property
+    def connection(self) -> TrackedConnection:
+        """psycopg2's ``cursor.connection``. Reached through a pooled handle's cursor, the real connection
+        is exposed: its return to the pool reads back everything a borrower could change on it (see
+        ``proxy.PooledConnection.expose``)."""
+        handle = getattr(self, "poolshift_lease", None)
+        if handle is not None:
+            handle.expose()
+        connection: TrackedConnection = real_connection_of(self)
+        return connection
 
     def execute(self, query: Any, vars: Any = None) -> Any:
         # Optimisation: the everyday statement is a clean str seen before: one dict read.
         if (statement_facts_cache.get(query) if type(query) is str else None) is not CLEAN_FACTS:
-            _note_statement(self.connection, query)
+            _note_statement(real_connection_of(self), query)
         return super().execute(query, vars)  # type: ignore[misc]
 
     def executemany(self, query: Any, vars_list: Any) -> Any:
-        effect = classify_query(query, self.connection)
-        self.connection.session_effect = max(self.connection.session_effect, effect)
+        connection = real_connection_of(self)
+        effect = classify_query(query, connection)
+        connection.session_effect = max(connection.session_effect, effect)
         return super().executemany(query, vars_list)  # type: ignore[misc]
 
     def callproc(self, procname: Any, parameters: Any = None) -> Any:
         # A server function can change anything (set_config, temp tables): always reset the session.
-        self.connection.session_effect = max(self.connection.session_effect, SESSION_STATE)
+        connection = real_connection_of(self)
+        connection.session_effect = max(connection.session_effect, SESSION_STATE)
         return super().callproc(procname, parameters)  # type: ignore[misc]
 
 
@@ -89,7 +109,7 @@ def _execute_on_plain_cursor(self: Any, query: Any, vars: Any = None) -> Any:
     """``_TrackingCursorMixin.execute`` for psycopg2's own cursor class: its C ``execute`` called
     directly instead of through ``super()`` (which builds a proxy object on every statement)."""
     if (statement_facts_cache.get(query) if type(query) is str else None) is not CLEAN_FACTS:
-        _note_statement(self.connection, query)
+        _note_statement(real_connection_of(self), query)
     return _plain_execute(self, query, vars)
 
 
@@ -105,6 +125,8 @@ def tracked_cursor_class(factory: type) -> type:
             tracked = _tracked_classes.get(factory)
             if tracked is None:
                 own: dict[str, Any] = {"execute": _execute_on_plain_cursor} if factory is pgext.cursor else {}
+                if not _constructs_in_psycopg2_only(factory):
+                    own["poolshift_trusted"] = False
                 if not factory.__dictoffset__:
                     # The pooled handle's reference (see proxy.PooledConnection.cursor) in a slot: no
                     # instance dict made per cursor; other attributes still get one, as before.
@@ -112,6 +134,15 @@ def tracked_cursor_class(factory: type) -> type:
                 tracked = type(f"Tracked{factory.__name__}", (_TrackingCursorMixin, factory), own)
                 _tracked_classes[factory] = tracked
     return tracked
+
+
+def _constructs_in_psycopg2_only(factory: type) -> bool:
+    """Whether making a ``factory`` cursor runs only psycopg2's code: a class of the application that
+    defines ``__init__`` or ``__new__`` receives the real connection as an argument."""
+    return all(
+        klass.__module__.startswith("psycopg2") or not ({"__init__", "__new__"} & klass.__dict__.keys())
+        for klass in factory.__mro__[:-1]  # object's own constructors last
+    )
 
 
 _TRACKED_CURSOR = tracked_cursor_class(pgext.cursor)
@@ -122,6 +153,9 @@ class TrackedConnection(pgext.connection):  # type: ignore[misc]
 
     #: True while the pool is still opening the connection (see :class:`_PoolOpeningFront`).
     poolshift_opening = False
+    #: False for a class with a user's ``connection_factory`` in it (see :func:`tracked_connection_class`):
+    #: its methods run with the real connection as ``self``, so the pool counts it as always exposed.
+    poolshift_trusted = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -196,7 +230,8 @@ def tracked_connection_class(factory: type | None, base: type = TrackedConnectio
             if built is None:
                 bases = (base,) if factory is None else (factory, base)
                 name = "PooledPsycopg2Connection" if factory is None else f"Pooled{factory.__name__}"
-                built = type(name, (_PoolOpeningFront, *bases), {})
+                own = {} if factory is None else {"poolshift_trusted": False}
+                built = type(name, (_PoolOpeningFront, *bases), own)
                 _connection_classes[key] = built
     return built
 

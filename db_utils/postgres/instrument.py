@@ -84,7 +84,7 @@ class ConnectionFacts:
     One object instead of one ``info`` key per fact: checkout and return read it once, then slots.
     """
 
-    __slots__ = ("baseline", "last_returned", "loan", "pid", "poller")
+    __slots__ = ("baseline", "exposed", "last_returned", "loan", "pid", "poller")
 
     def __init__(self, connection: Any) -> None:
         #: The state a reset must come back to (see :mod:`db_utils.postgres.reset`).
@@ -97,6 +97,10 @@ class ConnectionFacts:
         self.last_returned: float | None = None
         #: The lending module's :class:`~db_utils.postgres.lending.Loan` of this connection, once lent.
         self.loan: Any = None
+        #: Whether a borrower's code ever reached the real connection object, for good once it has (see
+        #: ``proxy.PooledConnection.expose``): from the start for a class with the application's own
+        #: methods in it (a ``connection_factory``), which run with the real connection as ``self``.
+        self.exposed = not getattr(type(connection), "poolshift_trusted", False)
 
 
 class PoolTimeoutError(exc.TimeoutError, psycopg2.OperationalError):  # type: ignore[misc]

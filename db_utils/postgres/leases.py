@@ -64,6 +64,10 @@ class Lease:
         """Return the connection to its pool (reset there, or discarded if it cannot be)."""
         raise NotImplementedError
 
+    def expose(self) -> None:
+        """The borrower's code reached the real connection (see ``proxy.PooledConnection.expose``)."""
+        raise NotImplementedError
+
     def invalidate(self, error: BaseException | None = None) -> None:
         """Close the connection for real; its pool slot is freed (the next checkout reconnects)."""
         raise NotImplementedError

@@ -38,7 +38,7 @@ from db_utils.postgres import instrument
 from db_utils.postgres.instrument import FACTS, ConnectionFacts, PoolState, reset_on_return, validate
 from db_utils.postgres.leases import Lease, borrower
 from db_utils.postgres.proxy import PooledConnection, lend_handle
-from db_utils.postgres.reset import is_pristine
+from db_utils.postgres.reset import is_pristine, is_pristine_unexposed
 
 _monotonic = time.monotonic
 _time = time.time
@@ -87,7 +87,10 @@ class Loan(Lease):
                         raw.rollback()
                     except Exception:  # noqa: S110 - the full reset below finds out what is wrong
                         pass
-                pristine = is_pristine(raw, facts.baseline)
+                if facts.exposed:
+                    pristine = is_pristine(raw, facts.baseline)
+                else:
+                    pristine = is_pristine_unexposed(raw, facts.baseline)
             if pristine:
                 facts.last_returned = _monotonic()
             else:
@@ -117,6 +120,9 @@ class Loan(Lease):
             lock.release()
         pool._do_return_conn(record)
 
+    def expose(self) -> None:
+        self.facts.exposed = True
+
     def invalidate(self, error: BaseException | None = None) -> None:
         record = self.record
         self.raw = None
@@ -142,9 +148,16 @@ class _FairyLease(Lease):
     def __init__(self, fairy: Any, display_url: str) -> None:
         super().__init__(fairy._pool, display_url)
         self.fairy = fairy
+        # The application's listeners were handed the real connection: exposed for good.
+        self.expose()
 
     def give_back(self) -> None:
         self.fairy.close()
+
+    def expose(self) -> None:
+        facts: ConnectionFacts | None = self.fairy.info.get(FACTS)
+        if facts is not None:
+            facts.exposed = True
 
     def invalidate(self, error: BaseException | None = None) -> None:
         self.fairy.invalidate(error)

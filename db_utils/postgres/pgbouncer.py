@@ -33,7 +33,13 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions as pgext
 
-from db_utils.postgres.driver import PLAIN_CURSOR_CLASS, TrackedConnection, plain_cursor, tracked_cursor_class
+from db_utils.postgres.driver import (
+    PLAIN_CURSOR_CLASS,
+    TrackedConnection,
+    plain_cursor,
+    real_connection_of,
+    tracked_cursor_class,
+)
 from db_utils.postgres.statements import CLEAN, UNRESETTABLE, classify_query, leading_keyword
 
 #: DISCARD ALL minus what may not run in a transaction block (SET SESSION AUTHORIZATION is refused
@@ -155,14 +161,12 @@ def _statement_text(query: Any, connection: Any) -> str:
 class _GuardedCursorMixin:
     """Refuses a flagged statement before it is sent (the tracking cursor underneath marks the rest)."""
 
-    connection: TransactionPooledConnection
-
     def execute(self, query: Any, vars: Any = None) -> Any:
-        self.connection.check_statement(query)
+        real_connection_of(self).check_statement(query)
         return super().execute(query, vars)  # type: ignore[misc]
 
     def executemany(self, query: Any, vars_list: Any) -> Any:
-        self.connection.check_statement(query)
+        real_connection_of(self).check_statement(query)
         return super().executemany(query, vars_list)  # type: ignore[misc]
 
 

@@ -121,10 +121,23 @@ class PooledConnection:
         return self._connection()
 
     def _connection(self) -> Any:
+        """The real connection, handed to the borrower's code: from now on it is exposed (see
+        :meth:`expose`)."""
         raw = self._raw
         if raw is None:
             raise psycopg2.InterfaceError(_CLOSED_MESSAGE)
+        self._lease.expose()
         return raw
+
+    def expose(self) -> None:
+        """Record that the borrower's code reached the real connection (an attribute of it read or set
+        through this handle, ``dbapi_connection``, a cursor's ``connection``, a cursor class of the
+        application's): from then on every return of that connection reads back everything a borrower
+        can change on it, since a reference to it may outlive this lease. A connection never exposed can
+        have changed only through its cursors' statements (tracked in ``session_effect``), its
+        transaction, its notices and notifies, and a break: its return reads back only those
+        (:func:`~db_utils.postgres.reset.is_pristine_unexposed`)."""
+        self._lease.expose()
 
     # -- everything else is the real connection's --------------------------------------------------
 
@@ -134,6 +147,8 @@ class PooledConnection:
             raise psycopg2.InterfaceError(_CLOSED_MESSAGE)
         if args or kwargs or raw.cursor_factory is not None:
             cursor = raw.cursor(*args, **kwargs)
+            if not getattr(cursor, "poolshift_trusted", False):  # its class got the real connection
+                self._lease.expose()
         else:
             # The everyday ``conn.cursor()``: the class's own cursor() skipped when the table says what
             # it would make (a Python frame less on every cursor).
@@ -189,13 +204,18 @@ class PooledConnection:
 
     def __enter__(self) -> PooledConnection:
         # psycopg2 >= 2.9: `with conn:` starts a transaction block and does NOT close on exit.
-        self._connection().__enter__()
+        raw = self._raw
+        if raw is None:
+            raise psycopg2.InterfaceError(_CLOSED_MESSAGE)
+        raw.__enter__()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        raw = self._connection()
+        raw = self._raw
+        if raw is None:
+            raise psycopg2.InterfaceError(_CLOSED_MESSAGE)
         if exc_type is None:
             _set_committing(self, True)
         raw.__exit__(exc_type, exc, tb)
