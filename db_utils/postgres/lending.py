@@ -38,11 +38,12 @@ from db_utils.postgres import instrument
 from db_utils.postgres.instrument import FACTS, ConnectionFacts, PoolState, reset_on_return, validate
 from db_utils.postgres.leases import Lease, borrower
 from db_utils.postgres.proxy import PooledConnection, lend_handle
-from db_utils.postgres.reset import is_pristine, is_pristine_unexposed
+from db_utils.postgres.reset import UNEXPOSED_STATE, is_pristine
 
 _monotonic = time.monotonic
 _time = time.time
 _weak = weakref.ref
+_IDLE = pgext.TRANSACTION_STATUS_IDLE
 _IN_TRANSACTION = (pgext.TRANSACTION_STATUS_INTRANS, pgext.TRANSACTION_STATUS_INERROR)
 
 
@@ -82,15 +83,17 @@ class Loan(Lease):
         try:
             pristine = False
             if facts.pid == instrument.this_process:
-                if raw.get_transaction_status() in _IN_TRANSACTION:
+                status = raw.get_transaction_status()
+                if status in _IN_TRANSACTION:
                     try:  # noqa: SIM105 - contextlib.suppress builds a context manager per return
                         raw.rollback()
                     except Exception:  # noqa: S110 - the full reset below finds out what is wrong
                         pass
+                    status = raw.get_transaction_status()
                 if facts.exposed:
                     pristine = is_pristine(raw, facts.baseline)
-                else:
-                    pristine = is_pristine_unexposed(raw, facts.baseline)
+                else:  # never reached by a borrower's code: see UNEXPOSED_STATE
+                    pristine = status == _IDLE and UNEXPOSED_STATE(raw) == facts.baseline.unexposed_pristine
             if pristine:
                 facts.last_returned = _monotonic()
             else:

@@ -136,7 +136,7 @@ class PooledConnection:
         can change on it, since a reference to it may outlive this lease. A connection never exposed can
         have changed only through its cursors' statements (tracked in ``session_effect``), its
         transaction, its notices and notifies, and a break: its return reads back only those
-        (:func:`~db_utils.postgres.reset.is_pristine_unexposed`)."""
+        (:data:`~db_utils.postgres.reset.UNEXPOSED_STATE`)."""
         self._lease.expose()
 
     # -- everything else is the real connection's --------------------------------------------------

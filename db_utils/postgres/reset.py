@@ -51,7 +51,7 @@ class Baseline:
     attributes: frozenset[str]
     #: What :data:`_STATE` reads from a connection that needs no reset at all (see :func:`is_pristine`).
     pristine: tuple[Any, ...]
-    #: What :data:`_UNEXPOSED_STATE` reads from such a connection (see :func:`is_pristine_unexposed`).
+    #: What :data:`UNEXPOSED_STATE` reads from such a connection when it needs no reset.
     unexposed_pristine: tuple[Any, ...]
     #: Whether the connect-time typecaster dicts were empty (the everyday case, see
     #: ``driver.restore_plain_psycopg2_typecasters``): then ``pristine``'s comparison covers them too.
@@ -138,20 +138,13 @@ def is_pristine(connection: Any, baseline: Baseline) -> bool:
     )
 
 
-# What a connection no borrower's code reached can have changed (see proxy.PooledConnection.expose): a
-# break, its status, the notices and notifies the server sent, ``session_effect`` (its cursors'
-# statements), read in one C call.
-_UNEXPOSED_STATE = operator.attrgetter("closed", "status", "notices", "notifies", "__dict__")
-
-
-def is_pristine_unexposed(connection: Any, baseline: Baseline) -> bool:
-    """:func:`is_pristine` for a connection whose real object no borrower's code ever reached: its client
-    settings (autocommit, isolation level, read-only, deferrable, cursor factory, encoding, typecasters,
-    the notices/notifies containers) can only be changed through that object, so only what its cursors'
-    statements and the server can change is read back."""
-    if connection.get_transaction_status() != _IDLE:
-        return False
-    return bool(_UNEXPOSED_STATE(connection) == baseline.unexposed_pristine)
+#: What a connection no borrower's code ever reached can have changed (see
+#: ``proxy.PooledConnection.expose``): a break, its status, the notices and notifies the server sent,
+#: and ``session_effect`` (its cursors' statements), read in one C call. Its client settings (autocommit,
+#: isolation level, read-only, deferrable, cursor factory, encoding, typecasters, the notices/notifies
+#: containers) can only be changed through the real object. ``Loan.give_back`` compares this with
+#: :attr:`Baseline.unexposed_pristine` after checking that the transaction is idle.
+UNEXPOSED_STATE = operator.attrgetter("closed", "status", "notices", "notifies", "__dict__")
 
 
 def _same_typecasters(current: dict[Any, Any], items: tuple[tuple[Any, Any], ...]) -> bool:
