@@ -27,18 +27,18 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import callgrind
+from bench.bench_postgres import LIMIT, OURS_CONTEXT, OURS_EXECUTE, OURS_LEGACY, THREADED
 from bench.callgrind import WARM_UP_OPS, count_in
 
-LIMIT = "persistent + rollback"
-THREADED = "psycopg2 ThreadedConnectionPool"
-OURS_EXECUTE = "db_utils execute_with_pool"
-OURS_LEGACY = "db_utils get_postgres_connection+close"
-CONTENDERS = (LIMIT, THREADED, OURS_EXECUTE, OURS_LEGACY)
+CONTENDERS = (LIMIT, THREADED, OURS_EXECUTE, OURS_CONTEXT, OURS_LEGACY)
 # --split: where our instructions go (each minus the next-smaller one is one component's share).
 SPLIT_QUEUE = "split: FairQueuePool get + return"
 SPLIT_LEND = "split: checkout + return, no query"
 SPLIT_HELD = "split: SELECT 1 + rollback on a held handle"
-SPLIT = (SPLIT_QUEUE, SPLIT_LEND, SPLIT_HELD)
+# The same op (``execute_with_pool(_run_on)``) on bench/pool_floor.py's yardstick: the per-op guarantees
+# alone, without QueuePool and the registry.
+FLOOR = "floor: the guarantees alone (pool_floor.py)"
+SPLIT = (SPLIT_QUEUE, SPLIT_LEND, SPLIT_HELD, FLOOR)
 
 
 def operation_for(name: str, dsn: str) -> Callable[[int], object]:
@@ -71,6 +71,18 @@ def operation_for(name: str, dsn: str) -> Callable[[int], object]:
         return threaded
     if name == OURS_EXECUTE:
         return lambda _: db_utils.execute_with_pool(_run_on)
+    if name == OURS_CONTEXT:
+
+        def context(_: int) -> object:
+            with db_utils.get_pooled_connection() as connection:
+                return _run_on(connection)
+
+        return context
+    if name == FLOOR:
+        from bench.pool_floor import FloorPool
+
+        floor = FloorPool(dsn)
+        return lambda _: floor.execute(_run_on)
     if name in SPLIT:
         return _split_operation(name)
     if name == OURS_LEGACY:
