@@ -150,7 +150,6 @@ class Harness:
 
     def __init__(self, name: str, *, quick: bool = False, ops: int = 200, rounds: int = 15) -> None:
         self.name = name
-        hold_cpus_awake()
         self.quick = quick
         self.ops = max(ops // 10, 1) if quick else ops
         self.rounds = 5 if quick else rounds
@@ -301,6 +300,17 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     """The options every benchmark accepts."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="few rounds: a smoke test, not a measurement")
+    add_idle_option(parser)
     arguments = parser.parse_args(argv)
-    hold_cpus_awake()
+    if not arguments.let_cpus_idle:
+        hold_cpus_awake()
     return arguments
+
+
+def add_idle_option(parser: argparse.ArgumentParser) -> None:
+    """``--let-cpus-idle``: measure with the machine's own idle policy (see :func:`hold_cpus_awake`)."""
+    parser.add_argument(
+        "--let-cpus-idle",
+        action="store_true",
+        help="do not hold idle CPUs polling (bench/README.md, 'Reading the figures'): to see what it changes",
+    )
