@@ -15,7 +15,11 @@ import io
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from db_utils.http.headers import parse_header_lines
 from db_utils.http.wire import counters
+
+# http.client's reader of a header block's lines (the one its parse_headers uses), if this Python has it.
+_read_headers: Callable[[Any], list[bytes]] | None = getattr(http.client, "_read_headers", None)
 
 _T = TypeVar("_T")
 
@@ -149,6 +153,67 @@ class DirectResponse(http.client.HTTPResponse):
     _trailer_read = False
     _abandoned = False
 
+    def begin(self) -> None:
+        """``http.client.HTTPResponse.begin``, step for step, with the header block parsed by
+        :func:`~db_utils.http.headers.parse_header_lines` (the same ``HTTPMessage``, built directly for
+        the blocks servers send) and its headers looked up once each. At ``debuglevel`` > 0, or without
+        http.client's ``_read_headers``, http.client's own ``begin`` runs."""
+        started: object = self.headers
+        if started is not None:
+            return  # the response is being read already
+        if self.debuglevel > 0 or _read_headers is None:
+            super().begin()
+            return
+        status = self._read_final_status()
+        message, first = parse_header_lines(_read_headers(self.fp))
+        self.headers = self.msg = message
+        self._frame_body(status, message.get if first is None else first.get)
+
+    def _read_final_status(self) -> int:
+        """The status line of the first response that is not 100 Continue (earlier ones are skipped)."""
+        assert _read_headers is not None  # begin() checked
+        while True:
+            version, status, reason = self._read_status()  # type: ignore[attr-defined]
+            if status != http.client.CONTINUE:
+                break
+            _read_headers(self.fp)  # the 100 response's headers, skipped
+        self.code = self.status = status
+        self.reason = reason.strip()
+        if version in ("HTTP/1.0", "HTTP/0.9"):  # some servers still answer "0.9": treated as 1.0
+            self.version = 10
+        elif version.startswith("HTTP/1."):
+            self.version = 11  # HTTP/1.1 for HTTP/1.x, x >= 1
+        else:
+            raise http.client.UnknownProtocol(version)
+        return int(status)
+
+    def _frame_body(self, status: int, get: Callable[[str], str | None]) -> None:
+        """How the body ends (chunked, a length, or the connection's close), from the headers."""
+        transfer_encoding = get("transfer-encoding")
+        if transfer_encoding and transfer_encoding.lower() == "chunked":
+            self.chunked = True
+            self.chunk_left = None
+        else:
+            self.chunked = False
+        self.will_close = _will_close(self.version, get)
+        # A Content-Length is ignored with chunked encoding, and when it is not a number >= 0.
+        self.length = None
+        length = get("content-length")
+        if length and not self.chunked:
+            try:
+                self.length = int(length)
+            except ValueError:
+                self.length = None
+            else:
+                if self.length < 0:
+                    self.length = None
+        if status in (http.client.NO_CONTENT, http.client.NOT_MODIFIED) or 100 <= status < 200:
+            self.length = 0  # a body of fixed length zero
+        elif self._method == "HEAD":  # type: ignore[attr-defined]
+            self.length = 0
+        if not self.will_close and not self.chunked and self.length is None:
+            self.will_close = True  # an open connection, no chunking, no length: the body ends at close
+
     def read(self, amt: int | None = None) -> bytes:
         # io's convention (and urllib's effective behavior, its server closes the connection after the
         # body) is that a negative size reads everything; http.client would instead read the socket until
@@ -187,3 +252,17 @@ class DirectResponse(http.client.HTTPResponse):
             if not complete:
                 counters.add(discarded=1)
             release(complete)
+
+
+def _will_close(version: int, get: Callable[[str], str | None]) -> bool:
+    """``http.client.HTTPResponse._check_close`` with ``get`` as the header lookup."""
+    connection = get("connection")
+    if version == 11:  # HTTP/1.1 stays open unless the server says close
+        return bool(connection and "close" in connection.lower())
+    # HTTP/1.0 closes, unless Keep-Alive is set or the connection (or Netscape's Proxy-Connection) says so.
+    if get("keep-alive"):
+        return False
+    if connection and "keep-alive" in connection.lower():
+        return False
+    proxy_connection = get("proxy-connection")
+    return not (proxy_connection and "keep-alive" in proxy_connection.lower())
