@@ -248,17 +248,21 @@ def test_notices_raised_on_an_unexposed_connection_are_cleared_for_the_next_borr
         again.close()
 
 
+def _next_borrower_has_autocommit_off() -> None:
+    again = present(db_utils.get_postgres_connection())
+    try:
+        assert again.autocommit is False
+    finally:
+        again.close()
+
+
 def test_a_setting_changed_through_a_cursors_connection_is_reset():
     conn = present(db_utils.get_postgres_connection())
     with conn.cursor() as cur:
         cur.connection.autocommit = True  # psycopg2's cursor.connection is the real connection
     assert _exposed(conn)
     conn.close()
-    again = present(db_utils.get_postgres_connection())
-    try:
-        assert again.autocommit is False
-    finally:
-        again.close()
+    _next_borrower_has_autocommit_off()
 
 
 def test_an_exposed_connection_stays_exposed_so_a_reference_kept_past_close_is_caught_later():
@@ -296,11 +300,7 @@ def test_a_cursor_class_of_the_application_exposes_the_connection_it_is_given():
     conn.cursor(cursor_factory=_SettingCursor).close()
     assert _exposed(conn)
     conn.close()
-    again = present(db_utils.get_postgres_connection())
-    try:
-        assert again.autocommit is False
-    finally:
-        again.close()
+    _next_borrower_has_autocommit_off()
 
 
 def test_psycopg2s_own_cursor_classes_leave_the_connection_unexposed():
