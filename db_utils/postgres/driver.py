@@ -140,7 +140,8 @@ def _constructs_in_psycopg2_only(factory: type) -> bool:
     """Whether making a ``factory`` cursor runs only psycopg2's code: a class of the application that
     defines ``__init__`` or ``__new__`` receives the real connection as an argument."""
     return all(
-        klass.__module__.startswith("psycopg2") or not ({"__init__", "__new__"} & klass.__dict__.keys())
+        klass.__module__.partition(".")[0] == "psycopg2"
+        or not ({"__init__", "__new__"} & klass.__dict__.keys())
         for klass in factory.__mro__[:-1]  # object's own constructors last
     )
 
