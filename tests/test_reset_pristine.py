@@ -287,6 +287,25 @@ def test_an_exposed_connection_stays_exposed_so_a_reference_kept_past_close_is_c
         third.close()
 
 
+def test_a_connection_checked_out_through_sqlalchemy_counts_as_exposed():
+    # engine.raw_connection() (SQLAlchemy's own path) hands the real connection to the application, which
+    # may keep it past close() and change it while the pool's next borrower holds it.
+    fairy = db_utils.get_connection_pool().raw_connection()
+    kept: Any = fairy.dbapi_connection
+    fairy.close()
+    borrowed = present(db_utils.get_postgres_connection())
+    with borrowed.cursor() as cur:
+        cur.execute("SELECT 1")
+    borrowed.commit()
+    kept.set_session(readonly=True)
+    borrowed.close()
+    again = present(db_utils.get_postgres_connection())
+    try:
+        assert again.readonly is None
+    finally:
+        again.close()
+
+
 class _SettingCursor(psycopg2.extensions.cursor):  # type: ignore[misc]  # psycopg2 has no stubs
     """An application's cursor class whose constructor changes the connection it is given."""
 

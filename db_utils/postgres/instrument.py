@@ -311,7 +311,10 @@ def reset_on_return(state: PoolState, dbapi_connection: Any, record: ConnectionP
 def check_out(state: PoolState, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
     """The ``checkout`` listener's work (SQLAlchemy's own checkout path): :func:`validate`, counted; the
     checkin is counted by :meth:`InstrumentedQueuePool._return_conn`."""
-    reused = validate(state, dbapi_connection, record.info.get(FACTS))
+    facts: ConnectionFacts | None = record.info.get(FACTS)
+    reused = validate(state, dbapi_connection, facts)
+    if facts is not None:
+        facts.exposed = True  # this path hands the application the real connection (inside its fairy)
     counters = state.counters
     counters.count_checkout()
     if not reused:  # counted after its checkout (see PoolCounters.snapshot)

@@ -150,9 +150,7 @@ class _FairyLease(Lease):
 
     def __init__(self, fairy: Any, display_url: str) -> None:
         super().__init__(fairy._pool, display_url)
-        self.fairy = fairy
-        # The application's listeners were handed the real connection: exposed for good.
-        self.expose()
+        self.fairy = fairy  # its checkout listener marked the connection exposed (instrument.check_out)
 
     def give_back(self) -> None:
         self.fairy.close()
