@@ -20,13 +20,12 @@ then refuses.
 from __future__ import annotations
 
 import ast
-import warnings
 from collections.abc import Callable
 
 import libcst as cst
 from libcst.codemod import CodemodContext
 
-from codemods.first_pass import TargetSet, binding_resolver
+from codemods.first_pass import TargetSet, binding_resolver, parse_text
 from codemods.limits import DEFAULT_LIMITS, Limits, libcst_surely_succeeds, measure
 from codemods.rules._redirect import STORED_IN_MODULE, STORED_IN_OBJECT, RedirectCallRule
 from codemods.rules.base import RuleOptions, Site, SiteStatus, dotted_name
@@ -114,12 +113,10 @@ def _tree_if_shortcut(text: str, tree: ast.Module | None, limits: Limits) -> ast
     if any(word in text for word in _NEEDS_METADATA):
         return None
     if tree is None:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                tree = ast.parse(text)
-        except (SyntaxError, ValueError, MemoryError, RecursionError):
+        parsed = parse_text(text)
+        if isinstance(parsed, str):  # CPython rejects it: LibCST's path reports why
             return None
+        tree = parsed
     return tree if libcst_surely_succeeds(measure(text, tree), limits) else None
 
 

@@ -7,10 +7,11 @@ computed once (:func:`load_project`) and handed down to the runner as a :class:`
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 from codemods.cache import ResultCache, StatFacts, WordFacts, content_key
 from codemods.files import find_project_root, list_project_files
@@ -251,12 +252,7 @@ class FileStore:
         """``path``'s text (:func:`_text_of` of its bytes), decoded once per version read; None when it
         cannot be read or does not decode."""
         data = self.read(path)
-        if data is None:
-            return None
-        known = self._texts.get(path)
-        if known is None or known[0] is not data:
-            known = self._texts[path] = (data, _text_of(data))
-        return known[1]
+        return None if data is None else _of_this_version(self._texts, path, data, _text_of)
 
     def decodes(self, path: str) -> bool:
         """Whether ``path`` has a text: from recorded facts when they tell, else by decoding it."""
@@ -271,12 +267,7 @@ class FileStore:
         if self._recorded(path) is not None and path in self._recorded_keys:
             return self._recorded_keys[path]
         data = self.read(path)
-        if data is None:
-            return None
-        known = self._keys.get(path)
-        if known is None or known[0] is not data:
-            known = self._keys[path] = (data, content_key(data))
-        return known[1]
+        return None if data is None else _of_this_version(self._keys, path, data, content_key)
 
     def save_facts(self) -> None:
         """Record what this run learnt of each file it read (facts of unread files are kept as they are)."""
@@ -299,6 +290,19 @@ def decoded_sources(files: Mapping[str, bytes]) -> dict[str, str]:
     """The text of each file that decodes; one that does not cannot define or use a resolvable helper."""
     texts = {path: _text_of(data) for path, data in files.items()}
     return {path: text for path, text in texts.items() if text is not None}
+
+
+_T = TypeVar("_T")
+
+
+def _of_this_version(
+    cache: dict[str, tuple[bytes, _T]], path: str, data: bytes, derive: Callable[[bytes], _T]
+) -> _T:
+    """``derive(data)``, computed once per version of ``path`` read (the bytes object identifies it)."""
+    known = cache.get(path)
+    if known is None or known[0] is not data:
+        known = cache[path] = (data, derive(data))
+    return known[1]
 
 
 def _text_of(data: bytes) -> str | None:

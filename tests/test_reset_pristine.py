@@ -265,34 +265,9 @@ def test_a_setting_changed_through_a_cursors_connection_is_reset():
     _next_borrower_has_autocommit_off()
 
 
-def test_an_exposed_connection_stays_exposed_so_a_reference_kept_past_close_is_caught_later():
-    # Borrower A keeps the real connection past close() and changes it while B holds it (misuse, but
-    # legacy code does keep references): B's return must still read everything back.
-    first = present(db_utils.get_postgres_connection())
-    kept = first.dbapi_connection
-    first.close()
-    second = present(db_utils.get_postgres_connection())
-    with second.cursor() as cur:
-        cur.execute("SELECT 1")
-    second.commit()
-    kept.set_session(readonly=True)
-    second.close()
-    third = present(db_utils.get_postgres_connection())
-    try:
-        assert third.readonly is None
-        with third.cursor() as cur:
-            cur.execute("SHOW transaction_read_only")
-            assert cur.fetchone()[0] == "off"
-    finally:
-        third.close()
-
-
-def test_a_connection_checked_out_through_sqlalchemy_counts_as_exposed():
-    # engine.raw_connection() (SQLAlchemy's own path) hands the real connection to the application, which
-    # may keep it past close() and change it while the pool's next borrower holds it.
-    fairy = db_utils.get_connection_pool().raw_connection()
-    kept: Any = fairy.dbapi_connection
-    fairy.close()
+def _a_kept_reference_changed_under_the_next_borrower_is_reset(kept: Any) -> None:
+    """``kept``, the real connection a borrower held on to past close(), is changed while the pool's next
+    borrower (who only uses cursors) holds it: that borrower's return must still read everything back."""
     borrowed = present(db_utils.get_postgres_connection())
     with borrowed.cursor() as cur:
         cur.execute("SELECT 1")
@@ -302,8 +277,27 @@ def test_a_connection_checked_out_through_sqlalchemy_counts_as_exposed():
     again = present(db_utils.get_postgres_connection())
     try:
         assert again.readonly is None
+        with again.cursor() as cur:
+            cur.execute("SHOW transaction_read_only")
+            assert cur.fetchone()[0] == "off"
     finally:
         again.close()
+
+
+def test_an_exposed_connection_stays_exposed_so_a_reference_kept_past_close_is_caught_later():
+    # Misuse, but legacy code does keep references.
+    first = present(db_utils.get_postgres_connection())
+    kept = first.dbapi_connection
+    first.close()
+    _a_kept_reference_changed_under_the_next_borrower_is_reset(kept)
+
+
+def test_a_connection_checked_out_through_sqlalchemy_counts_as_exposed():
+    # engine.raw_connection() (SQLAlchemy's own path) hands the real connection to the application.
+    fairy = db_utils.get_connection_pool().raw_connection()
+    kept = fairy.dbapi_connection
+    fairy.close()
+    _a_kept_reference_changed_under_the_next_borrower_is_reset(kept)
 
 
 class _SettingCursor(psycopg2.extensions.cursor):  # type: ignore[misc]  # psycopg2 has no stubs
