@@ -85,8 +85,10 @@ class ImportPruner:
 
     def __init__(self, alias_ids: set[int]) -> None:
         self.alias_ids = alias_ids
-        self.emptied: set[int] = set()
-        self.trailing_comments: dict[int, cst.Comment] = {}
+        # Placeholder lines by id, holding the placeholders themselves: an id is only an identity while
+        # its object lives, and a placeholder dropped from an inner block is freed before the module's
+        # new nodes are built, so a bare id could name an unrelated new statement and drop it.
+        self.emptied: dict[int, tuple[cst.SimpleStatementLine, cst.Comment | None]] = {}
 
     def prune_line(
         self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
@@ -109,10 +111,7 @@ class ImportPruner:
             return updated_node
         if not smalls:
             result = updated_node.with_changes(body=[cst.Pass()])
-            self.emptied.add(id(result))
-            trailing = updated_node.trailing_whitespace.comment
-            if trailing is not None:
-                self.trailing_comments[id(result)] = trailing
+            self.emptied[id(result)] = (result, updated_node.trailing_whitespace.comment)
             return result
         smalls[-1] = smalls[-1].with_changes(semicolon=cst.MaybeSentinel.DEFAULT)
         return updated_node.with_changes(body=smalls)
@@ -140,10 +139,10 @@ class ImportPruner:
         carried: list[cst.EmptyLine] = []
         blanks: list[cst.EmptyLine] = []  # above removed lines without comments: the separation they had
         for statement in body:
-            if id(statement) in self.emptied and isinstance(statement, cst.SimpleStatementLine):
+            placeholder, trailing = self.emptied.get(id(statement), (None, None))
+            if placeholder is statement and isinstance(statement, cst.SimpleStatementLine):
                 # Blank lines and comments above the import stay where they were; a comment after it
                 # gets its own line.
-                trailing = self.trailing_comments.get(id(statement))
                 if trailing is not None or any(line.comment is not None for line in statement.leading_lines):
                     carried.extend(statement.leading_lines)
                 elif not carried:
