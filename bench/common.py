@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.placement import placement
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 #: Linux's PM QoS interface: while a process keeps it open with a value written, no CPU enters an idle
@@ -282,8 +284,11 @@ def print_targets(targets: list[Target]) -> None:
 
 
 def environment() -> dict[str, Any]:
-    """The fields every results document starts with."""
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu idle": cpu_idle_state()}
+    """The fields every results document starts with (``placement`` only where the benchmark pinned)."""
+    fields = {"python": sys.version.split()[0], "platform": platform.platform(), "cpu idle": cpu_idle_state()}
+    if placement():
+        fields["placement"] = placement()
+    return fields
 
 
 def _time_round(operation: Callable[[], object], ops: int) -> tuple[float, float]:
@@ -301,10 +306,21 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="few rounds: a smoke test, not a measurement")
     add_idle_option(parser)
+    add_placement_option(parser)
     arguments = parser.parse_args(argv)
     if not arguments.let_cpus_idle:
         hold_cpus_awake()
     return arguments
+
+
+def add_placement_option(parser: argparse.ArgumentParser) -> None:
+    """``--unpinned``: leave client and server placement to the scheduler (see bench/placement.py)."""
+    parser.add_argument(
+        "--unpinned",
+        action="store_true",
+        help="do not pin the client and a local server to separate CPUs (bench/placement.py): to see what "
+        "pinning changes",
+    )
 
 
 def add_idle_option(parser: argparse.ArgumentParser) -> None:

@@ -1,15 +1,17 @@
 """The least Python keeping db_utils' per-op guarantees: a yardstick for the PostgreSQL op cost, not a pool.
 
-``bench/callgrind_postgres.py --split`` counts it beside ``execute_with_pool``. It does, per op, only what
+``bench/bench_postgres.py`` times it and ``bench/callgrind_postgres.py --split`` counts it beside
+``execute_with_pool``. It does, per op, only what
 every one of those guarantees needs, written as directly as Python allows, and nothing of SQLAlchemy's
 ``QueuePool`` (records, events, overflow, invalidation, recycling) or of the registry (pool lookup,
 counters, settings):
 
 - checkout: the most recently returned idle connection, taken without a lock (as ``lending.lend``); not
-  closed, its socket quiet (``poll(0)``: a backend terminated while idle is caught before use) and used
-  within the ping window; the borrower's call site and the lease's start recorded (leak and exhaustion
-  reports); a new handle (so a closed handle stays closed) with a weak reference whose callback returns a
-  dropped handle's connection, in the lease registry;
+  closed, its socket quiet (``poll(0)``: a backend terminated while idle is caught before use), pinged
+  if idle past the window (as db_utils: in a benchmark round, only its first op); the borrower's call
+  site and the lease's start recorded (leak and exhaustion reports); a new handle (so a closed handle
+  stays closed) with a weak reference whose callback returns a dropped handle's connection, in the lease
+  registry;
 - the query: the handle's cursor, made directly in the tracking class (statement tracking), holding the
   handle, weakly listed in the lease so it can be closed with it; the tracked ``execute``; the commit;
 - return: out of the registry, the handle closed, the transaction checked, the unexposed read-back
@@ -77,6 +79,16 @@ class _Handle:
         return cursor
 
 
+def _ping(raw: Any) -> None:
+    """db_utils' ping of a connection idle past the window (``SELECT 1`` in autocommit: no ``BEGIN``)."""
+    raw.autocommit = True
+    try:
+        with raw.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    finally:
+        raw.autocommit = False
+
+
 class FloorPool:
     """A single-process pool of ``size`` connections doing only the per-op work described above."""
 
@@ -92,8 +104,10 @@ class FloorPool:
         lease = self._idle.pop()  # a real pool waits here when empty; the yardstick never runs dry
         raw = lease.raw
         now = _monotonic()
-        if raw.closed or lease.poller.poll(0) or now - lease.last_returned >= _PING_AFTER:
-            raise RuntimeError("the yardstick has no slow path: its connection must stay ready")
+        if raw.closed or lease.poller.poll(0):
+            raise RuntimeError("the yardstick has no slow path: its connection must stay open")
+        if now - lease.last_returned >= _PING_AFTER:  # idle too long: one round trip, as db_utils pings
+            _ping(raw)
         caller = _getframe(1)
         lease.where = (caller.f_code, caller.f_lasti)
         lease.since = now

@@ -88,7 +88,9 @@ def markdown(documents: list[dict[str, Any]], machine: dict[str, Any]) -> str:
         f"Latest {kind} run: {machine.get('date', '?')} on {machine.get('cpu', '?')} "
         f"({machine.get('cores', '?')} cores), Python {machine.get('python', '?')}, "
         f"PostgreSQL {machine.get('postgres', '?')}; {packages}; "
-        f"{machine.get('cpu idle', 'idle CPUs as configured')}."
+        f"{machine.get('cpu idle', 'idle CPUs as configured')}"
+        + "".join(f"; {doc['benchmark']}: {doc['placement']}" for doc in documents if doc.get("placement"))
+        + "."
     )
     parts = [header, "", "![op cost per approach, log scale](bench/results/op_cost.png)", ""]
     parts += [*_targets_table(documents), ""]

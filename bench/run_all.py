@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import add_idle_option, cpu_idle_state, hold_cpus_awake
+from bench.common import add_idle_option, add_placement_option, cpu_idle_state, hold_cpus_awake
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ("postgres", "load", "sqlite", "http", "codemod")
@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke-test sizes (CI); leaves the README alone")
     parser.add_argument("--only", action="append", choices=BENCHMARKS, help="run only these benchmarks")
     add_idle_option(parser)
+    add_placement_option(parser)
     args = parser.parse_args(argv)
     if not args.let_cpus_idle:
         hold_cpus_awake()  # for the whole run, each benchmark's subprocess included (it holds its own too)
@@ -80,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only or BENCHMARKS:
         script = ROOT / "bench" / f"bench_{name}.py"
         print(f"\n=== bench_{name}{' (quick)' if args.quick else ''}", flush=True)
-        options = [*(["--quick"] if args.quick else []), *(["--let-cpus-idle"] if args.let_cpus_idle else [])]
+        options = [
+            *(["--quick"] if args.quick else []),
+            *(["--let-cpus-idle"] if args.let_cpus_idle else []),
+            *(["--unpinned"] if args.unpinned else []),
+        ]
         command = [sys.executable, str(script), *options]
         if subprocess.run(command, cwd=ROOT, check=False).returncode != 0:
             failures.append(name)

@@ -52,3 +52,24 @@ def test_a_cursor_left_open_is_closed_with_the_lease(floor: FloorPool) -> None:
 
     floor.execute(keeps_its_cursor)
     assert kept[0].closed
+
+
+def test_a_connection_idle_past_the_window_is_pinged_first_as_db_utils_does(
+    floor: FloorPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bench.pool_floor as pool_floor
+
+    pinged: list[Any] = []
+    real_ping = pool_floor._ping
+
+    def spying_ping(raw: Any) -> None:
+        pinged.append(raw)
+        real_ping(raw)
+
+    monkeypatch.setattr(pool_floor, "_ping", spying_ping)
+    assert floor.execute(_run_on) == (1,)
+    assert pinged == []  # used just now: no round trip spent on it
+    floor._idle[-1].last_returned -= 1.0  # as if idle past the 0.5 s window (a benchmark round's first op)
+    assert floor.execute(_run_on) == (1,)
+    assert len(pinged) == 1
+    assert pinged[0].autocommit is False  # the ping's autocommit switch is undone
