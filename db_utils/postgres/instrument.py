@@ -30,6 +30,7 @@ import logging
 import os
 import select
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -154,6 +155,8 @@ class InstrumentedQueuePool(FairQueuePool):
     poolshift_state: PoolState | None = None
     connect_gate: ConnectGate | None = None
     warm_up: WarmUp | None = None
+    #: The listener deques ``lending.lend`` reads on every checkout (see ``lending.listener_deques``).
+    listener_deques: tuple[Collection[Any], ...] | None = None
 
     def attach(self, state: PoolState) -> None:
         """Make this pool ``state``'s: counters and the connect cap (every connect and reconnect)."""
