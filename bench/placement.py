@@ -16,6 +16,7 @@ scheduler, to see what pinning changes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -36,13 +37,18 @@ def place_apart(server_pid: int) -> None:
         _placement = f"client and server share the CPUs (only {len(allowed)} allowed)"
         return
     client, server = {allowed[0]}, set(allowed[1:])
+    moved: list[int] = []
     try:
         for pid in (server_pid, *_descendants(server_pid)):
             try:
                 os.sched_setaffinity(pid, server)
             except ProcessLookupError:  # exited meanwhile (a finished backend)
                 continue
+            moved.append(pid)
     except PermissionError as error:
+        for pid in moved:  # all or nothing: a half-pinned server would place some backends apart
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(pid, allowed)
         _placement = f"client and server share the CPUs (pinning the server: {error.strerror})"
         return
     os.sched_setaffinity(0, client)

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,4 +100,35 @@ def test_with_one_cpu_nothing_is_pinned_and_the_results_say_so() -> None:
         assert _affinity(early) == before_early
         assert text == "client and server share the CPUs (only 1 allowed)"
     finally:
+        _finish(server)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs (CI's machine has two)")
+def test_a_server_it_may_not_move_is_left_whole_and_the_results_say_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The refusal is the kernel's for another user's process; this runs as root, so it is played here,
+    # for the child the server forked, after the server itself was moved.
+    from bench import placement
+
+    allowed = sorted(os.sched_getaffinity(0))
+    server, early = _server()
+    real = os.sched_setaffinity
+
+    def refusing(pid: int, cpus: Any) -> None:
+        if pid == early:
+            raise PermissionError(1, "Operation not permitted")
+        real(pid, cpus)
+
+    monkeypatch.setattr(os, "sched_setaffinity", refusing)
+    try:
+        placement.place_apart(server.pid)
+        assert (
+            placement.placement()
+            == "client and server share the CPUs (pinning the server: Operation not permitted)"
+        )
+        assert _affinity(server.pid) == allowed  # moved back: all or nothing
+        assert sorted(os.sched_getaffinity(0)) == allowed  # the client was never pinned
+    finally:
+        monkeypatch.setattr(placement, "_placement", None)
         _finish(server)
