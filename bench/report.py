@@ -55,13 +55,22 @@ def _results_table(doc: dict[str, Any]) -> list[str]:
     if not rows or "median_s" not in rows[0]:
         return []
     baseline = doc.get("baseline", "")
-    lines = [f"| {doc['benchmark']} | median per op | IQR | speed vs {baseline} |", "|---|---:|---:|---:|"]
+    # Client CPU per op, where measured: what a contender's own code costs, and how fast the machine ran
+    # (bench/README.md, "Reading the figures": in a slow phase every contender's CPU per op grows).
+    with_cpu = any(isinstance(row.get("cpu_s"), int | float) for row in rows)
+    cpu_header, cpu_rule = (" client CPU per op |", "---:|") if with_cpu else ("", "")
+    lines = [
+        f"| {doc['benchmark']} | median per op | IQR |{cpu_header} speed vs {baseline} |",
+        f"|---|---:|---:|{cpu_rule}---:|",
+    ]
     for row in rows:
         ratio = row.get("speedup_vs_baseline")
         ratio_text = f"{ratio:.2f}x" if isinstance(ratio, int | float) else ""
+        cpu = row.get("cpu_s")
+        cpu_cell = (f" {_format_time(cpu)} |" if isinstance(cpu, int | float) else " |") if with_cpu else ""
         lines.append(
             f"| {row['name']} | {_format_time(row['median_s'])} | {_format_time(row.get('iqr_s', 0.0))} "
-            f"| {ratio_text} |"
+            f"|{cpu_cell} {ratio_text} |"
         )
     return lines
 
