@@ -92,3 +92,29 @@ def test_the_pool_sqlalchemy_builds_at_engine_dispose_is_watched_as_its_own(pool
     _through_execute()
     _through_legacy()
     assert calls == ["checkout", "checkout"]
+
+
+def test_a_new_pool_keeps_the_deques_its_listeners_will_land_in_before_anyone_can_reach_it(
+    pg_pools: Any,
+) -> None:
+    # Made while the pool is built (no checkout yet, so no other thread could race to make them), and
+    # exactly the deques a later event.listen appends to.
+    pool: Any = db_utils.get_connection_pool(pool_size=1, max_overflow=0).pool
+    kept = pool.listener_deques
+    assert kept is not None
+
+    def listener(*_: Any) -> None:
+        pass
+
+    for identifier, index in (("checkout", 0), ("reset", 1), ("checkin", 4)):
+        event.listen(pool, identifier, listener)
+        try:
+            assert listener in kept[index]
+        finally:
+            event.remove(pool, identifier, listener)
+        assert listener not in kept[index]
+    event.listen(Pool, "checkin", listener)
+    try:
+        assert listener in kept[5]
+    finally:
+        event.remove(Pool, "checkin", listener)

@@ -155,7 +155,7 @@ class InstrumentedQueuePool(FairQueuePool):
     poolshift_state: PoolState | None = None
     connect_gate: ConnectGate | None = None
     warm_up: WarmUp | None = None
-    #: The listener deques ``lending.lend`` reads on every checkout (see ``lending.listener_deques``).
+    #: The listener deques ``lending.lend`` reads on every checkout (see :func:`keep_listener_deques`).
     listener_deques: tuple[Collection[Any], ...] | None = None
 
     def attach(self, state: PoolState) -> None:
@@ -285,6 +285,40 @@ def install(engine: Engine, state: PoolState) -> None:
             lifetime[_WAS_INVALIDATED] = True
         if not record.info.pop(_DISCARDING, False):
             state.counters.add(invalidated=1)
+
+    keep_listener_deques(engine.pool)  # now, while no other thread can reach the pool
+
+
+def keep_listener_deques(pool: Any) -> tuple[Collection[Any], ...]:
+    """The deques holding ``pool``'s checkout, reset and checkin listeners, its own and its class's:
+    ``(checkout, reset, checkout_class, reset_class, checkin, checkin_class)``, kept on the pool for
+    ``lending.lend``'s test on every checkout and return.
+
+    Reading them through ``pool.dispatch`` each time costs more than the rest of that test: the dispatch
+    object's attributes go through its ``__getattr__`` hook. They can be kept because SQLAlchemy changes
+    them in place: ``event.listen``/``event.remove`` on the pool append to and remove from its
+    collection's ``listeners`` deque, and on the ``Pool`` class (or a subclass) from the class-level deque
+    that the pool's collection holds as ``parent_listeners``. The one exception is a pool with no
+    listener of a kind yet: its dispatch holds a placeholder, replaced by a new collection at the first
+    ``event.listen``. ``for_modify`` makes that collection now. :func:`install` calls this before the
+    pool is shared (two threads making the same collection at once could each keep their own); a pool
+    SQLAlchemy rebuilds (``engine.dispose()``) copies the three collections while it is built, so the
+    later call ``lend`` makes for it finds nothing left to replace.
+    """
+    dispatch = pool.dispatch
+    for name in ("checkout", "reset", "checkin"):
+        getattr(dispatch, name).for_modify(dispatch)
+    checkout, reset, checkin = dispatch.checkout, dispatch.reset, dispatch.checkin
+    deques = (
+        checkout.listeners,
+        reset.listeners,
+        checkout.parent_listeners,
+        reset.parent_listeners,
+        checkin.listeners,
+        checkin.parent_listeners,
+    )
+    pool.listener_deques = deques
+    return deques
 
 
 def reset_on_return(state: PoolState, dbapi_connection: Any, record: ConnectionPoolEntry) -> None:

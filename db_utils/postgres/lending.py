@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Collection
 from types import FrameType
 from typing import Any
 
@@ -36,7 +35,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from db_utils.postgres import instrument
-from db_utils.postgres.instrument import FACTS, ConnectionFacts, PoolState, reset_on_return, validate
+from db_utils.postgres.instrument import (
+    FACTS,
+    ConnectionFacts,
+    PoolState,
+    keep_listener_deques,
+    reset_on_return,
+    validate,
+)
 from db_utils.postgres.leases import Lease, borrower
 from db_utils.postgres.proxy import PooledConnection, lend_handle
 from db_utils.postgres.reset import UNEXPOSED_STATE, is_pristine
@@ -108,7 +114,7 @@ class Loan(Lease):
         # event test when there is nothing to call; counted above (_return_conn counts only checkouts made
         # through the listeners).
         pool = self.pool
-        listeners = pool.listener_deques  # set by the lend() that made this loan
+        listeners = pool.listener_deques  # kept at install, or by the lend() that made this loan
         if record.finalize_callback or listeners[4] or listeners[5]:  # type: ignore[attr-defined]
             record.checkin()  # type: ignore[attr-defined]
             return
@@ -178,7 +184,7 @@ def lend(engine: Engine, state: PoolState, caller: FrameType | None, owned: bool
     pool: Any = engine.pool
     # Checkout, checkin or reset listeners besides poolshift's own (one checkout, one reset)?
     checkout, reset, checkout_class, reset_class, checkin, checkin_class = (
-        pool.listener_deques or listener_deques(pool)
+        pool.listener_deques or keep_listener_deques(pool)
     )
     if len(checkout) != 1 or len(reset) != 1 or checkout_class or reset_class or checkin or checkin_class:
         fairy = engine.raw_connection()
@@ -230,34 +236,6 @@ def lend(engine: Engine, state: PoolState, caller: FrameType | None, owned: bool
         loan = facts.loan = Loan(pool, state, record, facts)  # type: ignore[union-attr,arg-type]
     loan.raw = raw
     return lend_handle(raw, loan, borrower(caller), now, owned)
-
-
-def listener_deques(pool: Any) -> tuple[Collection[Any], ...]:
-    """The deques holding ``pool``'s checkout, reset and checkin listeners, its own and its class's:
-    ``(checkout, reset, checkout_class, reset_class, checkin, checkin_class)``, kept on the pool.
-
-    Reading them through ``pool.dispatch`` on every checkout costs more than the rest of the test: the
-    dispatch object's attributes go through its ``__getattr__`` hook. They can be kept because SQLAlchemy
-    changes them in place: ``event.listen``/``event.remove`` on the pool append to and remove from its
-    collection's ``listeners`` deque, and on the ``Pool`` class (or a subclass) from the class-level deque
-    that the pool's collection holds as ``parent_listeners``. The one exception is a pool with no
-    listener of a kind yet: its dispatch holds a placeholder, replaced by a new collection at the first
-    ``event.listen``. ``for_modify`` makes that collection now, so there is nothing left to replace.
-    """
-    dispatch = pool.dispatch
-    checkout, reset, checkin = (
-        getattr(dispatch, name).for_modify(dispatch) for name in ("checkout", "reset", "checkin")
-    )
-    deques = (
-        checkout.listeners,
-        reset.listeners,
-        checkout.parent_listeners,
-        reset.parent_listeners,
-        checkin.listeners,
-        checkin.parent_listeners,
-    )
-    pool.listener_deques = deques
-    return deques
 
 
 def _check_out_slowly(pool: Any, state: PoolState, record: Any) -> tuple[Any, ConnectionFacts]:
