@@ -114,7 +114,9 @@ class Loan(Lease):
         # event test when there is nothing to call; counted above (_return_conn counts only checkouts made
         # through the listeners).
         pool = self.pool
-        listeners = pool.listener_deques  # kept at install, or by the lend() that made this loan
+        # The pool's and its class's checkin listeners (keep_listener_deques: kept at install, or by the
+        # lend() that made this loan).
+        listeners = pool.listener_deques
         if record.finalize_callback or listeners[4] or listeners[5]:  # type: ignore[attr-defined]
             record.checkin()  # type: ignore[attr-defined]
             return
