@@ -2,8 +2,11 @@
 
 Every contender does the same unit of work, ``SELECT 1`` and fetch the row, against one throwaway
 PostgreSQL server (TCP on 127.0.0.1, scram-sha-256 auth, like production) started by this script, in the
-same process, in interleaved rounds (see bench/common.py). Each one is set up the way its documentation
-recommends for production; the choices are recorded in the JSON ``notes``.
+same process, in interleaved rounds (see bench/common.py), with the benchmark process and the server
+pinned to separate CPUs (bench/placement.py; ``--unpinned`` leaves placement to the scheduler). Each one
+is set up the way its documentation recommends for production; the choices are recorded in the JSON
+``notes``. Beside them runs a yardstick, not a pool: bench/pool_floor.py, db_utils' per-op guarantees
+alone, whose ratios say what limits ours.
 
 Round trips per op (psycopg2 and psycopg 3 both send ``BEGIN`` as its own statement):
 
@@ -12,7 +15,7 @@ Round trips per op (psycopg2 and psycopg 3 both send ``BEGIN`` as its own statem
 - persistent + rollback, ThreadedConnectionPool, ours: 3 (``BEGIN``, ``SELECT``, ``ROLLBACK``/``COMMIT``);
 - SQLAlchemy with pre_ping, psycopg_pool with ``check``, DBUtils with a ping query: 4 (one more to validate).
 
-    python bench/bench_postgres.py [--quick]
+    python bench/bench_postgres.py [--quick] [--unpinned]
 """
 
 from __future__ import annotations
