@@ -212,25 +212,26 @@ def instruction_counts() -> dict[str, int]:
 def _what_the_floor_says(harness: Harness, reference: str) -> str:
     """The yardstick's own ratio to ``reference`` in this run: how close the guarantees alone get."""
     return (
-        f"in this run the yardstick (bench/pool_floor.py: these guarantees alone, without QueuePool and the "
-        f"registry) measured {harness.paired_ratio(FLOOR, reference):.2f}x {reference}, with "
+        "in this run the yardstick (bench/pool_floor.py: the idle-socket poll, the lease registry with the "
+        "borrower's call site, the handle and its cursor tracking, the read-back, written as directly as "
+        f"Python allows, without QueuePool and the registry) measured "
+        f"{harness.paired_ratio(FLOOR, reference):.2f}x {reference}, with "
         f"{_cpu_extra_us(harness, FLOOR, reference):+.1f} us client CPU per op"
     )
 
 
 def _what_instructions_say(counts: dict[str, int], ours: str, peer: str) -> str:
-    """The instruction counts behind a missed op-cost target, with what they show."""
+    """The instruction counts behind a missed op-cost target, with what they show (after
+    :func:`_what_the_floor_says`, which says what the yardstick is)."""
     counted = ours  # both scripts name our contenders alike
     if not {LIMIT, THREADED, FLOOR, counted} <= counts.keys():
         return "instructions per piece: bench/callgrind_postgres.py --split, bench/README.md (PostgreSQL)"
     floor = counts[FLOOR]
     text = (
         f"client instructions per op (bench/callgrind_postgres.py --split): the limit {counts[LIMIT]:,}, "
-        f"{THREADED} {counts[THREADED]:,}, ours {counts[counted]:,}, and {floor:,} for the guarantees "
-        "alone (bench/pool_floor.py: the idle-socket poll, the lease registry with the borrower's call "
-        "site, the handle and its cursor tracking, the read-back, written as directly as Python allows, "
-        "without QueuePool); the rest of ours is building them on QueuePool (records, events, recycling "
-        "and invalidation tests) and the pool registry, in many small pieces (bench/README.md, PostgreSQL)"
+        f"{THREADED} {counts[THREADED]:,}, ours {counts[counted]:,}, the yardstick {floor:,}; the rest of "
+        "ours is building the same guarantees on QueuePool (records, events, recycling and invalidation "
+        "tests) and the pool registry, in many small pieces (bench/README.md, PostgreSQL)"
     )
     if peer == THREADED and floor > counts[THREADED]:
         text += f"; in CPython the guarantees alone cost more than {THREADED}'s whole op"
