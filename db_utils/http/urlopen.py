@@ -3,7 +3,9 @@
 Same signature, same behavior, same exceptions; connections are reused across calls and threads instead
 of paying a TCP (and TLS) handshake per call. Calls the pool cannot serve identically go to urllib
 unchanged: non-http(s) URLs, a globally installed opener, a proxy that applies to the URL, the deprecated
-``cafile``/``capath``/``cadefault`` arguments, or ``HTTP_POOL_ENABLED=false``. See migration_guide/http.md.
+``cafile``/``capath``/``cadefault`` arguments, or ``HTTP_POOL_ENABLED=false``. While a test replaces
+``urllib.request.urlopen`` with a stand-in (a mock, a fake), each call goes to the stand-in with the
+caller's own arguments, as the legacy call did (see :mod:`db_utils.stand_ins`). See migration_guide/http.md.
 
 The common call takes the direct path (:func:`_open_direct`): urllib's ``OpenerDirector.open``, step for
 step, but with its handler chain (``default_open``, ``ProxyHandler``, ``http_open``, urllib3's request
@@ -16,20 +18,25 @@ names.
 
 from __future__ import annotations
 
+import inspect
 import socket
 import ssl
 import sys
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from db_utils import stats
 from db_utils.http import direct, keepalive, manager
 from db_utils.http.route import current_proxies, route
 from db_utils.http.transport import call_context, opener_for
 from db_utils.http.wire import counters
+from db_utils.stand_ins import DriverFunction, defined_in
+
+#: urllib's own ``urlopen``, told from a test's stand-in (see :mod:`db_utils.stand_ins`).
+_STOCK_URLOPEN = DriverFunction(urllib.request.urlopen, defined_in("urllib/request.py", "urlopen"))
 
 
-def urlopen(
+def _pooled_urlopen(
     url: str | urllib.request.Request,
     data: Any = None,
     timeout: float | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
@@ -66,6 +73,22 @@ def urlopen(
         return opener.open(routed, data, timeout)
     finally:
         call_context.reset(token)
+
+
+if TYPE_CHECKING:
+    urlopen = _pooled_urlopen
+else:
+
+    def urlopen(*args, **kwargs):
+        # The arguments as the caller wrote them, for a stand-in that asserts on them.
+        current = urllib.request.urlopen
+        if current is not _STOCK_URLOPEN.own and _STOCK_URLOPEN.is_stand_in(current):
+            counters.tally("fallbacks", "stand-in", calls=1)
+            return current(*args, **kwargs)
+        return _pooled_urlopen(*args, **kwargs)
+
+    urlopen.__doc__ = _pooled_urlopen.__doc__
+    urlopen.__signature__ = inspect.signature(_pooled_urlopen)
 
 
 def _open_direct(

@@ -11,14 +11,17 @@ pool at once. Pools are bounded by ``DB_CONNECT_MAX_POOLS`` (see
 
 Not pooled, handed to ``psycopg2.connect`` unchanged: ``async``/``async_`` connections, replication
 connections, a ``connection_factory`` that is not a connection class, an unhashable factory, and calls
-made while every one of the ``DB_CONNECT_MAX_POOLS`` pools has connections checked out.
+made while every one of the ``DB_CONNECT_MAX_POOLS`` pools has connections checked out. While a test
+replaces ``psycopg2.connect`` with a stand-in (a mock, a fake), each call goes to the stand-in with the
+caller's own arguments, as the legacy call did (see :mod:`db_utils.stand_ins`).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg2
 import psycopg2.extensions as pgext
@@ -30,6 +33,7 @@ from db_utils.postgres.driver import tracked_connection_class
 from db_utils.postgres.lending import lend
 from db_utils.postgres.registry import parameters_pool
 from db_utils.postgres.settings import redact_url
+from db_utils.stand_ins import DriverFunction, defined_in
 
 logger = logging.getLogger("db_utils.pool")
 
@@ -48,6 +52,8 @@ _LIBPQ_ENVIRONMENT = EnvironSignature(
 )  # fmt: skip
 _ASYNC = ("async", "async_")
 _warned_unpooled = False
+#: psycopg2's own ``connect``, told from a test's stand-in (see :mod:`db_utils.stand_ins`).
+_DRIVER_CONNECT = DriverFunction(psycopg2.connect, defined_in("psycopg2/__init__.py", "connect"))
 
 
 class ConnectParameters(NamedTuple):
@@ -101,7 +107,7 @@ class ConnectParameters(NamedTuple):
         return f"{redact_url(url)} (psycopg2.connect{factories})"
 
 
-def connect(
+def _pooled_connect(
     dsn: str | None = None, connection_factory: Any = None, cursor_factory: Any = None, **kwargs: Any
 ) -> Any:
     """``psycopg2.connect``, pooled: same signature, argument handling and errors (see module docs).
@@ -126,7 +132,22 @@ def connect(
         _warn_unpooled()
         return psycopg2.connect(merged, connection_factory, cursor_factory)
     engine, state = entry
-    return lend(engine, state, sys._getframe(1))
+    return lend(engine, state, sys._getframe(1))  # connect()'s frame: the borrower is found past it
+
+
+if TYPE_CHECKING:
+    connect = _pooled_connect
+else:
+
+    def connect(*args, **kwargs):
+        # The arguments as the caller wrote them, for a stand-in that asserts on them.
+        driver_connect = psycopg2.connect
+        if driver_connect is not _DRIVER_CONNECT.own and _DRIVER_CONNECT.is_stand_in(driver_connect):
+            return driver_connect(*args, **kwargs)
+        return _pooled_connect(*args, **kwargs)
+
+    connect.__doc__ = _pooled_connect.__doc__
+    connect.__signature__ = inspect.signature(_pooled_connect)
 
 
 def _poolable_factory(factory: Any) -> bool:

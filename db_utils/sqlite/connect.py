@@ -7,7 +7,9 @@ exceptions and their messages); see migration_guide/sqlite.md for the exact cont
 
 Not pooled, handed to ``sqlite3.connect`` unchanged: ``:memory:``, ``""`` (temporary database), memory
 URIs (``file::memory:``, ``mode=memory``), custom ``vfs=`` URIs, a non-default ``factory=``, and any
-argument poolshift cannot classify (sqlite3 then raises its own error for it).
+argument poolshift cannot classify (sqlite3 then raises its own error for it). While a test replaces
+``sqlite3.connect`` with a stand-in (a mock, a fake), each call goes to the stand-in with the caller's own
+arguments, as the legacy call did (see :mod:`db_utils.stand_ins`).
 
 The pool is a lean deque rather than SQLAlchemy's QueuePool; :mod:`db_utils.sqlite.pool` explains why,
 and bench/README.md holds the figures.
@@ -15,14 +17,21 @@ and bench/README.md holds the figures.
 
 from __future__ import annotations
 
+import _sqlite3
+import inspect
 import sqlite3
 import sys
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from db_utils.sqlite import registry
 from db_utils.sqlite.pool import ConnectOptions
 from db_utils.sqlite.proxy import lend
 from db_utils.sqlite.target import resolve_target
+from db_utils.stand_ins import DriverFunction
+
+#: sqlite3's own ``connect``, told from a test's stand-in (see :mod:`db_utils.stand_ins`): ``_sqlite3``'s,
+#: which ``sqlite3`` re-exports, and which a test that patches ``sqlite3.connect`` leaves alone.
+_DRIVER_CONNECT = DriverFunction(_sqlite3.connect, lambda candidate: candidate is _sqlite3.connect)
 
 
 def _connect(arguments: tuple[Any, ...], check_same_thread: Any, factory: Any) -> sqlite3.Connection:
@@ -60,7 +69,7 @@ def _connect(arguments: tuple[Any, ...], check_same_thread: Any, factory: Any) -
 # The signature is sqlite3.connect's, positional parameters included: that is the drop-in contract.
 if sys.version_info >= (3, 12):
 
-    def connect(  # noqa: PLR0917
+    def _pooled_connect(  # noqa: PLR0917
         database: Any,
         timeout: float = 5.0,
         detect_types: int = 0,
@@ -79,7 +88,7 @@ if sys.version_info >= (3, 12):
 
 else:
 
-    def connect(  # noqa: PLR0917
+    def _pooled_connect(  # noqa: PLR0917
         database: Any,
         timeout: float = 5.0,
         detect_types: int = 0,
@@ -92,3 +101,18 @@ else:
         """Open a connection to ``database`` like ``sqlite3.connect``, reusing pooled file connections."""
         arguments = (database, timeout, detect_types, isolation_level, cached_statements, uri, ())
         return _connect(arguments, check_same_thread, factory)
+
+
+if TYPE_CHECKING:
+    connect = _pooled_connect
+else:
+
+    def connect(*args, **kwargs):
+        # The arguments as the caller wrote them, for a stand-in that asserts on them.
+        driver_connect = sqlite3.connect
+        if driver_connect is not _DRIVER_CONNECT.own and _DRIVER_CONNECT.is_stand_in(driver_connect):
+            return driver_connect(*args, **kwargs)
+        return _pooled_connect(*args, **kwargs)
+
+    connect.__doc__ = _pooled_connect.__doc__
+    connect.__signature__ = inspect.signature(_pooled_connect)

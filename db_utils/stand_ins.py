@@ -1,0 +1,68 @@
+"""Whether a driver's function was replaced by a stand-in (a test double), so a drop-in can call it instead.
+
+Before migration, a test that replaces the driver's function (``mock.patch("psycopg2.connect")``,
+``mocker.patch("urllib.request.urlopen")``, ``monkeypatch.setattr(sqlite3, "connect", fake)``) intercepts
+the legacy call. After it, the call site calls a db_utils drop-in, whose pooled path does not call the
+driver's function per call: such a test would reach a real server, or a pool would be filled with mocks.
+So each drop-in asks its :class:`DriverFunction`, per call, whether the driver's function is still the
+driver's own, and calls a stand-in exactly as the legacy call did (same arguments, unpooled, its result
+returned). While nothing is replaced that is one identity comparison.
+
+The driver's own function is recognised by what it is (its code, defined in the driver's module), not
+only by identity with what db_utils saw at import: a conftest may already have replaced it then.
+
+A replacement that calls through to the original and says so with ``__wrapped__`` (``functools.wraps``,
+wrapt; OpenTelemetry's and ddtrace's driver instrumentation) is not a stand-in: those calls stay pooled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+# A __wrapped__ chain longer than this is not a real wrapper stack.
+_MAX_WRAPPERS = 32
+
+
+class DriverFunction:
+    """One driver function (``psycopg2.connect``...): tells its own from a stand-in."""
+
+    __slots__ = ("_is_own", "own")
+
+    def __init__(self, current: Any, is_own: Callable[[Any], bool]) -> None:
+        self._is_own = is_own
+        #: The driver's own function once seen (None while only a stand-in has been): the fast path.
+        self.own: Any = current if is_own(current) else None
+
+    def is_stand_in(self, current: Any) -> bool:
+        """True when ``current`` is neither the driver's own function nor a wrapper that reaches it
+        through ``__wrapped__``: a mock, a fake."""
+        if current is self.own:
+            return False
+        candidate = current
+        for _ in range(_MAX_WRAPPERS):
+            if self._is_own(candidate):
+                if candidate is current:
+                    self.own = current  # db_utils was imported under a stand-in, now gone
+                return False
+            try:
+                candidate = candidate.__wrapped__
+            except AttributeError:  # a mock has none: dunder names are never made up by mocks
+                return True
+        return True
+
+
+def defined_in(source: str, name: str) -> Callable[[Any], bool]:
+    """A test for the Python function ``name`` defined in ``source`` (a path ending, such as
+    ``urllib/request.py``): its code object says where it was defined, which no mock or fake imitates
+    (``create_autospec`` builds its function elsewhere). A path ending, not the whole path, so a moved
+    virtualenv or a sourceless install still matches."""
+    suffix = "/" + source
+
+    def is_own(candidate: Any) -> bool:
+        code = getattr(candidate, "__code__", None)
+        return (
+            code is not None and code.co_name == name and code.co_filename.replace("\\", "/").endswith(suffix)
+        )
+
+    return is_own
