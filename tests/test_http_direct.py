@@ -7,6 +7,7 @@ is counted in ``http_stats()["opener_path"]`` by reason.
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import sys
@@ -14,7 +15,9 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -140,6 +143,54 @@ def test_request_with_its_own_proxy_goes_through_urllibs_opener(http_server: Poo
     echoed = echo(make())
     assert echoed["proxied"] is True
     assert counted("opener_path", "request-proxy", before) == 2
+
+
+def test_a_vcrpy_cassette_records_and_replays_migrated_calls(
+    http_server_factory: Callable[..., PoolTestServer], tmp_path: Path
+) -> None:
+    """vcrpy replaces http.client's connection classes, which urllib's handlers look up per call."""
+    import vcr  # type: ignore[import-untyped]
+
+    server = http_server_factory()
+    before = http_stats()
+    cassette = str(tmp_path / "cassette.yaml")
+    with vcr.use_cassette(cassette) as recorded:
+        recorded_body = echo(server.url + "/echo")
+    assert len(recorded) == 1
+    assert counted("fallbacks", "http-client-patched", before) == 1
+    server.stop()  # the replay must not need it
+    with vcr.use_cassette(cassette, record_mode="none") as replayed:
+        assert echo(server.url + "/echo") == recorded_body
+    assert replayed.play_count == 1
+
+
+def test_a_mock_of_the_openers_open_sees_the_call(http_server: PoolTestServer) -> None:
+    before = http_stats()
+    with mock.patch.object(urllib.request.OpenerDirector, "open") as stand_in:
+        assert urlopen(http_server.url + "/echo", timeout=3) is stand_in.return_value
+    assert counted("opener_path", "opener-patched", before) == 1
+    assert http_server.connections_accepted == 0
+
+
+def test_instrumentation_wrapping_the_openers_dispatch_sees_pooled_calls(
+    http_server: PoolTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What OpenTelemetry's urllib instrumentation does: wrap ``OpenerDirector._open``, call through."""
+    traced: list[str] = []
+    dispatch = urllib.request.OpenerDirector._open  # type: ignore[attr-defined]
+
+    @functools.wraps(dispatch)
+    def tracing(self: urllib.request.OpenerDirector, req: urllib.request.Request, data: Any = None) -> Any:
+        traced.append(req.full_url)
+        return dispatch(self, req, data)
+
+    monkeypatch.setattr(urllib.request.OpenerDirector, "_open", tracing)
+    before = http_stats()
+    for _ in range(3):
+        assert connection_header(echo(http_server.url + "/echo")) is None  # pooled, by urllib3
+    assert traced == [http_server.url + "/echo"] * 3
+    assert counted("opener_path", "opener-patched", before) == 3
+    assert http_server.connections_accepted == 1
 
 
 # -- keep-alive bookkeeping of the direct path -----------------------------------------------------------

@@ -57,7 +57,16 @@ def why_not_direct(request: urllib.request.Request, method: str, settings: HttpP
         return "method"
     if request.has_proxy():
         return "request-proxy"  # Request.set_proxy() was called on it
+    if _OPENER_CLASS.open is not _STOCK_OPEN or _OPENER_CLASS._open is not _STOCK_DISPATCH:  # type: ignore[attr-defined]
+        return "opener-patched"
     return None
+
+
+# The direct path does what OpenerDirector.open and _open do, without calling them: a method replaced on
+# the class (a test's mock, instrumentation wrapping it) would never see the call, so the opener sends it.
+_OPENER_CLASS = urllib.request.OpenerDirector
+_STOCK_OPEN = _OPENER_CLASS.open
+_STOCK_DISPATCH = _OPENER_CLASS._open  # type: ignore[attr-defined]
 
 
 def send(

@@ -21,6 +21,7 @@ plain call every time.
 
 from __future__ import annotations
 
+import http.client
 import urllib.request
 from typing import Any, NamedTuple
 
@@ -44,9 +45,13 @@ _STOCK_HANDLERS = frozenset(
     }
 )
 DEFAULT_ADDHEADERS = urllib.request.OpenerDirector().addheaders
+# urllib's handlers look these up per call, so a test's replacement (vcrpy's recording classes, a mock)
+# sees every legacy request; the pool's connections are made from its own classes and would go round it.
+_STOCK_HTTP = http.client.HTTPConnection
+_STOCK_HTTPS = http.client.HTTPSConnection
 
 
-def route(
+def route(  # noqa: PLR0911 - one return per reason, a stats key each
     url: str | urllib.request.Request, proxies: dict[str, str], cafile: Any, capath: Any, cadefault: Any
 ) -> str | urllib.request.Request:
     """The reason the call must go to urllib (a ``str``: a stats key), or the ``Request`` the pool sends:
@@ -63,6 +68,8 @@ def route(
         return "invalid-url"  # urllib raises its own error for it; let it
     if request.type not in ("http", "https"):
         return "scheme"
+    if http.client.HTTPConnection is not _STOCK_HTTP or http.client.HTTPSConnection is not _STOCK_HTTPS:
+        return "http-client-patched"
     if installed_opener_is_custom():
         return "opener"
     if proxy_applies(request, proxies):
