@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import uuid
+import warnings
 
 import psycopg2
 import psycopg2.extras
@@ -148,6 +149,33 @@ def test_dropped_proxy_returns_to_pool_with_a_warning(caplog):
         drop()
     assert checked_out() == 0
     assert "garbage-collected without close()" in caplog.text
+
+
+def test_a_call_site_that_never_closes_is_logged_once_and_warns_every_time(caplog):
+    """``with helper() as conn:`` commits and does not close: one handle dropped per call."""
+
+    def never_closes():
+        with db_utils.get_postgres_connection() as conn, conn.cursor() as cur:  # type: ignore[union-attr]
+            cur.execute("SELECT 1")
+
+    def elsewhere():
+        db_utils.get_postgres_connection()
+
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING, "db_utils.pool"):
+        warnings.simplefilter("always")
+        for _ in range(3):
+            never_closes()
+            gc.collect()
+        elsewhere()
+        gc.collect()
+    assert checked_out() == 0
+    dropped = [
+        w for w in caught if issubclass(w.category, ResourceWarning) and "without close()" in str(w.message)
+    ]
+    assert len(dropped) == 4
+    logged = [r.getMessage() for r in caplog.records if "without close()" in r.getMessage()]
+    assert len(logged) == 2, logged  # never_closes once, elsewhere once
+    assert "logged once per call site" in logged[0]
 
 
 def test_configured_from_postgres_variables(pg, clean_env):

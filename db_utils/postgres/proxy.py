@@ -305,8 +305,16 @@ def _at_exit() -> None:
 atexit.register(_at_exit)
 
 
+# Call sites whose dropped handles were logged: code that never closes (``with helper() as conn:``, whose
+# psycopg2 meaning is commit, not close) drops one per call, and a log line per request would bury the
+# rest. Bounded: call sites are code, but code can be made at run time.
+_logged_sites: set[str | Where | None] = set()
+_LOGGED_SITES_MAX = 4096
+
+
 def return_dropped(finalizer: weakref.ref[PooledConnection]) -> None:
-    """Weakref callback of a handle dropped without close(): return the connection, then say so."""
+    """Weakref callback of a handle dropped without close(): return the connection, then say so (the
+    ``ResourceWarning`` each time, for warning filters to judge; the log line once per call site)."""
     lease = outstanding.pop(finalizer, None)
     if lease is None or _exiting:
         return
@@ -314,8 +322,12 @@ def return_dropped(finalizer: weakref.ref[PooledConnection]) -> None:
         f"pooled connection to {lease.display_url} (checked out at {lease.location()}) was "
         "garbage-collected without close(); it was returned to the pool and its uncommitted work rolled back"
     )
+    site = lease.where
     try:
         lease.give_back()
     finally:
-        logger.warning(message)
+        if site not in _logged_sites:
+            if len(_logged_sites) < _LOGGED_SITES_MAX:
+                _logged_sites.add(site)
+            logger.warning("%s (logged once per call site)", message)
         warnings.warn(message, ResourceWarning, stacklevel=2)
