@@ -5,7 +5,14 @@ is cheap enough that QueuePool's own bookkeeping would eat most of what pooling 
 has the figures), and nothing QueuePool adds is wanted here: pre-ping is meaningless for a local file,
 and its size limit and checkout timeout would make ``connect()`` block or fail where ``sqlite3.connect``
 never does. So checkouts are never limited (an empty pool opens a new connection, like sqlite3);
-``SQLITE_POOL_SIZE`` only bounds how many *idle* connections are kept.
+``SQLITE_POOL_SIZE`` only bounds how many *idle* connections are kept per database.
+
+Idle connections of all databases together are bounded too (``SQLITE_POOL_MAX_IDLE_TOTAL``), least
+recently returned closed first. Without that bound a process that opens many databases (a test suite with
+a fresh database per test) keeps every one of them open, three file descriptors each in WAL mode, until it
+runs out of descriptors, where sqlite3 would hold none after ``close()``. The bound is kept by one
+process-wide ordered dict of idle connections (``_IDLE``); see :func:`evict_idle` for how it shares
+ownership of an idle connection with its pool without a second lock on the hot path.
 
 Raw connections are opened with ``check_same_thread=False`` so any thread may borrow them; the proxy
 enforces the caller's own ``check_same_thread``.
@@ -32,42 +39,62 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import itertools
+import os
 import sqlite3
 import sys
 import threading
-from collections import deque
-from collections.abc import Mapping
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no POSIX locks to ask whether another process is in
+    fcntl = None  # type: ignore[assignment]
 
 from db_utils.config import check_minimum, env_bool, env_int
 from db_utils.sqlite import pragmas
 from db_utils.sqlite.target import Target, file_identity, wal_identity
 from db_utils.stats import POOL_FIGURES, PoolCounters
 
-#: The pool figures, plus how many pragma values were written back on return (see pragmas.py) and how
-#: many WAL checkpoints the pool ran (see SQLitePool.checkin).
-SQLITE_FIGURES = {**POOL_FIGURES, "pragmas_restored": 0, "checkpoints": 0}
+#: The pool figures, plus how many pragma values were written back on return (see pragmas.py), how
+#: many WAL checkpoints the pool ran (see SQLitePool.checkin) and how many idle connections were closed
+#: to keep the process-wide idle total (see evict_idle).
+SQLITE_FIGURES = {**POOL_FIGURES, "pragmas_restored": 0, "checkpoints": 0, "evicted": 0}
+
+_RETURNED = "returned to the pool"  # what checkin() reports for a connection kept idle
 
 
 @dataclass(frozen=True)
 class SQLitePoolSettings:
     """``idle_size``: idle connections kept per database (``SQLITE_POOL_SIZE``, default 5, minimum 0;
     0 turns reuse off). ``wal``: allow switching file databases to WAL (``SQLITE_POOL_WAL``, default true).
+    ``max_idle_total``: idle connections kept by all pools of the process together
+    (``SQLITE_POOL_MAX_IDLE_TOTAL``, default 64, minimum 0): each holds up to three file descriptors (the
+    database, ``-wal`` and ``-shm``), so the default stays well inside the common soft limit of 1024
+    descriptors and leaves most of it to the application. A pool enforces the total its own settings
+    carry whenever it keeps a connection.
     """
 
     idle_size: int = 5
     wal: bool = True
+    max_idle_total: int = 64
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SQLitePoolSettings:
         return cls(
             idle_size=env_int("SQLITE_POOL_SIZE", cls.idle_size, minimum=0, environ=environ),
             wal=env_bool("SQLITE_POOL_WAL", cls.wal, environ=environ),
+            max_idle_total=env_int(
+                "SQLITE_POOL_MAX_IDLE_TOTAL", cls.max_idle_total, minimum=0, environ=environ
+            ),
         )
 
     def __post_init__(self) -> None:
         check_minimum("SQLITE_POOL_SIZE", self.idle_size, 0)
+        check_minimum("SQLITE_POOL_MAX_IDLE_TOTAL", self.max_idle_total, 0)
 
 
 @dataclass(frozen=True)
@@ -170,7 +197,9 @@ class SQLitePool:
             except IndexError:
                 stale = None
             else:
-                if current is not None and self._files.get(raw) == current:
+                if _IDLE.pop(raw, None) is None:
+                    stale = None  # evict_idle claimed it first and closes it: open a new one instead
+                elif current is not None and self._files.get(raw) == current:
                     counters.checkouts += 1
                     counters.checked_out += 1
                     counters.reuses += 1
@@ -197,13 +226,13 @@ class SQLitePool:
     def _close_stale_idle(self, current: tuple[int, int] | None) -> None:
         """Close the idle connections that do not have ``current``, the file now at the path, open (all of
         them if None)."""
+        claimed = []
         with self._lock:
-            candidates = [raw for raw in self._idle if current is None or self._files.get(raw) != current]
-        for raw in candidates:
-            try:
+            for raw in [raw for raw in self._idle if current is None or self._files.get(raw) != current]:
                 self._idle.remove(raw)
-            except ValueError:
-                continue  # a checkout took it meanwhile: that checkout checks it itself
+                if _IDLE.pop(raw, None) is not None:  # else evict_idle claimed it and closes it
+                    claimed.append(raw)
+        for raw in claimed:
             self.counters.add(invalidated=1)
             self._close_stale(raw)
 
@@ -309,11 +338,14 @@ class SQLitePool:
             counters.checked_out -= 1
             last = not counters.checked_out
             # The common return: clean, nothing to checkpoint, room in the pool.
-            if not failure and not (last and self._unsynced) and len(self._idle) < self.settings.idle_size:
+            kept = not failure and not (last and self._unsynced) and len(self._idle) < self.settings.idle_size
+            if kept:
                 self._idle.append(raw)
-                return "returned to the pool"
+                _IDLE[raw] = self  # a new key: the most recently used end
         finally:
             lock.release()
+        if kept:  # the common case again: under the total, so no call to evict
+            return self._within_total(raw) if len(_IDLE) > self.settings.max_idle_total else _RETURNED
         if dirty is not None:
             self.counters.add(discarded_dirty=1)
         elif failure:
@@ -329,10 +361,19 @@ class SQLitePool:
             keep = len(self._idle) < self.settings.idle_size
             if keep:
                 self._idle.append(raw)
+                _IDLE[raw] = self
         if not keep:
             self._close(raw)
             return self._full_message()
-        return "returned to the pool"
+        return self._within_total(raw)
+
+    def _within_total(self, raw: sqlite3.Connection) -> str:
+        """After keeping ``raw``: close the least recently used idle connections over the process-wide
+        total (``raw`` itself only if the total is 0)."""
+        limit = self.settings.max_idle_total
+        if len(_IDLE) > limit and raw in evict_idle(limit):
+            return "closed: the process keeps no idle connections (SQLITE_POOL_MAX_IDLE_TOTAL=0)"
+        return _RETURNED
 
     def _count_checkin(self) -> None:
         with self._lock:
@@ -403,12 +444,47 @@ class SQLitePool:
         self.close_idle()
 
     def close_idle(self) -> None:
-        while True:
-            try:
-                raw = self._idle.pop()
-            except IndexError:
-                return
+        with self._lock:
+            idle = list(self._idle)
+            self._idle.clear()
+            claimed = [raw for raw in idle if _IDLE.pop(raw, None) is not None]  # else evict_idle closes it
+        for raw in claimed:
             self._close(raw)
+
+    def release_claimed(self, raw: sqlite3.Connection, figure: str) -> None:
+        """Close ``raw``, an idle connection of this pool that evict_idle or close_gone_idle took out of
+        ``_IDLE`` (so it is theirs alone), counting it as ``figure``.
+
+        A connection whose file was deleted or replaced is closed as a stale one (its close must not touch
+        the files now at the path). When that leaves the pool with no connection at all, the -wal this
+        pool noted is forgotten (the next connection notes whatever is there then), and if the database
+        was deleted, its -wal and -shm are removed as sqlite3's close before the delete would have done
+        (see remove_orphaned_side_files).
+        """
+        with self._lock:
+            with contextlib.suppress(ValueError):  # a checkout popped it, found it claimed, and left it
+                self._idle.remove(raw)
+            empty = not self._idle and not self.counters.checked_out
+            wal = self._wal_file
+            if empty:
+                self._wal_file = None
+        self.counters.add(**{figure: 1})
+        opened = self._files.get(raw)
+        if file_identity(self._path) == opened:
+            self._close(raw)
+            return
+        self._close_stale(raw)
+        if empty and file_unused_elsewhere(self):
+            remove_orphaned_side_files(self._path, wal)
+
+    @property
+    def wal_file(self) -> tuple[int, int] | None:
+        """The (device, inode) of the -wal this pool's connections have open, if one was noted."""
+        return self._wal_file
+
+    def holds_connections(self) -> bool:
+        """Whether any connection of this pool is open in this process (idle or lent)."""
+        return bool(self._idle) or bool(self.counters.checked_out)
 
     def take_idle(self) -> list[sqlite3.Connection]:
         """Remove and return every idle connection without closing it (used after fork)."""
@@ -424,6 +500,10 @@ class SQLitePool:
     def _close(self, raw: sqlite3.Connection) -> None:
         self._forget(raw)
         _close_quietly(raw)
+
+    def opened_file(self, raw: sqlite3.Connection) -> tuple[int, int] | None:
+        """The (device, inode) of the file ``raw`` opened (None: none, or not a connection of this pool)."""
+        return self._files.get(raw)
 
     def _forget(self, raw: sqlite3.Connection) -> None:
         self._pragma_baselines.pop(raw, None)
@@ -442,6 +522,105 @@ def _close_quietly(raw: sqlite3.Connection) -> None:
         raw.close()
 
 
+#: Every idle connection of every pool of this process -> its pool, least recently returned first. An idle
+#: connection is in its pool's deque *and* here; whoever removes it from here owns it: a checkout (under
+#: the pool lock, right after popping it from the deque) or evict_idle / close_gone_idle (which then take
+#: it out of the deque). A checkout that finds its connection already gone from here leaves it to them.
+#: Single operations on it are atomic under the GIL (its keys hash and compare by identity, in C), so the
+#: hot path pays one dict operation and no lock of its own.
+_IDLE: OrderedDict[sqlite3.Connection, SQLitePool] = OrderedDict()
+
+#: How many of the least recently used idle connections close_gone_idle looks at: one stat each.
+GONE_CHECKS = 4
+
+# The -shm byte every connection with the WAL index open holds a shared POSIX lock on (SQLite's
+# UNIX_SHM_DMS): an exclusive lock on it is granted only when no other process has the database open.
+_SHM_DMS_BYTE = 128
+
+
+def evict_idle(limit: int) -> list[sqlite3.Connection]:
+    """Close least recently used idle connections, of any pool, until at most ``limit`` remain; returns
+    the connections closed."""
+    evicted = []
+    while len(_IDLE) > limit:
+        try:
+            raw, pool = _IDLE.popitem(last=False)
+        except KeyError:  # another thread emptied it meanwhile
+            break
+        evicted.append(raw)
+        pool.release_claimed(raw, "evicted")
+    return evicted
+
+
+def close_gone_idle(limit: int = GONE_CHECKS) -> None:
+    """Close those of the ``limit`` least recently used idle connections whose path no longer names the
+    file they opened (deleted or replaced).
+
+    Called where a stat per connection is cheap next to what the caller does anyway (opening a new
+    database): such a connection can never be reused (a checkout would close it) and, while open, holds a
+    deleted file and its side files, so closing it early frees descriptors and disk space before the
+    process-wide total would.
+    """
+    try:
+        oldest = list(itertools.islice(_IDLE.items(), limit))
+    except RuntimeError:  # another thread changed it while we read: the next new database looks again
+        return
+    for raw, pool in oldest:
+        if file_identity(pool.target.file_path) == pool.opened_file(raw):
+            continue
+        if _IDLE.pop(raw, None) is pool:  # else a checkout or another eviction took it meanwhile
+            pool.release_claimed(raw, "invalidated")
+
+
+def _no_other_pool(pool: SQLitePool) -> bool:
+    return False
+
+
+#: Whether no other pool of this process has a connection to ``pool``'s file open (registry.py, which
+#: knows every pool, installs the real check). Removing side files while a connection of this process
+#: still has them open would drop SQLite's POSIX locks on them, so the default answer is no.
+file_unused_elsewhere: Callable[[SQLitePool], bool] = _no_other_pool
+
+
+def remove_orphaned_side_files(path: str, wal: tuple[int, int] | None) -> bool:
+    """Delete ``path``'s ``-wal`` and ``-shm`` after the database at ``path`` was deleted; whether it did.
+
+    Code that closes a sqlite3 connection and then deletes the database leaves nothing behind: the last
+    close checkpointed and removed the side files. A pooled connection is still open when the file is
+    deleted, and SQLite then refuses to checkpoint or remove anything on close (the database "has
+    moved"), so the pool removes them itself, once no connection of this process has them open (the
+    caller's job), under the conditions SQLite's own close has: no database at ``path`` any more (a new
+    one may own the names), the ``-wal`` is the one the pool's connections had (``wal``), and no other
+    process has the WAL index open (an exclusive lock on the -shm's DMS byte is granted). The lock is held
+    until both are unlinked, so a process starting meanwhile waits for it like for SQLite's own.
+    """
+    if fcntl is None or wal is None or file_identity(path) is not None:
+        return False
+    if wal_identity(path + "-wal") != wal:
+        return False
+    shm = path + "-shm"
+    try:
+        fd = os.open(shm, os.O_RDWR)
+    except FileNotFoundError:
+        fd = -1  # no WAL index: nobody can be using it through shared memory
+    except OSError:
+        return False  # there, but we cannot ask who uses it: leave it
+    try:
+        if fd >= 0:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SHM_DMS_BYTE)
+        if file_identity(path) is not None:  # a new database appeared meanwhile: the names are its
+            return False
+        os.unlink(path + "-wal")
+        if fd >= 0:
+            os.unlink(shm)
+    except OSError:  # another process holds the WAL index, or the files went away meanwhile
+        return False
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return True
+
+
 # Connections inherited across fork(). SQLite forbids using them in the child, and closing them there
 # could checkpoint or delete files the parent still uses, so they are kept referenced (never deallocated,
 # never closed) for the child's lifetime. At most one pool's worth per database.
@@ -456,6 +635,7 @@ def next_generation() -> None:
     """Called in a forked child: every pool that exists now was inherited from the parent."""
     global _generation  # noqa: PLW0603 - one number, read by every checkin
     _generation += 1
+    _IDLE.clear()  # the registry took every idle connection out of its pool (take_idle) to abandon it
 
 
 def abandon(raw: sqlite3.Connection) -> None:

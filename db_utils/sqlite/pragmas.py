@@ -8,9 +8,15 @@ writes that value back. A pragma set, as a plain literal, to the value it alread
 return: the literal is parsed once per SQL string (cached with the rest of the statement's analysis) and
 compared with the noted value; only if every write of that pragma during the lease set the noted value
 is it left alone (a write that SQLite ignored, e.g. ``foreign_keys`` inside a transaction, can then only
-have left the noted value in place). Anything not listed here (``journal_mode``, ``locking_mode``,
-``writable_schema``, process-wide or deprecated pragmas) still makes the connection dirty: closed on
-return, not reused.
+have left the noted value in place). Anything not listed here (``locking_mode``, ``writable_schema``,
+process-wide or deprecated pragmas) still makes the connection dirty: closed on return, not reused.
+
+``journal_mode`` is not restored either: switching to or from WAL changes the database file for every
+connection, so no write on return could undo it. But setting it to the mode it already has changes
+nothing, and a helper that runs ``PRAGMA journal_mode = WAL`` on every connection of a database already
+in WAL must keep its pool. That one has no noted value to compare with (the mode is the file's, and
+another process may change it), so the proxy reads it with :func:`journal_mode` right before such a
+statement runs, and the connection is dirty only when the statement sets another mode.
 
 ``case_sensitive_like`` has no getter. Rather than trusting the value last written (which SQLite may
 have parsed differently, or ignored), its state is read back through its effect: ``'a' LIKE 'A'`` is
@@ -56,6 +62,8 @@ RESTORABLE = FLAGS | {
 }
 #: Write-only: read back through its effect on LIKE (see the module docstring).
 CASE_SENSITIVE_LIKE = "case_sensitive_like"
+#: The names ``PRAGMA journal_mode`` reads back (lower case), which are also the modes it can set.
+JOURNAL_MODES = frozenset({"delete", "truncate", "persist", "memory", "wal", "off"})
 _TRUE, _FALSE = frozenset({"ON", "YES", "TRUE", "1"}), frozenset({"OFF", "NO", "FALSE", "0"})
 
 
@@ -102,3 +110,16 @@ def write(raw: sqlite3.Connection, name: str, value: int) -> None:
         cursor.execute(f"PRAGMA {name} = {int(value)}").fetchall()
     finally:
         cursor.close()
+
+
+def journal_mode(raw: sqlite3.Connection) -> str:
+    """The journal mode of ``raw``'s main database, as SQLite names it (without a value the pragma only
+    reads it); raises sqlite3.Error if it cannot be read."""
+    cursor = raw.cursor()
+    try:
+        row = cursor.execute("PRAGMA main.journal_mode").fetchone()
+    finally:
+        cursor.close()  # never leave a statement active on a pooled connection
+    if row is None or not isinstance(row[0], str):
+        raise sqlite3.OperationalError("PRAGMA journal_mode gave no mode")
+    return row[0].lower()

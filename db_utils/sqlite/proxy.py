@@ -8,7 +8,8 @@ What could outlive a borrower is tracked: cursors and blobs are closed on return
 would otherwise keep a read lock on a pooled connection), the restorable pragmas a borrower sets are
 noted so the pool writes their values back (:mod:`db_utils.sqlite.pragmas`), and anything else that
 changes the connection in a way a rollback cannot undo marks it *dirty*, with the reason, so the pool
-closes it instead of reusing it.
+closes it instead of reusing it. ``PRAGMA journal_mode = <mode>`` is the one such statement checked
+against the connection when it runs: setting the mode the database already has leaves it clean.
 
 "Check open, then use raw" must be atomic against ``close()``, so that a late operation can never run on
 a connection already lent to someone else. A proxy bound to its owner thread (sqlite3's default) gets
@@ -32,6 +33,7 @@ from _thread import get_ident
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
+from db_utils.sqlite import pragmas
 from db_utils.sqlite.cursor import PooledCursor, SharedPooledCursor, pooled_cursor_class
 from db_utils.sqlite.pool import SQLitePool
 from db_utils.sqlite.shared import serialised
@@ -45,6 +47,9 @@ _WRONG_THREAD = (
 
 
 _PRUNE_AT = 64
+# Pools told that the caller sets the journal mode itself although it kept the mode it found (see
+# PooledConnection._keeps_journal_mode): told once, as the telling closes their idle connections.
+_JOURNAL_MODE_KEPT: weakref.WeakSet[SQLitePool] = weakref.WeakSet()
 _execute = sqlite3.Cursor.execute
 _executemany = sqlite3.Cursor.executemany
 _executescript = sqlite3.Cursor.executescript
@@ -144,11 +149,16 @@ class PooledConnection:
         # Plain attribute tests, not IntFlag arithmetic (a Python-level call each).
         if analysis.writes:
             self._wrote = True
-        if analysis.reason:  # set exactly when the SQL makes the connection dirty
+        raw = self._raw  # None for a closed cursor of a closed proxy: sqlite3 then raises its own error
+        if analysis.reason and not (  # set exactly when the SQL makes the connection dirty
+            analysis.journal_modes
+            and self._dirty is None
+            and raw is not None
+            and self._keeps_journal_mode(raw, analysis.journal_modes)
+        ):
             self._dirty = self._dirty or analysis.reason
             if analysis.effect & SqlEffect.JOURNAL_MODE:
                 self._pool.caller_sets_journal_mode()
-        raw = self._raw  # None for a closed cursor of a closed proxy: sqlite3 then raises its own error
         if analysis.pragmas and self._dirty is None and raw is not None:
             changed = self._pool.pragmas_to_restore(raw, analysis.pragmas)
             if changed is None:
@@ -157,6 +167,28 @@ class PooledConnection:
                 if self._touched is None:
                     self._touched = set()
                 self._touched.update(changed)
+
+    def _keeps_journal_mode(self, raw: sqlite3.Connection, modes: tuple[str, ...]) -> bool:
+        """Before SQL whose only lasting effect is setting the journal mode to ``modes`` runs: true if
+        each is the mode ``raw`` has now, so the SQL changes nothing and the connection stays clean.
+
+        Read here rather than on return, like a restorable pragma's noted value, because afterwards
+        the mode no longer tells whether the SQL changed it; and read every time, since the mode is the
+        file's (another process may switch it). A mode that cannot be read counts as a change. The
+        caller still chose the mode, so the pool is told it must not switch this database any more,
+        once: that telling also closes idle connections, needed only for a change to take effect.
+        """
+        try:
+            current = pragmas.journal_mode(raw)
+        except sqlite3.Error:
+            return False
+        if any(mode != current for mode in modes):
+            return False
+        pool = self._pool
+        if pool not in _JOURNAL_MODE_KEPT:
+            _JOURNAL_MODE_KEPT.add(pool)
+            pool.caller_sets_journal_mode()
+        return True
 
     def _track(self, child: Any) -> None:
         # Weak references: a cursor the caller dropped must be freed (and its statement reset) right away.
@@ -265,6 +297,12 @@ class PooledConnection:
                 ResourceWarning,
                 stacklevel=2,
             )
+        except ResourceWarning:
+            # A filter made the warning an error (``-W error::ResourceWarning``, how test runs find
+            # leaks). The connection is back already; raising lets CPython report it the way it reports
+            # any exception in __del__ ("Exception ignored in: ...", through sys.unraisablehook) instead
+            # of the leak going unseen.
+            raise
         except Exception:  # noqa: S110 - a finalizer must not raise (e.g. during interpreter shutdown)
             pass
 

@@ -5,18 +5,33 @@ empty registry (new lock too: the old one may have been held by a thread that do
 child) and moves the pools' generation on (``pool.next_generation``). Pools from the parent keep their
 old generation, so a parent connection that is closed in the child is abandoned instead of pooled, and
 the child only ever borrows connections it opened itself.
+
+Exit: every idle connection is closed, as an application closing its own connections would, so SQLite
+checkpoints and removes each database's ``-wal`` and ``-shm``. SQLite declines to do that for a database
+deleted while the pool kept a connection to it open (code that closed, then deleted); :func:`dispose`
+removes those side files itself once no connection of the process has them open.
 """
 
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import sqlite3
 import threading
 from typing import Any
 
 from db_utils import stats
-from db_utils.sqlite.pool import ConnectOptions, SQLitePool, SQLitePoolSettings, abandon, next_generation
+from db_utils.sqlite import pool as pool_module
+from db_utils.sqlite.pool import (
+    ConnectOptions,
+    SQLitePool,
+    SQLitePoolSettings,
+    abandon,
+    close_gone_idle,
+    next_generation,
+    remove_orphaned_side_files,
+)
 from db_utils.sqlite.target import Target
 
 PoolKey = tuple[str, ConnectOptions]
@@ -75,6 +90,9 @@ def borrow(
     if created:
         figures = {"size": settings.idle_size, "wal": settings.wal}
         stats.notify(stats.PoolEvent("created", KIND, pool_name(pool), figures))
+        # A new database is where a process that goes through many (one per test) leaves old ones
+        # behind, deleted or not: a few stats next to opening a file, and the deleted ones close now.
+        close_gone_idle()
     pool.adopt_new(raw)
     return pool, raw
 
@@ -89,8 +107,32 @@ def dispose() -> None:
     for pool in pools:
         pool.close_idle()
         # A connection still borrowed from a forgotten pool is closed on return instead of kept.
-        pool.settings = SQLitePoolSettings(idle_size=0, wal=pool.settings.wal)
+        pool.settings = dataclasses.replace(pool.settings, idle_size=0)
         stats.notify(stats.PoolEvent("disposed", KIND, pool_name(pool), {}))
+    _remove_orphaned_side_files(pools)
+
+
+def _remove_orphaned_side_files(pools: list[SQLitePool]) -> None:
+    """The ``-wal`` and ``-shm`` of databases deleted while their connections idled, once none of
+    ``pools`` (all of them, just disposed) has a connection to that file open any more."""
+    by_path: dict[str, list[SQLitePool]] = {}
+    for pool in pools:
+        by_path.setdefault(pool.target.file_path, []).append(pool)
+    for path, group in by_path.items():
+        if any(pool.holds_connections() for pool in group):
+            continue  # still lent: its close is the last one (sqlite3 would not remove them either)
+        for wal in {pool.wal_file for pool in group}:
+            remove_orphaned_side_files(path, wal)
+
+
+def _file_unused_elsewhere(pool: SQLitePool) -> bool:
+    """No pool but ``pool`` has a connection to its file open (pool.py's side-file removal asks)."""
+    path = pool.target.file_path
+    return not any(
+        other.holds_connections()
+        for other in list(_registry.pools.values())
+        if other is not pool and other.target.file_path == path
+    )
 
 
 def pool_name(pool: SQLitePool) -> str:
@@ -122,5 +164,6 @@ if hasattr(os, "register_at_fork"):
 # Closing idle connections at exit lets SQLite checkpoint and remove the -wal file, as it would for an
 # application that closed its own connections. After fork the registry holds only the child's own pools.
 atexit.register(dispose)
+pool_module.file_unused_elsewhere = _file_unused_elsewhere
 stats.register_source("sqlite", pool_figures)
 stats.register_disposer("sqlite", dispose)

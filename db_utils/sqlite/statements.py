@@ -11,6 +11,12 @@ It also notes SQL that writes the database file without changing rows (``CREATE`
 ``VACUUM``, ``REINDEX``, ``ANALYZE``, ``PRAGMA user_version = n``): ``Connection.total_changes``, which
 tells the pool that a lease wrote rows, does not count those, and the pool must checkpoint after them too.
 
+``PRAGMA journal_mode = <mode>`` is dirty as far as the SQL alone can tell, but when it sets a mode the
+database already has it changes nothing: the common helper that runs ``PRAGMA journal_mode = WAL`` on
+every connection of a database already in WAL. Only the connection knows its current mode, so the
+analysis names the modes such SQL sets (``SqlAnalysis.journal_modes``) and the proxy reads the mode back
+before the SQL runs, keeping the connection clean when every one of them is the current mode.
+
 The check errs on the side of "dirty": a false positive only costs one reconnect, a false negative leaks
 state into another caller's connection. It runs on every ``execute``, so it is cached per SQL string and a
 cheap regex rejects the vast majority of statements before any tokenizing.
@@ -23,7 +29,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from db_utils.sqlite.pragmas import RESTORABLE, literal_value
+from db_utils.sqlite.pragmas import JOURNAL_MODES, RESTORABLE, literal_value
 
 _MAYBE_STATEFUL = re.compile(
     r"pragma|attach|detach|temp|\b(?:create|drop|alter|vacuum|reindex|analyze)\b", re.IGNORECASE
@@ -37,7 +43,10 @@ _NOISE = re.compile(
     re.DOTALL,
 )
 # Numbers and signs are tokens of their own so a pragma's value is only read when it is exactly a literal.
-_TOKEN = re.compile(r"[A-Za-z_][A-Za-z_0-9$]*|[0-9]+|[=(.;+-]")
+# A quoted plain word (``'wal'``, ``"wal"``) is one token that keeps its leading quote (see _blank).
+_TOKEN = re.compile(r"'?[A-Za-z_][A-Za-z_0-9$]*|[0-9]+|[=(.;+-]")
+_WORD = re.compile(r"[A-Za-z]+")
+_QUOTED = "'"
 
 # Pragmas that take a parenthesised argument but only *read*: used by iterdump() and schema inspection,
 # which must stay cheap. Every other pragma with an argument, or with ``=``, marks the connection dirty.
@@ -80,6 +89,10 @@ class SqlAnalysis:
     reason: str = ""
     pragmas: tuple[tuple[str, int | None], ...] = ()
     writes: bool = False
+    #: The journal modes the SQL's ``journal_mode`` writes set, in order, when those writes are all that
+    #: makes it dirty and each names its mode for certain (see _journal_mode_set); empty otherwise. The
+    #: SQL then changes nothing if every one is the connection's current mode: the proxy checks.
+    journal_modes: tuple[str, ...] = ()
 
 
 #: The analysis of SQL that leaves nothing behind: analyze() returns this very object, so callers test
@@ -93,19 +106,25 @@ def analyze(sql: str) -> SqlAnalysis:
     if not isinstance(sql, str) or not _MAYBE_STATEFUL.search(sql):
         return NOTHING
     effect, reasons, pragmas = SqlEffect.NONE, list[str](), list[tuple[str, int | None]]()
+    modes, only_modes = list[str](), True
     for statement in _statements(sql):
-        statement_effect, detail, value = _statement_effect(statement)
+        statement_effect, detail, value, mode = _statement_effect(statement)
         effect |= statement_effect
         if statement[0] in _SCHEMA_WRITES:
             effect |= SqlEffect.WRITES
         if statement_effect & SqlEffect.DIRTY:
             reasons.append(detail)
+            if mode is None:
+                only_modes = False
+            else:
+                modes.append(mode)
         elif statement_effect & SqlEffect.PRAGMA:
             pragmas.append((detail, value))
     if effect is SqlEffect.NONE:
         return NOTHING
     reason = ", ".join(dict.fromkeys(reasons))
-    return SqlAnalysis(effect, reason, tuple(pragmas), bool(effect & SqlEffect.WRITES))
+    journal_modes = tuple(modes) if only_modes else ()
+    return SqlAnalysis(effect, reason, tuple(pragmas), bool(effect & SqlEffect.WRITES), journal_modes)
 
 
 def sql_effect(sql: str) -> SqlEffect:
@@ -127,26 +146,34 @@ def _statements(sql: str) -> list[list[str]]:
 def _blank(match: re.Match[str]) -> str:
     # A quoted identifier may still name the temp schema (CREATE TABLE "temp".x): keep that one word.
     text = match.group()
-    if text[0] in '"`[' and text[1:-1].lower() in ("temp", "temporary"):
+    inner = text[1:-1]
+    if text[0] in '"`[' and inner.lower() in ("temp", "temporary"):
         return " TEMP "
+    # A quoted plain word may be a pragma's value (journal_mode = 'wal'). Kept behind a quote, it can
+    # never be mistaken for a keyword or a name: only _journal_mode_set reads it.
+    closing = "]" if text[0] == "[" else text[0]
+    if text[0] in "'\"`[" and len(text) > 2 and text[-1] == closing and _WORD.fullmatch(inner):
+        return f" {_QUOTED}{inner} "
     return " ? "
 
 
-Effect = tuple[SqlEffect, str, int | None]
-_NO_EFFECT: Effect = (SqlEffect.NONE, "", None)
+#: A statement's effect; the dirty reason, or the restorable pragma's name; that pragma's literal value;
+#: the journal mode a ``journal_mode`` write sets, when the proxy may check it (see _journal_mode_set).
+Effect = tuple[SqlEffect, str, int | None, str | None]
+_NO_EFFECT: Effect = (SqlEffect.NONE, "", None, None)
 
 
 def _statement_effect(tokens: list[str]) -> Effect:
-    """One statement's effect; with the dirty reason, or the restorable pragma's name and literal value."""
+    """One statement's effect (see :data:`Effect`)."""
     head = tokens[0]
     if head == "PRAGMA":
         return _pragma_effect(tokens[1:])
     if head in ("ATTACH", "DETACH"):
-        return SqlEffect.DIRTY, head, None
+        return SqlEffect.DIRTY, head, None, None
     if head == "CREATE" and ("TEMP" in tokens or "TEMPORARY" in tokens):
         # CREATE TEMP TABLE / CREATE TEMPORARY VIEW / CREATE TABLE temp.x: the temp schema belongs to
         # the connection and survives a rollback once committed.
-        return SqlEffect.DIRTY, "a temporary object (CREATE TEMP ...)", None
+        return SqlEffect.DIRTY, "a temporary object (CREATE TEMP ...)", None, None
     return _NO_EFFECT
 
 
@@ -164,12 +191,31 @@ def _pragma_effect(tokens: list[str]) -> Effect:
     # The temp schema's header belongs to the connection (its temp database), so only main's is database
     # content; another attached schema already made the connection dirty with its ATTACH.
     if name in _DATABASE_PRAGMAS and schema != "temp":
-        return SqlEffect.WRITES, "", None
+        return SqlEffect.WRITES, "", None, None
     if name == "journal_mode":
-        return SqlEffect.DIRTY | SqlEffect.JOURNAL_MODE, "PRAGMA journal_mode", None
+        mode = _journal_mode_set(schema, rest)
+        return SqlEffect.DIRTY | SqlEffect.JOURNAL_MODE, "PRAGMA journal_mode", None, mode
     # ``main.`` names what an unqualified pragma sets; another schema (temp, an attached one) is not
     # what the pool reads back, so it stays dirty.
     if name in RESTORABLE and schema in ("", "main"):
         value = literal_value(name, rest[1:]) if rest[0] in ("=", "(") else None
-        return SqlEffect.PRAGMA, name, value
-    return SqlEffect.DIRTY, f"PRAGMA {schema + '.' if schema else ''}{name}", None
+        return SqlEffect.PRAGMA, name, value, None
+    return SqlEffect.DIRTY, f"PRAGMA {schema + '.' if schema else ''}{name}", None, None
+
+
+def _journal_mode_set(schema: str, rest: list[str]) -> str | None:
+    """The mode ``PRAGMA [schema.]journal_mode <rest>`` sets, when setting it to the connection's current
+    mode (``PRAGMA main.journal_mode``) is certain to change nothing; None otherwise.
+
+    The value must be one of SQLite's mode names, spelled out: SQLite also accepts any prefix of one
+    (``'w'``), and takes an unknown word for a read. Only ``main``'s mode is read back, while an
+    unqualified write sets the mode of every open schema, the connection's temp database included: WAL
+    never applies to temporary storage, and DELETE is what a temp database on disk has while one in
+    memory cannot leave MEMORY, so only those two leave temp as it was. Other modes must name ``main``.
+    """
+    if schema not in ("", "main") or len(rest) != 2 or rest[0] not in ("=", "("):
+        return None
+    mode = rest[1].removeprefix(_QUOTED).lower()
+    if mode not in JOURNAL_MODES or (not schema and mode not in ("wal", "delete")):
+        return None
+    return mode
