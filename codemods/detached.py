@@ -103,7 +103,8 @@ def detached_sites(
             status: SiteStatus = "migratable" if migrate else "reported"
             sites.append(Site(rule.RULE_ID, path, line, col, status, reason, message))
         else:
-            message = rule.value_reference_message()
+            inspected = isinstance(parent, ast.Attribute) and parent.value is node
+            message = rule.value_reference_message(inspected)
             sites.append(Site(rule.RULE_ID, path, line, col, "reported", "callee-as-value", message))
     return sites
 

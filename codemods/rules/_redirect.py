@@ -137,6 +137,9 @@ class RedirectCallRule(PoolshiftRule):
     REPLACEMENT_MODULE: ClassVar[str] = ""
     #: What the report tells the user to do about a reference used as a value (``callee-as-value``).
     VALUE_ADVICE: ClassVar[str] = ""
+    #: Whether the drop-in hands its calls to a test's stand-in of the target (db_utils.stand_ins): then a
+    #: test that inspects its mock through the name (``urlopen.call_count``) needs no change.
+    DROP_IN_REACHES_STAND_INS: ClassVar[bool] = False
 
     def __init__(self, context: CodemodContext, options: RuleOptions | None = None) -> None:
         super().__init__(context, options)
@@ -166,9 +169,17 @@ class RedirectCallRule(PoolshiftRule):
         """
         return None
 
-    def value_reference_message(self) -> str:
-        """What the report says about a target used as a value (``callee-as-value``)."""
-        return f"{self._target_text()} is used as a value, not called here; {self.VALUE_ADVICE}"
+    def value_reference_message(self, inspected: bool = False) -> str:
+        """What the report says about a target used as a value (``callee-as-value``); ``inspected``: one of
+        its attributes is read (``urlopen.call_count``: a test inspecting its mock)."""
+        target = self._target_text()
+        if inspected and self.DROP_IN_REACHES_STAND_INS:
+            return (
+                f"an attribute of {target} is read here, as a test reads its mock's (call_count, "
+                f"assert_called_with...): nothing to change, migrated calls still reach a test's stand-in of "
+                f"{target} (migration guide: Test suites that mock the driver)"
+            )
+        return f"{target} is used as a value, not called here; {self.VALUE_ADVICE}"
 
     def dynamic_lookup_message(self) -> str:
         """What the report says about a ``getattr`` lookup that may return the target (``dynamic-callee``)."""
@@ -232,7 +243,27 @@ class RedirectCallRule(PoolshiftRule):
         names = self._qualified(node)
         hits = {name for name in names if name.name in self.TARGETS}
         unique = bool(hits) and hits == names and all(h.source is QualifiedNameSource.IMPORT for h in hits)
+        if unique and isinstance(node, cst.Attribute):
+            unique = self._every_root_binding_leads_to_target(node)
         return bool(hits), unique
+
+    def _every_root_binding_leads_to_target(self, node: cst.Attribute) -> bool:
+        """LibCST resolves ``urllib.request.urlopen`` through the import that names ``urllib.request`` alone,
+        even where ``urllib`` is also bound otherwise (``try: import urllib2 as urllib`` / ``except
+        ImportError: import urllib.request``): each binding of the root name must lead to the target."""
+        attributes: list[str] = []
+        root: cst.BaseExpression = node
+        while isinstance(root, cst.Attribute):
+            attributes.append(root.attr.value)
+            root = root.value
+        rest = ".".join(reversed(attributes))
+        for binding in self._qualified(root):
+            dotted = QualifiedName(f"{binding.name}.{rest}", binding.source)
+            if self.options.module_aliases:
+                dotted = self._through_project(dotted)
+            if dotted.name not in self.TARGETS:
+                return False
+        return True
 
     def _resolves_to_module(self, node: cst.CSTNode) -> bool:
         return any(name.name in self.SOURCE_MODULES for name in self._qualified(node))
@@ -339,7 +370,9 @@ class RedirectCallRule(PoolshiftRule):
             if ref in called or self._expression_contexts.get(ref) is not (ExpressionContext.LOAD):
                 continue
             if self._matches(ref)[0]:
-                self.record(ref, "reported", "callee-as-value", self.value_reference_message())
+                parent = self._parents.get(ref)
+                inspected = isinstance(parent, cst.Attribute) and parent.value is ref
+                self.record(ref, "reported", "callee-as-value", self.value_reference_message(inspected))
             elif star and self._is_unresolved_short_name(ref):
                 self.record(ref, "reported", "star-import", self._star_message())
 

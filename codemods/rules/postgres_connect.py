@@ -60,6 +60,7 @@ class PostgresConnectRule(RedirectCallRule):
         "code that receives it may compare or patch it; pass db_utils.postgres.connect by hand if it is "
         "only called (the drop-in accepts the same arguments)"
     )
+    DROP_IN_REACHES_STAND_INS = True
 
     def check_call(self, call: cst.Call) -> Verdict:
         # Any other keyword is a libpq parameter that **kwargs takes: only the named three can clash.

@@ -73,6 +73,7 @@ class Sqlite3ConnectRule(RedirectCallRule):
         "where it ends up being called is out of sight, and it may be called with factory= or ':memory:'; "
         "pass db_utils.sqlite.connect by hand once those calls are checked"
     )
+    DROP_IN_REACHES_STAND_INS = True
 
     def check_call(self, call: cst.Call) -> Verdict:
         return self._check_arguments(call) or self._stored_verdict(call)

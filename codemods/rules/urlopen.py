@@ -47,6 +47,7 @@ class UrlopenRule(RedirectCallRule):
         "code that receives it may compare or patch it; pass db_utils.http.urlopen by hand if it is only "
         "called (the drop-in accepts the same arguments)"
     )
+    DROP_IN_REACHES_STAND_INS = True
 
     def check_call(self, call: cst.Call) -> Verdict:
         bound = bind_arguments(call, URLOPEN_POSITIONAL, URLOPEN_KEYWORD_ONLY)

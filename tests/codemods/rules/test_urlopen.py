@@ -149,3 +149,28 @@ def test_migrated_program_behaves_like_the_original(
         "200 /echo/moved GET  None",
         "HTTPError 404 b'status 404'",
     ]
+
+
+@pytest.mark.parametrize(
+    "command", [["scan"], ["migrate", "--diff"]], ids=["detached shortcut", "full analysis"]
+)
+def test_a_test_inspecting_its_mock_is_told_nothing_needs_changing(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """delogger's tests read their mock through the stdlib name; the drop-in reaches the mock (stand_ins)."""
+    source = (
+        "import urllib.request\n"
+        "\n"
+        "def test_posts():\n"
+        "    assert urllib.request.urlopen.call_count == 1\n"
+        "    saved = urllib.request.urlopen\n"
+    )
+    (tmp_path / "test_slack.py").write_text(source)
+    run = [sys.executable, "-m", "codemods", *command, str(tmp_path), "--select", "PS301", "--no-cache"]
+    finished = subprocess.run(run, capture_output=True, text=True, check=False)
+    report = finished.stdout + finished.stderr
+    inspected, saved = (line for line in report.splitlines() if "callee-as-value" in line)
+    assert "test_slack.py:4:" in inspected
+    assert "nothing to change" in inspected
+    assert "test_slack.py:5:" in saved
+    assert "pass db_utils.http.urlopen by hand" in saved
