@@ -16,8 +16,9 @@ from codemods.legacy_helpers.discovery import FoundHelper, prefilter_names
 from codemods.legacy_helpers.references import find_legacy_references
 from codemods.project import Project, decoded_sources
 from codemods.runner import RunResult
+from codemods.status import count_pooled_calls
 
-__all__ = ["NO_CANDIDATE", "helper_lines"]
+__all__ = ["ALREADY_MIGRATED", "NO_CANDIDATE", "helper_lines"]
 
 NO_CANDIDATE = (
     "no candidate found. poolshift looked for calls of psycopg2.connect, sqlite3.connect and "
@@ -27,17 +28,37 @@ NO_CANDIDATE = (
 )
 
 
+#: A tree with nothing left to do because it was migrated (not because poolshift missed its code).
+ALREADY_MIGRATED = (
+    "nothing left to migrate: {} call(s) already go through db_utils "
+    "(`poolshift status` counts them per phase)"
+)
+
+
 def helper_lines(project: Project, result: RunResult) -> list[str]:
     """One line per helper; or the no-candidate line when there is neither a helper nor a site."""
     if not project.found_helpers:
-        return [] if result.sites else [NO_CANDIDATE]
+        if result.sites:
+            return []
+        pooled = sum(count_pooled_calls(project).values())
+        return [ALREADY_MIGRATED.format(pooled)] if pooled else [NO_CANDIDATE]
     uses = _uses_per_helper(project)
     idiomatic = Counter(
         site.message.partition(":")[0]
         for site in result.sites
         if site.rule == "PS101" and site.status in ("migratable", "migrated")
     )
-    return [_line(helper, uses[helper.name], idiomatic[helper.name]) for helper in project.found_helpers]
+    through_receiver = Counter(
+        site.message.partition(" is a method called through")[0]
+        for site in result.sites
+        if site.rule == "PS101" and " is a method called through" in site.message
+    )
+    return [
+        _method_line(helper, through_receiver[helper.name])
+        if _is_method(project, helper)
+        else _line(helper, uses[helper.name], idiomatic[helper.name])
+        for helper in project.found_helpers
+    ]
 
 
 def _line(helper: FoundHelper, uses: int, idiomatic: int) -> str:
@@ -45,6 +66,21 @@ def _line(helper: FoundHelper, uses: int, idiomatic: int) -> str:
     return (
         f"helper {helper.name} ({where}): {_what_it_returns(helper)}; {uses} place(s) keep calling it; "
         f"PS101 can rewrite {idiomatic} of them"
+    )
+
+
+def _is_method(project: Project, helper: FoundHelper) -> bool:
+    """A helper defined in a class: its name goes on past its module's."""
+    return bool(helper.path) and helper.name.rpartition(".")[0] != project.module_of(helper.path)[0]
+
+
+def _method_line(helper: FoundHelper, through_receiver: int) -> str:
+    """Calls of a method go through objects, whose class the code does not say: only ``self.m()`` in its
+    own class is found, and never rewritten (a subclass may override it)."""
+    return (
+        f"helper {helper.name} ({helper.path}:{helper.line}), a method: {_what_it_returns(helper)}; "
+        f"{through_receiver} call(s) through self/cls in its class (reported by PS101, not rewritten); calls "
+        "through other objects are not followed"
     )
 
 

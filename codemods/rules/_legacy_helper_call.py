@@ -60,6 +60,15 @@ class LegacyHelperCallRule(PrunesImportsInBlocks, PoolshiftRule):
         if self.is_suppressed(use.node):
             self.record(use.node, "reported", None, SUPPRESSED_MESSAGE)
             return True
+        if use.through_receiver:
+            self.record(
+                use.node,
+                "reported",
+                "dynamic-callee",
+                f"{use.helper} is a method called through the object: a subclass may override it, so which "
+                "method runs is not known here (its connect is pooled by PS100 all the same)",
+            )
+            return True
         if use.ambiguous:
             self.record(use.node, "reported", "dynamic-callee", f"the name may not be {use.helper}")
             return True
