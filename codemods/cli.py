@@ -39,6 +39,8 @@ EXIT_REMAINING = 1
 EXIT_ERROR = 2
 #: poolshift itself failed on a file (see transform.CRASH_CODES); the report still printed.
 EXIT_CRASH = 3
+#: stdout was closed before the output was written (``| head``): what a shell reports for SIGPIPE.
+EXIT_BROKEN_PIPE = 141
 
 EXIT_CODES_HELP = """\
 exit codes:
@@ -53,6 +55,7 @@ exit codes:
   explain  0 text printed; 2 no rule or reason code of that name
   any      3 poolshift crashed on a file (a bug: please report it); that file was left untouched,
            every other file was handled and the report printed
+           141 the output's reader went away (`| head`); files migrate wrote stay written
 """
 
 CONFIG_HELP = """\
@@ -482,6 +485,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--jobs must be >= 0")
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError:
+        # `poolshift migrate . --diff | head`: the reader has what it wanted. Stop quietly, as POSIX tools
+        # do; stdout goes to /dev/null so the interpreter's last flush cannot raise the same error again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
     except (PlanError, FileDiscoveryError) as exc:  # the user's input, explained; anything else is a bug
         sys.stderr.write(f"poolshift: error: {exc}\n")
         return EXIT_ERROR

@@ -18,6 +18,7 @@ with a reason: ``dynamic-callee`` (``self.m.sqlite3.connect``, ``getattr(urllib.
 from __future__ import annotations
 
 import ast
+import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ __all__ = [
     "TargetSet",
     "binding_resolver",
     "parse_text",
+    "patched_imports",
     "project_module_aliases",
     "scan_source",
 ]
@@ -89,6 +91,10 @@ class FileFacts:
     bindings: dict[str, list[str]] = field(default_factory=dict)
     #: Everything the file imports, at any depth (absolute dotted names): which project facts matter here.
     imports: list[str] = field(default_factory=list)
+    #: String literals spelling a dotted path (``"app.db.psycopg2.connect"``): a test's patch targets
+    #: (``mock.patch``, ``monkeypatch.setattr``), which may name another module's import (see
+    #: :func:`patched_imports`).
+    dotted_strings: list[str] = field(default_factory=list)
     error: str | None = None  # the parser's message when ``ast`` rejects the file
 
     @property
@@ -101,6 +107,7 @@ class FileFacts:
             "candidates": [[c.target, c.line, c.column, c.kind, c.text] for c in self.candidates],
             "bindings": self.bindings,
             "imports": self.imports,
+            "dotted_strings": self.dotted_strings,
             "error": self.error,
         }
 
@@ -117,6 +124,7 @@ class FileFacts:
             candidates=[Candidate(t, int(li), int(co), k, x) for t, li, co, k, x in candidates],
             bindings={str(k): [str(v) for v in vs] for k, vs in bindings.items()},
             imports=[str(name) for name in imports],
+            dotted_strings=[str(text) for text in raw.get("dotted_strings", ())],  # type: ignore[attr-defined]
             error=None if error is None else str(error),
         )
 
@@ -388,6 +396,7 @@ def scan_source(
     if isinstance(tree, str):
         return FileFacts(error=tree)
     bindings = _Bindings(package)
+    dotted: set[str] = set()
     try:
         bindings.visit(tree)
         finder = _Finder(bindings, targets, aliases or {}, _Columns(text), project_modules)
@@ -399,12 +408,44 @@ def scan_source(
                     finder.visit_reference(node.func, node)
             elif isinstance(node, (ast.Name, ast.Attribute)) and isinstance(node.ctx, ast.Load):
                 finder.visit_reference(node, None)
+            elif (
+                isinstance(node, ast.Constant)
+                and type(node.value) is str
+                and len(dotted) < _DOTTED_STRINGS_MAX
+                and _DOTTED_PATH.fullmatch(node.value)
+            ):
+                dotted.add(node.value)
     except RecursionError as exc:
         return FileFacts(error=f"RecursionError: {exc}")
     module_level = {name: sorted(values) for name, values in bindings.module_level.items()}
     candidates = sorted(finder.found.values(), key=lambda c: (c.line, c.column))
     imports = sorted({value for values in bindings.names.values() for value in values} - {_UNKNOWN})
-    return FileFacts(candidates=candidates, bindings=module_level, imports=imports)
+    return FileFacts(
+        candidates=candidates, bindings=module_level, imports=imports, dotted_strings=sorted(dotted)
+    )
+
+
+# A dotted path of three names or more, the shape of ``mock.patch("app.db.psycopg2.connect")``'s target.
+_DOTTED_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*){2,}")
+_DOTTED_STRINGS_MAX = 512  # per file: a generated file full of dotted strings is not a test suite
+
+
+def patched_imports(
+    facts: Mapping[str, FileFacts], project_modules: Iterable[str]
+) -> dict[str, frozenset[str]]:
+    """Project module -> the names in it that a string somewhere in the tree reaches into: for
+    ``"app.db.psycopg2.connect"``, ``app.db`` -> ``psycopg2``. A test patching that path needs the
+    module to keep binding the name, even once a rewrite leaves the import unused."""
+    modules = set(project_modules)
+    found: dict[str, set[str]] = {}
+    for file_facts in facts.values():
+        for text in file_facts.dotted_strings:
+            parts = text.split(".")
+            for end in range(1, len(parts) - 1):
+                module = ".".join(parts[:end])
+                if module in modules:
+                    found.setdefault(module, set()).add(parts[end])
+    return {module: frozenset(names) for module, names in found.items()}
 
 
 def project_module_aliases(

@@ -33,6 +33,7 @@ from codemods.first_pass import (
     TargetSet,
     binding_resolver,
     parse_text,
+    patched_imports,
     project_module_aliases,
     scan_source,
 )
@@ -402,6 +403,7 @@ class _Context:
     look_alike_modules: frozenset[str] = frozenset()
     #: Some file of the project imports psycopg2 (``RuleOptions.psycopg2_imported``).
     psycopg2_imported: bool = False
+    patched_imports: dict[str, frozenset[str]] = field(default_factory=dict)
     #: The last file ``ast`` parsed (its bytes, text and tree or error), so the facts with and without
     #: aliases and the rules' first_pass_wants share one parse.
     _parsed: tuple[bytes, str, ast.Module | str] | None = None
@@ -451,8 +453,8 @@ class _Context:
 
     def _facts(self, data: bytes, package: str, aliases: dict[str, str]) -> FileFacts:
         key = digest(
-            "facts", content_key(data), package, sorted(self.targets.targets), sorted(aliases.items()),
-            sorted(self.look_alike_modules),
+            "facts", "dotted_strings", content_key(data), package, sorted(self.targets.targets),
+            sorted(aliases.items()), sorted(self.look_alike_modules),
         )  # fmt: skip
         cached = self.cache.get("first_pass", key)
         if cached is not None:
@@ -519,6 +521,8 @@ def _project_facts(context: _Context) -> None:
             facts[path] = context.facts(path, data)[0]
     names = {path: context.project.module_of(path)[0] for path in facts}
     context.aliases = project_module_aliases(facts, names, context.targets.modules)
+    project_modules = {context.project.module_of(path)[0] for path in context.project.all_files}
+    context.patched_imports = patched_imports(facts, project_modules)
     # Every file naming psycopg2 went through the pass above (a word naming PS100's and PS103's targets).
     context.psycopg2_imported = any(imports_psycopg2(file_facts.imports) for file_facts in facts.values())
 
@@ -558,13 +562,17 @@ def _merge_sites(result: FileResult, extra: list[Site]) -> None:
     )
 
 
+#: Project-wide options of which each file's answer depends on a part only, put in that file's key.
+_PER_FILE_OPTIONS = frozenset({"module_aliases", "patched_imports"})
+
+
 def _options_key(options: RuleOptions, limits: Limits) -> str:
     """Every field of ``options`` (a new one is part of the key without anyone remembering it), except
-    ``module_aliases``: only those a file can reach are part of that file's key."""
+    :data:`_PER_FILE_OPTIONS`: only the part of those a file can reach is in that file's key."""
     values = [
         (item.name, _stable(getattr(options, item.name)))
         for item in fields(options)
-        if item.name != "module_aliases"
+        if item.name not in _PER_FILE_OPTIONS
     ]
     return digest(values, limits.max_bytes, limits.time_s)  # time_s: a predicted timeout (limits.py)
 
@@ -699,7 +707,7 @@ class _PhaseFiles:
         if self.options_key:
             key = digest(
                 "outcome", self.options_key, path, module_name, package_name, rule_ids, content_key(data),
-                sorted(relevant.items()),
+                sorted(relevant.items()), sorted(self.options.patched_imports.get(module_name, ())),
             )  # fmt: skip
             cached = _cached_result(self.context, key, path, data)
             if cached is not None:
@@ -842,7 +850,10 @@ def _run_phase(context: _Context, phase: Phase, paths: Sequence[str], *, dry_run
         context.progress.advance(len(paths))
         return
     options = replace(
-        project.rule_options(), module_aliases=context.aliases, psycopg2_imported=context.psycopg2_imported
+        project.rule_options(),
+        module_aliases=context.aliases,
+        psycopg2_imported=context.psycopg2_imported,
+        patched_imports=context.patched_imports,
     )
     if phase.is_cleanup:
         options = replace(options, remaining_legacy_references=_references(project, state))

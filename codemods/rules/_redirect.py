@@ -463,7 +463,9 @@ class RedirectCallRule(PoolshiftRule):
 
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
         tree = super().transform_module_impl(tree)
-        for batch in removal_batches(self._removals):
+        patched = self.options.patched_imports.get(self.context.full_module_name or "", frozenset())
+        removals = [removal for removal in self._removals if _bound_name(removal) not in patched]
+        for batch in removal_batches(removals):
             tree = CommentKeepingRemoveImports(self.context, batch).transform_module(tree)
         return tree
 
@@ -501,3 +503,10 @@ class RedirectCallRule(PoolshiftRule):
         new_import = cst.ImportFrom(module=dotted(self.REPLACEMENT_MODULE), names=aliases)
         new_line = cst.SimpleStatementLine(body=[new_import], trailing_whitespace=trailing_comment_of(moved))
         return cst.FlattenSentinel([updated_node, new_line])
+
+
+def _bound_name(removal: tuple[str, str | None, str | None]) -> str:
+    """The name an import scheduled for removal binds: ``import urllib.request`` binds ``urllib``,
+    ``from urllib import request as r`` binds ``r``."""
+    module, obj, alias = removal
+    return alias or obj or module.partition(".")[0]

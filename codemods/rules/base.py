@@ -125,6 +125,10 @@ class RuleOptions:
     #: ``.as_string(x)``/``.prepare(x)`` calls of modules that do not, where a psycopg2 object handed over
     #: from elsewhere may be the receiver; in a project without psycopg2 they are nobody's concern.
     psycopg2_imported: bool = False
+    #: Module -> names bound in it that a string elsewhere in the tree reaches into (a test's
+    #: ``monkeypatch.setattr("app.db.psycopg2.connect", fake)``; the runner's first pass, see
+    #: ``first_pass.patched_imports``): a rewrite keeps those imports even when it leaves them unused.
+    patched_imports: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

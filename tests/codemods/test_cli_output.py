@@ -92,6 +92,27 @@ def test_diff_has_git_headers_and_json_carries_it_per_file(tmp_path: Path) -> No
     assert poolshift("check", "app/api", cwd=root).returncode == 0
 
 
+@pytest.mark.parametrize("command", [["migrate", ".", "--all", "--diff"], ["scan", "."]])
+def test_a_reader_that_goes_away_ends_the_run_quietly(tmp_path: Path, command: list[str]) -> None:
+    """``poolshift migrate . --diff | head -1``: no traceback, nothing written, exit 141 like SIGPIPE."""
+    root = make_tree(tmp_path / "shop")
+    before = snapshot(root)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "codemods", *command],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert run.stdout is not None
+    assert run.stderr is not None
+    run.stdout.close()  # long before the interpreter has started: every write finds no reader
+    errors = run.stderr.read().decode()
+    assert run.wait() == 141, errors
+    assert "Traceback" not in errors
+    assert "BrokenPipeError" not in errors
+    assert snapshot(root) == before
+
+
 def test_config_file_and_exclude_on_the_command_line(tmp_path: Path) -> None:
     root = make_tree(tmp_path / "shop")
     (root / "pyproject.toml").unlink()

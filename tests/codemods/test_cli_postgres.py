@@ -7,9 +7,14 @@ so the runner, the project loading and the report are the real ones.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.codemods.test_cli import poolshift
+
+REPO = Path(__file__).resolve().parents[2]
 
 PHASED = """\
 [tool.poolshift]
@@ -135,6 +140,72 @@ def test_scan_says_what_it_will_do_with_each_helper(tmp_path: Path) -> None:
     notes = json.loads(poolshift("scan", ".", "--format", "json", cwd=root).stdout)["notes"]
     assert len(notes) == 1
     assert notes[0].startswith("helper app.db.get_db_connection")
+
+
+def test_scan_says_which_calls_of_a_method_helper_it_sees(tmp_path: Path) -> None:
+    """pipelinewise-target-postgres's helper is a method: its calls were neither counted nor reported."""
+    store = (
+        "import psycopg2\n\n\n"
+        "class Store:\n"
+        "    def open_connection(self):\n"
+        "        return psycopg2.connect(self.dsn)\n\n"
+        "    def load(self):\n"
+        "        conn = self.open_connection()\n"
+        "        try:\n"
+        "            conn.cursor().execute('SELECT 1')\n"
+        "        finally:\n"
+        "            conn.close()\n\n"
+        "    def query(self):\n"
+        "        with self.open_connection() as conn:\n"
+        "            return conn.cursor().execute('SELECT 1')\n"
+    )
+    root = write(tmp_path / "store", {"app/__init__.py": "", "app/db.py": store})
+    text = poolshift("scan", ".", cwd=root).stdout.decode()
+    assert (
+        "note: helper app.db.Store.open_connection (app/db.py:5), a method: its psycopg2.connect is pooled "
+        "by PS100; 2 call(s) through self/cls in its class"
+    ) in text
+    assert "app/db.py:9:16: PS101 [reported: dynamic-callee]" in text
+    assert "app/db.py:16:14: PS101 [reported: dynamic-callee]" in text
+
+
+def test_an_import_a_test_patches_through_is_kept_and_the_test_still_passes(tmp_path: Path) -> None:
+    """teslalarm-kr's test patched ``database.db_manager.psycopg2.connect``; the rewrite had removed the
+    module's now unused ``import psycopg2``, so the patch path no longer resolved."""
+    db = 'import psycopg2\n\n\ndef get_connection():\n    return psycopg2.connect("dbname=x")\n'
+    test = (
+        "from app.db import get_connection\n\n\n"
+        "def test_get_connection(monkeypatch):\n"
+        '    monkeypatch.setattr("app.db.psycopg2.connect", lambda dsn: "fake")\n'
+        '    assert get_connection() == "fake"\n'
+    )
+    other = 'import psycopg2\n\n\ndef open_other():\n    return psycopg2.connect("dbname=y")\n'
+    root = write(
+        tmp_path / "bot",
+        {"app/__init__.py": "", "app/db.py": db, "app/other.py": other, "tests/test_db.py": test},
+    )
+    assert poolshift("migrate", ".", "--all", cwd=root).returncode == 0
+    assert (root / "app/db.py").read_text().startswith("import db_utils.postgres\nimport psycopg2\n")
+    assert "import psycopg2" not in (root / "app/other.py").read_text()  # nothing patches through it
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{REPO}"}
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+
+
+def test_scan_of_a_migrated_tree_says_it_is_done(tmp_path: Path) -> None:
+    """Not "no candidate found ... name it in legacy_helpers", which reads as if poolshift missed it."""
+    migrated = "import db_utils.sqlite\n\n\ndef f(path):\n    return db_utils.sqlite.connect(path)\n"
+    root = write(tmp_path / "done", {"app/__init__.py": "", "app/x.py": migrated})
+    text = poolshift("scan", ".", cwd=root).stdout.decode()
+    assert "note: nothing left to migrate: 1 call(s) already go through db_utils" in text
+    assert "no candidate found" not in text
 
 
 def test_scan_with_no_candidate_says_what_it_looked_for(tmp_path: Path) -> None:
