@@ -16,32 +16,24 @@ from codemods.legacy_helpers.discovery import FoundHelper, prefilter_names
 from codemods.legacy_helpers.references import find_legacy_references
 from codemods.project import Project, decoded_sources
 from codemods.runner import RunResult
-from codemods.status import count_pooled_calls
 
-__all__ = ["ALREADY_MIGRATED", "NO_CANDIDATE", "helper_lines"]
+__all__ = ["NO_CANDIDATE", "helper_lines"]
 
 NO_CANDIDATE = (
     "no candidate found. poolshift looked for calls of psycopg2.connect, sqlite3.connect and "
     "urllib.request.urlopen, and for functions returning psycopg2.connect (helpers, any name). If your "
     "code connects through a helper poolshift cannot see, name it in pyproject.toml: [tool.poolshift] "
-    'legacy_helpers = ["package.module.function"]'
-)
-
-
-#: A tree with nothing left to do because it was migrated (not because poolshift missed its code).
-ALREADY_MIGRATED = (
-    "nothing left to migrate: {} call(s) already go through db_utils "
-    "(`poolshift status` counts them per phase)"
+    'legacy_helpers = ["package.module.function"]. A tree migrated already has none left: '
+    "`poolshift status` counts the calls that go through db_utils"
 )
 
 
 def helper_lines(project: Project, result: RunResult) -> list[str]:
     """One line per helper; or the no-candidate line when there is neither a helper nor a site."""
     if not project.found_helpers:
-        if result.sites:
-            return []
-        pooled = sum(count_pooled_calls(project).values())
-        return [ALREADY_MIGRATED.format(pooled)] if pooled else [NO_CANDIDATE]
+        # No count of db_utils calls here: on a large tree with nothing to migrate it would be the
+        # run's only per-file work (status does it, when asked).
+        return [] if result.sites else [NO_CANDIDATE]
     uses = _uses_per_helper(project)
     idiomatic = Counter(
         site.message.partition(":")[0]

@@ -199,15 +199,6 @@ def test_an_import_a_test_patches_through_is_kept_and_the_test_still_passes(tmp_
     assert tests.returncode == 0, tests.stdout + tests.stderr
 
 
-def test_scan_of_a_migrated_tree_says_it_is_done(tmp_path: Path) -> None:
-    """Not "no candidate found ... name it in legacy_helpers", which reads as if poolshift missed it."""
-    migrated = "import db_utils.sqlite\n\n\ndef f(path):\n    return db_utils.sqlite.connect(path)\n"
-    root = write(tmp_path / "done", {"app/__init__.py": "", "app/x.py": migrated})
-    text = poolshift("scan", ".", cwd=root).stdout.decode()
-    assert "note: nothing left to migrate: 1 call(s) already go through db_utils" in text
-    assert "no candidate found" not in text
-
-
 def test_scan_with_no_candidate_says_what_it_looked_for(tmp_path: Path) -> None:
     root = write(tmp_path / "empty", {"app/__init__.py": "", "app/x.py": "def f():\n    return 1\n"})
     text = poolshift("scan", ".", cwd=root).stdout.decode()
@@ -215,6 +206,7 @@ def test_scan_with_no_candidate_says_what_it_looked_for(tmp_path: Path) -> None:
     for pattern in ("psycopg2.connect", "sqlite3.connect", "urlopen", "functions returning psycopg2.connect"):
         assert pattern in text
     assert "legacy_helpers" in text
+    assert "A tree migrated already has none left: `poolshift status` counts" in text  # not "missed"
 
 
 def test_migrate_without_phase_never_runs_the_cleanup(tmp_path: Path) -> None:
