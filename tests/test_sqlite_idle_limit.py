@@ -78,7 +78,7 @@ def test_many_databases_keep_the_descriptor_count_bounded(tmp_path, monkeypatch)
 _LOW_ULIMIT = """
 import os, resource, sys
 import db_utils.sqlite
-resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[2]), resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 base = sys.argv[1]
 for i in range(400):
     d = os.path.join(base, str(i)); os.mkdir(d)
@@ -88,17 +88,36 @@ print("ok")
 """
 
 
-def test_default_total_survives_a_low_descriptor_limit(tmp_path):
-    # The reproducer from the field, under `ulimit -n 256`: it failed at the 83rd database.
+@pytest.mark.parametrize("limit", [256, 140])
+def test_default_total_survives_a_low_descriptor_limit(tmp_path, limit):
+    # The reproducer from the field, under `ulimit -n 256`: it failed at the 83rd database; under 140
+    # (cisc327-library-management's suite) 64 idle connections alone would need 192 descriptors.
     (tmp_path / "default").mkdir()
-    done = run_child(_LOW_ULIMIT, str(tmp_path / "default"))
+    done = run_child(_LOW_ULIMIT, str(tmp_path / "default"), str(limit))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
     # The cap is what makes it pass: raised out of the way, the same loop runs out of descriptors again.
     (tmp_path / "uncapped").mkdir()
-    done = run_child(_LOW_ULIMIT, str(tmp_path / "uncapped"), env={"SQLITE_POOL_MAX_IDLE_TOTAL": "100000"})
+    done = run_child(
+        _LOW_ULIMIT, str(tmp_path / "uncapped"), str(limit), env={"SQLITE_POOL_MAX_IDLE_TOTAL": "100000"}
+    )
     assert done.returncode != 0
     assert "unable to open database file" in done.stderr
+
+
+_DEFAULT_UNDER = """
+import resource, sys
+from db_utils.sqlite.pool import SQLitePoolSettings
+resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+print(SQLitePoolSettings.from_env().max_idle_total)
+"""
+
+
+@pytest.mark.parametrize(("limit", "total"), [(4096, 64), (1024, 64), (256, 21), (140, 11), (48, 4)])
+def test_the_default_total_is_at_most_a_quarter_of_the_descriptor_limit(tmp_path, limit, total):
+    done = run_child(_DEFAULT_UNDER, str(limit))
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == total
 
 
 def test_least_recently_used_is_evicted_first(tmp_path, monkeypatch):

@@ -53,6 +53,8 @@ try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no POSIX locks to ask whether another process is in
     fcntl = None  # type: ignore[assignment]
+if sys.platform != "win32":
+    import resource
 
 from db_utils.config import check_minimum, env_bool, env_int
 from db_utils.sqlite import pragmas
@@ -67,20 +69,36 @@ SQLITE_FIGURES = {**POOL_FIGURES, "pragmas_restored": 0, "checkpoints": 0, "evic
 _RETURNED = "returned to the pool"  # what checkin() reports for a connection kept idle
 
 
+#: Idle connections of all databases together, at most (see default_max_idle_total).
+MAX_IDLE_TOTAL = 64
+#: Each idle connection holds up to three file descriptors: the database, its -wal and its -shm.
+_DESCRIPTORS_PER_CONNECTION = 3
+
+
+def default_max_idle_total() -> int:
+    """:data:`MAX_IDLE_TOTAL`, or fewer where the process may open few files: idle connections then hold
+    at most a quarter of its soft ``RLIMIT_NOFILE``, since sqlite3 itself holds none after ``close()``
+    and the rest belongs to the application (the common soft limit of 1024 allows all 64)."""
+    if sys.platform == "win32":  # no descriptor limit of this kind
+        return MAX_IDLE_TOTAL
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return MAX_IDLE_TOTAL
+    return min(MAX_IDLE_TOTAL, soft // 4 // _DESCRIPTORS_PER_CONNECTION)
+
+
 @dataclass(frozen=True)
 class SQLitePoolSettings:
     """``idle_size``: idle connections kept per database (``SQLITE_POOL_SIZE``, default 5, minimum 0;
     0 turns reuse off). ``wal``: allow switching file databases to WAL (``SQLITE_POOL_WAL``, default true).
     ``max_idle_total``: idle connections kept by all pools of the process together
-    (``SQLITE_POOL_MAX_IDLE_TOTAL``, default 64, minimum 0): each holds up to three file descriptors (the
-    database, ``-wal`` and ``-shm``), so the default stays well inside the common soft limit of 1024
-    descriptors and leaves most of it to the application. A pool enforces the total its own settings
-    carry whenever it keeps a connection.
+    (``SQLITE_POOL_MAX_IDLE_TOTAL``, minimum 0; default :func:`default_max_idle_total`). A pool enforces
+    the total its own settings carry whenever it keeps a connection.
     """
 
     idle_size: int = 5
     wal: bool = True
-    max_idle_total: int = 64
+    max_idle_total: int = MAX_IDLE_TOTAL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SQLitePoolSettings:
@@ -88,7 +106,7 @@ class SQLitePoolSettings:
             idle_size=env_int("SQLITE_POOL_SIZE", cls.idle_size, minimum=0, environ=environ),
             wal=env_bool("SQLITE_POOL_WAL", cls.wal, environ=environ),
             max_idle_total=env_int(
-                "SQLITE_POOL_MAX_IDLE_TOTAL", cls.max_idle_total, minimum=0, environ=environ
+                "SQLITE_POOL_MAX_IDLE_TOTAL", default_max_idle_total(), minimum=0, environ=environ
             ),
         )
 
