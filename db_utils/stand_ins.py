@@ -17,8 +17,12 @@ wrapt; OpenTelemetry's and ddtrace's driver instrumentation) is not a stand-in: 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from typing import Any
+from types import ModuleType
+from typing import Any, TypeVar, cast
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # A __wrapped__ chain longer than this is not a real wrapper stack.
 _MAX_WRAPPERS = 32
@@ -66,3 +70,29 @@ def defined_in(source: str, name: str) -> Callable[[Any], bool]:
         )
 
     return is_own
+
+
+def drop_in(
+    pooled: F,
+    module: ModuleType,
+    name: str,
+    driver: DriverFunction,
+    on_stand_in: Callable[[], object] | None = None,
+) -> F:
+    """The public drop-in for ``module.name``: ``pooled`` with the same signature, except that while
+    ``module.name`` holds a stand-in the call goes to it, with the arguments exactly as the caller wrote
+    them (which is why the drop-in takes ``*args, **kwargs``), after ``on_stand_in`` (a counter)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        current = getattr(module, name)
+        if current is not driver.own and driver.is_stand_in(current):
+            if on_stand_in is not None:
+                on_stand_in()
+            return current(*args, **kwargs)
+        return pooled(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = pooled.__name__.lstrip("_").removeprefix("pooled_")
+    call.__module__ = pooled.__module__
+    call.__doc__ = pooled.__doc__
+    call.__signature__ = inspect.signature(pooled)  # type: ignore[attr-defined]
+    return cast(F, call)

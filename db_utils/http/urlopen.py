@@ -18,19 +18,18 @@ names.
 
 from __future__ import annotations
 
-import inspect
 import socket
 import ssl
 import sys
 import urllib.request
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from db_utils import stats
 from db_utils.http import direct, keepalive, manager
 from db_utils.http.route import current_proxies, route
 from db_utils.http.transport import call_context, opener_for
 from db_utils.http.wire import counters
-from db_utils.stand_ins import DriverFunction, defined_in
+from db_utils.stand_ins import DriverFunction, defined_in, drop_in
 
 #: urllib's own ``urlopen``, told from a test's stand-in (see :mod:`db_utils.stand_ins`).
 _STOCK_URLOPEN = DriverFunction(urllib.request.urlopen, defined_in("urllib/request.py", "urlopen"))
@@ -75,20 +74,11 @@ def _pooled_urlopen(
         call_context.reset(token)
 
 
-if TYPE_CHECKING:
-    urlopen = _pooled_urlopen
-else:
+def _count_stand_in() -> None:
+    counters.tally("fallbacks", "stand-in", calls=1)
 
-    def urlopen(*args, **kwargs):
-        # The arguments as the caller wrote them, for a stand-in that asserts on them.
-        current = urllib.request.urlopen
-        if current is not _STOCK_URLOPEN.own and _STOCK_URLOPEN.is_stand_in(current):
-            counters.tally("fallbacks", "stand-in", calls=1)
-            return current(*args, **kwargs)
-        return _pooled_urlopen(*args, **kwargs)
 
-    urlopen.__doc__ = _pooled_urlopen.__doc__
-    urlopen.__signature__ = inspect.signature(_pooled_urlopen)
+urlopen = drop_in(_pooled_urlopen, urllib.request, "urlopen", _STOCK_URLOPEN, _count_stand_in)
 
 
 def _open_direct(

@@ -18,10 +18,9 @@ caller's own arguments, as the legacy call did (see :mod:`db_utils.stand_ins`).
 
 from __future__ import annotations
 
-import inspect
 import logging
 import sys
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import psycopg2
 import psycopg2.extensions as pgext
@@ -33,7 +32,7 @@ from db_utils.postgres.driver import tracked_connection_class
 from db_utils.postgres.lending import lend
 from db_utils.postgres.registry import parameters_pool
 from db_utils.postgres.settings import redact_url
-from db_utils.stand_ins import DriverFunction, defined_in
+from db_utils.stand_ins import DriverFunction, defined_in, drop_in
 
 logger = logging.getLogger("db_utils.pool")
 
@@ -135,19 +134,7 @@ def _pooled_connect(
     return lend(engine, state, sys._getframe(1))  # connect()'s frame: the borrower is found past it
 
 
-if TYPE_CHECKING:
-    connect = _pooled_connect
-else:
-
-    def connect(*args, **kwargs):
-        # The arguments as the caller wrote them, for a stand-in that asserts on them.
-        driver_connect = psycopg2.connect
-        if driver_connect is not _DRIVER_CONNECT.own and _DRIVER_CONNECT.is_stand_in(driver_connect):
-            return driver_connect(*args, **kwargs)
-        return _pooled_connect(*args, **kwargs)
-
-    connect.__doc__ = _pooled_connect.__doc__
-    connect.__signature__ = inspect.signature(_pooled_connect)
+connect = drop_in(_pooled_connect, psycopg2, "connect", _DRIVER_CONNECT)
 
 
 def _poolable_factory(factory: Any) -> bool:

@@ -18,16 +18,15 @@ and bench/README.md holds the figures.
 from __future__ import annotations
 
 import _sqlite3
-import inspect
 import sqlite3
 import sys
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from db_utils.sqlite import registry
 from db_utils.sqlite.pool import ConnectOptions
 from db_utils.sqlite.proxy import lend
 from db_utils.sqlite.target import resolve_target
-from db_utils.stand_ins import DriverFunction
+from db_utils.stand_ins import DriverFunction, drop_in
 
 #: sqlite3's own ``connect``, told from a test's stand-in (see :mod:`db_utils.stand_ins`): ``_sqlite3``'s,
 #: which ``sqlite3`` re-exports, and which a test that patches ``sqlite3.connect`` leaves alone.
@@ -103,16 +102,4 @@ else:
         return _connect(arguments, check_same_thread, factory)
 
 
-if TYPE_CHECKING:
-    connect = _pooled_connect
-else:
-
-    def connect(*args, **kwargs):
-        # The arguments as the caller wrote them, for a stand-in that asserts on them.
-        driver_connect = sqlite3.connect
-        if driver_connect is not _DRIVER_CONNECT.own and _DRIVER_CONNECT.is_stand_in(driver_connect):
-            return driver_connect(*args, **kwargs)
-        return _pooled_connect(*args, **kwargs)
-
-    connect.__doc__ = _pooled_connect.__doc__
-    connect.__signature__ = inspect.signature(_pooled_connect)
+connect = drop_in(_pooled_connect, sqlite3, "connect", _DRIVER_CONNECT)
