@@ -13,16 +13,21 @@ only by identity with what db_utils saw at import: a conftest may already have r
 
 A replacement that calls through to the original and says so with ``__wrapped__`` (``functools.wraps``,
 wrapt; OpenTelemetry's and ddtrace's driver instrumentation) is not a stand-in: those calls stay pooled.
+One that calls through without saying so would lose the pool silently, so the first call a stand-in
+takes is logged (once per driver function and process), naming it.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any, TypeVar, cast
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+logger = logging.getLogger("db_utils.pool")
 
 # A __wrapped__ chain longer than this is not a real wrapper stack.
 _MAX_WRAPPERS = 32
@@ -31,10 +36,11 @@ _MAX_WRAPPERS = 32
 class DriverFunction:
     """One driver function (``psycopg2.connect``...): tells its own from a stand-in."""
 
-    __slots__ = ("_is_own", "own")
+    __slots__ = ("_is_own", "logged", "own")
 
     def __init__(self, current: Any, is_own: Callable[[Any], bool]) -> None:
         self._is_own = is_own
+        self.logged = False  # the first call a stand-in took was logged
         #: The driver's own function once seen (None while only a stand-in has been): the fast path.
         self.own: Any = current if is_own(current) else None
 
@@ -88,6 +94,16 @@ def drop_in(
         if current is not driver.own and driver.is_stand_in(current):
             if on_stand_in is not None:
                 on_stand_in()
+            if not driver.logged:
+                driver.logged = True
+                logger.warning(
+                    "%s.%s is replaced by %r, which does not reach the original through __wrapped__: calls "
+                    "go to it unpooled, as the legacy calls did (a test double is fine; instrumentation "
+                    "should wrap with functools.wraps or wrapt to keep the pool)",
+                    module.__name__,
+                    name,
+                    current,
+                )
             return current(*args, **kwargs)
         return pooled(*args, **kwargs)
 

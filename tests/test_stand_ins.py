@@ -8,6 +8,7 @@ own arguments, unpooled. A wrapper that calls through to the original (instrumen
 from __future__ import annotations
 
 import functools
+import logging
 import sqlite3
 import urllib.request
 from collections.abc import Callable
@@ -25,7 +26,7 @@ import db_utils.sqlite
 from db_utils.http import http_stats
 from db_utils.postgres.proxy import PooledConnection as PooledPostgres
 from db_utils.sqlite.proxy import PooledConnection as PooledSqlite
-from db_utils.stand_ins import DriverFunction, defined_in
+from db_utils.stand_ins import DriverFunction, defined_in, drop_in
 from testservers.http import PoolTestServer
 
 # (where the legacy code's call went, the drop-in the codemod put there)
@@ -197,3 +198,18 @@ def test_imported_while_a_test_had_replaced_the_driver() -> None:
     assert own.is_stand_in(stand_in)
     assert not own.is_stand_in(urllib.request.urlopen)
     assert own.own is urllib.request.urlopen  # the fast path from then on
+
+
+def test_the_first_call_a_stand_in_takes_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Instrumentation that calls through without ``__wrapped__`` would lose the pool silently."""
+    original = sqlite3.connect
+    driver = DriverFunction(original, lambda candidate: candidate is original)
+    quiet = drop_in(lambda database: "pooled", sqlite3, "connect", driver)
+    with caplog.at_level(logging.WARNING, "db_utils.pool"), mock.patch("sqlite3.connect") as stand_in:
+        quiet("a.db")
+        quiet("b.db")
+    assert stand_in.call_count == 2
+    logged = [record.getMessage() for record in caplog.records if "is replaced by" in record.getMessage()]
+    assert len(logged) == 1
+    assert logged[0].startswith("sqlite3.connect is replaced by <MagicMock")
+    assert quiet("c.db") == "pooled"  # the patch is gone
