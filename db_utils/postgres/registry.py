@@ -63,17 +63,23 @@ def get_connection_pool(url: str | URL | None = None, **settings: Any) -> Engine
     only apply when the pool is created; asking again for the same URL with *different* explicit
     settings raises :class:`ConfigError` rather than silently ignoring them.
     """
-    return pool_for(url, **settings)[0]
-
-
-def pool_for(url: str | URL | None = None, **settings: Any) -> tuple[Engine, PoolState]:
-    """Engine and poolshift state for ``url``: the lookup behind every public entry point."""
+    if not settings:
+        return pool_for(url)[0]
     key = default_url_key() if url is None else url
     entry = _by_argument.get(key)
     if entry is None:
-        entry = _lookup_or_create(url, key, settings)
-    elif settings:
-        _check_same_settings(entry[1], resolve_settings(**settings))
+        return _lookup_or_create(url, key, settings)[0]
+    _check_same_settings(entry[1], resolve_settings(**settings))
+    return entry[0]
+
+
+def pool_for(url: str | URL | None = None) -> tuple[Engine, PoolState]:
+    """Engine and poolshift state for ``url``: the lookup behind every public entry point (with no
+    ``**settings`` parameter: an empty dict built on every pooled call costs more than the lookup)."""
+    entry = _by_argument.get(default_url_key() if url is None else url)
+    if entry is None:
+        key = default_url_key() if url is None else url
+        entry = _lookup_or_create(url, key, {})
     return entry
 
 
