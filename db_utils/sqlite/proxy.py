@@ -66,8 +66,12 @@ def _wrong_thread_error(owner: int) -> sqlite3.ProgrammingError:
 class PooledConnection:
     """Behaves like ``sqlite3.Connection`` for a connection borrowed from a pool.
 
-    ``isinstance(conn, sqlite3.Connection)`` is False (a C connection object cannot be a view onto another
-    connection); everything legacy code calls on a connection is here.
+    Its type is not ``sqlite3.Connection`` (a C connection object cannot be a view onto another
+    connection); everything legacy code calls on a connection is here. ``isinstance(conn,
+    sqlite3.Connection)`` is true all the same, through ``__class__`` (as a ``Mock(spec=...)`` passes):
+    Python code that checks before calling methods (pandas' ``read_sql``/``to_sql``, which warns on every
+    call about any other connection) takes the sqlite3 path; C code checks the real type and refuses the
+    proxy, as it always did.
     """
 
     __slots__ = (
@@ -88,6 +92,10 @@ class PooledConnection:
 
     #: The cursor class ``execute`` and ``cursor()`` hand out (the shared variant's are serialised).
     _plain_cursor: type[PooledCursor] = PooledCursor
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type[sqlite3.Connection]:  # type: ignore[override]
+        return sqlite3.Connection
 
     Warning = sqlite3.Warning
     Error = sqlite3.Error
