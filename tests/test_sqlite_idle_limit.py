@@ -20,6 +20,7 @@ import pytest
 from db_utils import ConfigError
 from db_utils import sqlite as pooled
 from db_utils.sqlite import pool as pool_module
+from db_utils.sqlite import registry as registry_module
 from tests.test_sqlite_support import figures, raw_of
 
 pytestmark = pytest.mark.usefixtures("sqlite_pools")
@@ -69,7 +70,7 @@ def test_many_databases_keep_the_descriptor_count_bounded(tmp_path, monkeypatch)
     assert highest <= before + 8 * 3 + 3, (before, highest)
     assert total_idle() == 8
     assert len(pool_module._IDLE) == 8
-    assert figures(tmp_path / "0" / "t.db")["evicted"] == 1
+    assert figures(tmp_path / "100" / "t.db")["evicted"] == 1  # the oldest pools are forgotten (POOLS_KEPT)
     # An evicted database was closed for real: SQLite checkpointed and removed its side files.
     assert side_files(tmp_path / "0" / "t.db") == []
     assert sqlite3.connect(tmp_path / "0" / "t.db").execute("SELECT x FROM t").fetchall() == [(1,)]
@@ -275,3 +276,21 @@ def test_threads_over_many_databases_keep_the_books_straight(tmp_path, monkeypat
     assert all(figures(path)["checked_out"] == 0 for path in paths)
     rows = sum(sqlite3.connect(path).execute("SELECT count(*) FROM t").fetchone()[0] for path in paths)
     assert rows == len(paths) + 8 * 200
+
+
+def test_pools_of_databases_no_longer_used_are_forgotten_beyond_a_bound(tmp_path, monkeypatch):
+    """pyutils' query_df opens a database in a new temporary directory per call: the registry kept a pool,
+    and its figures, for each of thousands."""
+    monkeypatch.setattr(registry_module, "POOLS_KEPT", 8)
+    monkeypatch.setenv("SQLITE_POOL_MAX_IDLE_TOTAL", "2")
+    kept = pooled.connect(tmp_path / "kept.db")  # lent throughout: its pool is never forgotten
+    for i in range(40):
+        create_and_close(tmp_path / f"{i}.db")
+    databases = pooled.pool_figures()["databases"]
+    assert len(databases) <= 8
+    assert any(name.endswith("kept.db") for name in databases)
+    assert any(name.endswith("39.db") for name in databases)  # the newest are kept
+    again = pooled.connect(tmp_path / "0.db")  # a forgotten database works as before, in a new pool
+    assert again.execute("SELECT count(*) FROM sqlite_master").fetchone() == (1,)
+    again.close()
+    kept.close()

@@ -79,14 +79,19 @@ def borrow(
     settings = SQLitePoolSettings.from_env()  # a bad SQLITE_POOL_* value fails here, naming the variable
     raw = options.open(target.open_name)  # before registering: a bad argument leaves no empty pool behind
     created = False
+    forgotten: list[SQLitePool] = []
     with registry.lock:
         pool = registry.pools.get(key)
         if pool is None:
             pool = SQLitePool(target, options, settings)
             registry.pools[key] = pool
             created = True
+            if len(registry.pools) > POOLS_KEPT:
+                forgotten = _forget_unused(registry)
         if target.cwd_independent:
             registry.by_arguments[arguments] = pool
+    for old in forgotten:
+        stats.notify(stats.PoolEvent("disposed", KIND, pool_name(old), {}))
     if created:
         figures = {"size": settings.idle_size, "wal": settings.wal}
         stats.notify(stats.PoolEvent("created", KIND, pool_name(pool), figures))
@@ -95,6 +100,34 @@ def borrow(
         close_gone_idle()
     pool.adopt_new(raw)
     return pool, raw
+
+
+#: Pools kept for databases that have no connection open: beyond it, the oldest such pools are forgotten.
+#: A process that opens a new database per task (a temporary directory each) would otherwise keep a pool,
+#: and its figures, for every database it ever saw.
+POOLS_KEPT = 256
+
+
+def _forget_unused(registry: _Registry) -> list[SQLitePool]:
+    """Drop the oldest pools holding no connection (none idle, none lent), down to :data:`POOLS_KEPT`;
+    called under the registry lock. A checkout racing with this, from the lock-free lookup, still works:
+    the forgotten pool closes on return what it lends (as after :func:`dispose`)."""
+    excess = len(registry.pools) - POOLS_KEPT
+    dropped: list[SQLitePool] = []
+    for key, pool in list(registry.pools.items()):
+        if len(dropped) >= excess:
+            break
+        if pool.holds_connections():
+            continue
+        pool.settings = dataclasses.replace(pool.settings, idle_size=0)
+        del registry.pools[key]
+        dropped.append(pool)
+    if dropped:
+        gone = {id(pool) for pool in dropped}
+        for arguments, pool in list(registry.by_arguments.items()):
+            if id(pool) in gone:
+                del registry.by_arguments[arguments]
+    return dropped
 
 
 def dispose() -> None:
