@@ -148,7 +148,41 @@ def test_a_pragma_set_to_the_value_it_has_costs_no_reset(db: Path) -> None:
         f"PRAGMA cache_size = {fresh['cache_size']}",
     ]
     assert figures(db)["pragmas_restored"] == 0
-    assert raw_of(pooled.connect(db)) is raw
+    again = pooled.connect(db)
+    assert raw_of(again) is raw
+    again.close()
+
+
+STATEMENTS_SETTING_UTF8 = [
+    "PRAGMA encoding = 'UTF-8'",
+    "pragma encoding='utf8'",
+    "PRAGMA encoding = UTF8",
+    "PRAGMA encoding('UTF-8')",
+    'PRAGMA main.encoding = "UTF-8"',
+]
+
+
+@pytest.mark.parametrize("statement", STATEMENTS_SETTING_UTF8)
+def test_a_schema_script_setting_utf8_keeps_its_connection(tmp_path: Path, statement: str) -> None:
+    """geclass's schema.sql starts with ``PRAGMA encoding='UTF-8'``: what every connection starts with."""
+    assert analyze(statement).reason == ""
+    path = tmp_path / "new.db"
+    for attempt in range(3):
+        conn = pooled.connect(path)
+        conn.executescript(f"{statement}; CREATE TABLE IF NOT EXISTS t (x);")
+        assert conn.execute("PRAGMA encoding").fetchone() == ("UTF-8",)
+        conn.close()
+    assert figures(path)["discarded_dirty"] == 0
+    assert figures(path)["connections_created"] == 1
+
+
+def test_utf16_on_a_new_database_still_discards_its_connection(tmp_path: Path) -> None:
+    path = tmp_path / "new16.db"
+    conn = pooled.connect(path)
+    conn.execute("PRAGMA encoding = 'UTF-16'")  # the database is not created yet: this connection would
+    conn.close()  # make the next borrower's tables UTF-16, which a fresh sqlite3 connection does not
+    assert figures(path)["discarded_dirty"] == 1
+    assert analyze("PRAGMA temp.encoding = 'UTF-8'").reason  # another schema: not read back, dirty
 
 
 def test_boolean_words_setting_the_current_value_cost_no_reset(db: Path) -> None:

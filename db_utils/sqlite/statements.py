@@ -46,6 +46,7 @@ _NOISE = re.compile(
 # A quoted plain word (``'wal'``, ``"wal"``) is one token that keeps its leading quote (see _blank).
 _TOKEN = re.compile(r"'?[A-Za-z_][A-Za-z_0-9$]*|[0-9]+|[=(.;+-]")
 _WORD = re.compile(r"[A-Za-z]+")
+_UTF8 = re.compile(r"utf-?8", re.IGNORECASE)
 _QUOTED = "'"
 
 # Pragmas that take a parenthesised argument but only *read*: used by iterdump() and schema inspection,
@@ -149,6 +150,8 @@ def _blank(match: re.Match[str]) -> str:
     inner = text[1:-1]
     if text[0] in '"`[' and inner.lower() in ("temp", "temporary"):
         return " TEMP "
+    if _UTF8.fullmatch(inner):  # encoding = 'UTF-8' (see _pragma_effect): one token, behind its quote
+        return f" {_QUOTED}UTF8 "
     # A quoted plain word may be a pragma's value (journal_mode = 'wal'). Kept behind a quote, it can
     # never be mistaken for a keyword or a name: only _journal_mode_set reads it.
     closing = "]" if text[0] == "[" else text[0]
@@ -186,7 +189,11 @@ def _pragma_effect(tokens: list[str]) -> Effect:
         return _NO_EFFECT
     name, rest = tokens[0].lower(), tokens[1:]
     # A bare ``PRAGMA name`` only reads the setting.
-    if not rest or (rest[0] == "(" and name in _READ_ONLY_PRAGMAS):
+    if (
+        not rest
+        or (rest[0] == "(" and name in _READ_ONLY_PRAGMAS)
+        or _sets_fresh_encoding(name, schema, rest)
+    ):
         return _NO_EFFECT
     # The temp schema's header belongs to the connection (its temp database), so only main's is database
     # content; another attached schema already made the connection dirty with its ATTACH.
@@ -201,6 +208,20 @@ def _pragma_effect(tokens: list[str]) -> Effect:
         value = literal_value(name, rest[1:]) if rest[0] in ("=", "(") else None
         return SqlEffect.PRAGMA, name, value, None
     return SqlEffect.DIRTY, f"PRAGMA {schema + '.' if schema else ''}{name}", None, None
+
+
+def _sets_fresh_encoding(name: str, schema: str, rest: list[str]) -> bool:
+    """``PRAGMA encoding = 'UTF-8'``, which schema scripts start with: ``encoding`` only decides how a
+    database not created yet will be, UTF-8 is what every connection sqlite3 opens starts with
+    (``sqlite3_open``), and on a database with content any value is ignored. So it leaves the connection
+    as a fresh one; UTF-16 does not."""
+    return (
+        name == "encoding"
+        and schema in ("", "main")
+        and len(rest) == 2
+        and rest[0] in ("=", "(")
+        and rest[1] in ("UTF8", f"{_QUOTED}UTF8")
+    )
 
 
 def _journal_mode_set(schema: str, rest: list[str]) -> str | None:
