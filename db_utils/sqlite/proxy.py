@@ -430,13 +430,19 @@ class PooledConnection:
     def blobopen(self, *args: Any, **kwargs: Any) -> Any:
         blob = self._forward_clean("blobopen", args, kwargs)
         self._track(blob)  # an open blob holds a transaction: closed on return like cursors
+        if not kwargs.get("readonly"):
+            # A blob's writes are not in total_changes: without this the pool would not checkpoint
+            # them into the main file when the last borrowed connection comes back (see SQLitePool.checkin).
+            self._wrote = True
         return blob
 
     def backup(self, target: Any, *args: Any, **kwargs: Any) -> None:
         """Back up into ``target``, a sqlite3 connection or another pooled proxy."""
         raw = self._checked_raw()
         if isinstance(target, PooledConnection):
-            target = target._open_raw()
+            target_raw = target._open_raw()
+            target._wrote = True  # the pages it receives are not in its total_changes either
+            target = target_raw
         raw.backup(target, *args, **kwargs)
 
     def iterdump(self, **kwargs: Any) -> Iterator[str]:
