@@ -573,3 +573,21 @@ def test_forked_child_gets_its_own_connect_connections(pg) -> None:
     conn.close()
     ((_key, figures),) = pools().items()
     assert figures["invalidated"] == 0
+
+
+def test_a_closed_handle_still_tells_what_a_closed_psycopg2_connection_does(pg) -> None:
+    """pg-upsert reopens a closed connection with ``connect(conn.dsn)``: psycopg2 keeps the DSN (password
+    masked) and the server's versions readable after close, and so does the handle."""
+    plain = psycopg2.connect(pg.dsn)
+    plain.close()
+    pooled = connect(pg.dsn)
+    pooled.close()
+    assert pooled.dsn == plain.dsn
+    assert "xxx" in pooled.dsn
+    assert pg.password not in pooled.dsn
+    assert (pooled.server_version, pooled.protocol_version) == (plain.server_version, plain.protocol_version)
+    assert pooled.closed
+    with pytest.raises(psycopg2.InterfaceError, match="connection already closed"):
+        pooled.cursor()
+    with pytest.raises(psycopg2.InterfaceError, match="connection already closed"):
+        pooled.get_dsn_parameters()  # as psycopg2's

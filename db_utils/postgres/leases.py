@@ -27,6 +27,11 @@ logger = logging.getLogger("db_utils.pool")
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
+#: A closed psycopg2 connection still answers these (``psycopg2.connect(conn.dsn)`` reconnects a closed
+#: one); they do not change while the connection lives, so a lease reads them once.
+READABLE_AFTER_CLOSE = ("dsn", "server_version", "protocol_version")
+
+
 class Lease:
     """One checked-out connection: its pool, where and when it was borrowed, and how it goes back.
 
@@ -35,11 +40,14 @@ class Lease:
     own path. A lease is only ever in :data:`outstanding` while its connection is checked out.
     """
 
-    __slots__ = ("cursors", "display_url", "pool", "ref", "since", "warned", "where")
+    __slots__ = ("after_close", "cursors", "display_url", "pool", "ref", "since", "warned", "where")
 
-    def __init__(self, pool: Any, display_url: str) -> None:
+    def __init__(self, pool: Any, display_url: str, raw: Any = None) -> None:
         self.pool = pool
         self.display_url = display_url
+        #: What psycopg2 still tells about a closed connection and the handle therefore keeps telling
+        #: after ``close()`` (see :data:`READABLE_AFTER_CLOSE`), read once from the connection ``raw``.
+        self.after_close: dict[str, Any] = {name: getattr(raw, name, None) for name in READABLE_AFTER_CLOSE}
         #: The borrower's call site: its code object and instruction offset (the line is worked out only
         #: when a message names it, see :func:`borrower`), or a ready-made description.
         self.where: str | Where | None = None

@@ -73,7 +73,7 @@ class Loan(Lease):
     def __init__(
         self, pool: Any, state: PoolState, record: ConnectionPoolEntry, facts: ConnectionFacts
     ) -> None:
-        super().__init__(pool, state.display_url)
+        super().__init__(pool, state.display_url, record.dbapi_connection)
         self.state = state
         self.record = record
         self.facts = facts
@@ -158,7 +158,7 @@ class _FairyLease(Lease):
     __slots__ = ("fairy",)
 
     def __init__(self, fairy: Any, display_url: str) -> None:
-        super().__init__(fairy._pool, display_url)
+        super().__init__(fairy._pool, display_url, fairy.dbapi_connection)
         self.fairy = fairy  # its checkout listener marked the connection exposed (instrument.check_out)
 
     def give_back(self) -> None:

@@ -32,7 +32,7 @@ import psycopg2
 import psycopg2.extensions
 
 from db_utils.postgres.driver import PLAIN_CURSOR_CLASS
-from db_utils.postgres.leases import Lease, Where, outstanding
+from db_utils.postgres.leases import READABLE_AFTER_CLOSE, Lease, Where, outstanding
 
 logger = logging.getLogger("db_utils.pool")
 
@@ -197,6 +197,8 @@ class PooledConnection:
         raw.rollback()
 
     def __getattr__(self, name: str) -> Any:
+        if self._raw is None and name in READABLE_AFTER_CLOSE:
+            return self._lease.after_close[name]  # as a closed psycopg2 connection answers
         return getattr(self._connection(), name)
 
     def __setattr__(self, name: str, value: Any) -> None:
