@@ -116,15 +116,17 @@ class FileFacts:
         candidates = raw["candidates"]
         bindings = raw["bindings"]
         imports = raw["imports"]
+        dotted_strings = raw["dotted_strings"]
         error = raw["error"]
         assert isinstance(candidates, list)
         assert isinstance(bindings, dict)
         assert isinstance(imports, list)
+        assert isinstance(dotted_strings, list)
         return cls(
             candidates=[Candidate(t, int(li), int(co), k, x) for t, li, co, k, x in candidates],
             bindings={str(k): [str(v) for v in vs] for k, vs in bindings.items()},
             imports=[str(name) for name in imports],
-            dotted_strings=[str(text) for text in raw.get("dotted_strings", ())],  # type: ignore[attr-defined]
+            dotted_strings=[str(text) for text in dotted_strings],
             error=None if error is None else str(error),
         )
 

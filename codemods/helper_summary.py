@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from codemods.legacy_helpers.discovery import FoundHelper, prefilter_names
 from codemods.legacy_helpers.references import find_legacy_references
 from codemods.project import Project, decoded_sources
+from codemods.rules._legacy_helper_call import THROUGH_RECEIVER
 from codemods.runner import RunResult
 
 __all__ = ["NO_CANDIDATE", "helper_lines"]
@@ -41,9 +42,9 @@ def helper_lines(project: Project, result: RunResult) -> list[str]:
         if site.rule == "PS101" and site.status in ("migratable", "migrated")
     )
     through_receiver = Counter(
-        site.message.partition(" is a method called through")[0]
+        site.message.partition(THROUGH_RECEIVER)[0]
         for site in result.sites
-        if site.rule == "PS101" and " is a method called through" in site.message
+        if site.rule == "PS101" and THROUGH_RECEIVER in site.message
     )
     return [
         _method_line(helper, through_receiver[helper.name])

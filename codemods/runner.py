@@ -521,9 +521,8 @@ def _project_facts(context: _Context) -> None:
             facts[path] = context.facts(path, data)[0]
     names = {path: context.project.module_of(path)[0] for path in facts}
     context.aliases = project_module_aliases(facts, names, context.targets.modules)
-    if any(file_facts.dotted_strings for file_facts in facts.values()):  # else no file's module is asked
-        project_modules = {context.project.module_of(path)[0] for path in context.project.all_files}
-        context.patched_imports = patched_imports(facts, project_modules)
+    # Only a file the first pass read (it names a target) has an import a rewrite can remove.
+    context.patched_imports = patched_imports(facts, names.values())
     # Every file naming psycopg2 went through the pass above (a word naming PS100's and PS103's targets).
     context.psycopg2_imported = any(imports_psycopg2(file_facts.imports) for file_facts in facts.values())
 

@@ -107,7 +107,7 @@ def drop_in(
             return current(*args, **kwargs)
         return pooled(*args, **kwargs)
 
-    call.__name__ = call.__qualname__ = pooled.__name__.lstrip("_").removeprefix("pooled_")
+    call.__name__ = call.__qualname__ = name
     call.__module__ = pooled.__module__
     call.__doc__ = pooled.__doc__
     call.__signature__ = inspect.signature(pooled)  # type: ignore[attr-defined]

@@ -19,6 +19,10 @@ from codemods.legacy_helpers.lookup import HelperDifferences
 from codemods.legacy_helpers.uses import HelperUse, collect_helper_uses
 from codemods.rules.base import SUPPRESSED_MESSAGE, PoolshiftRule
 
+#: How a report message about a method helper called through ``self`` goes on after the helper's name
+#: (scan's line for that helper counts these: see codemods.helper_summary).
+THROUGH_RECEIVER = " is a method called through the object"
+
 
 class LegacyHelperCallRule(PrunesImportsInBlocks, PoolshiftRule):
     """Shared steps of PS101/PS102; subclasses call them from ``visit_Module`` (no ``RULE_ID`` here)."""
@@ -65,8 +69,8 @@ class LegacyHelperCallRule(PrunesImportsInBlocks, PoolshiftRule):
                 use.node,
                 "reported",
                 "dynamic-callee",
-                f"{use.helper} is a method called through the object: a subclass may override it, so which "
-                "method runs is not known here (its connect is pooled by PS100 all the same)",
+                f"{use.helper}{THROUGH_RECEIVER}: a subclass may override it, so which method runs is not "
+                "known here (its connect is pooled by PS100 all the same)",
             )
             return True
         if use.ambiguous:

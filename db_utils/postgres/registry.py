@@ -76,9 +76,9 @@ def get_connection_pool(url: str | URL | None = None, **settings: Any) -> Engine
 def pool_for(url: str | URL | None = None) -> tuple[Engine, PoolState]:
     """Engine and poolshift state for ``url``: the lookup behind every public entry point (with no
     ``**settings`` parameter: an empty dict built on every pooled call costs more than the lookup)."""
-    entry = _by_argument.get(default_url_key() if url is None else url)
+    key = default_url_key() if url is None else url
+    entry = _by_argument.get(key)
     if entry is None:
-        key = default_url_key() if url is None else url
         entry = _lookup_or_create(url, key, {})
     return entry
 

@@ -46,7 +46,7 @@ import sys
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 try:
@@ -455,11 +455,21 @@ class SQLitePool:
         return ""
 
     # -- maintenance ------------------------------------------------------------------------------------
+    def caller_keeps_journal_mode(self) -> None:
+        """The caller set the journal mode the database already has: it chose it all the same, so this
+        database is never switched again."""
+        self._wal_pending = False
+
     def caller_sets_journal_mode(self) -> None:
         """The caller chose a journal mode: never switch this database again, and close idle connections so
         that their open handles do not stop the caller's change from taking effect."""
         self._wal_pending = False
         self.close_idle()
+
+    def retire(self) -> None:
+        """The registry forgot this pool (:func:`registry.dispose`, or too many pools): a connection it
+        lent before, or lends to a lookup that raced with the forgetting, is closed on return."""
+        self.settings = replace(self.settings, idle_size=0)
 
     def close_idle(self) -> None:
         with self._lock:

@@ -47,9 +47,6 @@ _WRONG_THREAD = (
 
 
 _PRUNE_AT = 64
-# Pools told that the caller sets the journal mode itself although it kept the mode it found (see
-# PooledConnection._keeps_journal_mode): told once, as the telling closes their idle connections.
-_JOURNAL_MODE_KEPT: weakref.WeakSet[SQLitePool] = weakref.WeakSet()
 _execute = sqlite3.Cursor.execute
 _executemany = sqlite3.Cursor.executemany
 _executescript = sqlite3.Cursor.executescript
@@ -183,8 +180,8 @@ class PooledConnection:
         Read here rather than on return, like a restorable pragma's noted value, because afterwards
         the mode no longer tells whether the SQL changed it; and read every time, since the mode is the
         file's (another process may switch it). A mode that cannot be read counts as a change. The
-        caller still chose the mode, so the pool is told it must not switch this database any more,
-        once: that telling also closes idle connections, needed only for a change to take effect.
+        caller still chose the mode, so the pool is told it must not switch this database any more
+        (without closing its idle connections, as a change of mode needs).
         """
         try:
             current = pragmas.journal_mode(raw)
@@ -192,10 +189,7 @@ class PooledConnection:
             return False
         if any(mode != current for mode in modes):
             return False
-        pool = self._pool
-        if pool not in _JOURNAL_MODE_KEPT:
-            _JOURNAL_MODE_KEPT.add(pool)
-            pool.caller_sets_journal_mode()
+        self._pool.caller_keeps_journal_mode()
         return True
 
     def _track(self, child: Any) -> None:

@@ -15,7 +15,6 @@ removes those side files itself once no connection of the process has them open.
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import os
 import sqlite3
 import threading
@@ -119,7 +118,7 @@ def _forget_unused(registry: _Registry) -> list[SQLitePool]:
             break
         if pool.holds_connections():
             continue
-        pool.settings = dataclasses.replace(pool.settings, idle_size=0)
+        pool.retire()
         del registry.pools[key]
         dropped.append(pool)
     if dropped:
@@ -139,8 +138,7 @@ def dispose() -> None:
         registry.pools.clear()
     for pool in pools:
         pool.close_idle()
-        # A connection still borrowed from a forgotten pool is closed on return instead of kept.
-        pool.settings = dataclasses.replace(pool.settings, idle_size=0)
+        pool.retire()
         stats.notify(stats.PoolEvent("disposed", KIND, pool_name(pool), {}))
     _remove_orphaned_side_files(pools)
 
