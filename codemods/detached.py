@@ -27,7 +27,7 @@ from libcst.codemod import CodemodContext
 
 from codemods.first_pass import TargetSet, binding_resolver, parse_text
 from codemods.limits import DEFAULT_LIMITS, Limits, libcst_surely_succeeds, measure
-from codemods.rules._redirect import STORED_IN_MODULE, STORED_IN_OBJECT, RedirectCallRule
+from codemods.rules._redirect import REQUEST_SCOPED, STORED_IN_MODULE, STORED_IN_OBJECT, RedirectCallRule
 from codemods.rules.base import RuleOptions, Site, SiteStatus, dotted_name
 from codemods.suppressions import MARKER
 
@@ -95,7 +95,7 @@ def detached_sites(
         parent = parents.get(node)
         line, col = node.lineno, column(node.lineno, node.col_offset)
         if isinstance(parent, ast.Call) and parent.func is node:
-            verdict = _verdict(rule, parent, text, parents)
+            verdict = _verdict(rule, parent, text, parents, resolve)
             if verdict is None:
                 return None
             migrate, reason, message = verdict
@@ -148,7 +148,11 @@ def _text(node: ast.expr) -> str | None:
 
 
 def _verdict(
-    rule: RedirectCallRule, call: ast.Call, text: str, parents: dict[ast.AST, ast.AST]
+    rule: RedirectCallRule,
+    call: ast.Call,
+    text: str,
+    parents: dict[ast.AST, ast.AST],
+    resolve: Callable[[str], set[str]],
 ) -> tuple[bool, str | None, str] | None:
     segment = ast.get_source_segment(text, call)
     if segment is None:
@@ -159,13 +163,19 @@ def _verdict(
         return None
     if not isinstance(expression, cst.Call):
         return None
-    verdict = rule.check_detached_call(expression, _stored_where(call, parents))
+    try:
+        stored_where = _stored_where(call, parents, resolve)
+    except _NeedsScopes:
+        return None
+    verdict = rule.check_detached_call(expression, stored_where)
     if verdict is None:
         return None
     return verdict.migrate, verdict.reason, verdict.message
 
 
-def _stored_where(call: ast.Call, parents: dict[ast.AST, ast.AST]) -> str | None:
+def _stored_where(
+    call: ast.Call, parents: dict[ast.AST, ast.AST], resolve: Callable[[str], set[str]]
+) -> str | None:
     """Where the call's result is kept beyond the call (PS201's ``conn-stored``), like the rule sees it."""
     parent = parents.get(call)
     if isinstance(parent, ast.Assign) and parent.value is call:
@@ -174,9 +184,28 @@ def _stored_where(call: ast.Call, parents: dict[ast.AST, ast.AST]) -> str | None
         targets = [parent.target]
     else:
         return None
-    if any(isinstance(target, (ast.Attribute, ast.Subscript)) for target in targets):
+    if any(
+        isinstance(target, (ast.Attribute, ast.Subscript)) and not _request_scoped(target.value, resolve)
+        for target in targets
+    ):
         return STORED_IN_OBJECT
     scope = parents.get(parent)
     while scope is not None and not isinstance(scope, (*_SCOPES, ast.Module)):
         scope = parents.get(scope)
     return STORED_IN_MODULE if isinstance(scope, (ast.Module, ast.ClassDef)) else None
+
+
+class _NeedsScopes(Exception):
+    """The answer depends on which binding of a name is in scope, which only LibCST's analysis knows."""
+
+
+def _request_scoped(node: ast.expr, resolve: Callable[[str], set[str]]) -> bool:
+    """Whether ``node`` is Flask's ``g`` (:data:`REQUEST_SCOPED`); raises :class:`_NeedsScopes` when one
+    of the name's bindings is and another is not (``from flask import g`` and a parameter ``g``)."""
+    name = dotted_name(node)
+    names = resolve(name) if name is not None else set()
+    if not names & REQUEST_SCOPED:
+        return False
+    if names <= REQUEST_SCOPED:
+        return True
+    raise _NeedsScopes

@@ -81,6 +81,9 @@ COMMON_REASON_CODES: Mapping[str, str] = {
 #: Where a call's result outlives the call, as ``check_detached_call`` is told (and the report says it).
 STORED_IN_OBJECT = "on an object or in a container"
 STORED_IN_MODULE = "in a module or class attribute"
+#: Objects that live for one request (application context): a connection kept on them, as Flask's own
+#: tutorial keeps ``g.db`` and closes it in a teardown handler, is borrowed per unit of work already.
+REQUEST_SCOPED = frozenset({"flask.g", "quart.g"})
 
 
 def name_is_taken(scope: Scope | None, root: str) -> bool:
@@ -220,11 +223,18 @@ class RedirectCallRule(PoolshiftRule):
             targets = [parent.target]
         if not targets:
             return None
-        if any(isinstance(target, (cst.Attribute, cst.Subscript)) for target in targets):
+        if any(
+            isinstance(target, (cst.Attribute, cst.Subscript)) and not self._request_scoped(target.value)
+            for target in targets
+        ):
             return STORED_IN_OBJECT
         if isinstance(self.get_metadata(ScopeProvider, call, None), (GlobalScope, ClassScope)):
             return STORED_IN_MODULE
         return None
+
+    def _request_scoped(self, node: cst.BaseExpression) -> bool:
+        names = {name.name for name in self._qualified(node)}
+        return bool(names) and names <= REQUEST_SCOPED
 
     def _qualified(self, node: cst.CSTNode) -> set[QualifiedName]:
         names = set(self.get_metadata(QualifiedNameProvider, node, set()))

@@ -94,7 +94,27 @@ def test_the_detached_route_answers_most_plain_files() -> None:
         "import sqlite3\nsetattr(sqlite3, b'connect', None)\nsqlite3.connect('a')\n",
         "import sqlite3\nimport db_utils\nsqlite3.connect('a')\n",  # a name the rewrite needs
         "import sqlite3\ndef f(sqlite3):\n    sqlite3.connect('a')\n",  # another binding of the name
+        # Flask's g in one function, a parameter g in another: which is stored into takes scopes
+        "import sqlite3\nfrom flask import g\ng.db = sqlite3.connect('a')\ndef f(g):\n    g.db = 1\n",
     ],
 )
 def test_files_that_need_the_full_analysis_are_declined(source: str) -> None:
     assert detached_sites(Sqlite3ConnectRule, RuleOptions(), "m.py", source, "") is None
+
+
+def test_a_connection_kept_on_flasks_g_is_not_long_lived_on_either_route() -> None:
+    source = (
+        "import sqlite3\nimport flask\nfrom flask import g\n"
+        "def get_db():\n    g.db = sqlite3.connect('a')\n    return g.db\n"
+        "def other():\n    flask.g.db = sqlite3.connect('a')\n"
+        "class Repository:\n    def open(self):\n        self.db = sqlite3.connect('a')\n"
+    )
+    detached = detached_sites(Sqlite3ConnectRule, RuleOptions(), "m.py", source, "")
+    assert detached is not None  # answered, not declined
+    full = transform_bytes(source.encode(), [Sqlite3ConnectRule], path="m.py", dry_run=True, module_name="m")
+    for sites in (detached, full.sites):
+        assert [(site.line, site.reason) for site in sorted(sites, key=position)] == [
+            (5, None),
+            (8, None),
+            (11, "conn-stored"),
+        ]
