@@ -51,6 +51,8 @@ OURS_CONTEXT = "db_utils get_pooled_connection"
 OURS_LEGACY = "db_utils get_postgres_connection+close"
 # Not a pool anyone uses: bench/pool_floor.py, db_utils' per-op guarantees alone, for what limits ours.
 FLOOR = "floor: the guarantees alone (pool_floor.py)"
+# bench/callgrind_postgres.py --split: QueuePool's checkout and return alone, no query, no guarantee.
+SPLIT_QUEUE = "split: FairQueuePool get + return"
 
 OURS = (OURS_EXECUTE, OURS_CONTEXT, OURS_LEGACY)
 PEER_POOLS = (SQLALCHEMY, THREADED, PSYCOPG_POOL, DBUTILS)
@@ -235,6 +237,14 @@ def _what_instructions_say(counts: dict[str, int], ours: str, peer: str) -> str:
     )
     if peer == THREADED and floor > counts[THREADED]:
         text += f"; in CPython the guarantees alone cost more than {THREADED}'s whole op"
+        budget = counts[THREADED] - counts[LIMIT]
+        queue = counts.get(SPLIT_QUEUE)
+        if queue is not None and budget > 0:
+            text += (
+                f": {THREADED} spends {budget:,} instructions over the limit in all, the yardstick "
+                f"{floor - counts[LIMIT]:,}; QueuePool's own get + return alone (the design the issue "
+                f"keeps) takes {queue:,}, {100 * queue / budget:.0f}% of that budget before any guarantee"
+            )
     return text
 
 

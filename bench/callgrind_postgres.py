@@ -27,12 +27,19 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import callgrind
-from bench.bench_postgres import FLOOR, LIMIT, OURS_CONTEXT, OURS_EXECUTE, OURS_LEGACY, THREADED
+from bench.bench_postgres import (
+    FLOOR,
+    LIMIT,
+    OURS_CONTEXT,
+    OURS_EXECUTE,
+    OURS_LEGACY,
+    SPLIT_QUEUE,
+    THREADED,
+)
 from bench.callgrind import WARM_UP_OPS, count_in
 
 CONTENDERS = (LIMIT, THREADED, OURS_EXECUTE, OURS_CONTEXT, OURS_LEGACY)
 # --split: where our instructions go (each minus the next-smaller one is one component's share).
-SPLIT_QUEUE = "split: FairQueuePool get + return"
 SPLIT_LEND = "split: checkout + return, no query"
 SPLIT_HELD = "split: SELECT 1 + rollback on a held handle"
 # FLOOR: the same op (``execute_with_pool(_run_on)``) on bench/pool_floor.py's yardstick, the per-op
