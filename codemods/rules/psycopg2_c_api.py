@@ -208,7 +208,7 @@ class Psycopg2CApiRule(PoolshiftRule):
             return
         self.wraps.add(id(argument))
         AddImportsVisitor.add_needed_import(self.context, WRAPPER_MODULE)
-        self.record(node, "migrated", None, f"connection argument -> {WRAPPER}(...)")
+        self.record(node, "migrated", None, f"connection (or cursor) argument -> {WRAPPER}(...)")
 
     def _connection_argument(self, call: cst.Call) -> cst.Arg | None:
         """The argument to wrap; None when there is none (reporting what cannot be decided)."""
