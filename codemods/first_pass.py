@@ -91,10 +91,11 @@ class FileFacts:
     bindings: dict[str, list[str]] = field(default_factory=dict)
     #: Everything the file imports, at any depth (absolute dotted names): which project facts matter here.
     imports: list[str] = field(default_factory=list)
-    #: String literals spelling a dotted path (``"app.db.psycopg2.connect"``): a test's patch targets
-    #: (``mock.patch``, ``monkeypatch.setattr``), which may name another module's import (see
-    #: :func:`patched_imports`).
-    dotted_strings: list[str] = field(default_factory=list)
+    #: Dotted paths a test may patch through, which may name another module's import (see
+    #: :func:`patched_imports`): string literals spelling one (``mock.patch("app.db.psycopg2.connect")``,
+    #: ``monkeypatch.setattr("...")``) and the object given to ``patch.object``/``setattr``, resolved
+    #: (``mock.patch.object(app.db.psycopg2, "connect")``: ``app.db.psycopg2.*``).
+    patch_paths: list[str] = field(default_factory=list)
     error: str | None = None  # the parser's message when ``ast`` rejects the file
 
     @property
@@ -107,7 +108,7 @@ class FileFacts:
             "candidates": [[c.target, c.line, c.column, c.kind, c.text] for c in self.candidates],
             "bindings": self.bindings,
             "imports": self.imports,
-            "dotted_strings": self.dotted_strings,
+            "patch_paths": self.patch_paths,
             "error": self.error,
         }
 
@@ -116,17 +117,17 @@ class FileFacts:
         candidates = raw["candidates"]
         bindings = raw["bindings"]
         imports = raw["imports"]
-        dotted_strings = raw["dotted_strings"]
+        patch_paths = raw["patch_paths"]
         error = raw["error"]
         assert isinstance(candidates, list)
         assert isinstance(bindings, dict)
         assert isinstance(imports, list)
-        assert isinstance(dotted_strings, list)
+        assert isinstance(patch_paths, list)
         return cls(
             candidates=[Candidate(t, int(li), int(co), k, x) for t, li, co, k, x in candidates],
             bindings={str(k): [str(v) for v in vs] for k, vs in bindings.items()},
             imports=[str(name) for name in imports],
-            dotted_strings=[str(text) for text in dotted_strings],
+            patch_paths=[str(text) for text in patch_paths],
             error=None if error is None else str(error),
         )
 
@@ -406,6 +407,8 @@ def scan_source(
             if isinstance(node, ast.Call):
                 if isinstance(node.func, ast.Name) and node.func.id == "getattr":
                     finder.visit_getattr(node)
+                if len(dotted) < _PATCH_PATHS_MAX:
+                    dotted.update(_patched_object_paths(node, finder.resolve))
                 if isinstance(node.func, (ast.Name, ast.Attribute)):
                     finder.visit_reference(node.func, node)
             elif isinstance(node, (ast.Name, ast.Attribute)) and isinstance(node.ctx, ast.Load):
@@ -413,7 +416,7 @@ def scan_source(
             elif (
                 isinstance(node, ast.Constant)
                 and type(node.value) is str
-                and len(dotted) < _DOTTED_STRINGS_MAX
+                and len(dotted) < _PATCH_PATHS_MAX
                 and _DOTTED_PATH.fullmatch(node.value)
             ):
                 dotted.add(node.value)
@@ -423,25 +426,46 @@ def scan_source(
     candidates = sorted(finder.found.values(), key=lambda c: (c.line, c.column))
     imports = sorted({value for values in bindings.names.values() for value in values} - {_UNKNOWN})
     return FileFacts(
-        candidates=candidates, bindings=module_level, imports=imports, dotted_strings=sorted(dotted)
+        candidates=candidates, bindings=module_level, imports=imports, patch_paths=sorted(dotted)
     )
+
+
+def _patched_object_paths(call: ast.Call, resolve: Callable[[str], set[str]]) -> set[str]:
+    """``mock.patch.object(app.db.psycopg2, "connect")``, ``monkeypatch.setattr(db.psycopg2, ...)``: the
+    path the patched object is reached by, resolved through the file's imports, as a string target
+    would spell it (``app.db.psycopg2.*``)."""
+    root, words = _dotted(call.func)
+    if isinstance(root, ast.Name):
+        words = [root.id, *words]
+    patching = words[-1:] == ["setattr"] or ("patch" in words and words[-1] in ("object", "multiple"))
+    if not patching:
+        return set()
+    if not call.args or not isinstance(call.args[0], ast.Attribute):
+        return set()
+    base, attributes = _dotted(call.args[0])
+    if not isinstance(base, ast.Name):
+        return set()
+    resolved = resolve(".".join([base.id, *attributes]))
+    # ``.*``: some attribute of that object, as a string target would name it after the object's path
+    return {f"{path}.*" for path in resolved if path != _UNKNOWN and _DOTTED_PATH.fullmatch(path)}
 
 
 # A dotted path of three names or more, the shape of ``mock.patch("app.db.psycopg2.connect")``'s target.
 _DOTTED_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*){2,}")
-_DOTTED_STRINGS_MAX = 512  # per file: a generated file full of dotted strings is not a test suite
+_PATCH_PATHS_MAX = 512  # per file: a generated file full of dotted strings is not a test suite
 
 
 def patched_imports(
     facts: Mapping[str, FileFacts], project_modules: Iterable[str]
 ) -> dict[str, frozenset[str]]:
-    """Project module -> the names in it that a string somewhere in the tree reaches into: for
-    ``"app.db.psycopg2.connect"``, ``app.db`` -> ``psycopg2``. A test patching that path needs the
-    module to keep binding the name, even once a rewrite leaves the import unused."""
+    """Project module -> the names in it that a patch path somewhere in the tree reaches into
+    (:attr:`FileFacts.patch_paths`): for ``"app.db.psycopg2.connect"``, ``app.db`` -> ``psycopg2``. A
+    test patching that path needs the module to keep binding the name, even once a rewrite leaves the
+    import unused."""
     modules = set(project_modules)
     found: dict[str, set[str]] = {}
     for file_facts in facts.values():
-        for text in file_facts.dotted_strings:
+        for text in file_facts.patch_paths:
             parts = text.split(".")
             for end in range(1, len(parts) - 1):
                 module = ".".join(parts[:end])

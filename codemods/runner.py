@@ -453,7 +453,7 @@ class _Context:
 
     def _facts(self, data: bytes, package: str, aliases: dict[str, str]) -> FileFacts:
         key = digest(
-            "facts", "dotted_strings", content_key(data), package, sorted(self.targets.targets),
+            "facts", "patch_paths", content_key(data), package, sorted(self.targets.targets),
             sorted(aliases.items()), sorted(self.look_alike_modules),
         )  # fmt: skip
         cached = self.cache.get("first_pass", key)

@@ -48,6 +48,7 @@ from libcst.metadata import (
     ScopeProvider,
 )
 
+from codemods.cst.imports.kept import mark_kept_imports
 from codemods.cst.imports.rewriting import (
     CommentKeepingRemoveImports,
     closing_comma,
@@ -477,7 +478,8 @@ class RedirectCallRule(PoolshiftRule):
         removals = [removal for removal in self._removals if _bound_name(removal) not in patched]
         for batch in removal_batches(removals):
             tree = CommentKeepingRemoveImports(self.context, batch).transform_module(tree)
-        return tree
+        kept = {_bound_name(removal) for removal in self._removals} & patched
+        return mark_kept_imports(tree, kept) if kept else tree
 
     def leave_ImportFrom(self, original_node: cst.ImportFrom, updated_node: cst.ImportFrom) -> cst.ImportFrom:
         rewritten = self._import_rewrites.get(original_node)

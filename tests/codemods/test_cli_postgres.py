@@ -12,7 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from codemods.cst.imports.kept import KEPT_COMMENT
 from tests.codemods.test_cli import poolshift
+
+RUFF = Path(sys.executable).parent / "ruff"
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -185,8 +188,56 @@ def test_an_import_a_test_patches_through_is_kept_and_the_test_still_passes(tmp_
         {"app/__init__.py": "", "app/db.py": db, "app/other.py": other, "tests/test_db.py": test},
     )
     assert poolshift("migrate", ".", "--all", cwd=root).returncode == 0
-    assert (root / "app/db.py").read_text().startswith("import db_utils.postgres\nimport psycopg2\n")
+    assert (
+        (root / "app/db.py")
+        .read_text()
+        .startswith(f"import db_utils.postgres\nimport psycopg2  {KEPT_COMMENT}\n")
+    )
+    # ... and the project's linter neither reports it nor removes it with --fix.
+    lint = subprocess.run(
+        [str(RUFF), "check", "--isolated", "--select", "F401,RUF100", "--fix", "app"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "import psycopg2" in (root / "app/db.py").read_text()
     assert "import psycopg2" not in (root / "app/other.py").read_text()  # nothing patches through it
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{REPO}"}
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+
+
+def test_an_import_a_test_patches_as_an_object_is_kept_too(tmp_path: Path) -> None:
+    """``mock.patch.object(app.db.psycopg2, "connect")`` and ``monkeypatch.setattr(db.psycopg2, ...)``
+    spell no string: the path is the patched object's, resolved through the test's imports."""
+    db = 'import psycopg2\n\n\ndef get_connection():\n    return psycopg2.connect("dbname=x")\n'
+    test = (
+        "from unittest import mock\n\n"
+        "import app.db\n"
+        "from app import jobs\n\n\n"
+        "def test_db():\n"
+        '    with mock.patch.object(app.db.psycopg2, "connect", return_value="fake"):\n'
+        '        assert app.db.get_connection() == "fake"\n\n\n'
+        "def test_jobs(monkeypatch):\n"
+        '    monkeypatch.setattr(jobs.psycopg2, "connect", lambda dsn: "fake")\n'
+        '    assert jobs.get_connection() == "fake"\n'
+    )
+    root = write(
+        tmp_path / "svc",
+        {"app/__init__.py": "", "app/db.py": db, "app/jobs.py": db, "tests/test_db.py": test},
+    )
+    assert poolshift("migrate", ".", "--all", cwd=root).returncode == 0
+    for module in ("db", "jobs"):
+        assert f"import psycopg2  {KEPT_COMMENT}\n" in (root / f"app/{module}.py").read_text()
     env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{REPO}"}
     tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
