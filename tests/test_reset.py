@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import uuid
+
 import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
@@ -243,3 +246,80 @@ def test_connection_killed_while_checked_out_is_not_reused(pg):
     assert conn.get_backend_pid() != pid
     assert one(conn, "SELECT 1") == 1
     conn.close()
+
+
+@pytest.fixture
+def login_function(pg):
+    """A server function that changes session state itself, as an application's ``login(user_id)`` does."""
+    name = f"login_{uuid.uuid4().hex[:8]}"
+    pg.query(
+        f"CREATE FUNCTION {name}(n int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN "
+        "PERFORM set_config('work_mem', n || 'MB', false); "
+        "CREATE TEMP TABLE IF NOT EXISTS login_leftover (a int); RETURN n; END $$"
+    )
+    yield name
+    pg.query(f"DROP FUNCTION {name}(int)")
+
+
+def test_state_a_server_function_changes_is_discarded(login_function):
+    """pgmigrations' trial: ``SELECT login(42)`` counted as clean, and the next borrower inherited its
+    settings and temporary table (a user id, in a real application)."""
+    conn = next_borrower()
+    assert one(conn, f"SELECT {login_function}(42)") == 42
+    assert one(conn, "SHOW work_mem") == "42MB"
+    pid = conn.get_backend_pid()
+    conn.commit()
+    conn.close()
+    conn = next_borrower()
+    assert conn.get_backend_pid() == pid  # reset, not replaced
+    assert one(conn, "SHOW work_mem") == "4MB"
+    assert one(conn, "SELECT count(*) FROM pg_tables WHERE tablename = 'login_leftover'") == 0
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    "dirty",
+    [
+        "DO $$ BEGIN EXECUTE 'SET work_mem = ''42MB'''; END $$",
+        "COPY (SELECT set_config('work_mem', '42MB', false)) TO STDOUT",
+    ],
+    ids=["do-block", "copy_expert"],
+)
+def test_state_changed_by_code_the_statement_runs_is_discarded(dirty):
+    conn = next_borrower()
+    with conn.cursor() as cur:
+        if dirty.startswith("COPY"):
+            cur.copy_expert(dirty, io.StringIO())
+        else:
+            cur.execute(dirty)
+    assert one(conn, "SHOW work_mem") == "42MB"
+    conn.commit()
+    conn.close()
+    conn = next_borrower()
+    assert one(conn, "SHOW work_mem") == "4MB"
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    "custom",
+    [
+        "SET app.tenant = '7'",
+        "SET LOCAL app.tenant = '7'",
+        "SELECT set_config('app.tenant', '7', false)",
+        "SELECT set_config('app.tenant', '7', true)",
+    ],
+)
+def test_a_custom_variable_is_never_seen_by_the_next_borrower(custom):
+    """A custom variable, once set in a session, stays defined there: ``DISCARD ALL`` (and the end of the
+    transaction, for ``LOCAL``) leaves it ``''``, where a fresh session answers NULL (pgmigrations'
+    trial: a row-level-security policy casting it to int failed). The connection is replaced."""
+    conn = next_borrower()
+    conn.cursor().execute(custom)
+    pid = conn.get_backend_pid()
+    conn.commit()
+    conn.close()
+    conn = next_borrower()
+    assert one(conn, "SELECT current_setting('app.tenant', true)") is None
+    assert conn.get_backend_pid() != pid
+    conn.close()
+    assert discarded() == 1

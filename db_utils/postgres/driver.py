@@ -82,6 +82,11 @@ class _TrackingCursorMixin:
         connection.session_effect = max(connection.session_effect, effect)
         return super().executemany(query, vars_list)  # type: ignore[misc]
 
+    def copy_expert(self, sql: Any, file: Any, size: int = 8192) -> Any:
+        # COPY (SELECT ...) TO STDOUT runs a query like execute() does.
+        _note_statement(real_connection_of(self), sql)
+        return super().copy_expert(sql, file, size)  # type: ignore[misc]
+
     def callproc(self, procname: Any, parameters: Any = None) -> Any:
         # A server function can change anything (set_config, temp tables): always reset the session.
         connection = real_connection_of(self)

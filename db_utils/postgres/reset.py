@@ -181,7 +181,7 @@ def _unresettable_reason(connection: Any, effect: int, baseline: Baseline) -> st
     if connection.closed:
         return "connection closed or broken"
     if effect == UNRESETTABLE:
-        return "session state that DISCARD ALL cannot undo (LOAD or client encoding)"
+        return "session state that DISCARD ALL cannot undo (LOAD, client encoding, a custom variable)"
     if connection.status not in _USABLE_STATUS:
         return "two-phase or asynchronous state"
     if connection.encoding != baseline.encoding:

@@ -7,16 +7,28 @@ connection gets ``DISCARD ALL`` on return (what PgBouncer runs between clients).
 undone by ``DISCARD ALL`` at all (``LOAD`` of a library, a changed client encoding, which psycopg2 also
 caches client-side); those connections are closed instead of reused.
 
-The check runs on every ``execute``, so it is deliberately cheap and deliberately conservative: it
-looks at the leading keyword, plus a single regular-expression scan for the few functions and clauses
-that can hide inside an ordinary ``SELECT``. A false positive costs one ``DISCARD ALL`` round trip; a
-false negative would leak state to another request, so every doubt resolves to "dirty".
+Code the check cannot see into may change any of that: a ``DO`` block, a ``CALL``, and a call of any
+function that is not one of PostgreSQL's built-ins (:mod:`~db_utils.postgres.catalog`), since the
+application's ``login(42)`` may run ``set_config('app.user_id', ..., false)``. Such statements count as
+session state too. A custom variable (``SET app.tenant``, ``set_config('app.x', ...)``, even ``LOCAL``)
+cannot be undone at all: ``DISCARD ALL`` resets it to ``''`` but the session keeps it defined, where a
+fresh one answers ``current_setting('app.tenant', true)`` with NULL, so such a connection is closed.
+(Only the text is seen: a trigger or a function doing that still gets ``DISCARD ALL`` only; see
+migration_guide/postgres.md.)
+
+The answer for a statement text is computed once and memoised, so the check is cheap on the hot path,
+and deliberately conservative: the leading keyword, a regular-expression scan for the few functions and
+clauses that can hide inside an ordinary ``SELECT``, and the names of the functions it calls. A false
+positive costs one ``DISCARD ALL`` round trip (or a reconnect, for a custom variable); a false negative
+would leak state to another request, so every doubt resolves to "dirty".
 """
 
 from __future__ import annotations
 
 import functools
 import re
+
+from db_utils.postgres.catalog import CATALOG_FUNCTIONS
 
 #: No session state touched: a rollback is a full reset.
 CLEAN = 0
@@ -29,7 +41,10 @@ UNRESETTABLE = 2
 # forms, filtered below), PREPARE, LISTEN, DECLARE (WITH HOLD survives the transaction; cheaper to treat
 # every DECLARE as dirty than to parse), DISCARD/DEALLOCATE (harmless, but they mean the caller manages
 # session state), CREATE ... TEMP.
-_LEADING_SESSION = frozenset({"set", "reset", "prepare", "listen", "declare", "discard", "deallocate"})
+# DO and CALL run code the check cannot see.
+_LEADING_SESSION = frozenset(
+    {"set", "reset", "prepare", "listen", "declare", "discard", "deallocate", "do", "call"}
+)
 _TRANSACTION_SCOPED_SET = ("set local", "set transaction", "set constraints")
 _UNRESETTABLE_LEADING = frozenset({"load"})
 
@@ -42,6 +57,10 @@ _ANYWHERE = re.compile(
     re.IGNORECASE,
 )
 _ENCODING = re.compile(r"client_encoding|^\s*set\s+names\b", re.IGNORECASE)
+# A custom variable (a dotted name): SET [SESSION|LOCAL] app.x (matched after the leading SET), and
+# set_config('app.x', ...) or any set_config whose name is not a literal without a dot (a parameter).
+_CUSTOM_SET = re.compile(r"\s+(?:(?:session|local)\s+)?(?:\"[^\"]*\.|[^\W\d][\w$]*\s*\.)", re.IGNORECASE)
+_CUSTOM_SET_CONFIG = re.compile(r"set_config\s*\((?!\s*'[^'.]*'\s*,)", re.IGNORECASE)
 _LEADING_WORD = re.compile(r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*([A-Za-z]+)", re.DOTALL)
 
 
@@ -60,24 +79,100 @@ def classify(statement: str) -> int:
 _CACHED_LENGTH = 2048
 
 
-def _classify(statement: str) -> int:
+def _classify(statement: str) -> int:  # noqa: PLR0911 - one return per rule, in the order they apply
     match = _LEADING_WORD.match(statement)
     leading = match.group(1).lower() if match else ""
     if leading in _UNRESETTABLE_LEADING:
         return UNRESETTABLE
     if leading == "show" and ";" not in statement.rstrip().rstrip(";"):
         return CLEAN  # one SHOW only reads a setting (``SHOW client_encoding`` changes nothing)
+    if leading == "set" and match is not None and _CUSTOM_SET.match(statement, match.end(1)):
+        return UNRESETTABLE  # even SET LOCAL leaves the variable defined (see the module docs)
     effect = CLEAN
     if leading in _LEADING_SESSION and not _is_transaction_scoped(statement, match):
         effect = SESSION_STATE
     found = _ANYWHERE.search(statement)
     if found is not None or effect != CLEAN:
         # psycopg2 caches the client encoding: a server-side change desynchronises the two for good.
-        return UNRESETTABLE if _ENCODING.search(statement) else SESSION_STATE
+        if _ENCODING.search(statement):
+            return UNRESETTABLE
+        if found is not None and _CUSTOM_SET_CONFIG.search(statement):
+            return UNRESETTABLE
+        return SESSION_STATE
     if ";" in statement.rstrip().rstrip(";"):
         # A batch of several statements: classify every part (rare, so the split is affordable).
         return max((classify(part) for part in statement.split(";") if part.strip()), default=CLEAN)
+    if _calls_unknown_function(statement, leading):
+        return SESSION_STATE
     return CLEAN
+
+
+# String literals (standard, E'' and dollar-quoted) and comments: no code in them.
+_LITERALS = re.compile(
+    r"[Ee]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'|\$((?:[^\W\d]\w*)?)\$.*?\$\1\$|--[^\n]*|/\*.*?\*/",
+    re.DOTALL,
+)
+_IDENTIFIER = r'(?:"(?:[^"]|"")+"|[^\W\d][\w$]*)'
+# A name (possibly schema-qualified) followed by "(": a function call, or syntax (see below).
+_CALL = re.compile(rf"({_IDENTIFIER}(?:\s*\.\s*{_IDENTIFIER})*)\s*\(")
+_WORD_BEFORE = re.compile(r"([A-Za-z_]+)\s*$")
+_LOOK_BACK = 64  # characters searched for that word: a long statement is never rescanned per call
+# Words followed by "(" that are SQL syntax or type modifiers, not function calls.
+_SYNTAX_WORDS = """
+    all and any array as between by case cast check coalesce collation conflict cube current_time
+    current_timestamp default distinct else enum except exclude exists extract filter for from greatest
+    group grouping having hash ilike in include inherits intersect is join key lateral least like limit
+    list localtime localtimestamp not nullif offset on or order over overlay partition position range
+    repeatable return returning rollup row select set sets similar some substring table then to treat
+    trim union unique using values when where window with within xmlattributes xmlelement xmlforest
+    varchar char character varying decimal numeric float timestamp time interval bit double precision
+    """
+_SYNTAX = frozenset(_SYNTAX_WORDS.split())
+# Words after which a name followed by "(" is a table, a type or a routine being named, not called:
+# INSERT INTO t (a, b), CREATE TABLE t (...), REFERENCES t (id), AS u(id), WITH cte(a) AS,
+# CREATE FUNCTION f(a int), EXECUTE FUNCTION f(), DROP FUNCTION IF EXISTS f(int).
+_NAMING_WORDS = """
+    aggregate as copy exists function index into of procedure recursive references routine statistics
+    table tablesample view with
+    """
+_NAMING = frozenset(_NAMING_WORDS.split())
+# ... and in DDL only, ON and USING (CREATE INDEX i ON t USING gin (a)): in a query, JOIN t ON
+# my_check(t.a) is a call.
+_DDL = frozenset({"create", "alter", "drop", "comment", "grant", "revoke"})
+_NAMING_IN_DDL = _NAMING | {"on", "using"}
+
+
+def _code_of(statement: str) -> str:
+    """``statement`` without its string literals and comments."""
+    return _LITERALS.sub(" ", statement)
+
+
+def _calls_unknown_function(statement: str, leading: str) -> bool:
+    """Whether ``statement`` (whose first keyword is ``leading``) calls a function that is not a
+    PostgreSQL built-in (see the module docs)."""
+    if "(" not in statement:
+        return False
+    naming = _NAMING_IN_DDL if leading in _DDL else _NAMING
+    code = _code_of(statement)
+    for call in _CALL.finditer(code):
+        parts = [part.strip() for part in call.group(1).split(".")]
+        name = _unquoted(parts[-1])
+        if len(parts) == 1 and name in _SYNTAX:
+            continue
+        before = _WORD_BEFORE.search(code, max(0, call.start() - _LOOK_BACK), call.start())
+        if before is not None and before.group(1).lower() in naming:
+            continue
+        if name in CATALOG_FUNCTIONS and (len(parts) == 1 or _unquoted(parts[0]) == "pg_catalog"):
+            continue
+        return True
+    return False
+
+
+def _unquoted(identifier: str) -> str:
+    """An identifier as PostgreSQL stores it: quoted verbatim, unquoted folded to lower case."""
+    if identifier.startswith('"'):
+        return identifier[1:-1].replace('""', '"')
+    return identifier.lower()
 
 
 # At most 1024 statements of <= 2048 characters: a few MB in the worst case, usually far less.
