@@ -15,7 +15,10 @@ import can only be retargeted once *every* use of it is known to be a migratable
    used as a value (``callback=connect``) is reported, because what it will be called with is unknowable;
 3. ``from sqlite3 import connect [as c]`` is retargeted in place (call sites unchanged) when every use of
    that binding is a migratable call; otherwise each migratable call is spelled ``db_utils.sqlite.connect``
-   and ``import db_utils.sqlite`` is added once by LibCST's ``AddImportsVisitor``;
+   and ``import db_utils.sqlite`` is added once by LibCST's ``AddImportsVisitor``, or, when the module
+   is imported only inside blocks (``if URL: import psycopg2``, a function's lazy import), next to each
+   such import (:class:`~codemods.cst.imports.rewriting.ImportNextToNested`), so it stays conditional
+   or lazy;
 4. an import that became unused is removed by LibCST's ``RemoveImportsVisitor`` (which keeps anything still
    referenced, exported in ``__all__`` or used in a string annotation), extended so that the comments of a
    removed import line move to the next statement instead of disappearing
@@ -49,8 +52,10 @@ from libcst.metadata import (
 )
 
 from codemods.cst.imports.kept import mark_kept_imports
+from codemods.cst.imports.placement import place_nested_imports
 from codemods.cst.imports.rewriting import (
     CommentKeepingRemoveImports,
+    ImportNextToNested,
     closing_comma,
     dotted,
     removal_batches,
@@ -156,6 +161,9 @@ class RedirectCallRule(PoolshiftRule):
         self._import_rewrites: dict[cst.ImportFrom, set[int]] = {}
         # (module, obj, alias) of imports the rewrites may have left unused.
         self._removals: list[tuple[str, str | None, str | None]] = []
+        # Those of them imported only inside a block (``if URL: import psycopg2``, a function's lazy
+        # import): the drop-in's import goes next to them, not to the top of the module.
+        self._nested_removals: set[tuple[str, str | None, str | None]] = set()
 
     # ----- rule-specific hook -------------------------------------------------------------------------
 
@@ -457,11 +465,37 @@ class RedirectCallRule(PoolshiftRule):
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.Call:
         if original_node not in self._call_rewrites:
             return updated_node
-        AddImportsVisitor.add_needed_import(self.context, self.REPLACEMENT_MODULE)
-        self._schedule_import_removal(original_node.func)
+        removals = self._schedule_import_removal(original_node.func)
+        if removals and self._imported_in_blocks_only(original_node.func):
+            # Imported where the original was, the drop-in is bound exactly when the driver was: a
+            # conditional or lazy import stays conditional or lazy.
+            self._nested_removals.update(removals)
+        else:
+            AddImportsVisitor.add_needed_import(self.context, self.REPLACEMENT_MODULE)
         return updated_node.with_changes(func=dotted(self._replacement_text()))
 
-    def _schedule_import_removal(self, callee: cst.CSTNode) -> None:
+    def _imported_in_blocks_only(self, callee: cst.CSTNode) -> bool:
+        """Whether every binding of ``callee``'s root name is an ``import`` inside a block, none at the
+        module's top level."""
+        root = callee
+        while isinstance(root, cst.Attribute):
+            root = root.value
+        scope = self.get_metadata(ScopeProvider, root, None)
+        if not isinstance(root, cst.Name) or scope is None:
+            return False
+        assignments = list(scope[root.value])
+        return bool(assignments) and all(
+            isinstance(assignment, ImportAssignment)
+            and isinstance(assignment.node, cst.Import)
+            and not self._at_top_level(assignment.node)
+            for assignment in assignments
+        )
+
+    def _at_top_level(self, statement: cst.CSTNode) -> bool:
+        line = self._parents.get(statement)
+        return line is not None and isinstance(self._parents.get(line), cst.Module)
+
+    def _schedule_import_removal(self, callee: cst.CSTNode) -> list[tuple[str, str | None, str | None]]:
         """Note the imports ``callee`` used; they are removed at the end only if nothing else uses them.
 
         LibCST's helper works out which imports a node refers to, but queues them for the stock
@@ -470,14 +504,22 @@ class RedirectCallRule(PoolshiftRule):
         """
         private = replace(self.context, scratch={}, warnings=[])
         RemoveImportsVisitor.remove_unused_import_by_node(private, callee)
-        self._removals.extend(private.scratch.get(RemoveImportsVisitor.CONTEXT_KEY, []))
+        removals: list[tuple[str, str | None, str | None]] = private.scratch.get(
+            RemoveImportsVisitor.CONTEXT_KEY, []
+        )
+        self._removals.extend(removals)
+        return removals
 
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
         tree = super().transform_module_impl(tree)
+        if self._nested_removals:
+            tree = tree.visit(ImportNextToNested(self._nested_removals, self.REPLACEMENT_MODULE))
         patched = self.options.patched_imports.get(self.context.full_module_name or "", frozenset())
         removals = [removal for removal in self._removals if _bound_name(removal) not in patched]
         for batch in removal_batches(removals):
             tree = CommentKeepingRemoveImports(self.context, batch).transform_module(tree)
+        if self._nested_removals or self._import_rewrites:
+            tree = place_nested_imports(tree, self.REPLACEMENT_MODULE, self.options.first_party)
         kept = {_bound_name(removal) for removal in self._removals} & patched
         return mark_kept_imports(tree, kept) if kept else tree
 

@@ -227,9 +227,11 @@ class PoolshiftRule(VisitorBasedCodemodCommand):
         """What the report says of ``written`` (``sqlite3.connect``) when it may be ``target`` but where
         its first name comes from cannot be known (``ambiguous-module``, from the runner's first pass)."""
         module = target.rpartition(".")[0]
+        first = written.partition(".")[0]
         return (
-            f"{written} may be {target}, but where its module comes from cannot be known here; "
-            f"import {module} by name to migrate"
+            f"{written} is {target} only if `{first}` is the {module} module, and what `{first}` is "
+            f"bound to cannot be followed here: left as is. If it is {module} (not a module chosen at "
+            f"run time on purpose), import {module} by name to migrate"
         )
 
     def __init__(self, context: CodemodContext, options: RuleOptions | None = None) -> None:

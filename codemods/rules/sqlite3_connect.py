@@ -84,9 +84,16 @@ class Sqlite3ConnectRule(RedirectCallRule):
     def _check_arguments(self, call: cst.Call) -> Verdict | None:
         """The verdict the argument list alone decides; None when the call is migratable so far."""
         bound = bind_arguments(call, SQLITE_POSITIONAL, SQLITE_KEYWORD_ONLY)
-        database = literal_string(bound.values.get("database"), decode_bytes=True)
+        argument = bound.values.get("database")
+        database = literal_string(argument, decode_bytes=True)
         if database is not None and is_memory_database(database):
             return Verdict(False, "memory-database", f"database {database!r} is never pooled; left as is")
+        template = _formatted_text(argument)
+        if template and (":memory:" in template or "mode=memory" in template):
+            # f"file:{name}?mode=memory&cache=shared": a shared in-memory database, whatever the name
+            return Verdict(
+                False, "memory-database", f"database {template!r} is in memory, never pooled; left as is"
+            )
         if "factory" in bound.values:
             return Verdict(False, "custom-factory", "factory= builds a custom connection class")
         if bound.has_star:
@@ -110,4 +117,13 @@ def _stored(where: str | None) -> Verdict:
         "conn-stored",
         f"the connection is stored {where}: it holds a pooled connection until closed; "
         f"close it when done so it returns to the pool; {WAL_NOTE}",
+    )
+
+
+def _formatted_text(expression: cst.BaseExpression | None) -> str | None:
+    """An f-string's literal text with each replacement field as ``{}``; None for anything else."""
+    if not isinstance(expression, cst.FormattedString):
+        return None
+    return "".join(
+        part.value if isinstance(part, cst.FormattedStringText) else "{}" for part in expression.parts
     )

@@ -193,7 +193,7 @@ def insert_import(
     if later:
         return _insert_before(body, start + later[0], new, end, new_group=True)
     if end > start:  # a new last group
-        body.insert(end, new.with_changes(leading_lines=[cst.EmptyLine(), *new.leading_lines]))
+        body.insert(end, new.with_changes(leading_lines=[cst.EmptyLine(indent=False), *new.leading_lines]))
         return end + 1
     if start > 0 and docstring_gap and not new.leading_lines:
         new = new.with_changes(leading_lines=[cst.EmptyLine()])
@@ -234,7 +234,7 @@ def _insert_before(
     following = body[index]
     blanks, rest = _split_leading(following.leading_lines)
     if new_group:
-        rest = [cst.EmptyLine(), *rest]
+        rest = [cst.EmptyLine(indent=False), *rest]
     body[index] = following.with_changes(leading_lines=rest)
     body.insert(index, new.with_changes(leading_lines=[*blanks, *new.leading_lines]))
     return end + 1
@@ -309,3 +309,53 @@ def place_changed_imports(
         end = insert_import(body, start, end, line, first_party, docstring_gap=gap)
     separate_block(body, end)
     return after.with_changes(body=body)
+
+
+def place_nested_imports(tree: cst.Module, module: str, first_party: Collection[str]) -> cst.Module:
+    """Move each ``import <module>`` inside a block (a conditional or lazy import the rule added next to
+    the one it replaces) and each ``from <module> import ...`` (one retargeted in place) into isort's
+    place within that block's run of imports, as :func:`place_changed_imports` does at the top."""
+    return tree.visit(_NestedImportPlacer(module, first_party))
+
+
+class _NestedImportPlacer(cst.CSTTransformer):
+    def __init__(self, module: str, first_party: Collection[str]) -> None:
+        super().__init__()
+        self._code = f"import {module}"
+        self._from = f"from {module} import "
+        self._first_party = first_party
+
+    def leave_IndentedBlock(
+        self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock
+    ) -> cst.IndentedBlock:
+        body: list[Statement] = [
+            line
+            for line in updated_node.body
+            if isinstance(line, (cst.SimpleStatementLine, cst.BaseCompoundStatement))
+        ]
+        if len(body) != len(updated_node.body):
+            return updated_node
+        found = [index for index, line in enumerate(body) if _is_import_line(line) and self._is_added(line)]
+        if len(found) != 1:
+            return updated_node
+        (index,) = found
+        start = end = index
+        while start > 0 and _is_import_line(body[start - 1]):
+            start -= 1
+        while end < len(body) and _is_import_line(body[end]):
+            end += 1
+        if end - start == 1:
+            if not body[index].leading_lines or body[index].leading_lines[0].comment is not None:
+                return updated_node
+            # Alone at the head of the block: no blank line below ``if ...:`` / ``def ...:``.
+            if index == 0:
+                body[0] = body[0].with_changes(leading_lines=_split_leading(body[0].leading_lines)[1])
+                return updated_node.with_changes(body=body)
+            return updated_node
+        line, end = _remove(body, index, start, end)
+        insert_import(body, start, end, line, self._first_party)
+        return updated_node.with_changes(body=body)
+
+    def _is_added(self, line: Statement) -> bool:
+        text = _text(line).strip()
+        return text == self._code or text.startswith(self._from)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 import libcst as cst
 from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import RemoveImportsVisitor
+from libcst.helpers import get_full_name_for_node
 
 from codemods.cst.syntax import comments_in
 
@@ -152,3 +153,49 @@ def _comment_lines(line: cst.SimpleStatementLine) -> list[cst.EmptyLine]:
     if trailing is not None:
         lines.append(cst.EmptyLine(comment=trailing))
     return lines
+
+
+class ImportNextToNested(cst.CSTTransformer):
+    """Adds ``import <module>`` right after each ``import`` inside a block (not at the module's top
+    level) that binds one of ``imports`` ((module, obj, alias), as RemoveImportsVisitor names them).
+
+    A driver imported conditionally (``if URL: import psycopg2`` / ``else: import sqlite3``) or lazily
+    (in a function) keeps its drop-in imported the same way; the original import is then removed if
+    nothing else uses it, without leaving ``pass`` behind.
+    """
+
+    def __init__(self, imports: Iterable[tuple[str, str | None, str | None]], module: str) -> None:
+        super().__init__()
+        self._bound = {(name, alias) for name, obj, alias in imports if obj is None}
+        self._module = module
+        self._depth = 0
+
+    def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
+        self._depth += 1
+
+    def leave_IndentedBlock(
+        self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock
+    ) -> cst.IndentedBlock:
+        self._depth -= 1
+        return updated_node
+
+    def leave_SimpleStatementLine(
+        self, original_node: cst.SimpleStatementLine, updated_node: cst.SimpleStatementLine
+    ) -> cst.SimpleStatementLine | cst.FlattenSentinel[cst.SimpleStatementLine]:
+        if not self._depth or not any(self._binds(statement) for statement in updated_node.body):
+            return updated_node
+        new_line = cst.SimpleStatementLine(
+            body=[cst.Import(names=[cst.ImportAlias(name=dotted(self._module))])]
+        )
+        return cst.FlattenSentinel([updated_node, new_line])
+
+    def _binds(self, statement: cst.BaseSmallStatement) -> bool:
+        if not isinstance(statement, cst.Import):
+            return False
+        for alias in statement.names:
+            name = get_full_name_for_node(alias.name)
+            asname = alias.asname.name if alias.asname is not None else None
+            alias_name = asname.value if isinstance(asname, cst.Name) else None
+            if (name, alias_name) in self._bound:
+                return True
+        return False
