@@ -33,7 +33,12 @@ from typing import ClassVar
 
 import libcst as cst
 from libcst.codemod import CodemodContext
-from libcst.codemod.visitors import AddImportsVisitor, GatherExportsVisitor, RemoveImportsVisitor
+from libcst.codemod.visitors import (
+    AddImportsVisitor,
+    GatherExportsVisitor,
+    GatherNamesFromStringAnnotationsVisitor,
+    RemoveImportsVisitor,
+)
 from libcst.helpers import get_full_name_for_node
 from libcst.metadata import (
     Assignment,
@@ -53,9 +58,11 @@ from libcst.metadata import (
 
 from codemods.cst.imports.kept import mark_kept_imports
 from codemods.cst.imports.placement import place_nested_imports
+from codemods.cst.imports.pruning import unused_after_calls_rewritten
 from codemods.cst.imports.rewriting import (
     CommentKeepingRemoveImports,
     ImportNextToNested,
+    KnownUnusedImports,
     closing_comma,
     dotted,
     removal_batches,
@@ -164,6 +171,10 @@ class RedirectCallRule(PoolshiftRule):
         # Those of them imported only inside a block (``if URL: import psycopg2``, a function's lazy
         # import): the drop-in's import goes next to them, not to the top of the module.
         self._nested_removals: set[tuple[str, str | None, str | None]] = set()
+        # The original callees the rewrites replaced: uses of an import inside them go with them.
+        self._rewritten_callees: list[cst.CSTNode] = []
+        # Every string literal's source text: a name an import binds may be used in a string annotation.
+        self._strings: list[str] = []
 
     # ----- rule-specific hook -------------------------------------------------------------------------
 
@@ -465,6 +476,7 @@ class RedirectCallRule(PoolshiftRule):
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.Call:
         if original_node not in self._call_rewrites:
             return updated_node
+        self._rewritten_callees.append(original_node.func)
         removals = self._schedule_import_removal(original_node.func)
         if removals and self._imported_in_blocks_only(original_node.func):
             # Imported where the original was, the drop-in is bound exactly when the driver was: a
@@ -511,17 +523,56 @@ class RedirectCallRule(PoolshiftRule):
         return removals
 
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
+        original = tree
         tree = super().transform_module_impl(tree)
         if self._nested_removals:
             tree = tree.visit(ImportNextToNested(self._nested_removals, self.REPLACEMENT_MODULE))
         patched = self.options.patched_imports.get(self.context.full_module_name or "", frozenset())
         removals = [removal for removal in self._removals if _bound_name(removal) not in patched]
-        for batch in removal_batches(removals):
+        kept_in_use = self._names_kept_in_use(original, removals) if removals else None
+        known: list[tuple[str, str | None, str | None]] = []
+        unknown = removals
+        if kept_in_use is not None:
+            known, unknown = unused_after_calls_rewritten(
+                {scope for scope in self.metadata[ScopeProvider].values() if isinstance(scope, Scope)},
+                removals,
+                self._rewritten_callees,
+                kept_in_use,
+                self.context.full_package_name,
+            )
+        for batch in removal_batches(known):
+            tree = tree.visit(KnownUnusedImports(self.context, batch))
+        for batch in removal_batches(unknown):
             tree = CommentKeepingRemoveImports(self.context, batch).transform_module(tree)
         if self._nested_removals or self._import_rewrites:
             tree = place_nested_imports(tree, self.REPLACEMENT_MODULE, self.options.first_party)
         kept = {_bound_name(removal) for removal in self._removals} & patched
         return mark_kept_imports(tree, kept) if kept else tree
+
+    def visit_SimpleString(self, node: cst.SimpleString) -> None:
+        self._strings.append(node.value)
+
+    def _names_kept_in_use(
+        self, module: cst.Module, removals: list[tuple[str, str | None, str | None]]
+    ) -> set[str] | None:
+        """Names RemoveImportsVisitor never removes: ``__all__`` exports and names in string annotations
+        (None without the module's metadata: then LibCST's own removal decides). Each is looked for only
+        where it can be: exports in a module that assigns ``__all__``, annotations in a module with a
+        string mentioning one of the names (both full passes over the module otherwise)."""
+        wrapper = self.context.wrapper
+        if wrapper is None:
+            return None
+        kept: set[str] = set()
+        if any(_assigns_all(statement) for statement in module.body):
+            exports = GatherExportsVisitor(self.context)
+            module.visit(exports)
+            kept.update(exports.explicit_exported_objects)
+        names = {_bound_name(removal).partition(".")[0] for removal in removals}
+        if any(name in text for text in self._strings for name in names):
+            annotations = GatherNamesFromStringAnnotationsVisitor(self.context)
+            wrapper.visit(annotations)
+            kept.update(annotations.names)
+        return kept
 
     def leave_ImportFrom(self, original_node: cst.ImportFrom, updated_node: cst.ImportFrom) -> cst.ImportFrom:
         rewritten = self._import_rewrites.get(original_node)
@@ -564,3 +615,11 @@ def _bound_name(removal: tuple[str, str | None, str | None]) -> str:
     ``from urllib import request as r`` binds ``r``."""
     module, obj, alias = removal
     return alias or obj or module.partition(".")[0]
+
+
+def _assigns_all(statement: cst.BaseStatement) -> bool:
+    """Whether a top-level statement may define ``__all__`` (what GatherExportsVisitor reads): any but a
+    function or class body, whose assignments are not the module's."""
+    if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
+        return False
+    return "__all__" in cst.Module(body=()).code_for_node(statement)

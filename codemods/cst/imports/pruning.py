@@ -8,9 +8,10 @@ nothing uses any more. They decide *before* transforming which aliases those are
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import libcst as cst
+from libcst.helpers import get_absolute_module_from_package_for_import
 from libcst.metadata import Assignment, ImportAssignment, Scope
 
 from codemods.cst.imports.rewriting import with_blank_lines
@@ -59,6 +60,66 @@ def unused_after_rewrite(
         if nodes and all(node in removed for node in nodes):
             unused.add(alias_id)
     return unused
+
+
+Removal = tuple[str, str | None, str | None]  # (module, obj, alias), as RemoveImportsVisitor names one
+
+
+def unused_after_calls_rewritten(
+    scopes: Iterable[Scope],
+    removals: Iterable[Removal],
+    rewritten: Iterable[cst.CSTNode],
+    kept_names: Collection[str],
+    package: str | None,
+) -> tuple[list[Removal], list[Removal]]:
+    """Split a redirect rule's ``removals`` by what the *original* module's scopes already show.
+
+    ``rewritten`` are the original call targets the rule replaced (``sqlite3.connect``). A removal each of
+    whose imports (at any depth) is used only inside those nodes is unused once they are replaced: the
+    first list, which :class:`~codemods.cst.imports.rewriting.KnownUnusedImports` removes without a
+    second analysis of the rewritten module. One whose imports are all still used elsewhere is dropped
+    (nothing would go); the rest (imported several times and used at some, or not found) are left to
+    LibCST's own analysis: the second list. ``kept_names`` (``__all__`` exports, names in string
+    annotations) are always in use, as for RemoveImportsVisitor.
+    """
+    inside = subtree_ids(rewritten)
+    wanted = set(removals)
+    used_by_alias: dict[int, bool] = {}
+    removal_of_alias: dict[int, Removal] = {}
+    for scope in scopes:
+        for assignment in scope.assignments:
+            if not isinstance(assignment, ImportAssignment):
+                continue
+            alias = _alias_for(assignment)
+            statement = assignment.node
+            if alias is None or not isinstance(statement, (cst.Import, cst.ImportFrom)):
+                continue
+            removal = _removal_of(statement, alias, package)
+            if removal not in wanted:
+                continue
+            removal_of_alias[id(alias)] = removal
+            used = assignment.name in kept_names or any(
+                id(access.node) not in inside for access in assignment.references
+            )
+            used_by_alias[id(alias)] = used_by_alias.get(id(alias), False) or used
+    certain: list[Removal] = []
+    uncertain: list[Removal] = []
+    for removal in dict.fromkeys(removals):
+        states = {used_by_alias[alias] for alias, found in removal_of_alias.items() if found == removal}
+        if states == {False}:
+            certain.append(removal)
+        elif states != {True}:
+            uncertain.append(removal)
+    return certain, uncertain
+
+
+def _removal_of(
+    statement: cst.Import | cst.ImportFrom, alias: cst.ImportAlias, package: str | None
+) -> Removal | None:
+    if isinstance(statement, cst.Import):
+        return (alias.evaluated_name, None, alias.evaluated_alias)
+    module = get_absolute_module_from_package_for_import(package, statement)
+    return None if module is None else (module, alias.evaluated_name, alias.evaluated_alias)
 
 
 def _alias_for(binding: ImportAssignment) -> cst.ImportAlias | None:

@@ -199,3 +199,26 @@ class ImportNextToNested(cst.CSTTransformer):
             if (name, alias_name) in self._bound:
                 return True
         return False
+
+
+class KnownUnusedImports(CommentKeepingRemoveImports):
+    """:class:`CommentKeepingRemoveImports` for removals already known to be unused
+    (:func:`~codemods.cst.imports.pruning.unused_after_calls_rewritten`): every import matching them
+    goes, with the same handling of comments and emptied blocks, without resolving the new tree's scopes
+    (a second full analysis of the module), and without entering lines that import nothing. Apply it with
+    ``tree.visit(...)``."""
+
+    def visit_Module(self, node: cst.Module) -> None:
+        self._unused_imports = {}
+
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> bool:
+        return any(isinstance(statement, (cst.Import, cst.ImportFrom)) for statement in node.body)
+
+    def visit_Import(self, node: cst.Import) -> bool:
+        self._unused_imports.update(dict.fromkeys(node.names, node))
+        return False
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+        if not isinstance(node.names, cst.ImportStar):
+            self._unused_imports.update(dict.fromkeys(node.names, node))
+        return False
