@@ -104,6 +104,14 @@ class _Candidates(cst.CSTVisitor):
         super().__init__()
         self.calls = calls
         self.found: list[tuple[cst.FunctionDef, int, str, cst.Call]] = []
+        # ids of those calls whose connection is kept on an object: ``self.connection = helper(dsn)``.
+        self.stored_on_object: set[int] = set()
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        if id(node.value) in self.calls and any(
+            isinstance(target.target, (cst.Attribute, cst.Subscript)) for target in node.targets
+        ):
+            self.stored_on_object.add(id(node.value))
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         for index, statement in enumerate(suite_statements(node.body)):
@@ -169,6 +177,15 @@ class PostgresPooledRule(LegacyHelperCallRule):
         by_call = {id(call): (function, index, name) for function, index, name, call in candidates.found}
         rewritten: list[cst.CSTNode] = []
         for use in uses:
+            if id(use.node) in candidates.stored_on_object:
+                self.record(
+                    use.node,
+                    "reported",
+                    "conn-escapes-scope",
+                    "the connection is kept on an object, so it outlives this function and no `with` block "
+                    "can hold it; it is pooled already (PS100) and holds a pool slot until it is closed",
+                )
+                continue
             if self._decide(use, contracts, by_call.get(id(use.node))):
                 assert isinstance(use.node, cst.Call)
                 rewritten.append(use.node.func)
