@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from codemods import __version__
+from codemods.cache import ResultCache
 from codemods.files import CONFIG_NAMES, FileDiscoveryError, git_toplevel
 from codemods.groups import group_paths
 from codemods.guide import explain, rules_table
@@ -327,7 +328,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
             **_run_kwargs(args),
         )  # fmt: skip
         report = _report(project, result, "poolshift scan")
-        report.notes = helper_lines(project, result)
+        cache = ResultCache(project.root, enabled=not args.no_cache)
+        report.notes = helper_lines(project, result, cache)
+        cache.save()
         parts.append((prefix, report))
         code = max(code, _crashed(result, EXIT_CLEAN))
     _emit(combine(parts, "poolshift scan"), args, sys.stdout)

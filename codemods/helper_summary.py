@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from codemods.cache import ResultCache
 from codemods.legacy_helpers.discovery import FoundHelper, prefilter_names
 from codemods.legacy_helpers.references import find_legacy_references
 from codemods.project import Project, decoded_sources
@@ -29,13 +30,15 @@ NO_CANDIDATE = (
 )
 
 
-def helper_lines(project: Project, result: RunResult) -> list[str]:
-    """One line per helper; or the no-candidate line when there is neither a helper nor a site."""
+def helper_lines(project: Project, result: RunResult, cache: ResultCache | None = None) -> list[str]:
+    """One line per helper; or the no-candidate line when there is neither a helper nor a site.
+
+    ``cache`` keeps each file's helper references across runs (they depend on its content alone)."""
     if not project.found_helpers:
         # No count of db_utils calls here: on a large tree with nothing to migrate it would be the
         # run's only per-file work (status does it, when asked).
         return [] if result.sites else [NO_CANDIDATE]
-    uses = _uses_per_helper(project)
+    uses = _uses_per_helper(project, cache)
     idiomatic = Counter(
         site.message.partition(":")[0]
         for site in result.sites
@@ -92,7 +95,7 @@ def _what_it_returns(helper: FoundHelper) -> str:
     return " and ".join(said)
 
 
-def _uses_per_helper(project: Project) -> Counter[str]:
+def _uses_per_helper(project: Project, cache: ResultCache | None) -> Counter[str]:
     """References to each helper in the whole tree, outside its own definition (imports excluded)."""
     names = [helper.name for helper in project.found_helpers]
     needles = [name.encode() for name in prefilter_names(names)]
@@ -104,7 +107,7 @@ def _uses_per_helper(project: Project) -> Counter[str]:
     sources = decoded_sources(files)
     modules = {path: project.module_of(path)[0] for path in sources}
     counts: Counter[str] = Counter()
-    for reference in find_legacy_references(sources, modules, names):
+    for reference in find_legacy_references(sources, modules, names, cache):
         for name in _referenced(reference, names):
             counts[name] += 1
     return counts

@@ -360,7 +360,7 @@ class _State:
         return self.files.reread(path)
 
 
-def _references(project: Project, state: _State) -> tuple[str, ...]:
+def _references(project: Project, state: _State, cache: ResultCache) -> tuple[str, ...]:
     if not project.legacy_helpers:
         return ()
     needles = [name.encode() for name in prefilter_names(project.legacy_helpers)]
@@ -371,7 +371,7 @@ def _references(project: Project, state: _State) -> tuple[str, ...]:
             files[path] = data
     sources = decoded_sources(files)
     names = {path: project.module_of(path)[0] for path in sources}
-    return find_legacy_references(sources, names, project.legacy_helpers)
+    return find_legacy_references(sources, names, project.legacy_helpers, cache)
 
 
 def _asks_first_pass(rule: type[PoolshiftRule]) -> bool:
@@ -856,7 +856,7 @@ def _run_phase(context: _Context, phase: Phase, paths: Sequence[str], *, dry_run
         patched_imports=context.patched_imports,
     )
     if phase.is_cleanup:
-        options = replace(options, remaining_legacy_references=_references(project, state))
+        options = replace(options, remaining_legacy_references=_references(project, state, context.cache))
     files = _PhaseFiles(context, rules, options, dry_run, chain)
     for path, path_rules in _rules_per_path(project, paths, rules, state):
         context.result.files_read += 1

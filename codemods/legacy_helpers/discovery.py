@@ -132,7 +132,7 @@ class _NoCache:
         return None
 
 
-def _answer_key(kind: str, source: str, *names: str) -> str:
+def answer_key(kind: str, source: str, *names: str) -> str:
     """The key of one file's answer: what it is, the file's content (its text, or the name
     :class:`ContentKeys` gives it) and the names it was read under."""
     hasher = hashlib.blake2b(digest_size=16)
@@ -219,7 +219,7 @@ def _access(
 
     def content(path: str) -> str:
         """The name of ``path``'s content in the cache keys (a mentioned file always has one)."""
-        return (named(path) if named is not None else None) or _answer_key("text", sources[path])
+        return (named(path) if named is not None else None) or answer_key("text", sources[path])
 
     return mentions, content
 
@@ -228,7 +228,7 @@ def _cached_shapes(
     sources: Mapping[str, str], path: str, content: str, cache: AnswerCache
 ) -> list[list[list[str]]]:
     """:func:`helper_shapes` of one file, through the cache (keyed by ``content``, the name of its text)."""
-    key = _answer_key("helper-shapes", content)
+    key = answer_key("helper-shapes", content)
     cached = cache.get("helper_shapes", key)
     if cached is None:
         cached = helper_shapes(sources[path])
@@ -241,7 +241,7 @@ def _cached_returns(
 ) -> list[FunctionReturns]:
     """:func:`read_function_returns` of one file (LibCST), through the cache (keyed by ``content``)."""
     package = module_name if path.endswith("__init__.py") else module_name.rpartition(".")[0]
-    key = _answer_key("function-returns", content, module_name, package)
+    key = answer_key("function-returns", content, module_name, package)
     cached = cache.get("function_returns", key)
     if cached is not None:
         return [FunctionReturns.from_json(raw) for raw in cached]

@@ -17,7 +17,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider, QualifiedNameProv
 from codemods.cst.imports.dunder_all import all_entry_ids
 from codemods.cst.literals import literal_string
 from codemods.cst.syntax import module_level_functions, parse_or_none
-from codemods.legacy_helpers.discovery import prefilter_names, resolve_helper
+from codemods.legacy_helpers.discovery import AnswerCache, answer_key, prefilter_names, resolve_helper
 
 
 class _ReferenceCollector(cst.CSTVisitor):
@@ -96,7 +96,10 @@ class _ReferenceCollector(cst.CSTVisitor):
 
 
 def find_legacy_references(
-    sources: Mapping[str, str], module_names: Mapping[str, str], helpers: Sequence[str]
+    sources: Mapping[str, str],
+    module_names: Mapping[str, str],
+    helpers: Sequence[str],
+    cache: AnswerCache | None = None,
 ) -> tuple[str, ...]:
     """``"path:line:col: what"`` for every reference to a helper outside its own definition.
 
@@ -112,16 +115,35 @@ def find_legacy_references(
         text = sources[path]
         if not any(name in text for name in prefilter):
             continue
-        module = parse_or_none(text)
-        if module is None:
-            references.append(f"{path}:1:1: does not parse; cannot prove it does not use the helper")
-            continue
         module_name = module_names.get(path, "")
-        package_name = _package_of(path, module_name)
-        collector = _ReferenceCollector(path, module_name, package_name, helpers)
-        MetadataWrapper(module, unsafe_skip_copy=True).visit(collector)
-        references.extend(f"{path}:{line}:{column}: {what}" for line, column, what in sorted(collector.found))
+        key = answer_key("references", text, path, module_name, *helpers)
+        found = _FOUND.get(key)
+        if found is None:
+            cached = cache.get("references", key) if cache is not None else None
+            found = tuple(cached) if cached is not None else _references_in(path, text, module_name, helpers)
+            if len(_FOUND) >= _FOUND_LIMIT:
+                _FOUND.clear()
+            _FOUND[key] = found
+        if cache is not None:
+            cache.put("references", key, list(found))
+        references.extend(found)
     return tuple(references)
+
+
+#: One file's references by their cache key (path, content, module, helpers): a run asks twice (the
+#: cleanup's reference list and scan's helper summary), and each answer costs a LibCST parse and name
+#: resolution; ``cache`` keeps them across runs (they depend on the file's content alone).
+_FOUND: dict[str, tuple[str, ...]] = {}
+_FOUND_LIMIT = 4096
+
+
+def _references_in(path: str, text: str, module_name: str, helpers: Sequence[str]) -> tuple[str, ...]:
+    module = parse_or_none(text)
+    if module is None:
+        return (f"{path}:1:1: does not parse; cannot prove it does not use the helper",)
+    collector = _ReferenceCollector(path, module_name, _package_of(path, module_name), helpers)
+    MetadataWrapper(module, unsafe_skip_copy=True).visit(collector)
+    return tuple(f"{path}:{line}:{column}: {what}" for line, column, what in sorted(collector.found))
 
 
 def _package_of(path: str, module_name: str) -> str:
