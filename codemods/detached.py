@@ -77,6 +77,7 @@ def detached_sites(
     resolve, column = binding_resolver(tree, text, package, options.module_aliases)
     targets = TargetSet(rule_class.TARGETS)
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    closed = _closed_at_module_level(tree)
     sites: list[Site] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and _may_patch(node, rule_class, resolve):
@@ -95,7 +96,7 @@ def detached_sites(
         parent = parents.get(node)
         line, col = node.lineno, column(node.lineno, node.col_offset)
         if isinstance(parent, ast.Call) and parent.func is node:
-            verdict = _verdict(rule, parent, text, parents, resolve)
+            verdict = _verdict(rule, parent, text, parents, resolve, closed=closed)
             if verdict is None:
                 return None
             migrate, reason, message = verdict
@@ -153,6 +154,8 @@ def _verdict(
     text: str,
     parents: dict[ast.AST, ast.AST],
     resolve: Callable[[str], set[str]],
+    *,
+    closed: frozenset[str],
 ) -> tuple[bool, str | None, str] | None:
     segment = ast.get_source_segment(text, call)
     if segment is None:
@@ -164,7 +167,7 @@ def _verdict(
     if not isinstance(expression, cst.Call):
         return None
     try:
-        stored_where = _stored_where(call, parents, resolve)
+        stored_where = _stored_where(call, parents, resolve, closed)
     except _NeedsScopes:
         return None
     verdict = rule.check_detached_call(expression, stored_where)
@@ -174,7 +177,10 @@ def _verdict(
 
 
 def _stored_where(
-    call: ast.Call, parents: dict[ast.AST, ast.AST], resolve: Callable[[str], set[str]]
+    call: ast.Call,
+    parents: dict[ast.AST, ast.AST],
+    resolve: Callable[[str], set[str]],
+    closed: frozenset[str],
 ) -> str | None:
     """Where the call's result is kept beyond the call (PS201's ``conn-stored``), like the rule sees it."""
     parent = parents.get(call)
@@ -192,7 +198,34 @@ def _stored_where(
     scope = parents.get(parent)
     while scope is not None and not isinstance(scope, (*_SCOPES, ast.Module)):
         scope = parents.get(scope)
+    if isinstance(scope, ast.Module) and all(
+        isinstance(target, ast.Name) and target.id in closed for target in targets
+    ):
+        return None  # closed by the script's own top-level code (see RedirectCallRule.stored_where)
     return STORED_IN_MODULE if isinstance(scope, (ast.Module, ast.ClassDef)) else None
+
+
+def _closed_at_module_level(tree: ast.Module) -> frozenset[str]:
+    """:func:`~codemods.rules._redirect.closed_at_module_level` on CPython's tree."""
+    closed: set[str] = set()
+    pending: list[ast.stmt] = list(tree.body)
+    while pending:
+        statement = pending.pop()
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call):
+            callee = statement.value.func
+            if (
+                isinstance(callee, ast.Attribute)
+                and callee.attr == "close"
+                and isinstance(callee.value, ast.Name)
+            ):
+                closed.add(callee.value.id)
+            continue
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            for child in getattr(statement, field, ()):
+                pending.extend(child.body if isinstance(child, ast.ExceptHandler) else [child])
+    return frozenset(closed)
 
 
 class _NeedsScopes(Exception):

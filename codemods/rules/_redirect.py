@@ -99,6 +99,44 @@ STORED_IN_MODULE = "in a module or class attribute"
 REQUEST_SCOPED = frozenset({"flask.g", "quart.g"})
 
 
+def closed_at_module_level(module: cst.Module) -> frozenset[str]:
+    """The names ``X`` of every ``X.close()`` statement in ``module``'s top-level code, blocks (``if
+    __name__ == "__main__":``, ``try``/``finally``) included, functions and classes not."""
+    closed: set[str] = set()
+    pending: list[cst.BaseStatement | cst.BaseSuite] = list(module.body)
+    while pending:
+        statement = pending.pop()
+        if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
+            continue
+        if isinstance(statement, cst.SimpleStatementLine):
+            for small in statement.body:
+                name = _closed_name(small)
+                if name is not None:
+                    closed.add(name)
+            continue
+        for child in statement.children:
+            if isinstance(child, (cst.BaseSuite, cst.BaseStatement)):
+                pending.append(child)
+            elif isinstance(child, (cst.Else, cst.Finally, cst.ExceptHandler)):
+                pending.append(child.body)
+        if isinstance(statement, cst.IndentedBlock):
+            pending.extend(statement.body)
+    return frozenset(closed)
+
+
+def _closed_name(statement: cst.BaseSmallStatement) -> str | None:
+    if not isinstance(statement, cst.Expr) or not isinstance(statement.value, cst.Call):
+        return None
+    callee = statement.value.func
+    if (
+        isinstance(callee, cst.Attribute)
+        and callee.attr.value == "close"
+        and isinstance(callee.value, cst.Name)
+    ):
+        return callee.value.value
+    return None
+
+
 def name_is_taken(scope: Scope | None, root: str) -> bool:
     """Whether ``root`` (``db_utils``) is bound in ``scope`` to anything but the package itself."""
     if scope is None or root not in scope:
@@ -175,6 +213,7 @@ class RedirectCallRule(PoolshiftRule):
         self._rewritten_callees: list[cst.CSTNode] = []
         # Every string literal's source text: a name an import binds may be used in a string annotation.
         self._strings: list[str] = []
+        self._module_closes: frozenset[str] | None = None
 
     # ----- rule-specific hook -------------------------------------------------------------------------
 
@@ -248,9 +287,24 @@ class RedirectCallRule(PoolshiftRule):
             for target in targets
         ):
             return STORED_IN_OBJECT
-        if isinstance(self.get_metadata(ScopeProvider, call, None), (GlobalScope, ClassScope)):
+        scope = self.get_metadata(ScopeProvider, call, None)
+        if isinstance(scope, GlobalScope) and all(
+            isinstance(target, cst.Name) and target.value in self._closed_by_module_code()
+            for target in targets
+        ):
+            return None  # a script's connection, closed at its end: its unit of work is the script
+        if isinstance(scope, (GlobalScope, ClassScope)):
             return STORED_IN_MODULE
         return None
+
+    def _closed_by_module_code(self) -> frozenset[str]:
+        """Names the module's own top-level code closes (``conn.close()``, not inside a def or class)."""
+        if self._module_closes is None:
+            wrapper = self.context.wrapper
+            self._module_closes = (
+                closed_at_module_level(wrapper.module) if wrapper is not None else frozenset()
+            )
+        return self._module_closes
 
     def _request_scoped(self, node: cst.BaseExpression) -> bool:
         names = {name.name for name in self._qualified(node)}
