@@ -172,6 +172,20 @@ def test_scan_says_which_calls_of_a_method_helper_it_sees(tmp_path: Path) -> Non
     assert "app/db.py:16:14: PS101 [reported: dynamic-callee]" in text
 
 
+def assert_own_tests_pass(root: Path) -> None:
+    """The migrated tree's own pytest suite, run as the project would run it, passes."""
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{REPO}"}
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+
+
 def test_an_import_a_test_patches_through_is_kept_and_the_test_still_passes(tmp_path: Path) -> None:
     """teslalarm-kr's test patched ``database.db_manager.psycopg2.connect``; the rewrite had removed the
     module's now unused ``import psycopg2``, so the patch path no longer resolved."""
@@ -204,16 +218,7 @@ def test_an_import_a_test_patches_through_is_kept_and_the_test_still_passes(tmp_
     assert lint.returncode == 0, lint.stdout + lint.stderr
     assert "import psycopg2" in (root / "app/db.py").read_text()
     assert "import psycopg2" not in (root / "app/other.py").read_text()  # nothing patches through it
-    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{REPO}"}
-    tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert_own_tests_pass(root)
 
 
 def test_an_import_a_test_patches_as_an_object_is_kept_too(tmp_path: Path) -> None:
@@ -238,16 +243,7 @@ def test_an_import_a_test_patches_as_an_object_is_kept_too(tmp_path: Path) -> No
     assert poolshift("migrate", ".", "--all", cwd=root).returncode == 0
     for module in ("db", "jobs"):
         assert f"import psycopg2  {KEPT_COMMENT}\n" in (root / f"app/{module}.py").read_text()
-    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{REPO}"}
-    tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert_own_tests_pass(root)
 
 
 def test_scan_with_no_candidate_says_what_it_looked_for(tmp_path: Path) -> None:
