@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from itertools import pairwise
 from typing import ClassVar
 
 import libcst as cst
@@ -135,6 +136,26 @@ def _closed_name(statement: cst.BaseSmallStatement) -> str | None:
     ):
         return callee.value.value
     return None
+
+
+def _breaks_line(comma: cst.Comma | cst.MaybeSentinel) -> bool:
+    return isinstance(comma, cst.Comma) and isinstance(comma.whitespace_after, cst.ParenthesizedWhitespace)
+
+
+def _shifted(comma: cst.Comma | cst.MaybeSentinel, delta: int) -> cst.Comma | cst.MaybeSentinel:
+    """The comma with the next line's indentation moved right (or left) by ``delta`` columns."""
+    if not isinstance(comma, cst.Comma) or not isinstance(
+        comma.whitespace_after, cst.ParenthesizedWhitespace
+    ):
+        return comma
+    after = comma.whitespace_after
+    indent = after.last_line.value
+    width = max(0, len(indent) + delta) if indent.strip(" ") == "" else len(indent)
+    if width == len(indent):
+        return comma
+    return comma.with_changes(
+        whitespace_after=after.with_changes(last_line=cst.SimpleWhitespace(" " * width))
+    )
 
 
 def name_is_taken(scope: Scope | None, root: str) -> bool:
@@ -538,7 +559,36 @@ class RedirectCallRule(PoolshiftRule):
             self._nested_removals.update(removals)
         else:
             AddImportsVisitor.add_needed_import(self.context, self.REPLACEMENT_MODULE)
-        return updated_node.with_changes(func=dotted(self._replacement_text()))
+        rewritten = updated_node.with_changes(func=dotted(self._replacement_text()))
+        return self._realigned(original_node, rewritten)
+
+    def _realigned(self, original: cst.Call, rewritten: cst.Call) -> cst.Call:
+        """Arguments aligned under the opening parenthesis (``connect(host=h,`` / ``        port=p)``)
+        move with it, by the difference in the callee's length: otherwise the rewrite leaves them
+        misaligned (pycodestyle E128, which flake8 reports by default)."""
+        args = original.args
+        if (
+            len(args) < 2
+            or isinstance(original.whitespace_before_args, cst.ParenthesizedWhitespace)  # hanging indent
+            or not any(_breaks_line(arg.comma) for arg in args)
+        ):
+            return rewritten
+        first = self.get_metadata(PositionProvider, args[0]).start
+        columns = [
+            self.get_metadata(PositionProvider, arg).start.column
+            for previous, arg in pairwise(args)
+            if _breaks_line(previous.comma)
+        ]
+        if any(column != first.column for column in columns):
+            return rewritten  # a hanging indent, or a layout of the user's own: left alone
+        delta = len(self._replacement_text()) - len(cst.Module([]).code_for_node(original.func))
+        if delta == 0:
+            return rewritten
+        moved = [
+            arg.with_changes(comma=_shifted(arg.comma, delta)) if _breaks_line(arg.comma) else arg
+            for arg in rewritten.args
+        ]
+        return rewritten.with_changes(args=moved)
 
     def _imported_in_blocks_only(self, callee: cst.CSTNode) -> bool:
         """Whether every binding of ``callee``'s root name is an ``import`` inside a block, none at the
