@@ -38,7 +38,7 @@ def helper_lines(project: Project, result: RunResult, cache: ResultCache | None 
         # No count of db_utils calls here: on a large tree with nothing to migrate it would be the
         # run's only per-file work (status does it, when asked).
         return [] if result.sites else [NO_CANDIDATE]
-    uses = _uses_per_helper(project, cache)
+    uses, used_in_targets = _uses_per_helper(project, cache)
     idiomatic = Counter(
         site.message.partition(":")[0]
         for site in result.sites
@@ -54,7 +54,15 @@ def helper_lines(project: Project, result: RunResult, cache: ResultCache | None 
         if _is_method(project, helper)
         else _line(helper, uses[helper.name], idiomatic[helper.name])
         for helper in project.found_helpers
+        if _concerns_targets(project, helper, used_in_targets)
     ]
+
+
+def _concerns_targets(project: Project, helper: FoundHelper, used_in_targets: set[str]) -> bool:
+    """Whether the PATHs scanned define or use ``helper``: ``scan b.py`` says nothing of a helper only
+    ``a.py`` defines and uses (discovery and the use counts still cover the whole tree)."""
+    targets = set(project.target_files)
+    return not helper.path or helper.path in targets or helper.name in used_in_targets
 
 
 def _line(helper: FoundHelper, uses: int, idiomatic: int) -> str:
@@ -95,8 +103,9 @@ def _what_it_returns(helper: FoundHelper) -> str:
     return " and ".join(said)
 
 
-def _uses_per_helper(project: Project, cache: ResultCache | None) -> Counter[str]:
-    """References to each helper in the whole tree, outside its own definition (imports excluded)."""
+def _uses_per_helper(project: Project, cache: ResultCache | None) -> tuple[Counter[str], set[str]]:
+    """References to each helper in the whole tree, outside its own definition (imports excluded), and
+    the helpers referenced in the PATHs scanned."""
     names = [helper.name for helper in project.found_helpers]
     needles = [name.encode() for name in prefilter_names(names)]
     files: dict[str, bytes] = {}
@@ -106,11 +115,15 @@ def _uses_per_helper(project: Project, cache: ResultCache | None) -> Counter[str
             files[path] = data
     sources = decoded_sources(files)
     modules = {path: project.module_of(path)[0] for path in sources}
+    targets = set(project.target_files)
     counts: Counter[str] = Counter()
+    in_targets: set[str] = set()
     for reference in find_legacy_references(sources, modules, names, cache):
         for name in _referenced(reference, names):
             counts[name] += 1
-    return counts
+            if reference.partition(":")[0] in targets:
+                in_targets.add(name)
+    return counts, in_targets
 
 
 def _referenced(reference: str, names: Sequence[str]) -> list[str]:

@@ -145,6 +145,24 @@ def test_scan_says_what_it_will_do_with_each_helper(tmp_path: Path) -> None:
     assert notes[0].startswith("helper app.db.get_db_connection")
 
 
+def test_scanning_some_files_speaks_only_of_the_helpers_they_define_or_use(tmp_path: Path) -> None:
+    """Round 6: ``scan b.py`` printed a note about a helper only ``a.py`` defines and uses."""
+    helper = 'import psycopg2\n\n\ndef get_db_connection():\n    return psycopg2.connect("dbname=x")\n'
+    root = write(
+        tmp_path / "two",
+        {
+            "pyproject.toml": "[project]\nname = 'two'\n",  # the root, whichever file is scanned
+            "app/__init__.py": "",
+            "app/db.py": helper,
+            "app/jobs.py": "from app.db import get_db_connection\n\nCONN = get_db_connection()\n",
+            "app/cache.py": 'import sqlite3\n\n\ndef open_cache():\n    return sqlite3.connect("c.db")\n',
+        },
+    )
+    assert "note: helper" not in poolshift("scan", "app/cache.py", cwd=root).stdout.decode()
+    for scanned in ("app/jobs.py", "app/db.py", "."):
+        assert "note: helper app.db.get_db_connection" in poolshift("scan", scanned, cwd=root).stdout.decode()
+
+
 def test_scan_says_which_calls_of_a_method_helper_it_sees(tmp_path: Path) -> None:
     """pipelinewise-target-postgres's helper is a method: its calls were neither counted nor reported."""
     store = (
