@@ -31,6 +31,9 @@ from db_utils.postgres.statements import CLEAN, SESSION_STATE, UNRESETTABLE, cla
         "CREATE FUNCTION f(a int) RETURNS int AS $$ SELECT a $$ LANGUAGE sql",
         "UPDATE t SET a = b.c FROM b WHERE b.id = t.id",
         "COPY t (a, b) FROM STDIN",
+        "COPY (SELECT id, lower(name) FROM t) TO STDOUT WITH (FORMAT csv)",
+        "EXPLAIN (ANALYZE, BUFFERS) SELECT 1",
+        "WITH w AS MATERIALIZED (SELECT 1) SELECT * FROM w",
     ],
 )
 def test_statements_that_change_no_session_state(statement: str) -> None:

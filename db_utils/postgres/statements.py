@@ -126,6 +126,7 @@ _SYNTAX_WORDS = """
     repeatable return returning rollup row select set sets similar some substring table then to treat
     trim union unique using values when where window with within xmlattributes xmlelement xmlforest
     varchar char character varying decimal numeric float timestamp time interval bit double precision
+    copy explain analyze vacuum materialized
     """
 _SYNTAX = frozenset(_SYNTAX_WORDS.split())
 # Words after which a name followed by "(" is a table, a type or a routine being named, not called:
