@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+import db_utils
+from db_utils.config import ConfigError
 from db_utils.postgres.catalog import CATALOG_FUNCTIONS
-from db_utils.postgres.statements import CLEAN, SESSION_STATE, UNRESETTABLE, classify
+from db_utils.postgres.statements import (
+    CLEAN,
+    CLEAN_FUNCTIONS_VARIABLE,
+    SESSION_STATE,
+    UNRESETTABLE,
+    classify,
+    read_clean_functions,
+)
 
 
 @pytest.mark.parametrize(
@@ -97,3 +106,45 @@ def test_the_built_in_functions_are_the_servers(postgres) -> None:
     left_out = {"setseed", "pg_replication_origin_session_setup", "pg_replication_origin_session_reset"}
     assert served - CATALOG_FUNCTIONS == left_out
     assert served >= CATALOG_FUNCTIONS
+
+
+@pytest.fixture
+def declared(monkeypatch: pytest.MonkeyPatch):
+    """Sets DB_POOL_CLEAN_FUNCTIONS and reads it again, as dispose_pools() does; restores it after."""
+
+    def declare(value: str) -> None:
+        monkeypatch.setenv(CLEAN_FUNCTIONS_VARIABLE, value)
+        read_clean_functions()
+
+    yield declare
+    monkeypatch.delenv(CLEAN_FUNCTIONS_VARIABLE, raising=False)
+    read_clean_functions()
+
+
+def test_functions_declared_clean_cost_no_reset(declared) -> None:
+    statements = [
+        "SELECT st_distance(a, b) FROM t",
+        "SELECT uuid_generate_v4()",
+        "SELECT public.crypt(%s, x)",
+    ]
+    assert [classify(statement) for statement in statements] == [SESSION_STATE] * 3
+    declared("ST_*, uuid_generate_v4 , public.crypt")
+    assert [classify(statement) for statement in statements] == [CLEAN] * 3  # cached answers forgotten
+    assert classify("SELECT crypt(%s, x)") == SESSION_STATE  # another schema's crypt
+    assert classify("SELECT login(42)") == SESSION_STATE
+    assert classify("SELECT st_x(p), set_config('work_mem', '1MB', false)") == SESSION_STATE  # still seen
+
+
+def test_a_bad_declaration_names_the_variable(declared) -> None:
+    with pytest.raises(ConfigError, match=r"DB_POOL_CLEAN_FUNCTIONS='st_\*; drop'"):
+        declared("st_*; drop")
+
+
+@pytest.mark.postgres
+def test_dispose_pools_reads_the_declaration_again(pg_pools, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CLEAN_FUNCTIONS_VARIABLE, "report_rows")
+    db_utils.dispose_pools()
+    assert classify("SELECT * FROM report_rows(1)") == CLEAN
+    monkeypatch.delenv(CLEAN_FUNCTIONS_VARIABLE)
+    db_utils.dispose_pools()
+    assert classify("SELECT * FROM report_rows(1)") == SESSION_STATE

@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL, Engine
 
 from db_utils import stats
 from db_utils.config import ConfigError
-from db_utils.postgres import driver, lifecycle, upstream
+from db_utils.postgres import driver, lifecycle, statements, upstream
 from db_utils.postgres.connecting import WarmUp
 from db_utils.postgres.driver import TrackedConnection, neutralize_inherited_connections
 from db_utils.postgres.instrument import InstrumentedQueuePool, PoolState, install
@@ -243,6 +243,7 @@ def dispose_pools() -> int:
         lifecycle.disposed(state)
     # The SQLite and HTTP pools too, if the app imported them: they registered their disposers.
     stats.dispose_registered()
+    statements.read_clean_functions()
     return len(entries)
 
 

@@ -25,9 +25,12 @@ would leak state to another request, so every doubt resolves to "dirty".
 
 from __future__ import annotations
 
+import fnmatch
 import functools
+import os
 import re
 
+from db_utils.config import ConfigError
 from db_utils.postgres.catalog import CATALOG_FUNCTIONS
 
 #: No session state touched: a rollback is a full reset.
@@ -165,8 +168,43 @@ def _calls_unknown_function(statement: str, leading: str) -> bool:
             continue
         if name in CATALOG_FUNCTIONS and (len(parts) == 1 or _unquoted(parts[0]) == "pg_catalog"):
             continue
+        if _declared_clean(name, ".".join(_unquoted(part) for part in parts)):
+            continue
         return True
     return False
+
+
+#: The setting naming functions of the application's or of extensions that change no session state.
+CLEAN_FUNCTIONS_VARIABLE = "DB_POOL_CLEAN_FUNCTIONS"
+_PATTERN = re.compile(r"[\w$*]+(?:\.[\w$*]+)?")
+_clean_patterns: tuple[str, ...] | None = None
+
+
+def _declared_clean(name: str, qualified: str) -> bool:
+    """Whether ``DB_POOL_CLEAN_FUNCTIONS`` names the function (bare or schema-qualified; ``*`` globs)."""
+    patterns = _clean_patterns if _clean_patterns is not None else read_clean_functions()
+    return any(
+        fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(qualified, pattern) for pattern in patterns
+    )
+
+
+def read_clean_functions() -> tuple[str, ...]:
+    """Read ``DB_POOL_CLEAN_FUNCTIONS`` again (at first use, and from ``dispose_pools()``), forgetting every
+    statement classified under the previous value. A bad value is a ConfigError naming the variable."""
+    global _clean_patterns  # noqa: PLW0603 - one process-wide setting, read like the others at first use
+    raw = os.environ.get(CLEAN_FUNCTIONS_VARIABLE, "")
+    patterns = tuple(item.strip().lower() for item in raw.split(",") if item.strip())
+    for pattern in patterns:
+        if not _PATTERN.fullmatch(pattern):
+            raise ConfigError(
+                f"{CLEAN_FUNCTIONS_VARIABLE}={raw!r}: {pattern!r} is not a function name or pattern "
+                "(comma-separated names, optionally schema-qualified; * matches any characters)"
+            )
+    if patterns != _clean_patterns:
+        _clean_patterns = patterns
+        _classify_cached.cache_clear()
+        statement_facts_cache.clear()
+    return patterns
 
 
 def _unquoted(identifier: str) -> str:
