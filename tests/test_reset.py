@@ -323,3 +323,34 @@ def test_a_custom_variable_is_never_seen_by_the_next_borrower(custom):
     assert conn.get_backend_pid() != pid
     conn.close()
     assert discarded() == 1
+
+
+@pytest.fixture
+def set_user_function(pg):
+    """``set_user(n)``, as row-level-security applications write it: a custom variable set inside."""
+    name = f"set_user_{uuid.uuid4().hex[:8]}"
+    pg.query(
+        f"CREATE FUNCTION {name}(n int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN "
+        "PERFORM set_config('app.user_id', n::text, false); RETURN n; END $$"
+    )
+    yield name
+    pg.query(f"DROP FUNCTION {name}(int)")
+
+
+def test_a_function_declared_to_close_leaves_no_custom_variable(set_user_function, monkeypatch):
+    """Undeclared, ``DISCARD ALL`` runs and the variable reads ``''``; declared in
+    DB_POOL_CLOSE_AFTER_FUNCTIONS, the connection is replaced and the next borrower reads NULL."""
+    for declared, expected in ((False, ""), (True, None)):
+        if declared:
+            monkeypatch.setenv("DB_POOL_CLOSE_AFTER_FUNCTIONS", set_user_function)
+        db_utils.dispose_pools()  # reads the setting again
+        db_utils.get_connection_pool(pool_size=1, max_overflow=0)
+        conn = next_borrower()
+        assert one(conn, f"SELECT {set_user_function}(42)") == 42
+        conn.commit()
+        conn.close()
+        conn = next_borrower()
+        assert one(conn, "SELECT current_setting('app.user_id', true)") == expected
+        conn.close()
+    monkeypatch.delenv("DB_POOL_CLOSE_AFTER_FUNCTIONS")
+    db_utils.dispose_pools()

@@ -10,10 +10,11 @@ from db_utils.postgres.catalog import CATALOG_FUNCTIONS
 from db_utils.postgres.statements import (
     CLEAN,
     CLEAN_FUNCTIONS_VARIABLE,
+    CLOSE_AFTER_FUNCTIONS_VARIABLE,
     SESSION_STATE,
     UNRESETTABLE,
     classify,
-    read_clean_functions,
+    read_declared_functions,
 )
 
 
@@ -114,11 +115,11 @@ def declared(monkeypatch: pytest.MonkeyPatch):
 
     def declare(value: str) -> None:
         monkeypatch.setenv(CLEAN_FUNCTIONS_VARIABLE, value)
-        read_clean_functions()
+        read_declared_functions()
 
     yield declare
     monkeypatch.delenv(CLEAN_FUNCTIONS_VARIABLE, raising=False)
-    read_clean_functions()
+    read_declared_functions()
 
 
 def test_functions_declared_clean_cost_no_reset(declared) -> None:
@@ -148,3 +149,19 @@ def test_dispose_pools_reads_the_declaration_again(pg_pools, monkeypatch: pytest
     monkeypatch.delenv(CLEAN_FUNCTIONS_VARIABLE)
     db_utils.dispose_pools()
     assert classify("SELECT * FROM report_rows(1)") == SESSION_STATE
+
+
+def test_functions_declared_to_close_make_the_connection_unresettable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(CLOSE_AFTER_FUNCTIONS_VARIABLE, "app.login, set_tenant")
+    read_declared_functions()
+    try:
+        assert classify("SELECT app.login(%s)") == UNRESETTABLE
+        assert classify("SELECT set_tenant(%s), lower(name) FROM t") == UNRESETTABLE
+        assert classify("SELECT set_config('work_mem', '1MB', false), set_tenant(1)") == UNRESETTABLE
+        assert classify("SELECT login(%s)") == SESSION_STATE  # another schema's login: only unknown
+    finally:
+        monkeypatch.delenv(CLOSE_AFTER_FUNCTIONS_VARIABLE)
+        read_declared_functions()
+    assert classify("SELECT app.login(%s)") == SESSION_STATE

@@ -243,7 +243,7 @@ def dispose_pools() -> int:
         lifecycle.disposed(state)
     # The SQLite and HTTP pools too, if the app imported them: they registered their disposers.
     stats.dispose_registered()
-    statements.read_clean_functions()
+    statements.read_declared_functions()
     return len(entries)
 
 

@@ -13,8 +13,9 @@ application's ``login(42)`` may run ``set_config('app.user_id', ..., false)``. S
 session state too. A custom variable (``SET app.tenant``, ``set_config('app.x', ...)``, even ``LOCAL``)
 cannot be undone at all: ``DISCARD ALL`` resets it to ``''`` but the session keeps it defined, where a
 fresh one answers ``current_setting('app.tenant', true)`` with NULL, so such a connection is closed.
-(Only the text is seen: a trigger or a function doing that still gets ``DISCARD ALL`` only; see
-migration_guide/postgres.md.)
+(Only the text is seen: a trigger or a function doing that still gets ``DISCARD ALL`` only, unless
+``DB_POOL_CLOSE_AFTER_FUNCTIONS`` names the function; ``DB_POOL_CLEAN_FUNCTIONS`` names functions that
+need no reset at all. See migration_guide/postgres.md.)
 
 The answer for a statement text is computed once and memoised, so the check is cheap on the hot path,
 and deliberately conservative: the leading keyword, a regular-expression scan for the few functions and
@@ -101,13 +102,11 @@ def _classify(statement: str) -> int:  # noqa: PLR0911 - one return per rule, in
             return UNRESETTABLE
         if found is not None and _CUSTOM_SET_CONFIG.search(statement):
             return UNRESETTABLE
-        return SESSION_STATE
+        return max(SESSION_STATE, _effect_of_calls(statement, leading))
     if ";" in statement.rstrip().rstrip(";"):
         # A batch of several statements: classify every part (rare, so the split is affordable).
         return max((classify(part) for part in statement.split(";") if part.strip()), default=CLEAN)
-    if _calls_unknown_function(statement, leading):
-        return SESSION_STATE
-    return CLEAN
+    return _effect_of_calls(statement, leading)
 
 
 # String literals (standard, E'' and dollar-quoted) and comments: no code in them.
@@ -151,13 +150,16 @@ def _code_of(statement: str) -> str:
     return _LITERALS.sub(" ", statement)
 
 
-def _calls_unknown_function(statement: str, leading: str) -> bool:
-    """Whether ``statement`` (whose first keyword is ``leading``) calls a function that is not a
-    PostgreSQL built-in (see the module docs)."""
+def _effect_of_calls(statement: str, leading: str) -> int:
+    """What the functions ``statement`` (whose first keyword is ``leading``) calls may do to the session:
+    CLEAN for PostgreSQL's built-ins and those ``DB_POOL_CLEAN_FUNCTIONS`` names, UNRESETTABLE for one
+    ``DB_POOL_CLOSE_AFTER_FUNCTIONS`` names, SESSION_STATE for any other (see the module docs)."""
     if "(" not in statement:
-        return False
+        return CLEAN
+    clean, close_after = _declared if _declared is not None else read_declared_functions()
     naming = _NAMING_IN_DDL if leading in _DDL else _NAMING
     code = _code_of(statement)
+    effect = CLEAN
     for call in _CALL.finditer(code):
         parts = [part.strip() for part in call.group(1).split(".")]
         name = _unquoted(parts[-1])
@@ -166,44 +168,53 @@ def _calls_unknown_function(statement: str, leading: str) -> bool:
         before = _WORD_BEFORE.search(code, max(0, call.start() - _LOOK_BACK), call.start())
         if before is not None and before.group(1).lower() in naming:
             continue
+        qualified = ".".join(_unquoted(part) for part in parts)
+        if _matches(close_after, name, qualified):
+            return UNRESETTABLE
         if name in CATALOG_FUNCTIONS and (len(parts) == 1 or _unquoted(parts[0]) == "pg_catalog"):
             continue
-        if _declared_clean(name, ".".join(_unquoted(part) for part in parts)):
-            continue
-        return True
-    return False
+        if not _matches(clean, name, qualified):
+            effect = SESSION_STATE
+    return effect
 
 
-#: The setting naming functions of the application's or of extensions that change no session state.
+#: Functions of the application's or of extensions that change no session state: no reset for them.
 CLEAN_FUNCTIONS_VARIABLE = "DB_POOL_CLEAN_FUNCTIONS"
+#: Functions that set a custom variable (``set_config('app.user_id', ...)``): their connection is closed.
+CLOSE_AFTER_FUNCTIONS_VARIABLE = "DB_POOL_CLOSE_AFTER_FUNCTIONS"
 _PATTERN = re.compile(r"[\w$*]+(?:\.[\w$*]+)?")
-_clean_patterns: tuple[str, ...] | None = None
+_declared: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
 
-def _declared_clean(name: str, qualified: str) -> bool:
-    """Whether ``DB_POOL_CLEAN_FUNCTIONS`` names the function (bare or schema-qualified; ``*`` globs)."""
-    patterns = _clean_patterns if _clean_patterns is not None else read_clean_functions()
+def _matches(patterns: tuple[str, ...], name: str, qualified: str) -> bool:
+    """Whether one of ``patterns`` names the function, bare or schema-qualified (``*`` globs)."""
     return any(
         fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(qualified, pattern) for pattern in patterns
     )
 
 
-def read_clean_functions() -> tuple[str, ...]:
-    """Read ``DB_POOL_CLEAN_FUNCTIONS`` again (at first use, and from ``dispose_pools()``), forgetting every
-    statement classified under the previous value. A bad value is a ConfigError naming the variable."""
-    global _clean_patterns  # noqa: PLW0603 - one process-wide setting, read like the others at first use
-    raw = os.environ.get(CLEAN_FUNCTIONS_VARIABLE, "")
+def read_declared_functions() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Read ``DB_POOL_CLEAN_FUNCTIONS`` and ``DB_POOL_CLOSE_AFTER_FUNCTIONS`` again (at first use, and from
+    ``dispose_pools()``), forgetting every statement classified under other values. A bad value is a
+    ConfigError naming the variable."""
+    global _declared  # noqa: PLW0603 - process-wide settings, read like the others at first use
+    declared = (_patterns(CLEAN_FUNCTIONS_VARIABLE), _patterns(CLOSE_AFTER_FUNCTIONS_VARIABLE))
+    if declared != _declared:
+        _declared = declared
+        _classify_cached.cache_clear()
+        statement_facts_cache.clear()
+    return declared
+
+
+def _patterns(variable: str) -> tuple[str, ...]:
+    raw = os.environ.get(variable, "")
     patterns = tuple(item.strip().lower() for item in raw.split(",") if item.strip())
     for pattern in patterns:
         if not _PATTERN.fullmatch(pattern):
             raise ConfigError(
-                f"{CLEAN_FUNCTIONS_VARIABLE}={raw!r}: {pattern!r} is not a function name or pattern "
+                f"{variable}={raw!r}: {pattern!r} is not a function name or pattern "
                 "(comma-separated names, optionally schema-qualified; * matches any characters)"
             )
-    if patterns != _clean_patterns:
-        _clean_patterns = patterns
-        _classify_cached.cache_clear()
-        statement_facts_cache.clear()
     return patterns
 
 
