@@ -38,7 +38,8 @@ def helper_lines(project: Project, result: RunResult, cache: ResultCache | None 
         # No count of db_utils calls here: on a large tree with nothing to migrate it would be the
         # run's only per-file work (status does it, when asked).
         return [] if result.sites else [NO_CANDIDATE]
-    uses, used_in_targets = _uses_per_helper(project, cache)
+    targets = set(project.target_files)
+    uses, used_in_targets = _uses_per_helper(project, cache, targets)
     idiomatic = Counter(
         site.message.partition(":")[0]
         for site in result.sites
@@ -54,15 +55,8 @@ def helper_lines(project: Project, result: RunResult, cache: ResultCache | None 
         if _is_method(project, helper)
         else _line(helper, uses[helper.name], idiomatic[helper.name])
         for helper in project.found_helpers
-        if _concerns_targets(project, helper, used_in_targets)
+        if not helper.path or helper.path in targets or helper.name in used_in_targets
     ]
-
-
-def _concerns_targets(project: Project, helper: FoundHelper, used_in_targets: set[str]) -> bool:
-    """Whether the PATHs scanned define or use ``helper``: ``scan b.py`` says nothing of a helper only
-    ``a.py`` defines and uses (discovery and the use counts still cover the whole tree)."""
-    targets = set(project.target_files)
-    return not helper.path or helper.path in targets or helper.name in used_in_targets
 
 
 def _line(helper: FoundHelper, uses: int, idiomatic: int) -> str:
@@ -103,9 +97,12 @@ def _what_it_returns(helper: FoundHelper) -> str:
     return " and ".join(said)
 
 
-def _uses_per_helper(project: Project, cache: ResultCache | None) -> tuple[Counter[str], set[str]]:
+def _uses_per_helper(
+    project: Project, cache: ResultCache | None, targets: set[str]
+) -> tuple[Counter[str], set[str]]:
     """References to each helper in the whole tree, outside its own definition (imports excluded), and
-    the helpers referenced in the PATHs scanned."""
+    the helpers referenced in ``targets`` (the PATHs scanned: ``scan b.py`` says nothing of a helper only
+    ``a.py`` defines and uses)."""
     names = [helper.name for helper in project.found_helpers]
     needles = [name.encode() for name in prefilter_names(names)]
     files: dict[str, bytes] = {}
@@ -115,7 +112,6 @@ def _uses_per_helper(project: Project, cache: ResultCache | None) -> tuple[Count
             files[path] = data
     sources = decoded_sources(files)
     modules = {path: project.module_of(path)[0] for path in sources}
-    targets = set(project.target_files)
     counts: Counter[str] = Counter()
     in_targets: set[str] = set()
     for reference in find_legacy_references(sources, modules, names, cache):

@@ -27,10 +27,10 @@ import can only be retargeted once *every* use of it is known to be a migratable
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from itertools import pairwise
-from typing import ClassVar
+from typing import ClassVar, TypeGuard
 
 import libcst as cst
 from libcst.codemod import CodemodContext
@@ -120,8 +120,6 @@ def closed_at_module_level(module: cst.Module) -> frozenset[str]:
                 pending.append(child)
             elif isinstance(child, (cst.Else, cst.Finally, cst.ExceptHandler)):
                 pending.append(child.body)
-        if isinstance(statement, cst.IndentedBlock):
-            pending.extend(statement.body)
     return frozenset(closed)
 
 
@@ -138,17 +136,13 @@ def _closed_name(statement: cst.BaseSmallStatement) -> str | None:
     return None
 
 
-def _breaks_line(comma: cst.Comma | cst.MaybeSentinel) -> bool:
+def _breaks_line(comma: cst.Comma | cst.MaybeSentinel) -> TypeGuard[cst.Comma]:
     return isinstance(comma, cst.Comma) and isinstance(comma.whitespace_after, cst.ParenthesizedWhitespace)
 
 
-def _shifted(comma: cst.Comma | cst.MaybeSentinel, delta: int) -> cst.Comma | cst.MaybeSentinel:
-    """The comma with the next line's indentation moved right (or left) by ``delta`` columns."""
-    if not isinstance(comma, cst.Comma) or not isinstance(
-        comma.whitespace_after, cst.ParenthesizedWhitespace
-    ):
-        return comma
-    after = comma.whitespace_after
+def _shifted(comma: cst.Comma, delta: int) -> cst.Comma:
+    """The line-breaking comma with the next line's indentation moved right (or left) by ``delta``."""
+    after = cst.ensure_type(comma.whitespace_after, cst.ParenthesizedWhitespace)
     indent = after.last_line.value
     width = max(0, len(indent) + delta) if indent.strip(" ") == "" else len(indent)
     if width == len(indent):
@@ -235,6 +229,7 @@ class RedirectCallRule(PoolshiftRule):
         # Every string literal's source text: a name an import binds may be used in a string annotation.
         self._strings: list[str] = []
         self._module_closes: frozenset[str] | None = None
+        self._exported: frozenset[str] = frozenset()  # ``__all__``'s names, read in visit_Module
 
     # ----- rule-specific hook -------------------------------------------------------------------------
 
@@ -281,13 +276,12 @@ class RedirectCallRule(PoolshiftRule):
         node.visit(collector)
         exports = GatherExportsVisitor(self.context)
         node.visit(exports)
+        self._exported = frozenset(exports.explicit_exported_objects)
         patched_at = self._find_monkeypatch(collector)
         star = self._has_star_import(collector.import_froms)
         migratable, called = self._classify_calls(collector.calls, patched_at, star)
         self._report_value_references(collector.references, called, star)
-        retargeted = self._plan_import_rewrites(
-            collector.import_froms, migratable, exports.explicit_exported_objects
-        )
+        retargeted = self._plan_import_rewrites(collector.import_froms, migratable, self._exported)
         for call, verdict in migratable.items():
             if call.func in retargeted or self._place_attribute_rewrite(call):
                 self.record(call, "migrated", verdict.reason, verdict.message)
@@ -485,7 +479,7 @@ class RedirectCallRule(PoolshiftRule):
         self,
         import_froms: Iterable[cst.ImportFrom],
         migratable: Mapping[cst.Call, Verdict],
-        exported: set[str],
+        exported: Collection[str],
     ) -> set[cst.CSTNode]:
         """Retarget ``from <module> import <name>`` aliases whose every use is a migratable call.
 
@@ -627,13 +621,12 @@ class RedirectCallRule(PoolshiftRule):
         return removals
 
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
-        original = tree
         tree = super().transform_module_impl(tree)
         if self._nested_removals:
             tree = tree.visit(ImportNextToNested(self._nested_removals, self.REPLACEMENT_MODULE))
         patched = self.options.patched_imports.get(self.context.full_module_name or "", frozenset())
         removals = [removal for removal in self._removals if _bound_name(removal) not in patched]
-        kept_in_use = self._names_kept_in_use(original, removals) if removals else None
+        kept_in_use = self._names_kept_in_use(removals) if removals else None
         known: list[tuple[str, str | None, str | None]] = []
         unknown = removals
         if kept_in_use is not None:
@@ -656,21 +649,15 @@ class RedirectCallRule(PoolshiftRule):
     def visit_SimpleString(self, node: cst.SimpleString) -> None:
         self._strings.append(node.value)
 
-    def _names_kept_in_use(
-        self, module: cst.Module, removals: list[tuple[str, str | None, str | None]]
-    ) -> set[str] | None:
-        """Names RemoveImportsVisitor never removes: ``__all__`` exports and names in string annotations
-        (None without the module's metadata: then LibCST's own removal decides). Each is looked for only
-        where it can be: exports in a module that assigns ``__all__``, annotations in a module with a
-        string mentioning one of the names (both full passes over the module otherwise)."""
+    def _names_kept_in_use(self, removals: list[tuple[str, str | None, str | None]]) -> set[str] | None:
+        """Names RemoveImportsVisitor never removes: ``__all__`` exports (read in visit_Module) and names in
+        string annotations, looked for only in a module with a string mentioning one of the names (a full
+        pass over the module otherwise). None without the module's metadata: then LibCST's own removal
+        decides."""
         wrapper = self.context.wrapper
         if wrapper is None:
             return None
-        kept: set[str] = set()
-        if any(_assigns_all(statement) for statement in module.body):
-            exports = GatherExportsVisitor(self.context)
-            module.visit(exports)
-            kept.update(exports.explicit_exported_objects)
+        kept = set(self._exported)
         names = {_bound_name(removal).partition(".")[0] for removal in removals}
         if any(name in text for text in self._strings for name in names):
             annotations = GatherNamesFromStringAnnotationsVisitor(self.context)
@@ -719,11 +706,3 @@ def _bound_name(removal: tuple[str, str | None, str | None]) -> str:
     ``from urllib import request as r`` binds ``r``."""
     module, obj, alias = removal
     return alias or obj or module.partition(".")[0]
-
-
-def _assigns_all(statement: cst.BaseStatement) -> bool:
-    """Whether a top-level statement may define ``__all__`` (what GatherExportsVisitor reads): any but a
-    function or class body, whose assignments are not the module's."""
-    if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
-        return False
-    return "__all__" in cst.Module(body=()).code_for_node(statement)

@@ -89,7 +89,7 @@ class Sqlite3ConnectRule(RedirectCallRule):
         if database is not None and is_memory_database(database):
             return Verdict(False, "memory-database", f"database {database!r} is never pooled; left as is")
         template = _formatted_text(argument)
-        if template and (":memory:" in template or "mode=memory" in template):
+        if template is not None and is_memory_database(template):
             # f"file:{name}?mode=memory&cache=shared": a shared in-memory database, whatever the name
             return Verdict(
                 False, "memory-database", f"database {template!r} is in memory, never pooled; left as is"
